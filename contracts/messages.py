@@ -1,0 +1,145 @@
+"""Wire structs. Field names are the public API: add fields only with defaults,
+never change a field's type or meaning (msgspec schema-evolution rules)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+
+class Priority(enum.StrEnum):
+    INTERACTIVE = "interactive"
+    BATCH = "batch"
+
+
+class ErrorCode(enum.StrEnum):
+    """Every `error` event carries one of these codes (documented in the README)."""
+
+    INVALID_ENCODING = "invalid_encoding"  # bytes do not decode in the declared content type
+    INVALID_REQUEST = "invalid_request"  # decodes, but a field is missing, mistyped or out of range
+    PROMPT_TOO_LONG = "prompt_too_long"  # prompt over the configured character or token limit
+    UNKNOWN_MODEL = "unknown_model"  # `model` names no configured model or tier
+    EXPIRED = "expired"  # the deadline passed before or during generation
+    OVERLOADED = "overloaded"  # backlog means the request cannot start in time; retry later
+    CANCELLED = "cancelled"  # a cancel message stopped the request
+    POISON = "poison"  # the worker failed on this message repeatedly; it went to the DLQ
+    INTERNAL = "internal"  # an unexpected failure inside the fleet
+
+    @property
+    def retriable(self) -> bool:
+        return self in (ErrorCode.OVERLOADED, ErrorCode.INTERNAL)
+
+
+class FinishReason(enum.StrEnum):
+    STOP = "stop"  # end-of-sequence token or a stop string
+    LENGTH = "length"  # max_tokens reached
+
+
+class ChatMessage(msgspec.Struct, frozen=True):
+    role: str
+    content: str
+
+
+class Request(msgspec.Struct, frozen=True, kw_only=True):
+    """A generation request on `llm.requests` (and, routed, on `llm.requests.<model>`)."""
+
+    id: str
+    reply_to: str
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+    model: str = "auto"
+    max_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: list[str] = msgspec.field(default_factory=list)
+    seed: int | None = None
+    timeout_ms: int | None = None
+    deadline_ms: int | None = None
+    priority: Priority = Priority.INTERACTIVE
+    tenant: str | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Usage(msgspec.Struct, frozen=True):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Timings(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the time went, in milliseconds, measured by the fleet."""
+
+    queue_ms: float  # from intake at the router to the start of prefill
+    ttft_ms: float  # from intake to the first token
+    tpot_ms: float  # mean time per output token after the first
+    total_ms: float  # from intake to the terminal event
+    prefill_ms: float = 0.0
+    spec_draft_tokens: int = 0  # speculative tokens proposed for this request
+    spec_accepted_tokens: int = 0  # of which the target accepted
+    spec_acceptance: float | None = None  # accepted / proposed; null when speculation did not run
+
+
+class Chunk(msgspec.Struct, frozen=True, tag="chunk", tag_field="type", kw_only=True):
+    id: str
+    seq: int
+    text: str
+    run_id: str = ""  # identifies one generation run; a retried generation gets a new run_id
+
+
+class Done(msgspec.Struct, frozen=True, tag="done", tag_field="type", kw_only=True):
+    id: str
+    seq: int
+    text: str
+    finish_reason: FinishReason
+    model: str
+    usage: Usage
+    timings: Timings
+    run_id: str = ""
+
+
+class Error(msgspec.Struct, frozen=True, tag="error", tag_field="type", kw_only=True):
+    id: str
+    code: ErrorCode
+    message: str
+    retriable: bool = False
+    seq: int | None = None
+    run_id: str = ""
+
+
+ReplyEvent = Chunk | Done | Error
+
+
+class Cancel(msgspec.Struct, frozen=True, tag="cancel", tag_field="type"):
+    id: str
+
+
+ControlMessage = Cancel
+
+
+class WorkerStatus(msgspec.Struct, frozen=True, tag="worker_status", tag_field="type", kw_only=True):
+    """Heartbeat a worker publishes on `llm.fleet.status`."""
+
+    worker_id: str
+    model: str
+    ts_ms: int
+    running: int
+    waiting: int
+    capacity: int
+    state: str = "serving"  # serving | paused | draining
+    weights_bytes: int = 0
+    kv_cache_bytes: int = 0
+    tokens_per_s: float = 0.0
+
+
+class UsageRecord(msgspec.Struct, frozen=True, tag="usage", tag_field="type", kw_only=True):
+    """One record per finished request on `llm.usage` (billing, dashboards)."""
+
+    id: str
+    model: str
+    tenant: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    ts_ms: int
+    finish: str

@@ -1,0 +1,53 @@
+"""Topic and header names, in one place."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+
+class Topics(msgspec.Struct, frozen=True):
+    prefix: str = "llm"
+
+    @property
+    def requests(self) -> str:
+        return f"{self.prefix}.requests"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}.requests.dlq"
+
+    @property
+    def control(self) -> str:
+        return f"{self.prefix}.control"
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}.fleet.status"
+
+    @property
+    def usage(self) -> str:
+        return f"{self.prefix}.usage"
+
+    def model(self, name: str) -> str:
+        if not _MODEL_NAME.match(name) or name == "dlq":
+            raise ValueError(f"model name {name!r} is not a valid topic suffix")
+        return f"{self.prefix}.requests.{name}"
+
+
+class Headers:
+    """Kafka header names the fleet reads and writes (values are UTF-8 bytes)."""
+
+    CONTENT_TYPE = "content-type"
+    ERROR_CODE = "fleet-error-code"
+    ERROR_REASON = "fleet-error-reason"
+    SOURCE_TOPIC = "fleet-source-topic"
+    SOURCE_PARTITION = "fleet-source-partition"
+    SOURCE_OFFSET = "fleet-source-offset"
+    INTAKE_MS = "fleet-intake-ms"  # epoch ms when the router took the request
+    TIER = "fleet-tier"  # the tier `auto` chose
+    ATTEMPT = "fleet-attempt"
+    RUN_ID = "fleet-run-id"

@@ -1,0 +1,199 @@
+"""One frozen settings object, built at start-up from a TOML file plus
+environment variables, and passed down. Units are in the names."""
+
+from __future__ import annotations
+
+import enum
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from contracts.topics import Topics
+from contracts.validation import Limits
+
+
+class Quantization(enum.StrEnum):
+    NONE = "none"
+    INT8 = "int8"  # bitsandbytes LLM.int8()
+    NF4 = "nf4"  # bitsandbytes 4-bit NormalFloat
+    NF4_DOUBLE = "nf4-double"  # nf4 with double quantization of the scales
+    FP4 = "fp4"
+
+
+class EngineKind(enum.StrEnum):
+    CONTINUOUS = "continuous"  # iteration-level batching on the model's forward pass
+    SIMULATED = "simulated"  # timed token emission, no model: labelled as simulated wherever it reports
+
+
+class SecurityProtocol(enum.StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
+    bootstrap_servers: str | None = None  # None: start the embedded broker
+    embedded_host: str = "127.0.0.1"
+    embedded_port: int = 9092
+    security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    topic_prefix: str = "llm"
+    intake_partitions: int = 4
+    model_partitions: int = 4
+    reply_partitions: int = 4
+    replication_factor: int = 1
+    client_id: str = "llm-fleet"
+
+    @property
+    def embedded(self) -> bool:
+        return self.bootstrap_servers is None
+
+    @property
+    def bootstrap(self) -> str:
+        return self.bootstrap_servers or f"{self.embedded_host}:{self.embedded_port}"
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+
+class LatencySettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Client knobs on the request and reply path (README: 'Latency by design')."""
+
+    fetch_max_wait_ms: int = 5  # long-poll bound; aiokafka's 500 ms default costs up to 500 ms a hop
+    fetch_min_bytes: int = 1  # return as soon as anything is there
+    request_linger_ms: int = 0  # requests are sent one by one, never held back for batching
+    reply_linger_ms: int = 0  # token chunks go out at once; coalescing happens before the producer
+    usage_linger_ms: int = 50  # usage records are off the hot path: batch them
+    acks: str = "all"  # durability of requests and terminal events; "1" trades it for a hop of latency
+    compression_type: str | None = None  # on loopback compression only costs CPU
+    chunk_interval_ms: int = 50  # at most one chunk per interval per request...
+    chunk_max_tokens: int = 16  # ...or per this many tokens, whichever comes first
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 1_000
+    rebalance_timeout_ms: int = 10_000
+    max_poll_interval_ms: int = 300_000
+    status_interval_ms: int = 1_000
+
+
+class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    path: str  # a directory in Hugging Face format ("demo:large" and "demo:small" mean the built demo models)
+    quantization: Quantization = Quantization.NONE
+    draft_path: str | None = None
+    draft_quantization: Quantization = Quantization.NONE
+    num_speculative_tokens: int = 4
+    spec_max_batch_size: int = 4  # speculate only while at most this many sequences run
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    device: str = "auto"  # auto | cpu | cuda
+    max_running: int = 32  # sequences in the running batch
+    max_batch_tokens: int = 8192  # KV budget: prompt + generated tokens over all running sequences
+    max_inflight: int = 64  # uncommitted requests a worker holds (running + waiting)
+    max_model_len: int = 2048
+    price_per_1k_prompt: float = 0.0
+    price_per_1k_completion: float = 0.0
+    engine: EngineKind = EngineKind.CONTINUOUS
+    simulated_tokens_per_s: float = 100.0  # simulated engine only
+
+
+class TierSettings(msgspec.Struct, frozen=True, kw_only=True):
+    name: str  # e.g. "simple", "complex"
+    model: str
+    max_score: float  # highest complexity score this tier takes (the last tier takes everything)
+
+
+class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
+    tiers: list[TierSettings] = msgspec.field(
+        default_factory=lambda: [
+            TierSettings(name="simple", model="small", max_score=0.5),
+            TierSettings(name="complex", model="large", max_score=float("inf")),
+        ]
+    )
+    dedup_window_s: float = 600.0
+    dedup_max_entries: int = 200_000
+    overload_max_backlog: int = 1_000  # per model topic: refuse with `overloaded` above this
+    est_tokens_per_s: float = 200.0  # per model, used to estimate queue wait for deadlines
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
+    latency: LatencySettings = msgspec.field(default_factory=LatencySettings)
+    limits: Limits = msgspec.field(default_factory=Limits)
+    router: RouterSettings = msgspec.field(default_factory=RouterSettings)
+    models: list[ModelSettings] = msgspec.field(
+        default_factory=lambda: [
+            # the demo pair: "large" is the target, "small" the much smaller model that drafts for it
+            ModelSettings(name="small", path="demo:small"),
+            ModelSettings(name="large", path="demo:large", draft_path="demo:small", num_speculative_tokens=4),
+        ]
+    )
+    cache_dir: str = "~/.cache/llm-fleet"
+    log_format: str = "auto"  # auto | json | console
+    log_level: str = "info"
+
+    def model(self, name: str) -> ModelSettings:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(f"no model named {name!r}; configured: {[m.name for m in self.models]}")
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(os.path.expanduser(self.cache_dir))
+
+
+# environment variable -> (section, key); values are parsed as TOML scalars where possible
+ENV_VARS: dict[str, tuple[str | None, str]] = {
+    "FLEET_KAFKA_BOOTSTRAP": ("kafka", "bootstrap_servers"),
+    "FLEET_KAFKA_SECURITY_PROTOCOL": ("kafka", "security_protocol"),
+    "FLEET_KAFKA_SASL_MECHANISM": ("kafka", "sasl_mechanism"),
+    "FLEET_KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
+    "FLEET_KAFKA_SASL_PASSWORD": ("kafka", "sasl_password"),
+    "FLEET_KAFKA_SSL_CAFILE": ("kafka", "ssl_cafile"),
+    "FLEET_KAFKA_SSL_CERTFILE": ("kafka", "ssl_certfile"),
+    "FLEET_KAFKA_SSL_KEYFILE": ("kafka", "ssl_keyfile"),
+    "FLEET_TOPIC_PREFIX": ("kafka", "topic_prefix"),
+    "FLEET_EMBEDDED_PORT": ("kafka", "embedded_port"),
+    "FLEET_MODEL_PARTITIONS": ("kafka", "model_partitions"),
+    "FLEET_CACHE_DIR": (None, "cache_dir"),
+    "FLEET_LOG_FORMAT": (None, "log_format"),
+    "FLEET_LOG_LEVEL": (None, "log_level"),
+}
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Settings from a TOML file (optional; `FLEET_CONFIG` names one) overlaid with FLEET_* variables."""
+    env = dict(os.environ if env is None else env)
+    data: dict[str, Any] = {}
+    path = path or env.get("FLEET_CONFIG")
+    if path:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    for var, (section, key) in ENV_VARS.items():
+        if var in env and env[var] != "":
+            target = data.setdefault(section, {}) if section else data
+            target[key] = env[var] if key.endswith(("servers", "password", "username")) else _env_value(env[var])
+    try:
+        return msgspec.convert(data, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"invalid configuration: {exc}") from None

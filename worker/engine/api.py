@@ -1,0 +1,90 @@
+"""The engine interface the worker's Kafka loop drives.
+
+The async loop owns Kafka; the engine owns compute. The loop calls
+`add_request`/`abort_request` from the event-loop thread at any time (they
+only enqueue, so they are thread-safe) and runs `step()` in one worker thread,
+one call at a time. Each step is one scheduler iteration: requests join the
+running batch between steps and leave it the step they finish.
+
+Tokens in, tokens out: tokenisation, chat templates, detokenisation and stop
+strings live in the worker's input and output processing, which call
+`abort_request(..., FinishKind.STOP)` when a stop string appears.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+class FinishKind(enum.StrEnum):
+    STOP = "stop"  # end-of-sequence token (or a stop string, via abort_request)
+    LENGTH = "length"  # max_tokens generated, or the model's context is full
+    CANCELLED = "cancelled"  # abort_request(..., CANCELLED)
+    EXPIRED = "expired"  # the deadline passed (checked by the engine every step)
+    ABANDONED = "abandoned"  # the worker gave the request up (rebalance); no terminal event is sent
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float = 0.0  # 0 means greedy
+    top_p: float = 1.0
+    seed: int | None = None  # a seeded request samples the same tokens whatever else is in the batch
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass(slots=True)
+class EngineRequest:
+    request_id: str  # unique among the requests the engine holds
+    prompt_token_ids: list[int]
+    params: SamplingParams
+    deadline_s: float | None = None  # absolute, time.time() seconds; None = no deadline
+    arrival_s: float = 0.0  # time.time() when the worker took it (scheduling order, queue time)
+
+
+@dataclass(slots=True)
+class StepOutput:
+    """What one step produced for one request."""
+
+    request_id: str
+    new_token_ids: list[int]  # may be empty (e.g. finished by abort) or several (speculation)
+    finished: FinishKind | None = None
+    num_prompt_tokens: int = 0
+    spec_draft_tokens: int = 0  # cumulative for the request
+    spec_accepted_tokens: int = 0  # cumulative for the request
+    prefill_ms: float = 0.0  # set on the step that ran the request's prefill
+
+
+@dataclass(slots=True)
+class EngineStats:
+    running: int
+    waiting: int
+    max_running: int
+    weights_bytes: int = 0
+    kv_cache_bytes: int = 0
+    spec_draft_tokens: int = 0  # aggregate over the engine's life
+    spec_accepted_tokens: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    simulated: bool  # True for engines that emit timed tokens without a model
+
+    def add_request(self, request: EngineRequest) -> None: ...
+
+    def abort_request(self, request_id: str, reason: FinishKind) -> None:
+        """Finish a request at the next step with `reason` (a StepOutput says so); unknown ids are ignored."""
+
+    def step(self) -> list[StepOutput]: ...
+
+    def has_unfinished(self) -> bool: ...
+
+    def stats(self) -> EngineStats: ...
+
+    def close(self) -> None: ...
