@@ -1,0 +1,1 @@
+"""Kafka fixtures: filled in by the fleet wiring."""

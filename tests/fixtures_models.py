@@ -1,0 +1,1 @@
+"""Checkpoint fixtures: filled in with the demo models."""
