@@ -1,0 +1,2 @@
+"""The router: intake consumer, validation, complexity classification, tier
+choice, and publishing to per-model topics."""

@@ -1,0 +1,86 @@
+"""What the router does with one intake record: pure decision, no Kafka.
+
+`decide()` returns a Forward (publish to a model topic) or a Reject (an error
+event for the sender where one can be addressed, and a DLQ copy where the
+input itself was bad).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from contracts.codec import Codec, DecodeFailure, content_type_from_headers
+from contracts.messages import ErrorCode, Request
+from contracts.validation import InvalidRequest, effective_deadline_ms, validate_request
+from fleet.settings import Settings
+from router.classifier import choose_tier, features
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    request: Request  # model resolved, deadline made absolute
+    model: str
+    tier: str | None
+    score: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    code: ErrorCode
+    message: str
+    request_id: str | None  # where the error can be addressed, if at all
+    reply_to: str | None
+    to_dlq: bool  # bad input goes to the DLQ; operational refusals (expired, overloaded) do not
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    request_id: str
+
+
+Decision = Forward | Reject | Duplicate
+
+
+class Decider:
+    def __init__(self, settings: Settings, codec: Codec) -> None:
+        self._settings = settings
+        self._codec = codec
+        self._models = set(settings.model_names)
+        self._tiers = {t.name: t for t in settings.router.tiers}
+
+    def decide(self, value: bytes | None, headers: list[tuple[str, bytes]], timestamp_ms: int, now_ms: int) -> Decision:
+        try:
+            ct = content_type_from_headers(headers)
+            if not value:
+                raise DecodeFailure(ErrorCode.INVALID_ENCODING, "empty message body")
+            req = self._codec.decode_request(value, ct)
+        except DecodeFailure as exc:
+            return Reject(exc.code, exc.message, exc.salvaged.get("id"), exc.salvaged.get("reply_to"), True,
+                          exc.salvaged.get("encoding", "application/json"))
+        try:
+            validate_request(req, self._settings.limits)
+        except InvalidRequest as exc:
+            return Reject(exc.code, exc.message, req.id or None, req.reply_to or None, True, ct.value)
+        deadline = effective_deadline_ms(req, timestamp_ms)
+        if deadline is not None and now_ms >= deadline:
+            return Reject(ErrorCode.EXPIRED, f"deadline passed {now_ms - deadline} ms before routing",
+                          req.id, req.reply_to, False, ct.value)
+        tier_name: str | None = None
+        score: float | None = None
+        if req.model == "auto":
+            score = features(req).score
+            tier = choose_tier(score, self._settings.router.tiers)
+            model, tier_name = tier.model, tier.name
+        elif req.model in self._models:
+            model = req.model
+        elif req.model in self._tiers:
+            model, tier_name = self._tiers[req.model].model, req.model
+        else:
+            return Reject(ErrorCode.UNKNOWN_MODEL,
+                          f"unknown model {req.model[:100]!r}; known: {sorted(self._models)} or 'auto'",
+                          req.id, req.reply_to, True, ct.value)
+        routed = msgspec.structs.replace(req, model=model, deadline_ms=deadline, timeout_ms=None)
+        return Forward(routed, model, tier_name, score)
