@@ -10,6 +10,12 @@ import msgspec
 from contracts.messages import ErrorCode, Request
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def is_topic_name(name: str) -> bool:
+    """A legal Kafka topic name (the fleet can address a reply there)."""
+    return bool(_TOPIC.match(name))
+
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 
@@ -46,7 +52,7 @@ def validate_request(req: Request, limits: Limits) -> None:
         raise _fail("`id` must be a non-empty string")
     if len(req.id) > limits.max_id_chars:
         raise _fail(f"`id` is {len(req.id)} characters; the limit is {limits.max_id_chars}")
-    if not _TOPIC.match(req.reply_to):
+    if not is_topic_name(req.reply_to):
         raise _fail("`reply_to` must be a Kafka topic name: 1-249 characters of [A-Za-z0-9._-]")
     if (req.prompt is None) == (req.messages is None):
         raise _fail("exactly one of `prompt` and `messages` must be given")

@@ -1,0 +1,106 @@
+"""Per-request state in the worker and the reply events it turns into.
+
+Pure: no Kafka, no torch. The service feeds StepOutputs in and sends the
+events that come out.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from contracts.codec import ContentType
+from contracts.messages import Chunk, Done, Error, ErrorCode, FinishReason, Request, Timings, Usage
+from worker.engine.api import FinishKind, StepOutput
+from worker.output import ChunkCoalescer, IncrementalDetokenizer
+
+_FINISH_REASON = {FinishKind.STOP: FinishReason.STOP, FinishKind.LENGTH: FinishReason.LENGTH}
+_ERROR = {
+    FinishKind.CANCELLED: (ErrorCode.CANCELLED, "cancelled by a cancel message"),
+    FinishKind.EXPIRED: (ErrorCode.EXPIRED, "the deadline passed during generation"),
+}
+
+
+@dataclass(slots=True)
+class RequestState:
+    request: Request
+    run_id: str
+    partition: Any  # TopicPartition
+    offset: int
+    content_type: ContentType
+    intake_s: float  # when the request entered the fleet (router intake), time.time()
+    detok: IncrementalDetokenizer
+    coalescer: ChunkCoalescer
+    model: str
+    num_prompt_tokens: int = 0
+    seq: int = 0
+    first_token_s: float | None = None
+    last_token_s: float | None = None
+    prefill_ms: float = 0.0
+    spec_draft: int = 0
+    spec_accepted: int = 0
+    finished: bool = False
+    events_sent: list[Any] = field(default_factory=list)
+
+    def on_output(self, out: StepOutput, now_s: float) -> list[Chunk]:
+        """Absorb one step's output; returns chunks to send now."""
+        if out.num_prompt_tokens:
+            self.num_prompt_tokens = out.num_prompt_tokens
+        if out.prefill_ms:
+            self.prefill_ms = out.prefill_ms
+        self.spec_draft, self.spec_accepted = out.spec_draft_tokens, out.spec_accepted_tokens
+        if out.new_token_ids:
+            if self.first_token_s is None:
+                self.first_token_s = now_s
+            self.last_token_s = now_s
+        delta = self.detok.push(out.new_token_ids)
+        text = self.coalescer.add(delta, len(out.new_token_ids), now_s)
+        return [self._chunk(text)] if text else []
+
+    def _chunk(self, text: str) -> Chunk:
+        c = Chunk(id=self.request.id, seq=self.seq, text=text, run_id=self.run_id)
+        self.seq += 1
+        return c
+
+    def finish(self, kind: FinishKind, now_s: float) -> list[Chunk | Done | Error]:
+        """The events that end this request: remaining text as a chunk, then the terminal event."""
+        self.finished = True
+        events: list[Chunk | Done | Error] = []
+        if kind in _ERROR:
+            code, msg = _ERROR[kind]
+            events.append(Error(id=self.request.id, code=code, message=msg, retriable=False,
+                                seq=self.seq, run_id=self.run_id))
+            return events
+        tail = self.detok.finish()
+        first = self.coalescer.add(tail, 0, now_s) if tail else None
+        rest = (first or "") + (self.coalescer.drain(now_s) or "")
+        if rest:
+            events.append(self._chunk(rest))
+        events.append(Done(
+            id=self.request.id, seq=self.seq, text=self.detok.text,
+            finish_reason=_FINISH_REASON.get(kind, FinishReason.STOP), model=self.model,
+            usage=Usage(prompt_tokens=self.num_prompt_tokens, completion_tokens=self.detok.num_tokens),
+            timings=self.timings(now_s), run_id=self.run_id,
+        ))
+        return events
+
+    def timings(self, now_s: float) -> Timings:
+        first = self.first_token_s or now_s
+        n = self.detok.num_tokens
+        tpot = ((self.last_token_s or first) - first) / (n - 1) * 1000 if n > 1 else 0.0
+        queue_s = max(0.0, first - self.prefill_ms / 1000 - self.intake_s)
+        return Timings(
+            queue_ms=round(queue_s * 1000, 3),
+            ttft_ms=round(max(0.0, first - self.intake_s) * 1000, 3),
+            tpot_ms=round(tpot, 3),
+            total_ms=round(max(0.0, now_s - self.intake_s) * 1000, 3),
+            prefill_ms=round(self.prefill_ms, 3),
+            spec_draft_tokens=self.spec_draft,
+            spec_accepted_tokens=self.spec_accepted,
+            spec_acceptance=round(self.spec_accepted / self.spec_draft, 4) if self.spec_draft else None,
+        )
+
+
+def now_s() -> float:
+    return time.time()
