@@ -72,13 +72,16 @@ class EmbeddedBroker:
                 "(FLEET_EMBEDDED_PORT), or point the fleet at it with FLEET_KAFKA_BOOTSTRAP"
             )
         url = f"tcp://{self.host}:{self.port}"
-        out = open(self._log_file, "ab") if self._log_file else subprocess.DEVNULL  # noqa: SIM115
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
-        self._proc = subprocess.Popen(
-            [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
+        cmd = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+               "--storage-engine", "memory://tansu/"]
+        if self._log_file:
+            with open(self._log_file, "ab") as out:  # the child keeps its own descriptor
+                self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                              start_new_session=True)
+        else:
+            self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                          start_new_session=True)
         log.info("broker.starting", bootstrap=self.bootstrap, pid=self._proc.pid)
 
     def wait_ready_sync(self, timeout_s: float = 20.0) -> None:

@@ -1,1 +1,141 @@
-"""Kafka fixtures: filled in by the fleet wiring."""
+"""Kafka fixtures: a real Tansu broker process, and the fleet's router and
+workers as real processes (`python -m fleet.cli ...`) against it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from fleet.broker import EmbeddedBroker, free_port
+from fleet.kafka import ensure_topics, fleet_topics
+from fleet.settings import Settings, load_settings
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[str]:
+    """Bootstrap address of a fresh Tansu broker for the test session."""
+    b = EmbeddedBroker("127.0.0.1", free_port())
+    b.start_process()
+    b.wait_ready_sync()
+    yield b.bootstrap
+    b.stop_sync()
+
+
+def toml_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(v)
+
+
+@dataclass
+class FleetProcs:
+    """Router and worker processes of one test fleet; kill, restart and stop them at will."""
+
+    config: Path
+    bootstrap: str
+    logs: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return load_settings(self.config, env={"FLEET_KAFKA_BOOTSTRAP": self.bootstrap})
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        env = dict(os.environ, FLEET_KAFKA_BOOTSTRAP=self.bootstrap, FLEET_CONFIG=str(self.config),
+                   FLEET_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
+        with open(self.logs / f"{name}.log", "ab") as out:  # the child keeps its own descriptor
+            p = subprocess.Popen([sys.executable, "-m", "fleet.cli", *args], env=env, stdout=out,
+                                 stderr=subprocess.STDOUT)
+        self.procs[name] = p
+        return p
+
+    def start_router(self, name: str = "router") -> None:
+        self.start(name, "router")
+
+    def start_worker(self, model: str, name: str | None = None) -> str:
+        name = name or f"worker-{model}"
+        self.start(name, "worker", "--model", model)
+        return name
+
+    def signal(self, name: str, sig: int) -> None:
+        self.procs[name].send_signal(sig)
+
+    def wait(self, name: str, timeout_s: float = 60) -> int:
+        return self.procs[name].wait(timeout_s)
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def write_config(path: Path, models: list[dict[str, object]], extra: str = "", prefix: str = "llm",
+                 tiers: list[tuple[str, str, float]] | None = None) -> Path:
+    lines = [f"cache_dir = {toml_value(str(path.parent / 'cache'))}", "log_level = \"debug\"",
+             "[kafka]", f"topic_prefix = {toml_value(prefix)}", "model_partitions = 2", "intake_partitions = 2",
+             "[latency]", "session_timeout_ms = 6000", "heartbeat_interval_ms = 500", "rebalance_timeout_ms = 3000",
+             "status_interval_ms = 300", "chunk_interval_ms = 20", "chunk_max_tokens = 4", extra]
+    for m in models:
+        lines.append("[[models]]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in m.items()]
+    for name, model, max_score in tiers or []:
+        lines += ["[[router.tiers]]", f"name = {toml_value(name)}", f"model = {toml_value(model)}",
+                  f"max_score = {'inf' if max_score == float('inf') else max_score}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def wait_ready(fleet: FleetProcs, models: list[str], timeout_s: float = 180) -> None:
+    """Until every model's worker has reported on the status topic and holds partitions."""
+    from fleet.up import wait_for_workers
+
+    seen = await wait_for_workers(fleet.settings, models, timeout_s)
+    missing = set(models) - set(seen)
+    if missing:
+        logs = "\n".join(f"--- {n}\n{fleet.log(n)[-3000:]}" for n in fleet.procs)
+        raise AssertionError(f"workers for {missing} not ready\n{logs}")
+    await asyncio.sleep(4.0)  # the dev broker's first group join settles a few seconds after start
+
+
+@pytest.fixture(scope="session")
+async def simulated_fleet(broker: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FleetProcs]:
+    """Router + one simulated-engine worker per model (timed token emission, no model)."""
+    d = tmp_path_factory.mktemp("simfleet")
+    cfg = write_config(d / "fleet.toml", [
+        {"name": "sim-a", "path": "none", "engine": "simulated", "simulated_tokens_per_s": 200.0, "max_inflight": 16},
+        {"name": "sim-b", "path": "none", "engine": "simulated", "simulated_tokens_per_s": 200.0},
+    ], prefix="sim", tiers=[("simple", "sim-a", 0.3), ("complex", "sim-b", float("inf"))])
+    fleet = FleetProcs(cfg, broker, d)
+    await ensure_topics(fleet.settings, fleet_topics(fleet.settings))
+    fleet.start_router()
+    fleet.start_worker("sim-a")
+    fleet.start_worker("sim-b")
+    try:
+        await wait_ready(fleet, ["sim-a", "sim-b"])
+        yield fleet
+    finally:
+        fleet.stop_all()
+
+
+def elapsed_ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000

@@ -89,3 +89,20 @@ class SimulatedEngine:
                 self._running[rid] = (req, n)
             out.append(StepOutput(rid, [tok], finished, len(req.prompt_token_ids)))
         return out
+
+
+class ByteTokenizer:
+    """The simulated engine's tokenizer: one token per UTF-8 byte. No model, no vocabulary file."""
+
+    chat_template = "simulated"
+    eos_token_id = None
+
+    def __call__(self, text: str) -> dict[str, list[int]]:
+        return {"input_ids": list(text.encode("utf-8"))}
+
+    def apply_chat_template(self, messages: list[dict[str, str]], **_: object) -> list[int]:
+        text = "".join(f"<{m['role']}>{m['content']}\n" for m in messages) + "<assistant>"
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return bytes(i % 256 for i in ids).decode("utf-8", "replace")

@@ -1,0 +1,179 @@
+"""The `fleet` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Annotated
+
+import msgspec
+import typer
+
+from fleet.settings import Settings, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="llm-fleet: LLM inference behind Kafka.")
+contracts_app = typer.Typer(no_args_is_help=True, help="The public wire contract.")
+models_app = typer.Typer(no_args_is_help=True, help="Demo models.")
+app.add_typer(contracts_app, name="contracts")
+app.add_typer(models_app, name="models")
+
+ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help="TOML config file (or FLEET_CONFIG)")]
+
+
+def _settings(config: str | None) -> Settings:
+    from fleet.logging import configure_logging
+
+    try:
+        s = load_settings(config)
+    except (ValueError, OSError) as exc:
+        typer.echo(f"fleet: {exc}", err=True)
+        raise typer.Exit(2) from None
+    configure_logging(s.log_format, s.log_level)
+    return s
+
+
+@app.command()
+def up(
+    config: ConfigOpt = None,
+    port: Annotated[int | None, typer.Option(help="embedded broker port (default 9092)")] = None,
+    smoke: Annotated[bool, typer.Option(help="send one request and stream it once the fleet is up")] = True,
+    for_seconds: Annotated[float | None, typer.Option(help="stop after this many seconds (default: Ctrl-C)")] = None,
+) -> None:
+    """Start the embedded broker (unless FLEET_KAFKA_BOOTSTRAP is set), the router and one worker per model."""
+    from fleet.up import up as run_up
+
+    s = _settings(config)
+    if port is not None:
+        s = msgspec.structs.replace(s, kafka=msgspec.structs.replace(s.kafka, embedded_port=port))
+    raise typer.Exit(asyncio.run(run_up(s, smoke=smoke, for_seconds=for_seconds)))
+
+
+@app.command()
+def broker(config: ConfigOpt = None, port: Annotated[int | None, typer.Option()] = None) -> None:
+    """Run only the embedded Tansu broker, with the fleet's topics, until Ctrl-C."""
+    from fleet.broker import EmbeddedBroker
+    from fleet.kafka import ensure_topics, fleet_topics
+    from fleet.runtime import run_service
+
+    s = _settings(config)
+    if not s.kafka.embedded:
+        typer.echo(f"FLEET_KAFKA_BOOTSTRAP is set ({s.kafka.bootstrap}): not starting an embedded broker", err=True)
+        raise typer.Exit(2)
+    k = s.kafka
+
+    async def main(stop: asyncio.Event) -> None:
+        async with EmbeddedBroker(k.embedded_host, port or k.embedded_port) as b:
+            s2 = msgspec.structs.replace(s, kafka=msgspec.structs.replace(k, embedded_port=b.port))
+            await ensure_topics(s2, fleet_topics(s2))
+            typer.echo(f"broker ready on {b.bootstrap}; Ctrl-C to stop", err=True)
+            await stop.wait()
+
+    run_service(main)
+
+
+@app.command()
+def router(config: ConfigOpt = None) -> None:
+    """Run the router (group llm-router on llm.requests)."""
+    from fleet.runtime import run_service
+    from router.service import RouterService
+
+    s = _settings(config)
+    run_service(RouterService(s).run)
+
+
+@app.command()
+def worker(model: Annotated[str, typer.Option("--model", "-m", help="configured model name")],
+           config: ConfigOpt = None) -> None:
+    """Run a worker for one model (group llm-worker-<model> on llm.requests.<model>)."""
+    from fleet.runtime import run_service
+    from worker.main import run_worker
+
+    s = _settings(config)
+    if model not in s.model_names:
+        typer.echo(f"no model {model!r} configured; have {s.model_names}", err=True)
+        raise typer.Exit(2)
+    run_service(lambda stop: run_worker(s, model, stop))
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="the prompt")],
+    model: Annotated[str, typer.Option(help="model name or 'auto'")] = "auto",
+    max_tokens: Annotated[int, typer.Option()] = 64,
+    temperature: Annotated[float, typer.Option()] = 0.0,
+    top_p: Annotated[float, typer.Option()] = 1.0,
+    seed: Annotated[int | None, typer.Option()] = None,
+    chat: Annotated[bool, typer.Option(help="send as a chat message (applies the chat template)")] = False,
+    timeout_s: Annotated[float, typer.Option()] = 60.0,
+    config: ConfigOpt = None,
+) -> None:
+    """Send one request through Kafka and stream the reply to the terminal."""
+    from fleet.client import FleetClient, FleetError
+    from contracts.messages import Chunk, Done
+
+    s = _settings(config)
+
+    async def main() -> int:
+        async with FleetClient(s) as client:
+            kw = {"messages": [{"role": "user", "content": prompt}]} if chat else {"prompt": prompt}
+            t0 = time.perf_counter()
+            try:
+                async for ev in client.stream(model=model, max_tokens=max_tokens, temperature=temperature,
+                                              top_p=top_p, seed=seed, timeout_s=timeout_s, **kw):  # type: ignore[arg-type]
+                    if isinstance(ev, Chunk):
+                        sys.stdout.write(ev.text)
+                        sys.stdout.flush()
+                    elif isinstance(ev, Done):
+                        sys.stdout.write("\n")
+                        typer.echo(f"[{ev.model}] finish={ev.finish_reason.value} tokens={ev.usage.completion_tokens} "
+                                   f"ttft={ev.timings.ttft_ms:.1f}ms tpot={ev.timings.tpot_ms:.1f}ms "
+                                   f"total={(time.perf_counter() - t0) * 1000:.0f}ms", err=True)
+                    else:
+                        typer.echo("\n[generation restarted]", err=True)
+            except FleetError as exc:
+                typer.echo(f"\nerror: {exc}", err=True)
+                return 1
+        return 0
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+@contracts_app.command("schema")
+def contracts_schema() -> None:
+    """Print JSON Schema of every message the fleet reads or writes."""
+    from contracts.schema import json_schemas
+
+    typer.echo(json.dumps(json_schemas(), indent=2))
+
+
+@models_app.command("build")
+def models_build(
+    seed: Annotated[int, typer.Option()] = 0,
+    force: Annotated[bool, typer.Option(help="rebuild even if present")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Train the demo target ('large') and draft ('small') models into the cache directory."""
+    from fleet.demo_models import ensure_demo_models
+
+    s = _settings(config)
+    built = ensure_demo_models(s.cache_path, seed=seed, progress=True, force=force)
+    typer.echo(f"large: {built.large}\nsmall: {built.small}")
+
+
+def _mount_bench() -> None:
+    try:
+        from benchmarks.cli import bench_app
+    except ImportError:
+        return
+    app.add_typer(bench_app, name="bench")
+
+
+def main() -> None:
+    _mount_bench()
+    app()
+
+
+if __name__ == "__main__":
+    main()
