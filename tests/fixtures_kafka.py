@@ -139,3 +139,26 @@ async def simulated_fleet(broker: str, tmp_path_factory: pytest.TempPathFactory)
 
 def elapsed_ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000
+
+
+@pytest.fixture(scope="session")
+async def model_fleet(broker: str, tmp_path_factory: pytest.TempPathFactory, tiny_pair: object) -> AsyncIterator[FleetProcs]:
+    """Router + workers on real tiny HF checkpoints: `small` (the draft) and `large` (target, drafting with
+    small). Model `ghost` is configured but has no worker (requests to it are never answered)."""
+    d = tmp_path_factory.mktemp("modelfleet")
+    target, draft = str(tiny_pair.target), str(tiny_pair.draft)  # type: ignore[attr-defined]
+    cfg = write_config(d / "fleet.toml", [
+        {"name": "small", "path": draft, "max_inflight": 64},
+        {"name": "large", "path": target, "draft_path": draft, "max_inflight": 64},
+        {"name": "ghost", "path": draft},
+    ], prefix="e2e", extra="[limits]\nmax_prompt_chars = 2000\nmax_tokens_ceiling = 4000")
+    fleet = FleetProcs(cfg, broker, d)
+    await ensure_topics(fleet.settings, fleet_topics(fleet.settings))
+    fleet.start_router()
+    fleet.start_worker("small")
+    fleet.start_worker("large")
+    try:
+        await wait_ready(fleet, ["small", "large"])
+        yield fleet
+    finally:
+        fleet.stop_all()
