@@ -12,13 +12,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import KafkaError
 
 from contracts.codec import Codec, ContentType
-from contracts.messages import Error
+from contracts.messages import Error, ErrorCode
 from contracts.topics import Headers
 from contracts.validation import is_topic_name
 from fleet.kafka import ProducerPurpose, make_consumer, make_producer, with_retry
 from fleet.settings import Settings
 from router.decide import Decider, Duplicate, Forward, Reject
 from router.dedup import DedupWindow
+from router.load import LoadTracker
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +37,8 @@ class RouterService:
         self.codec = Codec()
         self.decider = Decider(settings, self.codec)
         self.dedup = DedupWindow(settings.router.dedup_window_s, settings.router.dedup_max_entries)
-        self.counts: dict[str, int] = {"forwarded": 0, "rejected": 0, "duplicates": 0}
+        self.load = LoadTracker(settings.router.overload_max_backlog)
+        self.counts: dict[str, int] = {"forwarded": 0, "rejected": 0, "duplicates": 0, "overloaded": 0}
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -46,6 +48,7 @@ class RouterService:
         await with_retry("router.producer.start", self._producer.start, stop=stop)
         await with_retry("router.consumer.start", self._consumer.start, stop=stop)
         log.info("router.started", intake=self.topics.requests, group=ROUTER_GROUP)
+        load_task = asyncio.create_task(self._poll_load(stop), name="load")
         try:
             while not stop.is_set():
                 try:
@@ -56,6 +59,8 @@ class RouterService:
                     log.warning("router.kafka_error", error=repr(exc))
                     await asyncio.sleep(0.5)
         finally:
+            load_task.cancel()
+            await asyncio.gather(load_task, return_exceptions=True)
             await self._consumer.stop()
             await self._producer.stop()
             log.info("router.stopped", **self.counts)
@@ -92,6 +97,13 @@ class RouterService:
             return []
         if isinstance(decision, Forward):
             req = decision.request
+            reason = self.load.refusal(decision.model, req.deadline_ms, now_ms)
+            if reason is not None:
+                self.counts["overloaded"] += 1
+                ct_name = next((v for k, v in headers if k == Headers.CONTENT_TYPE), b"application/json").decode()
+                return await self.reject(Reject(ErrorCode.OVERLOADED, reason, req.id, req.reply_to, False,
+                                                "application/msgpack" if "msgpack" in ct_name else "application/json"),
+                                         rec)
             ct = next((v for k, v in headers if k == Headers.CONTENT_TYPE), b"application/json")
             out_headers = [
                 (Headers.CONTENT_TYPE, ct),
@@ -142,3 +154,36 @@ class RouterService:
         ]
         fut: asyncio.Future[Any] = await self._producer.send(self.topics.dlq, rec.value or b"", key=rec.key, headers=headers)
         return fut
+
+
+    async def _poll_load(self, stop: asyncio.Event, interval_s: float = 0.5) -> None:
+        """Track each model topic's backlog (end offsets minus the worker group's commits)."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        from fleet.kafka import connection_kwargs
+        from worker.service import worker_group
+
+        admin = AIOKafkaAdminClient(**connection_kwargs(self.settings))
+        ends = make_consumer(self.settings, group_id=None)
+        await with_retry("router.admin.start", admin.start, stop=stop)
+        await with_retry("router.ends.start", ends.start, stop=stop)
+        try:
+            while not stop.is_set():
+                for m in self.settings.models:
+                    topic = self.topics.model(m.name)
+                    try:
+                        parts = [TopicPartition(topic, p) for p in sorted(ends.partitions_for_topic(topic) or [])]
+                        if not parts:
+                            await ends.topics()
+                            continue
+                        end = await ends.end_offsets(parts)
+                        committed = await admin.list_consumer_group_offsets(worker_group(m.name), partitions=parts)
+                        done = sum(committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0
+                                   for tp in parts)
+                        self.load.update(m.name, sum(end.values()), done, time.monotonic())
+                    except KafkaError as exc:
+                        log.debug("router.load_poll_failed", model=m.name, error=repr(exc))
+                await asyncio.sleep(interval_s)
+        finally:
+            await ends.stop()
+            await admin.close()

@@ -1,0 +1,47 @@
+"""Per-model load as the router sees it, and the overload decision.
+
+Backlog is the per-model topic's lag behind its worker group's committed
+offsets (requests published but not finished); the drain rate is how fast
+the committed offsets move. Pure: the service feeds the numbers in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class ModelLoad:
+    backlog: int = 0
+    drain_per_s: float = 0.0  # requests finished per second (EWMA)
+    committed: int | None = None
+    at_s: float | None = None
+
+
+class LoadTracker:
+    def __init__(self, max_backlog: int, ewma: float = 0.3) -> None:
+        self.max_backlog = max_backlog
+        self._ewma = ewma
+        self.models: dict[str, ModelLoad] = {}
+
+    def update(self, model: str, end_total: int, committed_total: int, now_s: float) -> None:
+        m = self.models.setdefault(model, ModelLoad())
+        if m.committed is not None and m.at_s is not None and now_s > m.at_s:
+            rate = max(0, committed_total - m.committed) / (now_s - m.at_s)
+            m.drain_per_s = rate if m.drain_per_s == 0 else (1 - self._ewma) * m.drain_per_s + self._ewma * rate
+        m.committed, m.at_s = committed_total, now_s
+        m.backlog = max(0, end_total - committed_total)
+
+    def refusal(self, model: str, deadline_ms: int | None, now_ms: int) -> str | None:
+        """A reason to answer `overloaded` now, or None to route the request."""
+        m = self.models.get(model)
+        if m is None:
+            return None
+        if m.backlog >= self.max_backlog:
+            return f"model {model} has {m.backlog} requests waiting (bound {self.max_backlog}); retry later"
+        if deadline_ms is not None and m.backlog > 0 and m.drain_per_s > 0:
+            wait_ms = m.backlog / m.drain_per_s * 1000
+            if now_ms + wait_ms > deadline_ms:
+                return (f"model {model} needs ~{wait_ms:.0f} ms to reach this request ({m.backlog} ahead at "
+                        f"{m.drain_per_s:.1f}/s); its deadline is in {deadline_ms - now_ms} ms")
+        return None
