@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 
 from contracts.codec import Codec, ContentType, DecodeFailure, content_type_from_headers
-from contracts.messages import Cancel, Chunk, Done, Error, ErrorCode, UsageRecord, WorkerStatus
+from contracts.messages import Cancel, Chunk, Done, Error, ErrorCode, Request, UsageRecord, WorkerStatus
 from contracts.topics import Headers
 from contracts.validation import InvalidRequest, is_topic_name, validate_request
 from fleet.kafka import ProducerPurpose, make_consumer, make_producer, with_retry
@@ -63,6 +63,7 @@ class WorkerService:
         self.max_model_len = max_model_len
         self.revoke_grace_s = revoke_grace_s
         self.drain_grace_s = drain_grace_s
+        self.max_attempts = max_attempts
         self.topics = settings.kafka.topics
         self.codec = Codec()
         self.worker_id = f"{model.name}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
@@ -218,12 +219,18 @@ class WorkerService:
         except InvalidRequest as exc:
             await self._reject(tp, rec, exc.code, exc.message, req.id, req.reply_to, ct, dlq=True)
             return
+        await self._start(rec, tp, req, ct, intake_s, ids)
+
+    async def _start(self, rec: ConsumerRecord[Any, Any], tp: TopicPartition, req: Request, ct: ContentType,
+                     intake_s: float, ids: list[int], attempts: int = 0) -> None:
+        """Hand a request to the engine under a fresh run id."""
+        now = time.time()
         run_id = uuid.uuid4().hex[:16]
         state = RequestState(
             request=req, run_id=run_id, partition=tp, offset=rec.offset, content_type=ct, intake_s=intake_s,
             detok=IncrementalDetokenizer(self.tokenizer, req.stop),
             coalescer=ChunkCoalescer(self.settings.latency.chunk_interval_ms, self.settings.latency.chunk_max_tokens),
-            model=self.model.name,
+            model=self.model.name, record=rec, prompt_ids=ids, attempts=attempts,
         )
         self.states[run_id] = state
         self.by_request.setdefault(req.id, set()).add(run_id)
@@ -266,9 +273,9 @@ class WorkerService:
                 continue
             try:
                 outs = await asyncio.to_thread(self.engine.step)
-            except Exception:
+            except Exception as exc:
                 log.exception("worker.engine_failed", running=len(self.states))
-                await self._fail_all("the engine failed on this batch")
+                await self._retry_or_poison(f"{type(exc).__name__}: {exc}")
                 continue
             now = time.time()
             for out in outs:
@@ -305,14 +312,20 @@ class WorkerService:
         log.debug("worker.finished", request_id=state.request.id, run_id=state.run_id, kind=kind.value)
         self._track(asyncio.gather(*futs), state.partition, state.offset)
 
-    async def _fail_all(self, message: str) -> None:
+    async def _retry_or_poison(self, reason: str) -> None:
+        """The engine raised: every request it held is started again under a new run id; one that
+        has failed `max_attempts` times goes to the DLQ with the reason instead of blocking its partition."""
         for state in list(self.states.values()):
-            ev = Error(id=state.request.id, code=ErrorCode.INTERNAL, message=message, retriable=True,
-                       seq=state.seq, run_id=state.run_id)
-            fut = await self._send_event(state, ev)
-            self._forget(state.run_id)
             self.engine.abort_request(state.run_id, FinishKind.ABANDONED)
-            self._track(fut, state.partition, state.offset)
+            self._forget(state.run_id)
+            state.attempts += 1
+            if state.attempts >= self.max_attempts:
+                await self._reject(state.partition, state.record, ErrorCode.POISON,
+                                   f"failed {state.attempts} times in the engine: {reason}"[:1000],
+                                   state.request.id, state.request.reply_to, state.content_type, dlq=True)
+                continue
+            await self._start(state.record, state.partition, state.request, state.content_type, state.intake_s,
+                              state.prompt_ids, attempts=state.attempts)
 
     def _abandon(self, run_id: str) -> None:
         state = self.states.get(run_id)

@@ -41,7 +41,9 @@ class RequestState:
     spec_draft: int = 0
     spec_accepted: int = 0
     finished: bool = False
-    events_sent: list[Any] = field(default_factory=list)
+    record: Any = None  # the ConsumerRecord, kept for the DLQ
+    prompt_ids: list[int] = field(default_factory=list)
+    attempts: int = 0
 
     def on_output(self, out: StepOutput, now_s: float) -> list[Chunk]:
         """Absorb one step's output; returns chunks to send now."""
