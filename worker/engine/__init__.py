@@ -1,0 +1,65 @@
+"""The worker's inference engine: a pure scheduler (scheduler.py), a torch-only model
+runner (runner.py, speculative.py, sampling.py, kv_cache.py) and the engine that
+ties them behind the interface in api.py (continuous.py).
+
+Importing this package loads neither torch nor transformers; the builders import
+what they need when called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fleet.settings import EngineKind, ModelSettings
+
+if TYPE_CHECKING:
+    from worker.engine.api import Engine
+    from worker.engine.continuous import EngineConfig
+
+BuiltEngine = tuple["Engine", Any, int]  # (engine, tokenizer, max_model_len)
+
+
+def engine_config(model: ModelSettings, *, seed: int | None = None) -> EngineConfig:
+    """The engine's knobs from the model's settings (fields added later fall back to defaults)."""
+    from worker.engine.continuous import EngineConfig
+
+    defaults = EngineConfig()
+    return EngineConfig(
+        max_running=model.max_running,
+        max_batch_tokens=model.max_batch_tokens,
+        prefill_chunk_tokens=getattr(model, "prefill_chunk_tokens", defaults.prefill_chunk_tokens),
+        num_speculative_tokens=model.num_speculative_tokens,
+        spec_max_batch_size=model.spec_max_batch_size,
+        ngram_speculation=getattr(model, "ngram_speculation", defaults.ngram_speculation),
+        seed=seed,
+    )
+
+
+def build_continuous_engine(model: ModelSettings, cache_dir: Path) -> BuiltEngine:
+    """Load the model (and its draft) and build the continuous-batching engine around it."""
+    from worker.engine.continuous import ContinuousEngine
+    from worker.loader import load_bundle
+
+    bundle = load_bundle(model, cache_dir)
+    engine = ContinuousEngine(bundle, engine_config(model))
+    return engine, bundle.tokenizer, bundle.max_model_len
+
+
+def build_simulated_engine(model: ModelSettings, cache_dir: Path) -> BuiltEngine:
+    from worker.engine.simulated import ByteTokenizer, SimulatedEngine
+
+    engine = SimulatedEngine(tokens_per_s=model.simulated_tokens_per_s, max_running=model.max_running)
+    return engine, ByteTokenizer(), model.max_model_len
+
+
+ENGINES: dict[EngineKind, Callable[[ModelSettings, Path], BuiltEngine]] = {
+    EngineKind.CONTINUOUS: build_continuous_engine,
+    EngineKind.SIMULATED: build_simulated_engine,
+}
+
+
+def build_engine(model: ModelSettings, cache_dir: Path) -> BuiltEngine:
+    """(engine, tokenizer, max_model_len) for the model's engine kind."""
+    return ENGINES[model.engine](model, cache_dir)

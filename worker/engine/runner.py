@@ -1,0 +1,224 @@
+"""The model runner: torch only. Prefill, decode and (in speculative.py) draft-and-verify.
+
+Sequences live in rows of slot KV caches (kv_cache.py). Rows [0, n_decode) hold
+sequences that decode; rows [n_decode, n_rows) hold sequences whose prompt is
+being prefilled. Each forward pass runs over one of these contiguous ranges
+with per-row lengths, right-padded queries and an exact mask, so a row's
+result does not depend on the other rows (up to float rounding in batched
+matmuls).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from worker.engine import sampling
+from worker.engine.api import SamplingParams
+from worker.engine.kv_cache import SlotKVCache, attention_mask
+
+
+@dataclass(slots=True)
+class Sequence:
+    """The runner's state of one request."""
+
+    request_id: str
+    params: SamplingParams
+    generator: torch.Generator
+    tokens: list[int]  # prompt + generated
+    prompt_len: int
+    may_speculate: bool = True
+    row: int = -1
+    kv_len: int = 0  # positions with target KV; while decoding == len(tokens) - 1
+    draft_len: int = 0  # positions with draft KV
+    draft_tokens: int = 0  # cumulative: proposed and verified
+    accepted_tokens: int = 0
+    prefill_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PrefillWork:
+    seq: Sequence
+    start: int
+    length: int
+    last: bool
+
+
+def model_dims(config: Any) -> tuple[int, int, int]:
+    """(layers, kv heads, head dim) of a decoder-only HF config."""
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return config.num_hidden_layers, kv_heads, head_dim
+
+
+def new_cache(model: Any, rows: int, dtype: torch.dtype, device: torch.device) -> SlotKVCache:
+    layers, kv_heads, head_dim = model_dims(model.config)
+    return SlotKVCache(
+        num_layers=layers, kv_heads=kv_heads, head_dim=head_dim, rows_cap=rows, dtype=dtype, device=device
+    )
+
+
+class Forward:
+    """One model with its slot cache: a batched forward over a row range."""
+
+    def __init__(self, model: Any, cache: SlotKVCache, device: torch.device) -> None:
+        self.model, self.cache, self.device = model, cache, device
+        self.decoder = model.get_decoder()
+        self.head = model.get_output_embeddings()
+
+    @torch.inference_mode()
+    def hidden(self, start: int, tokens: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        """tokens: [B, q] (right-padded), lens: [B] tokens already in each row's cache -> hidden [B, q, H]."""
+        q = tokens.shape[1]
+        self.cache.begin(start, lens, q)
+        mask = attention_mask(lens, q, self.cache.kv_len)  # [B, 1, q, kv]
+        positions = lens.unsqueeze(1) + torch.arange(q, device=self.device)  # [B, q]
+        out = self.decoder(
+            input_ids=tokens,
+            position_ids=positions,
+            attention_mask=mask,
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        return out.last_hidden_state  # type: ignore[no-any-return]
+
+    @torch.inference_mode()
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(hidden).float()  # type: ignore[no-any-return]
+
+
+@dataclass(slots=True)
+class Rows:
+    """Which sequence is in which row; keeps rows compact and both caches in step."""
+
+    caches: list[SlotKVCache]
+    seqs: list[Sequence] = field(default_factory=list)
+    n_decode: int = 0
+
+    def add(self, seq: Sequence) -> None:
+        seq.row = len(self.seqs)
+        self.seqs.append(seq)
+
+    def promote(self, seq: Sequence) -> None:
+        """Move a prefilled sequence to the end of the decode region."""
+        self._swap(seq.row, self.n_decode)
+        self.n_decode += 1
+
+    def remove(self, seq: Sequence) -> None:
+        row = seq.row
+        if row < self.n_decode:
+            self._swap(row, self.n_decode - 1)
+            self.n_decode -= 1
+            row = self.n_decode
+        self._swap(row, len(self.seqs) - 1)
+        self.seqs.pop()
+        seq.row = -1
+
+    def _swap(self, a: int, b: int) -> None:
+        if a == b:
+            return
+        sa, sb = self.seqs[a], self.seqs[b]
+        for i, cache in enumerate(self.caches):
+            length = max(sa.kv_len, sb.kv_len) if i == 0 else max(sa.draft_len, sb.draft_len)
+            cache.swap_rows(a, b, length)
+        self.seqs[a], self.seqs[b] = sb, sa
+        sa.row, sb.row = b, a
+
+
+class ModelRunner:
+    """Prefill and decode for the rows of a batch; speculation lives in `speculative.Speculator`."""
+
+    def __init__(self, model: Any, *, max_rows: int, device: torch.device, dtype: torch.dtype) -> None:
+        self.device = device
+        self.target = Forward(model, new_cache(model, max_rows, dtype, device), device)
+        self.rows = Rows([self.target.cache])
+        self.last_step_ms = 0.0
+
+    def attach_draft_cache(self, cache: SlotKVCache) -> None:
+        self.rows.caches.append(cache)
+
+    @property
+    def kv_cache_bytes(self) -> int:
+        return sum(c.nbytes for c in self.rows.caches)
+
+    def add(self, seq: Sequence) -> None:
+        self.rows.add(seq)
+
+    def remove(self, seq: Sequence) -> None:
+        self.rows.remove(seq)
+        if not self.rows.seqs:
+            for cache in self.rows.caches:
+                cache.shrink_to(1)
+
+    def decoding(self) -> list[Sequence]:
+        return self.rows.seqs[: self.rows.n_decode]
+
+    def _lens(self, seqs: Seq[Sequence]) -> torch.Tensor:
+        return torch.tensor([s.kv_len for s in seqs], dtype=torch.long, device=self.device)
+
+    # -- prefill --------------------------------------------------------------------------------------
+
+    def prefill(self, work: list[PrefillWork]) -> dict[str, int]:
+        """Run prompt chunks for the prefill rows; returns the first token of each completed prompt."""
+        if not work:
+            return {}
+        t0 = time.perf_counter()
+        by_row = {w.seq.row: w for w in work}
+        start, stop = self.rows.n_decode, len(self.rows.seqs)
+        rows = self.rows.seqs[start:stop]
+        q = max(w.length for w in work)
+        tokens = torch.zeros(len(rows), q, dtype=torch.long)
+        for i, seq in enumerate(rows):
+            w = by_row.get(seq.row)
+            if w is not None:
+                tokens[i, : w.length] = torch.tensor(seq.tokens[w.start : w.start + w.length])
+        hidden = self.target.hidden(start, tokens.to(self.device), self._lens(rows))  # [R, q, H]
+        done = [(i, by_row[s.row]) for i, s in enumerate(rows) if s.row in by_row and by_row[s.row].last]
+        first: dict[str, int] = {}
+        if done:
+            idx = torch.tensor([i for i, _ in done], device=self.device)
+            pos = torch.tensor([w.length - 1 for _, w in done], device=self.device)
+            logits = self.target.logits(hidden[idx, pos])  # [D, V]
+            for (_, w), row_logits in zip(done, logits, strict=True):
+                first[w.seq.request_id] = sampling.next_token(row_logits, w.seq.params, w.seq.generator)
+        elapsed = time.perf_counter() - t0
+        for w in work:
+            w.seq.kv_len = w.start + w.length
+            w.seq.prefill_s += elapsed
+        for _, w in done:
+            w.seq.tokens.append(first[w.seq.request_id])
+            self.rows.promote(w.seq)
+        return first
+
+    # -- decode ---------------------------------------------------------------------------------------
+
+    def decode(self) -> dict[str, list[int]]:
+        """One token for every decoding row."""
+        seqs = self.decoding()
+        if not seqs:
+            return {}
+        last = torch.tensor([[s.tokens[-1]] for s in seqs], dtype=torch.long, device=self.device)  # [B, 1]
+        hidden = self.target.hidden(0, last, self._lens(seqs))
+        logits = self.target.logits(hidden[:, 0])  # [B, V]
+        new = self.choose(seqs, logits)
+        out: dict[str, list[int]] = {}
+        for seq, tok in zip(seqs, new, strict=True):
+            seq.kv_len += 1
+            seq.tokens.append(tok)
+            out[seq.request_id] = [tok]
+        return out
+
+    @staticmethod
+    def choose(seqs: Seq[Sequence], logits: torch.Tensor) -> list[int]:
+        """logits: [B, V] -> one token per row: argmax for greedy rows, per-row generators else."""
+        picks = sampling.greedy(logits).tolist()
+        for i, seq in enumerate(seqs):
+            if not seq.params.greedy:
+                picks[i] = sampling.next_token(logits[i], seq.params, seq.generator)
+        return [int(t) for t in picks]

@@ -1,0 +1,197 @@
+"""The scheduler: which requests run this step. Pure Python: no torch, no Kafka.
+
+Policy (iteration-level, like vLLM v1):
+- Every running sequence whose prompt is done decodes every step, so decode never
+  starves behind prefill.
+- Prefill is chunked: each step prefills at most `prefill_chunk_tokens` prompt
+  tokens, continuing started prompts first, then admitting waiting requests in
+  arrival order. A step therefore costs at most one decode pass plus one bounded
+  prefill chunk, which bounds how much a long prompt can add to the others' TPOT.
+- Admission is strict FIFO (no request is overtaken, so a large one cannot be
+  starved by a stream of small ones) and needs a free slot (`max_running`) and
+  room in the KV budget: each running sequence reserves prompt + max_tokens
+  (capped by the context length) against `max_batch_tokens`, so a sequence
+  admitted is never preempted for memory.
+- A waiting request is admitted within one step of a slot and budget being free;
+  cancellation and deadlines free the slot at the start of the next step.
+- Speculation runs only while the decode batch is small (`spec_max_batch_size`):
+  it pays for itself when the model is memory- or overhead-bound, and costs
+  throughput when the batch already fills the machine.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+
+
+class Phase(enum.Enum):
+    WAITING = "waiting"
+    PREFILL = "prefill"  # admitted, prompt partly computed
+    DECODE = "decode"
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    max_running: int = 32
+    max_batch_tokens: int = 8192  # KV budget over all running sequences (reserved: prompt + max_tokens)
+    prefill_chunk_tokens: int = 256  # prompt tokens prefilled per step, over all sequences
+    max_model_len: int = 2048
+    spec_max_batch_size: int = 4  # speculate only while at most this many sequences decode (0: never)
+
+
+@dataclass(slots=True)
+class SeqStatus:
+    request_id: str
+    prompt_len: int
+    max_tokens: int
+    arrival_s: float = 0.0
+    deadline_s: float | None = None
+    phase: Phase = Phase.WAITING
+    computed: int = 0  # prompt tokens whose KV exists
+    generated: int = 0
+    reserved: int = 0  # tokens held against the KV budget while running
+    max_model_len: int = 1 << 62
+
+    @property
+    def demand(self) -> int:
+        """Tokens this sequence can ever hold: prompt + max_tokens, capped by the context length."""
+        return min(self.prompt_len + self.max_tokens, self.max_model_len)
+
+
+@dataclass(frozen=True, slots=True)
+class PrefillChunk:
+    request_id: str
+    start: int  # first prompt position of the chunk
+    length: int
+    last: bool  # the chunk completes the prompt: the step samples the first token
+
+
+@dataclass(slots=True)
+class Schedule:
+    prefill: list[PrefillChunk] = field(default_factory=list)
+    decode: list[str] = field(default_factory=list)
+    admitted: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    speculate: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (self.prefill or self.decode)
+
+
+class Scheduler:
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.config = config
+        self._waiting: deque[SeqStatus] = deque()
+        self._running: dict[str, SeqStatus] = {}  # insertion order = admission order
+        self._reserved = 0
+
+    # -- queries --------------------------------------------------------------------------------------
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def num_running(self) -> int:
+        return len(self._running)
+
+    @property
+    def reserved_tokens(self) -> int:
+        return self._reserved
+
+    def get(self, request_id: str) -> SeqStatus | None:
+        if request_id in self._running:
+            return self._running[request_id]
+        return next((s for s in self._waiting if s.request_id == request_id), None)
+
+    def has_unfinished(self) -> bool:
+        return bool(self._waiting or self._running)
+
+    # -- changes --------------------------------------------------------------------------------------
+
+    def add(
+        self,
+        request_id: str,
+        prompt_len: int,
+        max_tokens: int,
+        *,
+        arrival_s: float = 0.0,
+        deadline_s: float | None = None,
+    ) -> None:
+        self._waiting.append(
+            SeqStatus(
+                request_id,
+                prompt_len,
+                max_tokens,
+                arrival_s,
+                deadline_s,
+                max_model_len=self.config.max_model_len,
+            )
+        )
+
+    def finish(self, request_id: str) -> bool:
+        """Remove a request (finished, aborted or expired) wherever it is; False if unknown."""
+        seq = self._running.pop(request_id, None)
+        if seq is not None:
+            self._reserved -= seq.reserved
+            return True
+        for s in self._waiting:
+            if s.request_id == request_id:
+                self._waiting.remove(s)
+                return True
+        return False
+
+    def on_prefilled(self, chunk: PrefillChunk) -> None:
+        seq = self._running[chunk.request_id]
+        seq.computed = chunk.start + chunk.length
+        if seq.computed >= seq.prompt_len:
+            seq.phase = Phase.DECODE
+
+    def on_generated(self, request_id: str, num_tokens: int) -> None:
+        self._running[request_id].generated += num_tokens
+
+    # -- the decision ---------------------------------------------------------------------------------
+
+    def schedule(self, now_s: float) -> Schedule:
+        out = Schedule()
+        for seq in [*self._running.values(), *self._waiting]:
+            if seq.deadline_s is not None and now_s > seq.deadline_s:
+                out.expired.append(seq.request_id)
+        for rid in out.expired:
+            self.finish(rid)
+
+        out.decode = [s.request_id for s in self._running.values() if s.phase is Phase.DECODE]
+        budget = self.config.prefill_chunk_tokens
+        for seq in self._running.values():
+            if seq.phase is Phase.PREFILL and budget > 0:
+                budget -= self._chunk(seq, budget, out)
+        while self._waiting and budget > 0 and self._admissible(self._waiting[0]):
+            seq = self._waiting.popleft()
+            seq.phase = Phase.PREFILL
+            seq.reserved = min(seq.demand, self.config.max_batch_tokens)
+            self._reserved += seq.reserved
+            self._running[seq.request_id] = seq
+            out.admitted.append(seq.request_id)
+            budget -= self._chunk(seq, budget, out)
+
+        limit = self.config.spec_max_batch_size
+        out.speculate = 0 < len(out.decode) <= limit
+        return out
+
+    def _admissible(self, seq: SeqStatus) -> bool:
+        if len(self._running) >= self.config.max_running:
+            return False
+        need = min(
+            seq.demand, self.config.max_batch_tokens
+        )  # an oversized request runs once the budget is free
+        return self._reserved + need <= self.config.max_batch_tokens
+
+    @staticmethod
+    def _chunk(seq: SeqStatus, budget: int, out: Schedule) -> int:
+        n = min(seq.prompt_len - seq.computed, budget)
+        last = seq.computed + n >= seq.prompt_len
+        out.prefill.append(PrefillChunk(seq.request_id, seq.computed, n, last))
+        return n

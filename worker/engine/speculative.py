@@ -1,0 +1,192 @@
+"""Speculative decoding: propose k tokens cheaply, verify them in one target pass.
+
+Two proposers: a draft model (its own slot KV cache, rows mirroring the
+target's, caught up lazily so steps without speculation cost it nothing) and
+prompt lookup (n-gram matches in the sequence itself, no model). Verification
+is greedy (accept the longest prefix the target agrees with: output identical
+to plain greedy decoding) or the standard accept/reject rule for sampled
+requests (output distributed as the target's). Seeded sampled requests are
+verified with zero draft tokens, so they draw exactly what plain decoding
+draws and stay reproducible whatever the load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence as Seq
+from typing import Any, Protocol
+
+import torch
+
+from worker.engine import sampling
+from worker.engine.runner import Forward, ModelRunner, Sequence, new_cache
+
+
+class Proposer(Protocol):
+    def propose(
+        self, seqs: Seq[Sequence], ks: list[int]
+    ) -> tuple[list[list[int]], list[torch.Tensor | None]]:
+        """Up to ks[b] tokens per row, and for sampled rows the distributions they came from [n, V]."""
+        ...
+
+    def accepted(self, seq: Sequence, old_len: int, accepted: int, proposed_max: int) -> None:
+        """Told after verification: seq.tokens had old_len tokens, `accepted` drafts were kept."""
+        ...
+
+
+class DraftModelProposer:
+    def __init__(
+        self, draft: Any, runner: ModelRunner, *, max_rows: int, vocab_size: int, dtype: torch.dtype
+    ):
+        self.device = runner.device
+        self.fwd = Forward(draft, new_cache(draft, max_rows, dtype, self.device), self.device)
+        self.vocab_size = vocab_size
+        runner.attach_draft_cache(self.fwd.cache)
+
+    def _fit(self, logits: torch.Tensor) -> torch.Tensor:
+        # draft logits [..., V'] -> [..., V] of the target's vocabulary (extra ids can never be proposed)
+        v = logits.shape[-1]
+        if v == self.vocab_size:
+            return logits
+        if v > self.vocab_size:
+            return logits[..., : self.vocab_size]
+        pad = logits.new_full((*logits.shape[:-1], self.vocab_size - v), float("-inf"))
+        return torch.cat([logits, pad], dim=-1)
+
+    def propose(
+        self, seqs: Seq[Sequence], ks: list[int]
+    ) -> tuple[list[list[int]], list[torch.Tensor | None]]:
+        kmax = max(ks)
+        pending = [s.tokens[s.draft_len :] for s in seqs]  # what the draft has not seen yet (>= 1 token each)
+        q = max(len(p) for p in pending)
+        tokens = torch.zeros(len(seqs), q, dtype=torch.long)
+        for i, p in enumerate(pending):
+            tokens[i, : len(p)] = torch.tensor(p)
+        lens = torch.tensor([s.draft_len for s in seqs], dtype=torch.long, device=self.device)
+        hidden = self.fwd.hidden(0, tokens.to(self.device), lens)  # [B, q, H]
+        last = torch.tensor([len(p) - 1 for p in pending], device=self.device)
+        logits = self._fit(
+            self.fwd.logits(hidden[torch.arange(len(seqs), device=self.device), last])
+        )  # [B, V]
+        lens = lens + torch.tensor([len(p) for p in pending], device=self.device)
+        for s, p in zip(seqs, pending, strict=True):
+            s.draft_len += len(p)
+
+        drafts: list[list[int]] = [[] for _ in seqs]
+        dists: list[list[torch.Tensor]] = [[] for _ in seqs]
+        for i in range(kmax):
+            picks: list[int] = sampling.greedy(logits).tolist()  # [B]
+            for b, s in enumerate(seqs):
+                if not s.params.greedy:
+                    dist = sampling.probs(logits[b], s.params.temperature, s.params.top_p)  # [V]
+                    dists[b].append(dist)
+                    picks[b] = sampling.sample(dist, s.generator) if i < ks[b] else 0
+                drafts[b].append(int(picks[b]))
+            if i + 1 < kmax:
+                col = torch.tensor(picks, dtype=torch.long, device=self.device).unsqueeze(1)  # [B, 1]
+                logits = self._fit(self.fwd.logits(self.fwd.hidden(0, col, lens)[:, 0]))
+                lens = lens + 1
+                for s in seqs:
+                    s.draft_len += 1
+        out_q: list[torch.Tensor | None] = [
+            None if s.params.greedy else torch.stack(d[: ks[b]]) if ks[b] else None
+            for b, (s, d) in enumerate(zip(seqs, dists, strict=True))
+        ]
+        return [d[: ks[b]] for b, d in enumerate(drafts)], out_q
+
+    def accepted(self, seq: Sequence, old_len: int, accepted: int, proposed_max: int) -> None:
+        # the draft holds KV for the old tokens and its own first proposed_max - 1 proposals
+        seq.draft_len = old_len + min(accepted, proposed_max - 1)
+
+
+class NgramProposer:
+    def __init__(self, vocab_size: int, device: torch.device, *, max_ngram: int = 3) -> None:
+        self.vocab_size, self.device, self.max_ngram = vocab_size, device, max_ngram
+
+    def propose(
+        self, seqs: Seq[Sequence], ks: list[int]
+    ) -> tuple[list[list[int]], list[torch.Tensor | None]]:
+        drafts = [
+            sampling.ngram_propose(s.tokens, k, max_ngram=self.max_ngram) if k else []
+            for s, k in zip(seqs, ks, strict=True)
+        ]
+        dists: list[torch.Tensor | None] = []
+        for s, d in zip(seqs, drafts, strict=True):
+            if s.params.greedy or not d:
+                dists.append(None)
+                continue
+            one_hot = torch.zeros(
+                len(d), self.vocab_size, device=self.device
+            )  # a point mass on each proposal
+            one_hot[torch.arange(len(d)), torch.tensor(d)] = 1.0
+            dists.append(one_hot)
+        return drafts, dists
+
+    def accepted(self, seq: Sequence, old_len: int, accepted: int, proposed_max: int) -> None:
+        pass
+
+
+class Speculator:
+    """Draft-and-verify for the decoding rows of a ModelRunner."""
+
+    def __init__(
+        self, runner: ModelRunner, proposer: Proposer, *, num_tokens: int, max_model_len: int
+    ) -> None:
+        self.runner, self.proposer = runner, proposer
+        self.num_tokens, self.max_model_len = num_tokens, max_model_len
+        self.draft_total = self.accepted_total = 0  # over the engine's life
+
+    def budget(self, seq: Sequence, max_tokens: int) -> int:
+        """Draft tokens worth proposing: none past what the request may still emit."""
+        if not seq.may_speculate:
+            return 0
+        left = min(max_tokens - (len(seq.tokens) - seq.prompt_len), self.max_model_len - len(seq.tokens))
+        return max(0, min(self.num_tokens, left - 1))
+
+    def step(self, max_tokens: dict[str, int]) -> dict[str, list[int]] | None:
+        """One speculative step for all decoding rows; None when nothing was worth proposing."""
+        seqs = self.runner.decoding()
+        ks = [self.budget(s, max_tokens[s.request_id]) for s in seqs]
+        if not seqs or max(ks) == 0:
+            return None
+        drafts, dists = self.proposer.propose(seqs, ks)
+        kmax = max(len(d) for d in drafts)
+        if kmax == 0:
+            return None
+        return self._verify(seqs, drafts, dists, kmax)
+
+    def _verify(
+        self, seqs: list[Sequence], drafts: list[list[int]], dists: list[torch.Tensor | None], kmax: int
+    ) -> dict[str, list[int]]:
+        device, b = self.runner.device, len(seqs)
+        inp = torch.zeros(b, kmax + 1, dtype=torch.long)  # [B, k+1]: the last token, then the drafts
+        for i, (s, d) in enumerate(zip(seqs, drafts, strict=True)):
+            inp[i, 0] = s.tokens[-1]
+            inp[i, 1 : 1 + len(d)] = torch.tensor(d, dtype=torch.long)
+        inp = inp.to(device)
+        lens = torch.tensor([s.kv_len for s in seqs], dtype=torch.long, device=device)
+        target = self.runner.target
+        logits = target.logits(target.hidden(0, inp, lens))  # [B, k+1, V]
+        num_draft = torch.tensor([len(d) for d in drafts], device=device)
+        tgt = sampling.greedy(logits)  # [B, k+1]
+        acc_greedy = sampling.greedy_accept(tgt, inp[:, 1:], num_draft).tolist()
+        tgt_list = tgt.tolist()
+        out: dict[str, list[int]] = {}
+        for i, (s, d) in enumerate(zip(seqs, drafts, strict=True)):
+            if s.params.greedy:
+                acc = int(acc_greedy[i])
+                nxt = int(tgt_list[i][acc])
+            else:
+                p = sampling.probs(logits[i, : len(d) + 1], s.params.temperature, s.params.top_p)  # [n+1, V]
+                q = dists[i]
+                acc, nxt = sampling.speculative_accept(p, q if q is not None else p[:0], d, s.generator)
+            old_len = len(s.tokens)
+            new = [*d[:acc], nxt]
+            s.tokens.extend(new)
+            s.kv_len += 1 + acc
+            s.draft_tokens += len(d)
+            s.accepted_tokens += acc
+            self.draft_total += len(d)
+            self.accepted_total += acc
+            self.proposer.accepted(s, old_len, acc, kmax)
+            out[s.request_id] = new
+        return out
