@@ -109,7 +109,18 @@ async def wait_ready(fleet: FleetProcs, models: list[str], timeout_s: float = 18
     """Until every model's worker has reported on the status topic and holds partitions."""
     from fleet.up import wait_for_workers
 
-    seen = await wait_for_workers(fleet.settings, models, timeout_s)
+    async def died() -> None:
+        while all(p.poll() is None for p in fleet.procs.values()):
+            await asyncio.sleep(0.2)
+
+    waiter = asyncio.ensure_future(wait_for_workers(fleet.settings, models, timeout_s))
+    watcher = asyncio.ensure_future(died())
+    await asyncio.wait([waiter, watcher], return_when=asyncio.FIRST_COMPLETED)
+    watcher.cancel()
+    seen = waiter.result() if waiter.done() else {}
+    if not waiter.done():
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
     missing = set(models) - set(seen)
     if missing:
         logs = "\n".join(f"--- {n}\n{fleet.log(n)[-3000:]}" for n in fleet.procs)

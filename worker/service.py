@@ -54,7 +54,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 class WorkerService:
     def __init__(
         self, settings: Settings, model: ModelSettings, engine: Engine, tokenizer: Any, *,
-        max_model_len: int, revoke_grace_s: float = 5.0, drain_grace_s: float = 30.0,
+        max_model_len: int, revoke_grace_s: float = 5.0, drain_grace_s: float = 30.0, max_attempts: int = 3,
     ) -> None:
         self.settings = settings
         self.model = model
