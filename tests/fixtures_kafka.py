@@ -90,9 +90,9 @@ class FleetProcs:
 
 
 def write_config(path: Path, models: list[dict[str, object]], extra: str = "", prefix: str = "llm",
-                 tiers: list[tuple[str, str, float]] | None = None) -> Path:
+                 tiers: list[tuple[str, str, float]] | None = None, partitions: int = 2) -> Path:
     lines = [f"cache_dir = {toml_value(str(path.parent / 'cache'))}", "log_level = \"debug\"",
-             "[kafka]", f"topic_prefix = {toml_value(prefix)}", "model_partitions = 2", "intake_partitions = 2",
+             "[kafka]", f"topic_prefix = {toml_value(prefix)}", f"model_partitions = {partitions}", "intake_partitions = 2",
              "[latency]", "session_timeout_ms = 6000", "heartbeat_interval_ms = 500", "rebalance_timeout_ms = 3000",
              "status_interval_ms = 300", "chunk_interval_ms = 20", "chunk_max_tokens = 4", extra]
     for m in models:

@@ -1,0 +1,122 @@
+"""Delivery guarantees on real processes: SIGKILL, SIGTERM, router restart, a worker joining.
+
+Every request must get exactly one terminal `done` through the client library, with the greedy
+text of a clean run: nothing lost (a killed worker committed nothing past unfinished work, so its
+partitions' requests are redone by the other worker) and nothing doubled (the client presents a
+restarted generation once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from fleet.client import FleetClient, GenerationResult
+from fleet.kafka import connection_kwargs, ensure_topics, fleet_topics, make_consumer
+from tests.fixtures_kafka import FleetProcs, wait_ready, write_config
+from worker.service import worker_group
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = [f"def func_{i}(x):\n    return x {op} {i}" for i, op in enumerate("+-*/%" * 6)]
+
+
+@pytest.fixture
+async def chaos_fleet(broker: str, tmp_path_factory: pytest.TempPathFactory, tiny_pair: object
+                      ) -> AsyncIterator[FleetProcs]:
+    d = tmp_path_factory.mktemp("chaos")
+    cfg = write_config(d / "fleet.toml", [
+        {"name": "large", "path": str(tiny_pair.target), "max_inflight": 24},  # type: ignore[attr-defined]
+    ], prefix=f"chaos{int(time.time()) % 100000}", partitions=4)
+    fleet = FleetProcs(cfg, broker, d)
+    await ensure_topics(fleet.settings, fleet_topics(fleet.settings))
+    fleet.start_router()
+    fleet.start_worker("large", "w1")
+    fleet.start_worker("large", "w2")
+    try:
+        await wait_ready(fleet, ["large"])
+        yield fleet
+    finally:
+        fleet.stop_all()
+
+
+async def committed_vs_end(fleet: FleetProcs, model: str) -> tuple[int, int]:
+    s = fleet.settings
+    topic = s.kafka.topics.model(model)
+    parts = [TopicPartition(topic, p) for p in range(s.kafka.model_partitions)]
+    c = make_consumer(s, group_id=None)
+    admin = AIOKafkaAdminClient(**connection_kwargs(s))
+    await c.start()
+    await admin.start()
+    try:
+        end = await c.end_offsets(parts)
+        com = await admin.list_consumer_group_offsets(worker_group(model), partitions=parts)
+        return sum(max(0, com[tp].offset) if tp in com else 0 for tp in parts), sum(end.values())
+    finally:
+        await c.stop()
+        await admin.close()
+
+
+async def test_chaos_kill_term_router_restart(chaos_fleet: FleetProcs) -> None:
+    fleet = chaos_fleet
+    n = 300
+    async with FleetClient(fleet.settings) as c:
+        reference = {}
+        for p in PROMPTS:  # clean single runs, one at a time
+            reference[p] = (await c.generate(p, model="large", max_tokens=24, timeout_s=60)).text
+        results: dict[str, GenerationResult] = {}
+        finished = 0
+        sem = asyncio.Semaphore(24)
+
+        async def one(k: int) -> None:
+            nonlocal finished
+            async with sem:
+                r = await c.generate(PROMPTS[k % len(PROMPTS)], model="large", max_tokens=24, timeout_s=240,
+                                     request_id=f"chaos-{k}")
+                assert r.id not in results, "a request was presented twice"
+                results[r.id] = r
+                finished += 1
+
+        tasks = [asyncio.create_task(one(k)) for k in range(n)]
+
+        async def at(count: int) -> None:
+            while finished < count:
+                await asyncio.sleep(0.02)
+
+        await at(n // 5)
+        fleet.signal("w1", signal.SIGKILL)  # mid-stream: in-flight requests of w1 had no terminal event
+        fleet.wait("w1")
+        await asyncio.sleep(2)
+        fleet.start_worker("large", "w1")
+        await at(n // 2)
+        fleet.signal("router", signal.SIGTERM)
+        assert fleet.wait("router", 30) == 0
+        fleet.start_router()
+        await at(int(n * 0.7))
+        fleet.signal("w2", signal.SIGTERM)  # drains in-flight work, commits, leaves the group, exits 0
+        assert fleet.wait("w2", 60) == 0
+        fleet.start_worker("large", "w2")
+        await asyncio.wait_for(asyncio.gather(*tasks), 600)
+
+    assert len(results) == n
+    for k in range(n):
+        r = results[f"chaos-{k}"]
+        assert r.text == reference[PROMPTS[k % len(PROMPTS)]], f"chaos-{k}"
+        assert r.finish_reason in ("stop", "length")
+    restarts = sum(r.restarts for r in results.values())
+    print(f"chaos: {n} requests, {restarts} restarted generations presented once each")
+    deadline = time.monotonic() + 30
+    while True:  # all work finished and committed: committed offsets reach the end, never beyond
+        committed, end = await committed_vs_end(fleet, "large")
+        assert committed <= end
+        if committed == end or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert committed == end
+    assert "terminal_not_acked" not in fleet.log("w2")
