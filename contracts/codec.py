@@ -100,10 +100,10 @@ class Codec:
             req: Request = self._request.decode(data, ct)
             return req
         except msgspec.ValidationError as exc:
-            raise DecodeFailure(ErrorCode.INVALID_REQUEST, str(exc), self._salvage(data, ct)) from None
-        except (msgspec.DecodeError, RecursionError) as exc:
+            raise DecodeFailure(ErrorCode.INVALID_REQUEST, str(exc), self.salvage(data, ct)) from None
+        except (msgspec.DecodeError, RecursionError, ValueError) as exc:  # ValueError: invalid UTF-8
             raise DecodeFailure(
-                ErrorCode.INVALID_ENCODING, f"body is not valid {ct.value}: {exc}", self._salvage(data, ct)
+                ErrorCode.INVALID_ENCODING, f"body is not valid {ct.value}: {exc}", self.salvage(data, ct)
             ) from None
 
     def decode_reply(self, data: bytes, ct: ContentType = ContentType.JSON) -> ReplyEvent:
@@ -123,10 +123,10 @@ class Codec:
             return pair.decode(data, ct)
         except msgspec.ValidationError as exc:
             raise DecodeFailure(ErrorCode.INVALID_REQUEST, str(exc)) from None
-        except (msgspec.DecodeError, RecursionError) as exc:
+        except (msgspec.DecodeError, RecursionError, ValueError) as exc:  # ValueError: invalid UTF-8
             raise DecodeFailure(ErrorCode.INVALID_ENCODING, f"body is not valid {ct.value}: {exc}") from None
 
-    def _salvage(self, data: bytes, ct: ContentType) -> dict[str, str]:
+    def salvage(self, data: bytes, ct: ContentType) -> dict[str, str]:
         """Best effort: read `id` and `reply_to` from a body that failed typed decoding.
 
         Tries the declared encoding first, then the other one (a msgpack body

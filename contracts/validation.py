@@ -27,6 +27,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_stop_chars: int = 256
     max_messages: int = 256
     max_metadata_bytes: int = 16_384
+    max_metadata_depth: int = 16
 
 
 class InvalidRequest(Exception):
@@ -90,6 +91,16 @@ def validate_request(req: Request, limits: Limits) -> None:
         raise _fail(f"`deadline_ms` must be a positive epoch time in ms, got {req.deadline_ms}")
     if req.metadata and len(msgspec.json.encode(req.metadata)) > limits.max_metadata_bytes:
         raise _fail(f"`metadata` is over {limits.max_metadata_bytes} bytes encoded")
+    if req.metadata and _depth(req.metadata, limits.max_metadata_depth + 1) > limits.max_metadata_depth:
+        raise _fail(f"`metadata` nests deeper than {limits.max_metadata_depth} levels")
+
+
+def _depth(obj: object, cap: int) -> int:
+    """Nesting depth of a decoded JSON value, counting no further than `cap`."""
+    if cap <= 0 or not isinstance(obj, dict | list):
+        return 0
+    children = obj.values() if isinstance(obj, dict) else obj
+    return 1 + max((_depth(c, cap - 1) for c in children), default=0)
 
 
 def effective_deadline_ms(req: Request, sent_ms: int) -> int | None:

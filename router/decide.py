@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from contracts.codec import Codec, DecodeFailure, content_type_from_headers
+from contracts.codec import Codec, ContentType, DecodeFailure, content_type_from_headers
 from contracts.messages import ErrorCode, Request
 from contracts.validation import InvalidRequest, effective_deadline_ms, validate_request
 from fleet.settings import Settings
@@ -54,6 +54,11 @@ class Decider:
     def decide(self, value: bytes | None, headers: list[tuple[str, bytes]], timestamp_ms: int, now_ms: int) -> Decision:
         try:
             ct = content_type_from_headers(headers)
+        except DecodeFailure as exc:  # an unsupported content type: still answer the sender if we can
+            salvaged = self._codec.salvage(value or b"", ContentType.JSON)
+            return Reject(exc.code, exc.message, salvaged.get("id"), salvaged.get("reply_to"), True,
+                          salvaged.get("encoding", "application/json"))
+        try:
             if not value:
                 raise DecodeFailure(ErrorCode.INVALID_ENCODING, "empty message body")
             req = self._codec.decode_request(value, ct)
