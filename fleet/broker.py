@@ -20,6 +20,8 @@ from types import TracebackType
 
 import structlog
 
+from fleet.runtime import die_with_parent
+
 log = structlog.get_logger(__name__)
 
 
@@ -78,10 +80,10 @@ class EmbeddedBroker:
         if self._log_file:
             with open(self._log_file, "ab") as out:  # the child keeps its own descriptor
                 self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                              start_new_session=True)
+                                              start_new_session=True, preexec_fn=die_with_parent)
         else:
             self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                                          start_new_session=True)
+                                          start_new_session=True, preexec_fn=die_with_parent)
         log.info("broker.starting", bootstrap=self.bootstrap, pid=self._proc.pid)
 
     def wait_ready_sync(self, timeout_s: float = 20.0) -> None:

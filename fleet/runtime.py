@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import signal
+import sys
 from collections.abc import Awaitable, Callable
+
+
+def die_with_parent() -> None:
+    """preexec_fn for child processes: on Linux, the child gets SIGTERM when its parent dies,
+    so a killed `fleet up` or test run leaves no orphan broker or worker behind."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def run_service(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -20,6 +20,7 @@ from rich.console import Console
 from contracts.codec import Codec, DecodeFailure
 from contracts.messages import WorkerStatus
 from fleet.broker import EmbeddedBroker
+from fleet.runtime import die_with_parent
 from fleet.kafka import connection_kwargs, ensure_topics, fleet_topics, make_consumer
 from fleet.settings import EngineKind, Settings
 from worker.service import worker_group
@@ -40,7 +41,7 @@ class Fleet:
         env = dict(os.environ, FLEET_KAFKA_BOOTSTRAP=self.bootstrap, FLEET_LOG_FORMAT="json")
         with open(self.logs_dir / f"{name}.log", "ab") as out:  # the child keeps its own descriptor
             self.procs[name] = subprocess.Popen([sys.executable, "-m", "fleet.cli", *args], env=env, stdout=out,
-                                                stderr=subprocess.STDOUT)
+                                                stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
 
     def stop_children(self, grace_s: float = 40.0) -> None:
         for p in self.procs.values():

@@ -17,6 +17,7 @@ import pytest
 
 from fleet.broker import EmbeddedBroker, free_port
 from fleet.kafka import ensure_topics, fleet_topics
+from fleet.runtime import die_with_parent
 from fleet.settings import Settings, load_settings
 
 
@@ -56,7 +57,7 @@ class FleetProcs:
                    FLEET_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
         with open(self.logs / f"{name}.log", "ab") as out:  # the child keeps its own descriptor
             p = subprocess.Popen([sys.executable, "-m", "fleet.cli", *args], env=env, stdout=out,
-                                 stderr=subprocess.STDOUT)
+                                 stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         self.procs[name] = p
         return p
 
