@@ -7,7 +7,7 @@ from pathlib import Path
 
 import msgspec
 
-from benchmarks.metrics import ServingMetrics
+from benchmarks.metrics import Distribution, ServingMetrics
 from benchmarks.schema import ScaleReport, ServingPoint, ServingReport
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -43,19 +43,24 @@ def _f(x: float | None, digits: int = 1) -> str:
     return f"{x:.{digits}f}"
 
 
+def _d(d: Distribution, stat: str) -> str:
+    """A statistic of a metric, or '-' when no request had it (e.g. TPOT of one-token outputs)."""
+    return _f(d.get(stat)) if d.n else "-"
+
+
 def _row(name: str, m: ServingMetrics) -> str:
     good = _f(m.request_goodput, 2) if m.request_goodput is not None else "-"
     cells = [
         name,
-        _f(m.ttft.median),
-        _f(m.ttft.p90),
-        _f(m.ttft.p99),
-        _f(m.tpot.median),
-        _f(m.tpot.p99),
-        _f(m.itl.median),
-        _f(m.itl.p99),
-        _f(m.e2el.median),
-        _f(m.e2el.p99),
+        _d(m.ttft, "median"),
+        _d(m.ttft, "p90"),
+        _d(m.ttft, "p99"),
+        _d(m.tpot, "median"),
+        _d(m.tpot, "p99"),
+        _d(m.itl, "median"),
+        _d(m.itl, "p99"),
+        _d(m.e2el, "median"),
+        _d(m.e2el, "p99"),
         _f(m.request_throughput, 2),
         _f(m.output_throughput),
         good,
