@@ -28,3 +28,11 @@ def run_service(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         await main(stop)
 
     asyncio.run(runner())
+
+
+def log_task_failure(task: asyncio.Task[object]) -> None:
+    """Done-callback for background tasks: a task that dies must say so, never fail silently."""
+    import structlog
+
+    if not task.cancelled() and task.exception() is not None:
+        structlog.get_logger(__name__).error("task.failed", task=task.get_name(), exc_info=task.exception())

@@ -32,6 +32,12 @@ class LoadTracker:
         m.committed, m.at_s = committed_total, now_s
         m.backlog = max(0, end_total - committed_total)
 
+    def forwarded(self, model: str) -> None:
+        """Count a request routed since the last poll (the next poll replaces the estimate with the truth)."""
+        m = self.models.get(model)
+        if m is not None:
+            m.backlog += 1
+
     def refusal(self, model: str, deadline_ms: int | None, now_ms: int) -> str | None:
         """A reason to answer `overloaded` now, or None to route the request."""
         m = self.models.get(model)

@@ -16,6 +16,7 @@ from contracts.messages import Error, ErrorCode
 from contracts.topics import Headers
 from contracts.validation import is_topic_name
 from fleet.kafka import ProducerPurpose, make_consumer, make_producer, with_retry
+from fleet.runtime import log_task_failure
 from fleet.settings import Settings
 from router.decide import Decider, Duplicate, Forward, Reject
 from router.dedup import DedupWindow
@@ -49,6 +50,7 @@ class RouterService:
         await with_retry("router.consumer.start", self._consumer.start, stop=stop)
         log.info("router.started", intake=self.topics.requests, group=ROUTER_GROUP)
         load_task = asyncio.create_task(self._poll_load(stop), name="load")
+        load_task.add_done_callback(log_task_failure)
         try:
             while not stop.is_set():
                 try:
@@ -116,6 +118,7 @@ class RouterService:
                 self.topics.model(decision.model), value, key=req.id.encode(), headers=out_headers
             )
             forwarded.append(req.id)
+            self.load.forwarded(decision.model)
             self.counts["forwarded"] += 1
             log.debug("router.forward", request_id=req.id, model=decision.model, tier=decision.tier, score=decision.score)
             return [fut]
@@ -172,15 +175,15 @@ class RouterService:
                 for m in self.settings.models:
                     topic = self.topics.model(m.name)
                     try:
-                        parts = [TopicPartition(topic, p) for p in sorted(ends.partitions_for_topic(topic) or [])]
-                        if not parts:
-                            await ends.topics()
-                            continue
+                        known = ends.partitions_for_topic(topic) or range(self.settings.kafka.model_partitions)
+                        parts = [TopicPartition(topic, p) for p in sorted(known)]
                         end = await ends.end_offsets(parts)
                         committed = await admin.list_consumer_group_offsets(worker_group(m.name), partitions=parts)
                         done = sum(committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0
                                    for tp in parts)
                         self.load.update(m.name, sum(end.values()), done, time.monotonic())
+                        log.debug("router.load", model=m.name, backlog=self.load.models[m.name].backlog,
+                                  drain_per_s=round(self.load.models[m.name].drain_per_s, 2))
                     except KafkaError as exc:
                         log.debug("router.load_poll_failed", model=m.name, error=repr(exc))
                 await asyncio.sleep(interval_s)

@@ -134,9 +134,11 @@ async def simulated_fleet(broker: str, tmp_path_factory: pytest.TempPathFactory)
     """Router + one simulated-engine worker per model (timed token emission, no model)."""
     d = tmp_path_factory.mktemp("simfleet")
     cfg = write_config(d / "fleet.toml", [
-        {"name": "sim-a", "path": "none", "engine": "simulated", "simulated_tokens_per_s": 200.0, "max_inflight": 16},
+        {"name": "sim-a", "path": "none", "engine": "simulated", "simulated_tokens_per_s": 200.0, "max_inflight": 8,
+         "max_running": 4},
         {"name": "sim-b", "path": "none", "engine": "simulated", "simulated_tokens_per_s": 200.0},
-    ], prefix="sim", tiers=[("simple", "sim-a", 0.3), ("complex", "sim-b", float("inf"))])
+    ], prefix="sim", tiers=[("simple", "sim-a", 0.3), ("complex", "sim-b", float("inf"))],
+        extra="[router]\noverload_max_backlog = 20")
     fleet = FleetProcs(cfg, broker, d)
     await ensure_topics(fleet.settings, fleet_topics(fleet.settings))
     fleet.start_router()

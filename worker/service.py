@@ -26,6 +26,7 @@ from contracts.messages import Cancel, Chunk, Done, Error, ErrorCode, Request, U
 from contracts.topics import Headers
 from contracts.validation import InvalidRequest, is_topic_name, validate_request
 from fleet.kafka import ProducerPurpose, make_consumer, make_producer, with_retry
+from fleet.runtime import log_task_failure
 from fleet.settings import ModelSettings, Settings
 from worker.engine.api import Engine, EngineRequest, FinishKind, SamplingParams, StepOutput
 from worker.inputs import prompt_token_ids
@@ -104,6 +105,8 @@ class WorkerService:
             asyncio.create_task(self._commit_loop(), name="commit"),
             asyncio.create_task(self._status_loop(stop), name="status"),
         ]
+        for t in tasks:
+            t.add_done_callback(log_task_failure)
         try:
             await stop.wait()
             await self._drain()

@@ -19,3 +19,12 @@ def test_deadline_versus_drain_rate() -> None:
     assert t.refusal("m", deadline_ms=20_000, now_ms=0) is None
     assert t.refusal("m", deadline_ms=None, now_ms=0) is None
     assert t.refusal("unknown", deadline_ms=1, now_ms=0) is None
+
+
+def test_requests_routed_between_polls_count_towards_the_backlog() -> None:
+    t = LoadTracker(max_backlog=3)
+    t.update("m", end_total=0, committed_total=0, now_s=0)
+    for _ in range(3):
+        assert t.refusal("m", None, 0) is None
+        t.forwarded("m")
+    assert t.refusal("m", None, 0) is not None
