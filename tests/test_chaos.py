@@ -120,3 +120,48 @@ async def test_chaos_kill_term_router_restart(chaos_fleet: FleetProcs) -> None:
         await asyncio.sleep(0.5)
     assert committed == end
     assert "terminal_not_acked" not in fleet.log("w2")
+
+
+async def test_rebalance_when_a_third_worker_joins(chaos_fleet: FleetProcs) -> None:
+    """A steady stream; a third worker joins mid-way. No request lost or doubled; the pause is measured."""
+    fleet = chaos_fleet
+    rate_per_s, seconds, join_at_s = 8.0, 24.0, 8.0
+    results: dict[str, GenerationResult] = {}
+    ttft: list[tuple[float, float]] = []  # (send time, client TTFT)
+    async with FleetClient(fleet.settings) as c:
+        reference = {p: (await c.generate(p, model="large", max_tokens=16, timeout_s=60)).text for p in PROMPTS[:8]}
+
+        async def one(k: int, t_send: float) -> None:
+            from contracts import Chunk, Done
+
+            first: float | None = None
+            async for ev in c.stream(PROMPTS[k % 8], model="large", max_tokens=16, timeout_s=120,
+                                     request_id=f"rb-{k}"):
+                if isinstance(ev, Chunk) and first is None:
+                    first = time.monotonic()
+                if isinstance(ev, Done):
+                    assert ev.id not in results
+                    results[ev.id] = GenerationResult(ev.id, ev.text, ev.finish_reason.value, ev.model, ev.usage,
+                                                      ev.timings, ev.run_id)
+            ttft.append((t_send - t0, ((first or time.monotonic()) - t_send) * 1000))
+
+        t0 = time.monotonic()
+        tasks = []
+        k = 0
+        joined = False
+        while time.monotonic() - t0 < seconds:
+            if not joined and time.monotonic() - t0 >= join_at_s:
+                fleet.start_worker("large", "w3")
+                joined = True
+            tasks.append(asyncio.create_task(one(k, time.monotonic())))
+            k += 1
+            await asyncio.sleep(1 / rate_per_s)
+        await asyncio.wait_for(asyncio.gather(*tasks), 300)
+    assert len(results) == k
+    for i in range(k):
+        assert results[f"rb-{i}"].text == reference[PROMPTS[i % 8]]
+    before = sorted(v for t, v in ttft if t < join_at_s)
+    during = sorted(v for t, v in ttft if t >= join_at_s)
+    p50_before = before[len(before) // 2]
+    print(f"rebalance: {k} requests; TTFT p50 before join {p50_before:.0f} ms; worst after join "
+          f"{during[-1]:.0f} ms; pause ~{during[-1] - p50_before:.0f} ms")
