@@ -144,6 +144,9 @@ def scale(
         bool, typer.Option(help="also measure the pause of a join, a leave and a crash")
     ] = True,
     rebalance_rate: Annotated[float, typer.Option(help="req/s during the rebalance run")] = 6.0,
+    event_every_s: Annotated[
+        float, typer.Option(help="seconds between the join, the leave and the crash")
+    ] = 14.0,
     seed: int = 0,
     progress: bool = True,
     machine: MachineOpt = None,
@@ -164,6 +167,7 @@ def scale(
         max_running=max_running,
         rebalance=rebalance,
         rebalance_rate=rebalance_rate,
+        event_every_s=event_every_s,
         seed=seed,
         progress=progress,
         machine=machine,
