@@ -1,0 +1,46 @@
+"""Engine fixtures: a tiny target, a draft that agrees with it often but not always, and
+engines built on them. Checkpoints are real HF directories written with save_pretrained."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fleet.settings import ModelSettings
+from tests.worker.engine.helpers import Pair, noisy_copy, own_tiny_target, tied_tiny_target
+from worker.engine.continuous import ContinuousEngine, EngineConfig
+from worker.loader import ModelBundle, load_bundle
+
+
+@pytest.fixture(scope="session")
+def engine_pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Pair:
+    """The shared tiny target (tests/fixtures_models.py) when there is one, and a noisy copy as draft."""
+    root = tmp_path_factory.mktemp("engine_pair")
+    try:
+        target = Path(request.getfixturevalue("tiny_checkpoint"))
+    except pytest.FixtureLookupError:
+        target = own_tiny_target(root / "target")
+    return Pair(target, noisy_copy(target, root / "draft", scale=0.02))
+
+
+@pytest.fixture(scope="session")
+def bundle(engine_pair: Pair, tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
+    ms = ModelSettings(name="t", path=str(engine_pair.target), draft_path=str(engine_pair.draft))
+    return load_bundle(ms, tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture
+def make_engine() -> Callable[..., ContinuousEngine]:
+    def make(b: ModelBundle, **kw: object) -> ContinuousEngine:
+        return ContinuousEngine(b, EngineConfig(**{"seed": 0, **kw}))  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def repeating_bundle(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
+    """A model that repeats itself (prompt lookup finds proposals in its output)."""
+    path = tied_tiny_target(tmp_path_factory.mktemp("repeating") / "m")
+    return load_bundle(ModelSettings(name="r", path=str(path)), tmp_path_factory.mktemp("cache"))

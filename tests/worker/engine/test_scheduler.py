@@ -1,0 +1,184 @@
+"""The scheduler alone, driven with hand-made model outputs (no torch)."""
+
+from __future__ import annotations
+
+import random
+
+from worker.engine.scheduler import Phase, PrefillChunk, Schedule, Scheduler, SchedulerConfig
+
+
+def cfg(**kw: int) -> SchedulerConfig:
+    base = {"max_running": 4, "max_batch_tokens": 1000, "prefill_chunk_tokens": 64, "max_model_len": 512}
+    base.update(kw)
+    return SchedulerConfig(**base)
+
+
+def run_step(s: Scheduler, plan: Schedule, tokens_per_decode: int = 1) -> list[str]:
+    """Pretend the model ran `plan`: prefill chunks done, one token per decoding sequence.
+    Returns the ids that reached max_tokens (and finishes them)."""
+    done = []
+    for c in plan.prefill:
+        s.on_prefilled(c)
+        if c.last:
+            s.on_generated(c.request_id, 1)  # the prefill step samples the first token
+    for rid in plan.decode:
+        s.on_generated(rid, tokens_per_decode)
+    for rid in [*plan.decode, *(c.request_id for c in plan.prefill if c.last)]:
+        seq = s.get(rid)
+        assert seq is not None
+        if seq.generated >= seq.max_tokens:
+            s.finish(rid)
+            done.append(rid)
+    return done
+
+
+def test_requests_join_between_steps_and_leave_the_step_they_finish() -> None:
+    s = Scheduler(cfg())
+    s.add("a", prompt_len=10, max_tokens=3)
+    p1 = s.schedule(0.0)
+    assert p1.admitted == ["a"] and p1.prefill == [PrefillChunk("a", 0, 10, True)] and p1.decode == []
+    run_step(s, p1)
+    s.add("b", prompt_len=5, max_tokens=2)  # joins while "a" decodes
+    p2 = s.schedule(0.0)
+    assert p2.decode == ["a"] and p2.admitted == ["b"]
+    run_step(s, p2)
+    p3 = s.schedule(0.0)
+    assert p3.decode == ["a", "b"]
+    assert sorted(run_step(s, p3)) == ["a", "b"]  # a: 1 + 2 tokens, b: 1 + 1 token
+    assert s.num_running == 0 and not s.has_unfinished() and s.reserved_tokens == 0
+
+
+def test_max_running_bounds_the_batch_and_a_finish_admits_the_next() -> None:
+    s = Scheduler(cfg(max_running=2))
+    for rid in "abc":
+        s.add(rid, prompt_len=4, max_tokens=2)
+    p = s.schedule(0.0)
+    assert p.admitted == ["a", "b"] and s.num_running == 2 and s.num_waiting == 1
+    run_step(s, p)
+    p = s.schedule(0.0)
+    assert p.admitted == [] and p.decode == ["a", "b"]
+    assert run_step(s, p) == ["a", "b"]
+    p = s.schedule(0.0)
+    assert p.admitted == ["c"]
+
+
+def test_kv_budget_limits_admission_in_fifo_order() -> None:
+    # each sequence reserves prompt + max_tokens; "big" does not fit next to "a";
+    # "small" would, but must not overtake it
+    s = Scheduler(cfg(max_batch_tokens=100, max_running=8))
+    s.add("a", prompt_len=40, max_tokens=20)  # 60
+    s.add("big", prompt_len=30, max_tokens=20)  # 50: 110 > 100
+    s.add("small", prompt_len=5, max_tokens=5)  # 10 would fit, but FIFO
+    p = s.schedule(0.0)
+    assert p.admitted == ["a"] and s.reserved_tokens == 60
+    run_step(s, p)
+    for _ in range(3):
+        p = s.schedule(0.0)
+        assert p.admitted == []
+        run_step(s, p)
+    s.finish("a")
+    p = s.schedule(0.0)
+    assert p.admitted == ["big", "small"] and s.reserved_tokens == 60
+
+
+def test_reservation_is_capped_by_the_context_and_an_oversized_request_still_runs_alone() -> None:
+    s = Scheduler(cfg(max_batch_tokens=100, max_model_len=80))
+    s.add("long", prompt_len=60, max_tokens=1000)
+    p = s.schedule(0.0)
+    assert p.admitted == ["long"] and s.reserved_tokens == 80
+    s2 = Scheduler(cfg(max_batch_tokens=50, max_model_len=512))
+    s2.add("huge", prompt_len=40, max_tokens=100)  # 140 > the whole budget: runs once the budget is free
+    assert s2.schedule(0.0).admitted == ["huge"] and s2.reserved_tokens == 50
+
+
+def test_chunked_prefill_bounds_prefill_per_step_and_decode_never_starves() -> None:
+    s = Scheduler(cfg(prefill_chunk_tokens=16, max_running=8))
+    s.add("short", prompt_len=4, max_tokens=100)
+    run_step(s, s.schedule(0.0))
+    s.add("long", prompt_len=50, max_tokens=4)
+    s.add("after", prompt_len=8, max_tokens=4)
+    chunks: list[PrefillChunk] = []
+    for step in range(5):
+        p = s.schedule(0.0)
+        assert "short" in p.decode  # every step decodes the running sequence
+        assert sum(c.length for c in p.prefill) <= 16
+        chunks += [c for c in p.prefill if c.request_id == "long"]
+        run_step(s, p)
+        if step < 3:
+            assert s.get("after") is not None and s.get("after").phase is Phase.WAITING  # type: ignore[union-attr]
+    assert [(c.start, c.length, c.last) for c in chunks] == [
+        (0, 16, False),
+        (16, 16, False),
+        (32, 16, False),
+        (48, 2, True),
+    ]
+    # "after" starts in the step that finishes "long": it waits ceil(tokens ahead / chunk) steps at most
+    assert s.get("after") is not None and s.get("after").phase is Phase.DECODE  # type: ignore[union-attr]
+
+
+def test_cancellation_frees_the_slot_for_the_next_step() -> None:
+    s = Scheduler(cfg(max_running=1))
+    s.add("a", prompt_len=4, max_tokens=50)
+    s.add("b", prompt_len=4, max_tokens=50)
+    s.add("c", prompt_len=4, max_tokens=50)
+    run_step(s, s.schedule(0.0))
+    assert s.finish("c")  # cancel a waiting request
+    assert s.finish("a")  # cancel the running one
+    assert not s.finish("nope")
+    p = s.schedule(0.0)
+    assert p.admitted == ["b"] and s.num_waiting == 0
+
+
+def test_deadlines_expire_waiting_and_running_requests() -> None:
+    s = Scheduler(cfg(max_running=1))
+    s.add("run", prompt_len=4, max_tokens=50, deadline_s=10.0)
+    s.add("wait", prompt_len=4, max_tokens=50, deadline_s=5.0)
+    s.add("free", prompt_len=4, max_tokens=50)
+    run_step(s, s.schedule(0.0))
+    p = s.schedule(6.0)
+    assert p.expired == ["wait"] and p.decode == ["run"]
+    run_step(s, p)
+    p = s.schedule(11.0)
+    assert p.expired == ["run"] and p.admitted == ["free"] and p.decode == []
+
+
+def test_speculation_only_while_the_decode_batch_is_small() -> None:
+    s = Scheduler(cfg(max_running=8, spec_max_batch_size=2))
+    s.add("a", prompt_len=4, max_tokens=50)
+    p = s.schedule(0.0)
+    assert not p.speculate  # nothing decodes yet
+    run_step(s, p)
+    s.add("b", prompt_len=4, max_tokens=50)
+    p = s.schedule(0.0)
+    assert p.speculate  # one decoding
+    run_step(s, p)
+    s.add("c", prompt_len=4, max_tokens=50)
+    run_step(s, s.schedule(0.0))
+    assert not s.schedule(0.0).speculate  # three decoding
+    s0 = Scheduler(cfg(spec_max_batch_size=0))
+    s0.add("a", prompt_len=4, max_tokens=50)
+    run_step(s0, s0.schedule(0.0))
+    assert not s0.schedule(0.0).speculate
+
+
+def test_random_arrivals_keep_every_invariant_and_everything_finishes() -> None:
+    rng = random.Random(7)
+    c = cfg(max_running=5, max_batch_tokens=300, prefill_chunk_tokens=32)
+    s = Scheduler(c)
+    pending = [(f"r{i}", rng.randint(1, 120), rng.randint(1, 40)) for i in range(60)]
+    finished: list[str] = []
+    admitted: list[str] = []
+    for step in range(10_000):
+        if pending and rng.random() < 0.5:
+            rid, n, m = pending.pop(0)
+            s.add(rid, n, m)
+        p = s.schedule(float(step))
+        admitted += p.admitted
+        assert s.num_running <= c.max_running
+        assert s.reserved_tokens <= c.max_batch_tokens
+        assert sum(ch.length for ch in p.prefill) <= c.prefill_chunk_tokens
+        finished += run_step(s, p)
+        if not pending and not s.has_unfinished():
+            break
+    assert sorted(finished) == sorted(f"r{i}" for i in range(60))
+    assert admitted == [f"r{i}" for i in range(60)]  # FIFO admission
