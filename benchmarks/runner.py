@@ -183,12 +183,12 @@ async def run_serving(settings: Settings, cfg: ServeConfig, *, say: Any = print)
         "num_prompts": cfg.num_prompts,
         "warmups": cfg.warmups,
         "seed": cfg.seed,
-        "rates": [None if math.isinf(r) else r for r in cfg.rates],
+        "rates": ["inf" if math.isinf(r) else r for r in cfg.rates],
         "burstiness": cfg.burstiness,
-        "ramp_up": None
+        "ramp_up": "none"
         if cfg.ramp_up is None
         else f"{cfg.ramp_up.strategy.value} {cfg.ramp_up.start_rps}->{cfg.ramp_up.end_rps}",
-        "max_concurrency": cfg.max_concurrency,
+        "max_concurrency": cfg.max_concurrency or "unbounded",
         "slos_ms": cfg.slos_ms,
         "bootstrap": settings.kafka.bootstrap,
         "latency": f"fetch_max_wait_ms={lat.fetch_max_wait_ms}, acks={lat.acks}, linger 0, "
