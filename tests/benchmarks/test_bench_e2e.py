@@ -1,4 +1,4 @@
-"""A short `fleet bench run` against the embedded fleet: a complete report, every field filled, plots written."""
+"""A short `fleet bench run` against the embedded fleet: a complete report, plots written."""
 
 from __future__ import annotations
 
