@@ -28,8 +28,6 @@ from benchmarks.metrics import RequestTrace, request_metrics, summarize
 from benchmarks.procs import Procs, simulated_config, wait_workers
 from benchmarks.schema import RebalancePause, ScalePoint, ScaleReport, collect_meta
 
-MODEL = "sim"
-
 
 @dataclass(frozen=True)
 class ScaleConfig:
@@ -96,6 +94,7 @@ def rebalance_pause(
 
 async def _measure(
     client: Any,
+    model: str,
     cfg: ScaleConfig,
     rate: float,
     n: int,
@@ -104,7 +103,7 @@ async def _measure(
 ) -> tuple[list[RequestTrace], float]:
     from benchmarks.serve import drive, fleet_sender, warm_up
 
-    send = fleet_sender(client, model=MODEL, timeout_s=120.0)
+    send = fleet_sender(client, model=model, timeout_s=120.0)
     reqs = random_requests(n, input_len=cfg.input_len, output_len=cfg.output_len, seed=cfg.seed)
     await warm_up(
         send,
@@ -142,10 +141,13 @@ async def run_scale(
     try:
         runs = [(p, False) for p in cfg.partitions] + ([(max(cfg.partitions), True)] if cfg.rebalance else [])
         for parts, is_rebalance in runs:
-            prefix = f"scale-{uuid.uuid4().hex[:6]}-p{parts}"
+            token = uuid.uuid4().hex[:6]
+            prefix = f"scale-{token}-p{parts}"
+            model = f"sim-{token}"  # its own consumer group (`llm-worker-<model>`) for every run
             conf = simulated_config(
                 logs / f"{prefix}.toml",
                 prefix=prefix,
+                model=model,
                 partitions=parts,
                 tokens_per_s=cfg.tokens_per_s,
                 max_running=cfg.max_running,
@@ -157,16 +159,16 @@ async def run_scale(
             try:
                 async with FleetClient(settings) as client:
                     if is_rebalance:
-                        pauses = await _rebalance_run(cfg, procs, settings, client, say)
+                        pauses = await _rebalance_run(model, cfg, procs, settings, client, say)
                         continue
                     for n in sorted(cfg.workers):
                         while len(procs.workers()) < n:
-                            procs.start_worker(MODEL)
-                        await wait_workers(settings, MODEL, n, timeout_s=180.0, check=procs.check_alive)
+                            procs.start_worker(model)
+                        await wait_workers(settings, model, n, timeout_s=180.0, check=procs.check_alive)
                         await asyncio.sleep(cfg.settle_s)
                         procs.check_alive()
                         say(f"scale (SIMULATED): {n} workers, {parts} partitions, {cfg.request_rate:g} req/s")
-                        traces, dur = await _measure(client, cfg, cfg.request_rate, cfg.num_prompts)
+                        traces, dur = await _measure(client, model, cfg, cfg.request_rate, cfg.num_prompts)
                         points.append(ScalePoint(n, parts, cfg.request_rate, summarize(traces, dur)))
             finally:
                 await asyncio.to_thread(procs.stop_all)
@@ -191,13 +193,13 @@ async def run_scale(
 
 
 async def _rebalance_run(
-    cfg: ScaleConfig, procs: Procs, settings: Any, client: Any, say: Callable[[str], Any]
+    model: str, cfg: ScaleConfig, procs: Procs, settings: Any, client: Any, say: Callable[[str], Any]
 ) -> list[RebalancePause]:
     """Steady even arrivals; a worker joins, one leaves (SIGTERM), one crashes (SIGKILL)."""
     base = cfg.rebalance_workers
     for _ in range(base):
-        procs.start_worker(MODEL)
-    await wait_workers(settings, MODEL, base, timeout_s=180.0, check=procs.check_alive)
+        procs.start_worker(model)
+    await wait_workers(settings, model, base, timeout_s=180.0, check=procs.check_alive)
     await asyncio.sleep(cfg.settle_s)
     gap = cfg.event_every_s
     events: list[tuple[str, float, int, int]] = []
@@ -205,7 +207,7 @@ async def _rebalance_run(
     async def choreography(t0: float) -> None:
         await asyncio.sleep(t0 + gap - time.perf_counter())
         events.append(("join", time.perf_counter(), base, base + 1))  # from the launch of the process:
-        procs.start_worker(MODEL)  # its start-up stalls nothing, the group join it ends with may
+        procs.start_worker(model)  # its start-up stalls nothing, the group join it ends with may
         await asyncio.sleep(max(0.0, t0 + 2 * gap - time.perf_counter()))
         events.append(("leave (SIGTERM)", time.perf_counter(), base + 1, base))
         procs.stop(procs.workers()[0])
@@ -215,5 +217,7 @@ async def _rebalance_run(
 
     n = int(cfg.rebalance_rate * gap * 4)
     say(f"rebalance (SIMULATED): {base} workers, {n} requests at {cfg.rebalance_rate:g} req/s, even gaps")
-    traces, _ = await _measure(client, cfg, cfg.rebalance_rate, n, burstiness=math.inf, during=choreography)
+    traces, _ = await _measure(
+        client, model, cfg, cfg.rebalance_rate, n, burstiness=math.inf, during=choreography
+    )
     return [rebalance_pause(traces, at, gap * 0.8, name, b, a) for name, at, b, a in events]
