@@ -94,13 +94,18 @@ class ContinuousEngine:
             "engine.start",
             weights_bytes=bundle.weights_bytes,
             draft_weights_bytes=bundle.draft_weights_bytes,
-            kv_cache_bytes=self._runner.kv_cache_bytes,
-            kv_bytes_per_token=self._runner.target.cache.bytes_per_token,
+            kv_bytes_per_token=self.kv_bytes_per_token,
+            kv_budget_bytes=config.max_batch_tokens * self.kv_bytes_per_token,
             max_running=config.max_running,
             max_batch_tokens=config.max_batch_tokens,
             speculation=type(proposer).__name__ if self._spec else None,
             device=str(bundle.device),
         )
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """Target and draft KV bytes per position of a row."""
+        return sum(c.bytes_per_token for c in self._runner.rows.caches)
 
     # -- the thread-safe side -------------------------------------------------------------------------
 
@@ -133,6 +138,7 @@ class ContinuousEngine:
             extra={
                 "kv_reserved_tokens": float(self._sched.reserved_tokens),
                 "kv_budget_tokens": float(self.config.max_batch_tokens),
+                "kv_bytes_per_token": float(self.kv_bytes_per_token),
                 "steps": float(self._steps),
                 "spec_steps": float(self._spec_steps),
                 "last_step_ms": self._last_step_ms,

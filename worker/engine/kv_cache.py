@@ -35,24 +35,23 @@ class SlotKVCache(Cache):
         rows_cap: int,
         dtype: torch.dtype,
         device: torch.device,
-        len_cap: int = 128,
         len_quantum: int = 128,
+        row_quantum: int = 8,
     ) -> None:
         super().__init__(layers=[])
         self.num_layers, self.kv_heads, self.head_dim = num_layers, kv_heads, head_dim
         self.rows_cap, self.dtype, self.device = rows_cap, dtype, device
-        self.len_quantum = len_quantum
-        self.len_cap = 0
+        self.len_quantum, self.row_quantum = len_quantum, row_quantum
+        self.rows_alloc = self.len_cap = 0
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
-        self._alloc(_round_up(max(len_cap, 1), len_quantum))
         # set by begin() for the forward pass about to run
         self._rows = slice(0, 0)
         self._row_index = torch.zeros(0, 1, dtype=torch.long, device=device)
         self._write_pos = torch.zeros(0, 0, dtype=torch.long, device=device)
         self._kv_len = 0
 
-    # -- memory -------------------------------------------------------------------------------------
+    # -- memory: allocated in quanta of rows and positions, grown and shrunk with the batch ---------
 
     @property
     def bytes_per_token(self) -> int:
@@ -63,35 +62,44 @@ class SlotKVCache(Cache):
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
 
-    def _alloc(self, len_cap: int) -> None:
-        shape = (self.rows_cap, self.kv_heads, len_cap, self.head_dim)
+    @torch.inference_mode()
+    def _alloc(self, rows: int, len_cap: int) -> None:
+        shape = (rows, self.kv_heads, len_cap, self.head_dim)
         new_k = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.num_layers)]
         new_v = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.num_layers)]
-        keep = min(self.len_cap, len_cap)
-        if self.keys:
+        keep_rows, keep_len = min(self.rows_alloc, rows), min(self.len_cap, len_cap)
+        if self.keys and keep_rows and keep_len:
             for old, new in zip((*self.keys, *self.values), (*new_k, *new_v), strict=True):
-                new[:, :, :keep].copy_(old[:, :, :keep])
-        self.keys, self.values, self.len_cap = new_k, new_v, len_cap
+                new[:keep_rows, :, :keep_len].copy_(old[:keep_rows, :, :keep_len])
+        self.keys, self.values, self.rows_alloc, self.len_cap = new_k, new_v, rows, len_cap
 
-    def ensure_len(self, needed: int) -> None:
-        """Grow the length capacity (in quanta, at least doubling) so `needed` positions fit."""
-        if needed > self.len_cap:
-            self._alloc(max(_round_up(needed, self.len_quantum), 2 * self.len_cap))
+    def reserve(self, rows: int, length: int) -> None:
+        """Make room for `rows` rows of `length` positions (rounded up to the quanta)."""
+        want_rows = rows if rows <= self.rows_alloc else min(_round_up(rows, self.row_quantum), self.rows_cap)
+        want_len = length if length <= self.len_cap else _round_up(length, self.len_quantum)
+        if want_rows > self.rows_alloc or want_len > self.len_cap:
+            self._alloc(max(want_rows, self.rows_alloc), max(want_len, self.len_cap))
 
-    def shrink_to(self, needed: int) -> None:
-        """Give memory back when the longest row is far below the capacity."""
-        target = _round_up(max(needed, 1), self.len_quantum)
-        if target * 4 <= self.len_cap:
-            self._alloc(max(target * 2, self.len_quantum))
+    def shrink(self, rows: int, length: int) -> None:
+        """Give memory back when the batch needs far less than is allocated (hysteresis: 2 quanta)."""
+        fit_rows = _round_up(max(rows, 1), self.row_quantum)
+        fit_len = _round_up(max(length, 1), self.len_quantum)
+        if (
+            self.rows_alloc >= fit_rows + 2 * self.row_quantum
+            or self.len_cap >= fit_len + 2 * self.len_quantum
+        ):
+            self._alloc(min(fit_rows, self.rows_alloc), min(fit_len, self.len_cap))
 
     # -- row moves (the runner keeps the batch compact) -------------------------------------------
 
+    @torch.inference_mode()
     def move_row(self, src: int, dst: int, length: int) -> None:
         if src == dst or length <= 0:
             return
         for buf in (*self.keys, *self.values):
             buf[dst, :, :length].copy_(buf[src, :, :length])
 
+    @torch.inference_mode()
     def swap_rows(self, a: int, b: int, length: int) -> None:
         if a == b or length <= 0:
             return
@@ -108,11 +116,11 @@ class SlotKVCache(Cache):
         lens: [B] long, the tokens each row already holds; row b writes positions lens[b] + j.
         """
         b = lens.shape[0]
-        self.ensure_len(int(lens.max()) + q_len if b else q_len)
-        self._rows = slice(start, start + b)
-        self._row_index = torch.arange(b, device=self.device).unsqueeze(1)  # [B, 1]
         self._write_pos = lens.unsqueeze(1) + torch.arange(q_len, device=self.device)  # [B, q]
         self._kv_len = int(self._write_pos.max()) + 1 if b else 0
+        self.reserve(start + b, self._kv_len)
+        self._rows = slice(start, start + b)
+        self._row_index = torch.arange(b, device=self.device).unsqueeze(1)  # [B, 1]
 
     @property
     def kv_len(self) -> int:

@@ -152,9 +152,10 @@ class ModelRunner:
 
     def remove(self, seq: Sequence) -> None:
         self.rows.remove(seq)
-        if not self.rows.seqs:
-            for cache in self.rows.caches:
-                cache.shrink_to(1)
+        rows = len(self.rows.seqs)
+        longest = max((s.kv_len for s in self.rows.seqs), default=0)
+        for cache in self.rows.caches:
+            cache.shrink(rows, longest + 1)
 
     def decoding(self) -> list[Sequence]:
         return self.rows.seqs[: self.rows.n_decode]

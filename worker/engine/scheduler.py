@@ -9,9 +9,11 @@ Policy (iteration-level, like vLLM v1):
   prefill chunk, which bounds how much a long prompt can add to the others' TPOT.
 - Admission is strict FIFO (no request is overtaken, so a large one cannot be
   starved by a stream of small ones) and needs a free slot (`max_running`) and
-  room in the KV budget: each running sequence reserves prompt + max_tokens
-  (capped by the context length) against `max_batch_tokens`, so a sequence
-  admitted is never preempted for memory.
+  room in the KV budget. Each sequence reserves prompt + max_tokens (capped by
+  the context length); the slot KV cache gives every row the length of the
+  longest, so the budget counts what it really allocates: running sequences x
+  the longest reservation <= `max_batch_tokens`. A sequence admitted is never
+  preempted for memory, and KV memory stays within the budget.
 - A waiting request is admitted within one step of a slot and budget being free;
   cancellation and deadlines free the slot at the start of the next step.
 - Speculation runs only while the decode batch is small (`spec_max_batch_size`):
@@ -35,7 +37,7 @@ class Phase(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class SchedulerConfig:
     max_running: int = 32
-    max_batch_tokens: int = 8192  # KV budget over all running sequences (reserved: prompt + max_tokens)
+    max_batch_tokens: int = 8192  # KV budget: running sequences x the longest reservation
     prefill_chunk_tokens: int = 256  # prompt tokens prefilled per step, over all sequences
     max_model_len: int = 2048
     spec_max_batch_size: int = 4  # speculate only while at most this many sequences decode (0: never)
@@ -86,7 +88,6 @@ class Scheduler:
         self.config = config
         self._waiting: deque[SeqStatus] = deque()
         self._running: dict[str, SeqStatus] = {}  # insertion order = admission order
-        self._reserved = 0
 
     # -- queries --------------------------------------------------------------------------------------
 
@@ -100,7 +101,11 @@ class Scheduler:
 
     @property
     def reserved_tokens(self) -> int:
-        return self._reserved
+        """The KV slots the running batch may need: sequences x the longest reservation."""
+        return self._footprint(len(self._running), 0)
+
+    def _footprint(self, rows: int, longest: int) -> int:
+        return rows * max([longest, *(s.reserved for s in self._running.values())])
 
     def get(self, request_id: str) -> SeqStatus | None:
         if request_id in self._running:
@@ -136,7 +141,6 @@ class Scheduler:
         """Remove a request (finished, aborted or expired) wherever it is; False if unknown."""
         seq = self._running.pop(request_id, None)
         if seq is not None:
-            self._reserved -= seq.reserved
             return True
         for s in self._waiting:
             if s.request_id == request_id:
@@ -172,7 +176,6 @@ class Scheduler:
             seq = self._waiting.popleft()
             seq.phase = Phase.PREFILL
             seq.reserved = min(seq.demand, self.config.max_batch_tokens)
-            self._reserved += seq.reserved
             self._running[seq.request_id] = seq
             out.admitted.append(seq.request_id)
             budget -= self._chunk(seq, budget, out)
@@ -184,10 +187,9 @@ class Scheduler:
     def _admissible(self, seq: SeqStatus) -> bool:
         if len(self._running) >= self.config.max_running:
             return False
-        need = min(
-            seq.demand, self.config.max_batch_tokens
-        )  # an oversized request runs once the budget is free
-        return self._reserved + need <= self.config.max_batch_tokens
+        # a request larger than the whole budget runs once the batch is empty
+        need = min(seq.demand, self.config.max_batch_tokens)
+        return self._footprint(len(self._running) + 1, need) <= self.config.max_batch_tokens
 
     @staticmethod
     def _chunk(seq: SeqStatus, budget: int, out: Schedule) -> int:

@@ -63,12 +63,12 @@ def test_max_running_bounds_the_batch_and_a_finish_admits_the_next() -> None:
 
 
 def test_kv_budget_limits_admission_in_fifo_order() -> None:
-    # each sequence reserves prompt + max_tokens; "big" does not fit next to "a";
-    # "small" would, but must not overtake it
+    # each sequence reserves prompt + max_tokens; the cache pads every row to the longest reservation,
+    # so the budget counts running sequences x the longest reservation
     s = Scheduler(cfg(max_batch_tokens=100, max_running=8))
     s.add("a", prompt_len=40, max_tokens=20)  # 60
-    s.add("big", prompt_len=30, max_tokens=20)  # 50: 110 > 100
-    s.add("small", prompt_len=5, max_tokens=5)  # 10 would fit, but FIFO
+    s.add("big", prompt_len=30, max_tokens=20)  # 2 x 60 > 100
+    s.add("small", prompt_len=5, max_tokens=5)  # 10 would fit on its own, but must not overtake "big"
     p = s.schedule(0.0)
     assert p.admitted == ["a"] and s.reserved_tokens == 60
     run_step(s, p)
@@ -78,7 +78,9 @@ def test_kv_budget_limits_admission_in_fifo_order() -> None:
         run_step(s, p)
     s.finish("a")
     p = s.schedule(0.0)
-    assert p.admitted == ["big", "small"] and s.reserved_tokens == 60
+    assert p.admitted == ["big", "small"] and s.reserved_tokens == 2 * 50
+    s.add("tiny", prompt_len=2, max_tokens=2)  # 3 x 50 > 100
+    assert s.schedule(0.0).admitted == []
 
 
 def test_reservation_is_capped_by_the_context_and_an_oversized_request_still_runs_alone() -> None:

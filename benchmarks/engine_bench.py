@@ -1,0 +1,174 @@
+"""Engine benchmark, in process (no Kafka): output tokens/s, TTFT and TPOT at several
+concurrencies for
+
+  (a) baseline: sequential `model.generate` calls (one request at a time, FIFO),
+  (b) the engine without speculation,
+  (c) the engine with speculation (the draft model; the engine decides per step),
+  (d) the engine on 8-bit weights (bitsandbytes LLM.int8()),
+  (e) the engine on 4-bit weights (bitsandbytes nf4),
+
+same model and prompts in one run. Closed loop: `c` clients each send their next
+request when the previous one is done. Outputs are greedy and fixed-length (EOS
+ignored, like `vllm bench serve --ignore-eos`), and the greedy outputs of the
+configurations are compared token for token.
+
+    python -m benchmarks.engine_bench            # the full run, results in benchmarks/results/
+    python -m benchmarks.engine_bench --quick    # a short smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.engine_bench_driver import BenchPrompt, RunResult, drive_engine, drive_generate, load_prompts
+from benchmarks.engine_bench_report import Row, publish
+from fleet.settings import ModelSettings, Quantization
+from worker.engine import engine_config
+from worker.engine.continuous import ContinuousEngine
+from worker.loader import ModelBundle, load_bundle
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BenchConfig:
+    key: str
+    label: str
+    quantization: Quantization = Quantization.NONE
+    engine: bool = True
+    speculate: bool = False
+
+
+CONFIGS = {
+    c.key: c
+    for c in (
+        BenchConfig("a", "baseline: sequential generate", engine=False),
+        BenchConfig("b", "engine"),
+        BenchConfig("c", "engine + speculation", speculate=True),
+        BenchConfig("d", "engine, int8", Quantization.INT8),
+        BenchConfig("e", "engine, nf4", Quantization.NF4),
+    )
+}
+
+
+def _bundles(args: argparse.Namespace, keys: list[str]) -> dict[Quantization, ModelBundle]:
+    out: dict[Quantization, ModelBundle] = {}
+    for key in keys:
+        q = CONFIGS[key].quantization
+        if q in out:
+            continue
+        ms = ModelSettings(
+            name="bench",
+            path=args.target,
+            draft_path=args.draft if q is Quantization.NONE else None,
+            quantization=q,
+            max_model_len=args.max_model_len,
+        )
+        out[q] = dataclasses.replace(
+            load_bundle(ms, Path(args.cache_dir).expanduser()), eos_token_ids=frozenset()
+        )
+    return out
+
+
+def _engine(bundle: ModelBundle, cfg: BenchConfig, args: argparse.Namespace) -> ContinuousEngine:
+    ms = ModelSettings(
+        name="bench",
+        path=args.target,
+        max_running=max(args.concurrency),
+        num_speculative_tokens=args.spec_tokens,
+        spec_max_batch_size=args.spec_max_batch if cfg.speculate else 0,
+    )
+    b = bundle if cfg.speculate else dataclasses.replace(bundle, draft=None, draft_weights_bytes=0)
+    return ContinuousEngine(b, engine_config(ms, seed=0))
+
+
+def run_point(
+    cfg: BenchConfig, bundle: ModelBundle, prompts: list[BenchPrompt], c: int, args: argparse.Namespace
+) -> RunResult:
+    """One configuration at one concurrency, after a short warm-up."""
+    n = max(args.min_requests, args.requests_per_client * c)
+    if cfg.engine:
+        engine = _engine(bundle, cfg, args)
+        drive_engine(engine, prompts, 1, 2, 8)  # warm-up
+        res = drive_engine(engine, prompts, c, n, args.output_len)
+    else:
+        drive_generate(bundle, prompts, 1, 1, 8)  # warm-up
+        res = drive_generate(bundle, prompts, c, n, args.output_len)
+    acc = f"  accept {res.acceptance:.2f}" if res.acceptance is not None else ""
+    print(
+        f"  ({cfg.key}) c={c:>2}: {res.output_tok_s:8.1f} tok/s  TTFT p50 {res.ttft.median:7.1f} ms  "
+        f"TPOT mean {res.tpot.mean:6.2f} ms{acc}",
+        flush=True,
+    )
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.engine_bench", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--target", default="demo:large")
+    p.add_argument("--draft", default="demo:small")
+    p.add_argument("--cache-dir", default="~/.cache/llm-fleet")
+    p.add_argument("--configs", default="abcde", help="which of a-e to run")
+    p.add_argument("--concurrency", default="1,4,16,32")
+    p.add_argument("--prompt-len", type=int, default=64)
+    p.add_argument("--output-len", type=int, default=64)
+    p.add_argument("--requests-per-client", type=int, default=2)
+    p.add_argument("--min-requests", type=int, default=8)
+    p.add_argument(
+        "--spec-tokens", type=int, default=ModelSettings(name="x", path="x").num_speculative_tokens
+    )
+    p.add_argument(
+        "--spec-max-batch", type=int, default=ModelSettings(name="x", path="x").spec_max_batch_size
+    )
+    p.add_argument("--max-model-len", type=int, default=2048)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (0: torch's default); 1 by default: on a shared 2-core machine OpenMP's barrier "
+        "spinning collapses under other load, and every configuration runs on the same thread count",
+    )
+    p.add_argument("--quick", action="store_true", help="c=1,4; short outputs; few requests")
+    p.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
+    args = p.parse_args(argv)
+    args.concurrency = [int(x) for x in args.concurrency.split(",")]
+    if args.quick:
+        args.concurrency, args.output_len, args.min_requests, args.requests_per_client = [1, 4], 16, 4, 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    keys = [k for k in args.configs if k in CONFIGS]
+    bundles = _bundles(args, keys)
+    tokenizer = next(iter(bundles.values())).tokenizer
+    prompts = load_prompts(tokenizer, n=64, prompt_len=args.prompt_len, seed=0)
+    rows: list[Row] = []
+    outputs: dict[str, dict[int, list[int]]] = {}
+    t0 = time.time()
+    # concurrency outside, configurations inside: the compared numbers are measured close together in time
+    for c in args.concurrency:
+        for key in keys:
+            cfg = CONFIGS[key]
+            bundle = bundles[cfg.quantization]
+            res = run_point(cfg, bundle, prompts, c, args)
+            rows.append(Row.of(cfg.key, cfg.label, c, res, bundle, speculate=cfg.speculate))
+            outputs.setdefault(key, {}).update(res.outputs)
+    rows.sort(key=lambda r: (r.config, r.concurrency))
+    params: dict[str, Any] = {
+        k: getattr(args, k)
+        for k in ("target", "draft", "prompt_len", "output_len", "spec_tokens", "spec_max_batch")
+    }
+    params["torch_threads"] = torch.get_num_threads()
+    params["wall_s"] = round(time.time() - t0, 1)
+    paths = publish(rows, outputs, params, out_dir=Path(args.out) if args.out else None)
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""Engine benchmark results: JSON plus a Markdown table, named with machine, date and commit."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from benchmarks.engine_bench_driver import RunResult
+from benchmarks.report import RESULTS_DIR
+from benchmarks.schema import collect_meta
+from worker.loader import ModelBundle
+
+GOAL_THROUGHPUT_X = 5.0  # (b) at the highest concurrency vs (a)
+GOAL_SPEC_TPOT_LOW = 0.6  # (c) / (b) mean TPOT at concurrency 1
+GOAL_SPEC_TPOT_HIGH = 1.05  # (c) / (b) mean TPOT at the highest concurrency
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    config: str
+    label: str
+    concurrency: int
+    requests: int
+    output_tokens: int
+    duration_s: float
+    output_tok_s: float
+    ttft_mean_ms: float
+    ttft_p50_ms: float
+    ttft_p99_ms: float
+    tpot_mean_ms: float
+    tpot_p50_ms: float
+    tpot_p99_ms: float
+    acceptance: float | None
+    spec_steps: int
+    steps: int
+    weights_bytes: int
+    kv_cache_bytes: int
+
+    @classmethod
+    def of(cls, key: str, label: str, c: int, r: RunResult, bundle: ModelBundle, *, speculate: bool) -> Row:
+        weights = bundle.weights_bytes + (bundle.draft_weights_bytes if speculate else 0)
+        return cls(
+            key, label, c, len(r.traces), r.output_tokens, round(r.duration_s, 3), round(r.output_tok_s, 1),
+            round(r.ttft.mean, 2), round(r.ttft.median, 2), round(r.ttft.p99, 2),
+            round(r.tpot.mean, 3), round(r.tpot.median, 3), round(r.tpot.p99, 3),
+            round(r.acceptance, 3) if r.acceptance is not None else None,
+            r.spec_steps, r.steps, weights, r.kv_cache_bytes,
+        )  # fmt: skip
+
+
+def _find(rows: list[Row], key: str, c: int) -> Row | None:
+    return next((r for r in rows if r.config == key and r.concurrency == c), None)
+
+
+def goals(rows: list[Row]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    cs = sorted({r.concurrency for r in rows})
+    if not cs:
+        return out
+    lo, hi = cs[0], cs[-1]
+    a, b = _find(rows, "a", hi), _find(rows, "b", hi)
+    if a and b:
+        x = b.output_tok_s / a.output_tok_s
+        out.append({"goal": f"(b) output tok/s at c={hi} >= {GOAL_THROUGHPUT_X}x (a)", "value": round(x, 2),
+                    "met": x >= GOAL_THROUGHPUT_X})  # fmt: skip
+    for c, limit in ((lo, GOAL_SPEC_TPOT_LOW), (hi, GOAL_SPEC_TPOT_HIGH)):
+        b, s = _find(rows, "b", c), _find(rows, "c", c)
+        if b and s and b.tpot_mean_ms:
+            x = s.tpot_mean_ms / b.tpot_mean_ms
+            out.append(
+                {"goal": f"(c) mean TPOT at c={c} <= {limit}x (b)", "value": round(x, 3), "met": x <= limit}
+            )
+    return out
+
+
+def compare_outputs(outputs: dict[str, dict[int, list[int]]]) -> dict[str, Any]:
+    """Greedy outputs of each configuration against (b), prompt by prompt."""
+    ref = outputs.get("b")
+    if ref is None:
+        return {}
+    result: dict[str, Any] = {}
+    for key, outs in outputs.items():
+        if key == "b":
+            continue
+        common = sorted(set(ref) & set(outs))
+        same = sum(outs[i] == ref[i] for i in common)
+        result[key] = {"prompts": len(common), "identical": same}
+    return result
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.2f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    meta, params = report["meta"], report["params"]
+    lines = [
+        "# Engine benchmark (in process, no Kafka)",
+        "",
+        f"Machine: {meta['machine_detail']} (`{meta['machine']}`), torch threads {params['torch_threads']}. "
+        f"Date {meta['date']}, commit `{meta['commit']}`.",
+        f"Target `{params['target']}`, draft `{params['draft']}`; prompts {params['prompt_len']} tokens, "
+        f"outputs {params['output_len']} tokens (greedy, EOS ignored); closed loop, `c` clients; "
+        f"speculation: {params['spec_tokens']} tokens while at most {params['spec_max_batch']} "
+        "sequences decode.",
+        "",
+        "TTFT = send to first token; TPOT = (E2E - TTFT) / (tokens - 1) (vLLM's definitions). "
+        "(a) serves one request at a time, so its TTFT includes the queue behind the other clients.",
+        "",
+        "| config | c | out tok/s | TTFT p50 ms | TTFT p99 ms | TPOT mean ms | TPOT p50 ms | accept "
+        "| weights MB | KV MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["rows"]:
+        acc = f"{r['acceptance']:.2f}" if r["acceptance"] is not None else "-"
+        lines.append(
+            f"| ({r['config']}) {r['label']} | {r['concurrency']} | {r['output_tok_s']:.1f} "
+            f"| {r['ttft_p50_ms']:.1f} | {r['ttft_p99_ms']:.1f} | {r['tpot_mean_ms']:.2f} "
+            f"| {r['tpot_p50_ms']:.2f} | {acc} "
+            f"| {_mb(r['weights_bytes'])} | {_mb(r['kv_cache_bytes'])} |"
+        )
+    if report["goals"]:
+        lines += ["", "| goal | value | met |", "|---|---:|---|"]
+        lines += [f"| {g['goal']} | {g['value']} | {'yes' if g['met'] else 'no'} |" for g in report["goals"]]
+    if report["outputs_vs_b"]:
+        lines += ["", "Greedy outputs identical to (b), prompt by prompt: " + ", ".join(
+            f"({k}) {v['identical']}/{v['prompts']}" for k, v in report["outputs_vs_b"].items())]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def publish(
+    rows: list[Row], outputs: dict[str, dict[int, list[int]]], params: dict[str, Any], *, out_dir: Path | None
+) -> list[Path]:
+    meta = collect_meta(simulated=False)
+    report = {
+        "meta": msgspec.to_builtins(meta),
+        "params": params,
+        "rows": [asdict(r) for r in rows],
+        "goals": goals(rows),
+        "outputs_vs_b": compare_outputs(outputs),
+    }
+    out = out_dir or RESULTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"engine_{meta.stem_suffix}"
+    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
+    json_path.write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=1) + b"\n")
+    md_path.write_text(markdown(report))
+    return [json_path, md_path]
