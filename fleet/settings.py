@@ -93,10 +93,12 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
     draft_quantization: Quantization = Quantization.NONE
     num_speculative_tokens: int = 4
     spec_max_batch_size: int = 4  # speculate only while at most this many sequences run
+    ngram_speculation: bool = False  # prompt-lookup drafting (no draft model) when draft_path is not set
     dtype: str = "float32"  # float32 | bfloat16 | float16
     device: str = "auto"  # auto | cpu | cuda
     max_running: int = 32  # sequences in the running batch
     max_batch_tokens: int = 8192  # KV budget: prompt + generated tokens over all running sequences
+    prefill_chunk_tokens: int = 256  # prompt tokens prefilled per engine step (chunked prefill)
     max_inflight: int = 64  # uncommitted requests a worker holds (running + waiting)
     max_model_len: int = 2048
     price_per_1k_prompt: float = 0.0
