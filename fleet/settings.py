@@ -97,7 +97,7 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
     dtype: str = "float32"  # float32 | bfloat16 | float16
     device: str = "auto"  # auto | cpu | cuda
     max_running: int = 32  # sequences in the running batch
-    max_batch_tokens: int = 8192  # KV budget: prompt + generated tokens over all running sequences
+    max_batch_tokens: int = 8192  # KV budget in tokens: running sequences x the longest prompt + max_tokens
     prefill_chunk_tokens: int = 256  # prompt tokens prefilled per engine step (chunked prefill)
     max_inflight: int = 64  # uncommitted requests a worker holds (running + waiting)
     max_model_len: int = 2048

@@ -22,17 +22,16 @@ BuiltEngine = tuple["Engine", Any, int]  # (engine, tokenizer, max_model_len)
 
 
 def engine_config(model: ModelSettings, *, seed: int | None = None) -> EngineConfig:
-    """The engine's knobs from the model's settings (fields added later fall back to defaults)."""
+    """The engine's knobs from the model's settings."""
     from worker.engine.continuous import EngineConfig
 
-    defaults = EngineConfig()
     return EngineConfig(
         max_running=model.max_running,
         max_batch_tokens=model.max_batch_tokens,
-        prefill_chunk_tokens=getattr(model, "prefill_chunk_tokens", defaults.prefill_chunk_tokens),
+        prefill_chunk_tokens=model.prefill_chunk_tokens,
         num_speculative_tokens=model.num_speculative_tokens,
         spec_max_batch_size=model.spec_max_batch_size,
-        ngram_speculation=getattr(model, "ngram_speculation", defaults.ngram_speculation),
+        ngram_speculation=model.ngram_speculation,
         seed=seed,
     )
 
