@@ -179,7 +179,7 @@ class ContinuousEngine:
                 self._spec_steps += spec is not None
             new_tokens = spec if spec is not None else self._runner.decode()
         work = [PrefillWork(self._reqs[c.request_id].seq, c.start, c.length, c.last) for c in plan.prefill]
-        first = self._runner.prefill(work)
+        first = self._runner.prefill(work, with_draft=plan.prefill_draft)
         for c in plan.prefill:
             self._sched.on_prefilled(c)
         prefilled = set(first)

@@ -138,10 +138,12 @@ class ModelRunner:
         self.device = device
         self.target = Forward(model, new_cache(model, max_rows, dtype, device), device)
         self.rows = Rows([self.target.cache])
-        self.last_step_ms = 0.0
+        self.draft: Forward | None = None
 
-    def attach_draft_cache(self, cache: SlotKVCache) -> None:
-        self.rows.caches.append(cache)
+    def attach_draft(self, draft: Forward) -> None:
+        """A draft model whose cache rows mirror the target's (speculative.DraftModelProposer)."""
+        self.draft = draft
+        self.rows.caches.append(draft.cache)
 
     @property
     def kv_cache_bytes(self) -> int:
@@ -165,8 +167,12 @@ class ModelRunner:
 
     # -- prefill --------------------------------------------------------------------------------------
 
-    def prefill(self, work: list[PrefillWork]) -> dict[str, int]:
-        """Run prompt chunks for the prefill rows; returns the first token of each completed prompt."""
+    def prefill(self, work: list[PrefillWork], *, with_draft: bool = False) -> dict[str, int]:
+        """Run prompt chunks for the prefill rows; returns the first token of each completed prompt.
+
+        with_draft: prefill the draft model on the same chunks (when speculation is about to run), so it
+        need not catch up on whole prompts later; rows it has fallen behind on are left to that catch-up.
+        """
         if not work:
             return {}
         t0 = time.perf_counter()
@@ -179,7 +185,18 @@ class ModelRunner:
             w = by_row.get(seq.row)
             if w is not None:
                 tokens[i, : w.length] = torch.tensor(seq.tokens[w.start : w.start + w.length])
-        hidden = self.target.hidden(start, tokens.to(self.device), self._lens(rows))  # [R, q, H]
+        tokens = tokens.to(self.device)
+        hidden = self.target.hidden(start, tokens, self._lens(rows))  # [R, q, H]
+        in_step = [by_row.get(s.row) for s in rows]
+        if (
+            with_draft
+            and self.draft is not None
+            and all(w is None or w.seq.draft_len == w.start for w in in_step)
+        ):
+            draft_lens = torch.tensor([s.draft_len for s in rows], dtype=torch.long, device=self.device)
+            self.draft.hidden(start, tokens, draft_lens)  # keys and values only: no logits needed
+            for w in work:
+                w.seq.draft_len = w.start + w.length
         done = [(i, by_row[s.row]) for i, s in enumerate(rows) if s.row in by_row and by_row[s.row].last]
         first: dict[str, int] = {}
         if done:

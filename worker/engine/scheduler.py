@@ -18,7 +18,8 @@ Policy (iteration-level, like vLLM v1):
   cancellation and deadlines free the slot at the start of the next step.
 - Speculation runs only while the decode batch is small (`spec_max_batch_size`):
   it pays for itself when the model is memory- or overhead-bound, and costs
-  throughput when the batch already fills the machine.
+  throughput when the batch already fills the machine. While the whole running
+  batch is that small, prompts are prefilled into the draft model too.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class Schedule:
     admitted: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     speculate: bool = False
+    prefill_draft: bool = False  # speculation will likely run next: prefill the draft model too
 
     @property
     def empty(self) -> bool:
@@ -182,6 +184,7 @@ class Scheduler:
 
         limit = self.config.spec_max_batch_size
         out.speculate = 0 < len(out.decode) <= limit
+        out.prefill_draft = bool(out.prefill) and len(self._running) <= limit
         return out
 
     def _admissible(self, seq: SeqStatus) -> bool:

@@ -40,7 +40,7 @@ class DraftModelProposer:
         self.device = runner.device
         self.fwd = Forward(draft, new_cache(draft, max_rows, dtype, self.device), self.device)
         self.vocab_size = vocab_size
-        runner.attach_draft_cache(self.fwd.cache)
+        runner.attach_draft(self.fwd)
 
     def _fit(self, logits: torch.Tensor) -> torch.Tensor:
         # draft logits [..., V'] -> [..., V] of the target's vocabulary (extra ids can never be proposed)

@@ -157,6 +157,13 @@ def test_speculation_only_while_the_decode_batch_is_small() -> None:
     s.add("c", prompt_len=4, max_tokens=50)
     run_step(s, s.schedule(0.0))
     assert not s.schedule(0.0).speculate  # three decoding
+    assert not s.schedule(0.0).prefill_draft
+    s.add("d", prompt_len=4, max_tokens=50)
+    assert not s.schedule(0.0).prefill_draft  # four running: speculation will not run
+    s1 = Scheduler(cfg(max_running=8, spec_max_batch_size=2))
+    s1.add("a", prompt_len=4, max_tokens=50)
+    s1.add("b", prompt_len=4, max_tokens=50)
+    assert s1.schedule(0.0).prefill_draft
     s0 = Scheduler(cfg(spec_max_batch_size=0))
     s0.add("a", prompt_len=4, max_tokens=50)
     run_step(s0, s0.schedule(0.0))
