@@ -159,6 +159,9 @@ class ContinuousEngine:
             aborts, self._aborts = self._aborts, {}
         out: list[StepOutput] = []
         for req in inbox:
+            if req.params.max_tokens <= 0:  # nothing to generate: done at once
+                out.append(StepOutput(req.request_id, [], FinishKind.LENGTH, len(req.prompt_token_ids)))
+                continue
             self._admit(req)
         for rid, reason in aborts.items():
             if rid in self._reqs:

@@ -164,6 +164,15 @@ def test_stop_conditions(bundle: ModelBundle, make_engine: MakeEngine) -> None:
         assert (r.tokens, r.finished) == (reference(bundle, p, 6), FinishKind.LENGTH)
 
 
+def test_nothing_to_generate_finishes_at_once(bundle: ModelBundle, make_engine: MakeEngine) -> None:
+    res = run(make_engine(bundle), [(0, req("zero", [5, 6, 7], 0))])
+    assert (res["zero"].tokens, res["zero"].finished, res["zero"].last.num_prompt_tokens) == (
+        [],
+        FinishKind.LENGTH,
+        3,
+    )
+
+
 def test_prompts_the_engine_cannot_take_are_refused(bundle: ModelBundle, make_engine: MakeEngine) -> None:
     engine = make_engine(bundle)
     with pytest.raises(ValueError):
