@@ -3,6 +3,7 @@ and generating through the engine in process (CPU)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,15 @@ from fleet.settings import ModelSettings, Quantization
 from tests.worker.engine.helpers import Pair, noisy_copy, own_tiny_target, prompts, req, run, without_eos
 from worker.engine.continuous import ContinuousEngine, EngineConfig
 from worker.loader import load_bundle, quantization_config
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from intra-op threads; on a shared CPU OpenMP's barrier makes them slow."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

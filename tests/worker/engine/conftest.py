@@ -3,15 +3,26 @@ engines built on them. Checkpoints are real HF directories written with save_pre
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from fleet.settings import ModelSettings
 from tests.worker.engine.helpers import Pair, noisy_copy, own_tiny_target, tied_tiny_target
 from worker.engine.continuous import ContinuousEngine, EngineConfig
 from worker.loader import ModelBundle, load_bundle
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from intra-op threads, and on a shared CPU OpenMP's spinning barrier
+    makes every small matmul slow when other processes load the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
