@@ -235,8 +235,11 @@ class ModelRunner:
     @staticmethod
     def choose(seqs: Seq[Sequence], logits: torch.Tensor) -> list[int]:
         """logits: [B, V] -> one token per row: argmax for greedy rows, per-row generators else."""
-        picks = sampling.greedy(logits).tolist()
-        for i, seq in enumerate(seqs):
-            if not seq.params.greedy:
-                picks[i] = sampling.next_token(logits[i], seq.params, seq.generator)
-        return [int(t) for t in picks]
+        picks: list[int] = sampling.greedy(logits).tolist()
+        sampled = [i for i, s in enumerate(seqs) if not s.params.greedy]
+        if sampled:
+            temps, top_ps = sampling.row_params([seqs[i].params for i in sampled], 2, logits.device)
+            dists = sampling.probs(logits[sampled], temps, top_ps)  # [S, V]
+            for i, dist in zip(sampled, dists, strict=True):
+                picks[i] = sampling.sample(dist, seqs[i].generator)
+        return picks

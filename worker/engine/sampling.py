@@ -19,19 +19,37 @@ def greedy(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(dim=-1)
 
 
-def probs(logits: torch.Tensor, temperature: float, top_p: float = 1.0) -> torch.Tensor:
+def probs(
+    logits: torch.Tensor, temperature: float | torch.Tensor, top_p: float | torch.Tensor = 1.0
+) -> torch.Tensor:
     """The distribution a sampled request draws from: softmax(logits / T), cut to the top-p nucleus.
 
-    logits: [..., V] -> probs: [..., V] (float32, rows sum to 1)
+    logits: [..., V]; temperature, top_p: scalars, or tensors that broadcast against logits[..., :1]
+    (one value per row). -> probs: [..., V] (float32, each row sums to 1)
     """
     p = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p >= 1.0:
+    if isinstance(top_p, float | int):
+        if top_p >= 1.0:
+            return p
+        top_p = torch.tensor(float(top_p))
+    if bool((top_p >= 1.0).all()):
         return p
+    top_p = torch.where(top_p >= 1.0, torch.inf, top_p)  # no cut at all for rows without top-p
     sorted_p, order = p.sort(dim=-1, descending=True)  # [..., V]
     before = sorted_p.cumsum(dim=-1) - sorted_p  # mass strictly ahead of each token
     sorted_p = sorted_p.masked_fill(before >= top_p, 0.0)  # keeps at least the top token
     cut = torch.zeros_like(p).scatter_(-1, order, sorted_p)
     return cut / cut.sum(dim=-1, keepdim=True)
+
+
+def row_params(
+    params: Sequence[SamplingParams], ndim: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row temperature and top-p shaped [B, 1, ...] to broadcast against logits of `ndim` dims."""
+    shape = (len(params),) + (1,) * (ndim - 1)
+    temps = torch.tensor([p.temperature for p in params], device=device).view(shape)
+    top_ps = torch.tensor([p.top_p for p in params], device=device).view(shape)
+    return temps, top_ps
 
 
 def sample(p: torch.Tensor, generator: torch.Generator) -> int:

@@ -73,14 +73,19 @@ class DraftModelProposer:
 
         drafts: list[list[int]] = [[] for _ in seqs]
         dists: list[list[torch.Tensor]] = [[] for _ in seqs]
+        sampled = [b for b, s in enumerate(seqs) if not s.params.greedy]
+        if sampled:
+            temps, top_ps = sampling.row_params([seqs[b].params for b in sampled], 2, self.device)
         for i in range(kmax):
             picks: list[int] = sampling.greedy(logits).tolist()  # [B]
-            for b, s in enumerate(seqs):
-                if not s.params.greedy:
-                    dist = sampling.probs(logits[b], s.params.temperature, s.params.top_p)  # [V]
+            if sampled:
+                step_dists = sampling.probs(logits[sampled], temps, top_ps)  # [S, V]
+                for b, dist in zip(sampled, step_dists, strict=True):
                     dists[b].append(dist)
-                    picks[b] = sampling.sample(dist, s.generator) if i < ks[b] else 0
-                drafts[b].append(int(picks[b]))
+                    if i < ks[b]:
+                        picks[b] = sampling.sample(dist, seqs[b].generator)
+            for b in range(len(seqs)):
+                drafts[b].append(picks[b])
             if i + 1 < kmax:
                 col = torch.tensor(picks, dtype=torch.long, device=self.device).unsqueeze(1)  # [B, 1]
                 logits = self._fit(self.fwd.logits(self.fwd.hidden(0, col, lens)[:, 0]))
@@ -170,13 +175,18 @@ class Speculator:
         tgt = sampling.greedy(logits)  # [B, k+1]
         acc_greedy = sampling.greedy_accept(tgt, inp[:, 1:], num_draft).tolist()
         tgt_list = tgt.tolist()
+        sampled = [i for i, s in enumerate(seqs) if not s.params.greedy]
+        target_dists: dict[int, torch.Tensor] = {}
+        if sampled:
+            temps, top_ps = sampling.row_params([seqs[i].params for i in sampled], 3, device)
+            target_dists = dict(zip(sampled, sampling.probs(logits[sampled], temps, top_ps), strict=True))
         out: dict[str, list[int]] = {}
         for i, (s, d) in enumerate(zip(seqs, drafts, strict=True)):
             if s.params.greedy:
                 acc = int(acc_greedy[i])
                 nxt = int(tgt_list[i][acc])
             else:
-                p = sampling.probs(logits[i, : len(d) + 1], s.params.temperature, s.params.top_p)  # [n+1, V]
+                p = target_dists[i][: len(d) + 1]  # [n+1, V]
                 q = dists[i]
                 acc, nxt = sampling.speculative_accept(p, q if q is not None else p[:0], d, s.generator)
             old_len = len(s.tokens)
