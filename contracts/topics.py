@@ -32,6 +32,17 @@ class Topics(msgspec.Struct, frozen=True):
     def usage(self) -> str:
         return f"{self.prefix}.usage"
 
+    @property
+    def router_group(self) -> str:
+        """Consumer group of the routers (`llm-router` with the default prefix)."""
+        return f"{self.prefix}-router"
+
+    def worker_group(self, model: str) -> str:
+        """Consumer group of one model's workers (`llm-worker-<model>` with the default prefix).
+
+        Prefixed like the topics, so two fleets sharing a cluster never share a group."""
+        return f"{self.prefix}-worker-{model}"
+
     def model(self, name: str) -> str:
         if not _MODEL_NAME.match(name) or name == "dlq":
             raise ValueError(f"model name {name!r} is not a valid topic suffix")

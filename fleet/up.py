@@ -23,7 +23,6 @@ from fleet.broker import EmbeddedBroker
 from fleet.runtime import die_with_parent
 from fleet.kafka import connection_kwargs, ensure_topics, fleet_topics, make_consumer
 from fleet.settings import EngineKind, Settings
-from worker.service import worker_group
 
 log = structlog.get_logger(__name__)
 console = Console(stderr=True)
@@ -133,7 +132,7 @@ class StatusLine:
         for m in s.models:
             parts = [TopicPartition(t.model(m.name), p) for p in range(s.kafka.model_partitions)]
             end = await ends.end_offsets(parts)
-            committed = await admin.list_consumer_group_offsets(worker_group(m.name), partitions=parts)
+            committed = await admin.list_consumer_group_offsets(t.worker_group(m.name), partitions=parts)
             lag = sum(max(0, end[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0
                                          else 0)) for tp in parts)
             lags.append(f"{m.name}={lag}")

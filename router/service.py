@@ -11,7 +11,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from contracts.codec import Codec, ContentType
+from contracts.codec import Codec, ContentType, DecodeFailure
 from contracts.messages import Error, ErrorCode
 from contracts.topics import Headers
 from contracts.validation import is_topic_name
@@ -23,9 +23,6 @@ from router.dedup import DedupWindow
 from router.load import LoadTracker
 
 log = structlog.get_logger(__name__)
-
-ROUTER_GROUP = "llm-router"
-
 
 def _ms() -> int:
     return int(time.time() * 1000)
@@ -45,10 +42,10 @@ class RouterService:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._producer = make_producer(self.settings, purpose=ProducerPurpose.REQUESTS)
-        self._consumer = make_consumer(self.settings, self.topics.requests, group_id=ROUTER_GROUP)
+        self._consumer = make_consumer(self.settings, self.topics.requests, group_id=self.topics.router_group)
         await with_retry("router.producer.start", self._producer.start, stop=stop)
         await with_retry("router.consumer.start", self._consumer.start, stop=stop)
-        log.info("router.started", intake=self.topics.requests, group=ROUTER_GROUP)
+        log.info("router.started", intake=self.topics.requests, group=self.topics.router_group)
         load_task = asyncio.create_task(self._poll_load(stop), name="load")
         load_task.add_done_callback(log_task_failure)
         try:
@@ -164,29 +161,42 @@ class RouterService:
         from aiokafka.admin import AIOKafkaAdminClient
 
         from fleet.kafka import connection_kwargs
-        from worker.service import worker_group
 
         admin = AIOKafkaAdminClient(**connection_kwargs(self.settings))
         ends = make_consumer(self.settings, group_id=None)
+        status = make_consumer(self.settings, self.topics.status, group_id=None)
         await with_retry("router.admin.start", admin.start, stop=stop)
         await with_retry("router.ends.start", ends.start, stop=stop)
+        await with_retry("router.status.start", status.start, stop=stop)
+        workers: dict[str, tuple[str, int, int]] = {}  # worker id -> (model, capacity, ts_ms)
         try:
             while not stop.is_set():
+                for records in (await status.getmany(timeout_ms=0)).values():
+                    for r in records:
+                        try:
+                            st = self.codec.decode_status(r.value or b"")
+                        except DecodeFailure as exc:
+                            log.warning("router.bad_status", reason=exc.message[:200], offset=r.offset)
+                            continue
+                        workers[st.worker_id] = (st.model, st.capacity, st.ts_ms)
+                fresh_ms = _ms() - 3 * self.settings.latency.status_interval_ms - 1000
                 for m in self.settings.models:
                     topic = self.topics.model(m.name)
                     try:
                         known = ends.partitions_for_topic(topic) or range(self.settings.kafka.model_partitions)
                         parts = [TopicPartition(topic, p) for p in sorted(known)]
                         end = await ends.end_offsets(parts)
-                        committed = await admin.list_consumer_group_offsets(worker_group(m.name), partitions=parts)
+                        committed = await admin.list_consumer_group_offsets(self.topics.worker_group(m.name), partitions=parts)
                         done = sum(committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0
                                    for tp in parts)
-                        self.load.update(m.name, sum(end.values()), done, time.monotonic())
+                        cap = sum(c for model, c, ts in workers.values() if model == m.name and ts >= fresh_ms)
+                        self.load.update(m.name, sum(end.values()), done, time.monotonic(), cap)
                         log.debug("router.load", model=m.name, backlog=self.load.models[m.name].backlog,
                                   drain_per_s=round(self.load.models[m.name].drain_per_s, 2))
                     except KafkaError as exc:
                         log.debug("router.load_poll_failed", model=m.name, error=repr(exc))
                 await asyncio.sleep(interval_s)
         finally:
+            await status.stop()
             await ends.stop()
             await admin.close()

@@ -20,7 +20,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 from fleet.client import FleetClient, GenerationResult
 from fleet.kafka import connection_kwargs, ensure_topics, fleet_topics, make_consumer
 from tests.fixtures_kafka import FleetProcs, wait_ready, write_config
-from worker.service import worker_group
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +55,7 @@ async def committed_vs_end(fleet: FleetProcs, model: str) -> tuple[int, int]:
     await admin.start()
     try:
         end = await c.end_offsets(parts)
-        com = await admin.list_consumer_group_offsets(worker_group(model), partitions=parts)
+        com = await admin.list_consumer_group_offsets(s.kafka.topics.worker_group(model), partitions=parts)
         return sum(max(0, com[tp].offset) if tp in com else 0 for tp in parts), sum(end.values())
     finally:
         await c.stop()
@@ -69,7 +68,7 @@ async def test_chaos_kill_term_router_restart(chaos_fleet: FleetProcs) -> None:
     async with FleetClient(fleet.settings) as c:
         reference = {}
         for p in PROMPTS:  # clean single runs, one at a time
-            reference[p] = (await c.generate(p, model="large", max_tokens=24, timeout_s=60)).text
+            reference[p] = (await c.generate(p, model="large", max_tokens=96, timeout_s=60)).text
         results: dict[str, GenerationResult] = {}
         finished = 0
         sem = asyncio.Semaphore(24)
@@ -77,7 +76,7 @@ async def test_chaos_kill_term_router_restart(chaos_fleet: FleetProcs) -> None:
         async def one(k: int) -> None:
             nonlocal finished
             async with sem:
-                r = await c.generate(PROMPTS[k % len(PROMPTS)], model="large", max_tokens=24, timeout_s=240,
+                r = await c.generate(PROMPTS[k % len(PROMPTS)], model="large", max_tokens=96, timeout_s=240,
                                      request_id=f"chaos-{k}")
                 assert r.id not in results, "a request was presented twice"
                 results[r.id] = r
@@ -111,6 +110,7 @@ async def test_chaos_kill_term_router_restart(chaos_fleet: FleetProcs) -> None:
         assert r.finish_reason in ("stop", "length")
     restarts = sum(r.restarts for r in results.values())
     print(f"chaos: {n} requests, {restarts} restarted generations presented once each")
+    assert restarts >= 1, "the SIGKILL should have caught generations mid-stream"
     deadline = time.monotonic() + 30
     while True:  # all work finished and committed: committed offsets reach the end, never beyond
         committed, end = await committed_vs_end(fleet, "large")

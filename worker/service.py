@@ -37,10 +37,6 @@ from worker.state import RequestState
 log = structlog.get_logger(__name__)
 
 
-def worker_group(model: str) -> str:
-    return f"llm-worker-{model}"
-
-
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, service: WorkerService) -> None:
         self._svc = service
@@ -88,14 +84,14 @@ class WorkerService:
         self._producer = make_producer(self.settings, purpose=ProducerPurpose.REPLIES)
         self._usage = make_producer(self.settings, purpose=ProducerPurpose.USAGE)
         self._consumer = make_consumer(
-            self.settings, group_id=worker_group(self.model.name), max_poll_records=self.model.max_inflight
+            self.settings, group_id=self.topics.worker_group(self.model.name), max_poll_records=self.model.max_inflight
         )
         await with_retry("worker.producer.start", self._producer.start, stop=stop)
         await with_retry("worker.usage.start", self._usage.start, stop=stop)
         self._consumer.subscribe([self.topics.model(self.model.name)], listener=_Rebalance(self))
         await with_retry("worker.consumer.start", self._consumer.start, stop=stop)
         stats = self.engine.stats()
-        log.info("worker.started", topic=self.topics.model(self.model.name), group=worker_group(self.model.name),
+        log.info("worker.started", topic=self.topics.model(self.model.name), group=self.topics.worker_group(self.model.name),
                  weights_bytes=stats.weights_bytes, kv_cache_bytes=stats.kv_cache_bytes,
                  simulated=self.engine.simulated)
         tasks = [

@@ -9,6 +9,7 @@ stops on its own.
 from __future__ import annotations
 
 import ast
+import os
 import random
 import sysconfig
 import textwrap
@@ -58,11 +59,10 @@ def stdlib_files(root: Path | None = None) -> list[Path]:
     """Every eligible .py file under the stdlib, sorted by relative path so the order is reproducible."""
     base = root or stdlib_root()
     found = []
-    for path in base.rglob("*.py"):
-        parts = path.relative_to(base).parts
-        if any(p in _SKIP_DIRS or p.startswith("test") for p in parts[:-1]):
-            continue
-        found.append(path)
+    for directory, subdirs, names in os.walk(base):
+        # prune in place so the walk never descends into site-packages (often far bigger than the stdlib)
+        subdirs[:] = [d for d in subdirs if d not in _SKIP_DIRS and not d.startswith("test")]
+        found += [Path(directory, name) for name in names if name.endswith(".py")]
     return sorted(found, key=lambda p: p.relative_to(base).as_posix())
 
 

@@ -30,6 +30,7 @@ class Recipe:
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.1
     grad_clip: float = 1.0
+    embedding_lr_scale: float = 1.0  # the tied embedding must grow ~20x from its init: a higher lr gets it there
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,10 +78,14 @@ def lr_at(step: int, recipe: Recipe) -> float:
 
 
 def _optimizer(model: LlamaForCausalLM, recipe: Recipe) -> torch.optim.Optimizer:
-    """AdamW with weight decay on matrices only (norm weights stay undecayed)."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """AdamW: weight decay on layer matrices only; the embedding gets its own learning-rate scale."""
+    embedding = model.get_input_embeddings().weight
+    params = [p for p in model.parameters() if p is not embedding]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": recipe.weight_decay, "scale": 1.0},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "scale": 1.0},
+        {"params": [embedding], "weight_decay": 0.0, "scale": recipe.embedding_lr_scale},
+    ]
     return torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, 0.95), foreach=False)
 
 
@@ -99,7 +104,7 @@ def _run(
     bar = tqdm(range(recipe.steps), desc=label, disable=not progress, leave=True)
     for step in bar:
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, recipe)
+            group["lr"] = lr_at(step, recipe) * group["scale"]
         batch = sample_batch(stream, generator, recipe.batch_size, recipe.seq_len)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = loss_fn(batch)

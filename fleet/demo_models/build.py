@@ -1,0 +1,192 @@
+"""The whole build in one function: corpus, tokenizer, target, draft, measurements, files.
+
+`build_demo_models` writes into whatever directory it is given; making that atomic and building only
+once across processes is the cache's job (fleet/demo_models/cache.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import transformers
+from tqdm.auto import tqdm
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+from fleet.demo_models import evaluate
+from fleet.demo_models.architecture import DRAFT_SHAPE, TARGET_SHAPE, ModelShape, new_model, parameter_count
+from fleet.demo_models.corpus import SYSTEM_PROMPT, Corpus, load_corpus
+from fleet.demo_models.tokenizer import render_chat, render_file, train_bpe, wrap
+from fleet.demo_models.train import (
+    Recipe,
+    bf16_autocast_is_fast,
+    distill_draft,
+    encode_documents,
+    init_draft_from_target,
+    seeded,
+    train_target,
+)
+
+SAMPLE_PROMPT = "import os\n\n\ndef "
+
+
+@dataclass(frozen=True, slots=True)
+class BuildRecipe:
+    """Every knob of a build; its fingerprint is stored with the models so a changed recipe rebuilds."""
+
+    corpus_bytes: int
+    tokenizer_bytes: int
+    vocab_size: int
+    target: ModelShape
+    draft: ModelShape
+    draft_layers: tuple[int, ...]  # target layers the draft starts from
+    target_recipe: Recipe
+    draft_recipe: Recipe
+    num_threads: int = 2
+    eval_windows: int = 32
+    eval_seq_len: int = 256
+    eval_prompts: int = 8
+    eval_new_tokens: int = 48
+    latency_steps: int = 64
+    sample_tokens: int = 96
+    max_chats: int | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def fingerprint(self) -> str:
+        """A short hash of the recipe: equal recipes give equal fingerprints."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+DEMO_RECIPE = BuildRecipe(
+    corpus_bytes=10_000_000,
+    tokenizer_bytes=4_000_000,
+    vocab_size=4096,
+    target=TARGET_SHAPE,
+    draft=DRAFT_SHAPE,
+    draft_layers=(0,),
+    target_recipe=Recipe(steps=600, batch_size=8, seq_len=128, lr=3e-3, warmup_steps=30),
+    draft_recipe=Recipe(steps=200, batch_size=8, seq_len=128, lr=2e-3, warmup_steps=10),
+)
+
+
+def _log(message: str, progress: bool) -> None:
+    """A progress line that does not break tqdm bars."""
+    if progress:
+        tqdm.write(message, file=sys.stderr)
+
+
+def _documents(corpus: Corpus, seed: int) -> list[str]:
+    """Whole files and chat examples, rendered with their special tokens, in a seeded shuffle."""
+    documents = [render_file(text) for text in corpus.train]
+    documents += [render_chat(example, SYSTEM_PROMPT) for example in corpus.chats]
+    random.Random(seed).shuffle(documents)
+    return documents
+
+
+def _tokenizer(corpus: Corpus, recipe: BuildRecipe) -> PreTrainedTokenizerFast:
+    """BPE trained on the first `tokenizer_bytes` of the training files."""
+    texts: list[str] = []
+    for text in corpus.train:
+        if sum(map(len, texts)) + len(text) > recipe.tokenizer_bytes:
+            break
+        texts.append(text)
+    return wrap(train_bpe(texts, recipe.vocab_size), recipe.target.max_position_embeddings)
+
+
+@torch.inference_mode()
+def _heldout_loss(model: LlamaForCausalLM, stream: torch.Tensor, recipe: BuildRecipe) -> float:
+    """Mean next-token cross-entropy (nats) on the held-out windows."""
+    count = min(recipe.eval_windows, (stream.numel() - 1) // recipe.eval_seq_len)
+    batch = stream[: count * recipe.eval_seq_len].view(count, recipe.eval_seq_len)
+    logits = model(input_ids=batch[:, :-1]).logits
+    return float(F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten()))
+
+
+def _measure(
+    target: LlamaForCausalLM, draft: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast,
+    heldout: torch.Tensor, recipe: BuildRecipe,
+) -> dict[str, Any]:
+    """The numbers that say whether drafting can pay off, and what the target writes."""
+    step = max(1, heldout.numel() // (recipe.eval_prompts + 1))
+    prompts = [heldout[i * step : i * step + 32] for i in range(recipe.eval_prompts)]
+    target_ms = evaluate.decode_ms_per_token(target, steps=recipe.latency_steps)
+    draft_ms = evaluate.decode_ms_per_token(draft, steps=recipe.latency_steps)
+    return {
+        "heldout_loss_target": _heldout_loss(target, heldout, recipe),
+        "heldout_loss_draft": _heldout_loss(draft, heldout, recipe),
+        "agreement_heldout": evaluate.agreement(
+            target, draft, heldout, windows=recipe.eval_windows, seq_len=recipe.eval_seq_len
+        ),
+        "agreement_target_greedy": evaluate.greedy_acceptance(
+            target, draft, prompts, new_tokens=recipe.eval_new_tokens
+        ),
+        "target_ms_per_token": target_ms,
+        "draft_ms_per_token": draft_ms,
+        "latency_ratio": target_ms / draft_ms,
+        "sample_prompt": SAMPLE_PROMPT,
+        "sample": evaluate.greedy_sample(target, tokenizer, SAMPLE_PROMPT, recipe.sample_tokens),
+    }
+
+
+def _save(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out_dir: Path) -> None:
+    """save_pretrained for both, so each directory loads on its own."""
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def build_demo_models(out_dir: Path, *, seed: int, recipe: BuildRecipe, progress: bool) -> dict[str, Any]:
+    """Build the pair into `out_dir`/large and `out_dir`/small; return the metadata (not written here)."""
+    started = time.perf_counter()
+    bf16 = bf16_autocast_is_fast()
+    _log(f"demo models: reading stdlib source (seed {seed})", progress)
+    corpus = load_corpus(recipe.corpus_bytes, seed=seed, max_chats=recipe.max_chats)
+    _log(f"demo models: training tokenizer (vocab {recipe.vocab_size})", progress)
+    tokenizer = _tokenizer(corpus, recipe)
+    stream = encode_documents(tokenizer, _documents(corpus, seed))
+    heldout = encode_documents(tokenizer, [render_file(text) for text in corpus.heldout])
+    with seeded(seed, recipe.num_threads):
+        target = new_model(recipe.target, tokenizer)
+        draft = new_model(recipe.draft, tokenizer)
+        target_losses = train_target(
+            target, stream, recipe.target_recipe, seed=seed, bf16=bf16, progress=progress
+        )
+        init_draft_from_target(draft, target, list(recipe.draft_layers))
+        draft_losses = distill_draft(
+            draft, target, stream, recipe.draft_recipe, seed=seed, bf16=bf16, progress=progress
+        )
+        _log("demo models: measuring agreement and latency", progress)
+        measured = _measure(target, draft, tokenizer, heldout, recipe)
+    _save(target, tokenizer, out_dir / "large")
+    _save(draft, tokenizer, out_dir / "small")
+    return {
+        "seed": seed,
+        "recipe": recipe.to_dict(),
+        "fingerprint": recipe.fingerprint(),
+        "params": {"large": parameter_count(target), "small": parameter_count(draft)},
+        "train_tokens": stream.numel(),
+        "heldout_tokens": heldout.numel(),
+        "final_loss": {"large": _tail_mean(target_losses), "small": _tail_mean(draft_losses)},
+        "bf16_autocast": bf16,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": sys.version.split()[0],
+        "build_seconds": time.perf_counter() - started,
+        **measured,
+    }
+
+
+def _tail_mean(losses: list[float], n: int = 20) -> float:
+    """Mean of the last `n` training losses (a single step is noisy)."""
+    tail = losses[-n:]
+    return sum(tail) / max(1, len(tail))

@@ -1,0 +1,155 @@
+"""The demo models' cache directory: build once, atomically, under a lock; resolve model specs.
+
+Layout under the cache dir:
+
+    demo-v1-seed0/            complete build (renamed into place only once everything is written)
+        large/  small/        HF-format checkpoints, each with the shared tokenizer
+        demo.json             metadata: seed, recipe fingerprint, sizes, build time, measurements
+    demo-v1-seed0.lock        flock'd while building, so concurrent callers build only once
+    .demo-v1-seed0.tmp-<pid>  a build in progress (or a killed one, removed by the next builder)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleet.demo_models.build import DEMO_RECIPE, BuildRecipe, build_demo_models
+
+RECIPE_VERSION = 1
+METADATA_FILE = "demo.json"
+DEMO_PREFIX = "demo:"
+DEMO_NAMES = ("large", "small")
+
+
+@dataclass(frozen=True, slots=True)
+class DemoModels:
+    """Paths of a complete demo build. `tokenizer` is the directory to load the shared tokenizer from."""
+
+    root: Path
+    large: Path
+    small: Path
+    tokenizer: Path
+
+    @classmethod
+    def at(cls, root: Path) -> DemoModels:
+        return cls(root=root, large=root / "large", small=root / "small", tokenizer=root / "large")
+
+    def metadata(self) -> dict[str, Any]:
+        """What the build recorded (seed, sizes, build time, agreement, latency ratio, a sample)."""
+        loaded: dict[str, Any] = json.loads((self.root / METADATA_FILE).read_text())
+        return loaded
+
+
+def demo_dir_name(seed: int) -> str:
+    """Versioned, so a recipe change that bumps RECIPE_VERSION builds next to the old models."""
+    return f"demo-v{RECIPE_VERSION}-seed{seed}"
+
+
+def _is_complete(root: Path, recipe: BuildRecipe) -> bool:
+    """A build counts only if its metadata was written (last) and matches the current recipe."""
+    try:
+        metadata = json.loads((root / METADATA_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(metadata.get("fingerprint") == recipe.fingerprint()) and all(
+        (root / name / "model.safetensors").is_file() for name in DEMO_NAMES
+    )
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """An exclusive flock on `lock_path`; released when the block ends or the process dies."""
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write then rename, so readers never see a half-written file."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(partial, path)
+
+
+def _remove_stale(cache_dir: Path, name: str) -> None:
+    """Remove leftovers of killed builds; only called while holding the lock, so none is live."""
+    for stale in cache_dir.glob(f".{name}.*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _build_into_place(cache_dir: Path, name: str, *, seed: int, recipe: BuildRecipe, progress: bool) -> None:
+    """Build in a private temp dir, then swap it in with renames (the old build, if any, goes last)."""
+    _remove_stale(cache_dir, name)
+    staging = cache_dir / f".{name}.tmp-{os.getpid()}"
+    staging.mkdir()
+    try:
+        metadata = build_demo_models(staging, seed=seed, recipe=recipe, progress=progress)
+        _write_json(staging / METADATA_FILE, metadata)
+        final = cache_dir / name
+        if final.exists():
+            retired = cache_dir / f".{name}.old-{os.getpid()}"
+            final.rename(retired)
+            staging.rename(final)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def ensure_demo_models(
+    cache_dir: Path, *, seed: int = 0, progress: bool = True, force: bool = False,
+    recipe: BuildRecipe = DEMO_RECIPE,
+) -> DemoModels:
+    """Return the demo models for `seed`, building them first if missing, stale or `force`d.
+
+    Concurrent callers (threads or processes) serialise on a lock file; the ones that waited find
+    the finished build and return it without building again (unless they asked for `force`).
+    """
+    cache_dir = cache_dir.expanduser()
+    name = demo_dir_name(seed)
+    root = cache_dir / name
+    if not force and _is_complete(root, recipe):
+        return DemoModels.at(root)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(cache_dir / f"{name}.lock"):
+        if force or not _is_complete(root, recipe):
+            _build_into_place(cache_dir, name, seed=seed, recipe=recipe, progress=progress)
+    return DemoModels.at(root)
+
+
+def resolve_model_path(spec: str, cache_dir: Path, *, build_missing: bool = True) -> Path:
+    """Map a model spec from the settings to a checkpoint directory.
+
+    "demo:large" and "demo:small" are the built demo models (built now if missing and `build_missing`);
+    anything else is a filesystem path, which must exist.
+    """
+    if spec.startswith(DEMO_PREFIX):
+        which = spec.removeprefix(DEMO_PREFIX)
+        if which not in DEMO_NAMES:
+            raise ValueError(f"unknown demo model {spec!r}; expected one of {[DEMO_PREFIX + n for n in DEMO_NAMES]}")
+        root = cache_dir.expanduser() / demo_dir_name(0)
+        if build_missing:
+            models = ensure_demo_models(cache_dir)
+        elif _is_complete(root, DEMO_RECIPE):
+            models = DemoModels.at(root)
+        else:
+            raise FileNotFoundError(
+                f"demo model {spec!r} is not built in {cache_dir}; build it with `python -m fleet.demo_models`"
+            )
+        return models.large if which == "large" else models.small
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"model path {spec!r} does not exist (resolved to {path})")
+    return path
