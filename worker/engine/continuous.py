@@ -36,6 +36,7 @@ class EngineConfig:
     num_speculative_tokens: int = 4
     spec_max_batch_size: int = 4  # speculate while at most this many sequences decode; 0 disables
     ngram_speculation: bool = False  # prompt-lookup drafting when there is no draft model
+    spec_min_draft_prob: float = 0.0  # stop drafting a row once the draft's confidence drops below this
     seed: int | None = None  # for requests without a seed; None: fresh entropy
 
 
@@ -64,6 +65,7 @@ class ContinuousEngine:
                 max_rows=config.max_running,
                 vocab_size=vocab,
                 dtype=bundle.kv_dtype,
+                min_prob=config.spec_min_draft_prob,
             )
         elif config.ngram_speculation:
             proposer = NgramProposer(vocab, bundle.device)

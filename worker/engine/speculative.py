@@ -28,18 +28,30 @@ class Proposer(Protocol):
         """Up to ks[b] tokens per row, and for sampled rows the distributions they came from [n, V]."""
         ...
 
-    def accepted(self, seq: Sequence, old_len: int, accepted: int, proposed_max: int) -> None:
+    def accepted(self, seq: Sequence, old_len: int, accepted: int) -> None:
         """Told after verification: seq.tokens had old_len tokens, `accepted` drafts were kept."""
         ...
 
 
 class DraftModelProposer:
+    """Proposals from a small model. Drafting stops early for a row once the draft's own probability
+    of its next proposal falls below `min_prob` (after the first token), which saves draft passes and
+    verification positions that would most likely be rejected."""
+
     def __init__(
-        self, draft: Any, runner: ModelRunner, *, max_rows: int, vocab_size: int, dtype: torch.dtype
+        self,
+        draft: Any,
+        runner: ModelRunner,
+        *,
+        max_rows: int,
+        vocab_size: int,
+        dtype: torch.dtype,
+        min_prob: float = 0.0,
     ):
         self.device = runner.device
         self.fwd = Forward(draft, new_cache(draft, max_rows, dtype, self.device), self.device)
-        self.vocab_size = vocab_size
+        self.vocab_size, self.min_prob = vocab_size, min_prob
+        self._fed = 0  # proposals of the last call whose keys and values the draft cache holds
         runner.attach_draft(self.fwd)
 
     def _fit(self, logits: torch.Tensor) -> torch.Tensor:
@@ -52,31 +64,39 @@ class DraftModelProposer:
         pad = logits.new_full((*logits.shape[:-1], self.vocab_size - v), float("-inf"))
         return torch.cat([logits, pad], dim=-1)
 
-    def propose(
-        self, seqs: Seq[Sequence], ks: list[int]
-    ) -> tuple[list[list[int]], list[torch.Tensor | None]]:
-        kmax = max(ks)
-        pending = [s.tokens[s.draft_len :] for s in seqs]  # what the draft has not seen yet (>= 1 token each)
-        q = max(len(p) for p in pending)
-        tokens = torch.zeros(len(seqs), q, dtype=torch.long)
+    def _catch_up(self, seqs: Seq[Sequence]) -> torch.Tensor:
+        """Feed every row the tokens the draft has not seen (>= 1 each) -> logits [B, V] after the last."""
+        pending = [s.tokens[s.draft_len :] for s in seqs]
+        tokens = torch.zeros(len(seqs), max(len(p) for p in pending), dtype=torch.long)
         for i, p in enumerate(pending):
             tokens[i, : len(p)] = torch.tensor(p)
         lens = torch.tensor([s.draft_len for s in seqs], dtype=torch.long, device=self.device)
         hidden = self.fwd.hidden(0, tokens.to(self.device), lens)  # [B, q, H]
         last = torch.tensor([len(p) - 1 for p in pending], device=self.device)
-        logits = self._fit(
-            self.fwd.logits(hidden[torch.arange(len(seqs), device=self.device), last])
-        )  # [B, V]
-        lens = lens + torch.tensor([len(p) for p in pending], device=self.device)
         for s, p in zip(seqs, pending, strict=True):
             s.draft_len += len(p)
+        return self._fit(self.fwd.logits(hidden[torch.arange(len(seqs), device=self.device), last]))
 
+    def propose(
+        self, seqs: Seq[Sequence], ks: list[int]
+    ) -> tuple[list[list[int]], list[torch.Tensor | None]]:
+        ks = list(ks)
+        logits = self._catch_up(seqs)  # [B, V]
         drafts: list[list[int]] = [[] for _ in seqs]
         dists: list[list[torch.Tensor]] = [[] for _ in seqs]
         sampled = [b for b, s in enumerate(seqs) if not s.params.greedy]
         if sampled:
             temps, top_ps = sampling.row_params([seqs[b].params for b in sampled], 2, self.device)
-        for i in range(kmax):
+        self._fed = 0
+        i = 0
+        while True:
+            conf = (
+                torch.softmax(logits.float(), dim=-1).amax(dim=-1).tolist() if self.min_prob and i else None
+            )
+            if conf is not None:
+                ks = [i if k > i and c < self.min_prob else k for k, c in zip(ks, conf, strict=True)]
+            if i >= max(ks):
+                break
             picks: list[int] = sampling.greedy(logits).tolist()  # [B]
             if sampled:
                 step_dists = sampling.probs(logits[sampled], temps, top_ps)  # [S, V]
@@ -86,21 +106,24 @@ class DraftModelProposer:
                         picks[b] = sampling.sample(dist, seqs[b].generator)
             for b in range(len(seqs)):
                 drafts[b].append(picks[b])
-            if i + 1 < kmax:
-                col = torch.tensor(picks, dtype=torch.long, device=self.device).unsqueeze(1)  # [B, 1]
-                logits = self._fit(self.fwd.logits(self.fwd.hidden(0, col, lens)[:, 0]))
-                lens = lens + 1
-                for s in seqs:
-                    s.draft_len += 1
+            i += 1
+            if i >= max(ks):
+                break
+            col = torch.tensor(picks, dtype=torch.long, device=self.device).unsqueeze(1)  # [B, 1]
+            lens = torch.tensor([s.draft_len for s in seqs], dtype=torch.long, device=self.device)
+            logits = self._fit(self.fwd.logits(self.fwd.hidden(0, col, lens)[:, 0]))
+            for s in seqs:
+                s.draft_len += 1
+            self._fed += 1
         out_q: list[torch.Tensor | None] = [
-            None if s.params.greedy else torch.stack(d[: ks[b]]) if ks[b] else None
-            for b, (s, d) in enumerate(zip(seqs, dists, strict=True))
+            None if s.params.greedy or not ks[b] else torch.stack(dists[b][: ks[b]])
+            for b, s in enumerate(seqs)
         ]
         return [d[: ks[b]] for b, d in enumerate(drafts)], out_q
 
-    def accepted(self, seq: Sequence, old_len: int, accepted: int, proposed_max: int) -> None:
-        # the draft holds KV for the old tokens and its own first proposed_max - 1 proposals
-        seq.draft_len = old_len + min(accepted, proposed_max - 1)
+    def accepted(self, seq: Sequence, old_len: int, accepted: int) -> None:
+        # the draft cache holds the old tokens and the first `_fed` proposals; keep what was accepted
+        seq.draft_len = old_len + min(accepted, self._fed)
 
 
 class NgramProposer:
@@ -126,7 +149,7 @@ class NgramProposer:
             dists.append(one_hot)
         return drafts, dists
 
-    def accepted(self, seq: Sequence, old_len: int, accepted: int, proposed_max: int) -> None:
+    def accepted(self, seq: Sequence, old_len: int, accepted: int) -> None:
         pass
 
 
@@ -197,6 +220,6 @@ class Speculator:
             s.accepted_tokens += acc
             self.draft_total += len(d)
             self.accepted_total += acc
-            self.proposer.accepted(s, old_len, acc, kmax)
+            self.proposer.accepted(s, old_len, acc)
             out[s.request_id] = new
         return out

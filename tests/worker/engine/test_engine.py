@@ -51,25 +51,29 @@ def test_batched_greedy_equals_unbatched_for_staggered_requests(
     assert engine.stats().running == 0
 
 
-@pytest.mark.parametrize("method", ["draft", "ngram"])
+@pytest.mark.parametrize("method", ["draft", "draft-early-stop", "ngram"])
 def test_speculative_greedy_equals_plain_greedy(
     bundle: ModelBundle, repeating_bundle: ModelBundle, make_engine: MakeEngine, method: str
 ) -> None:
     # prompt lookup proposes from the sequence itself: it needs a model that repeats itself
-    plain_b = without_eos(without_draft(bundle if method == "draft" else repeating_bundle))
-    spec_b = without_eos(bundle) if method == "draft" else plain_b
+    draft = method.startswith("draft")
+    plain_b = without_eos(without_draft(bundle if draft else repeating_bundle))
+    spec_b = without_eos(bundle) if draft else plain_b
     ps = prompts(6, seed=2)
     arrivals = [(i // 2, req(f"r{i}", p, 20)) for i, p in enumerate(ps)]
     plain = run(make_engine(plain_b), arrivals)
     # spec_max_batch_size 4 with 6 requests: steps switch between speculative and plain decoding
-    engine = make_engine(spec_b, spec_max_batch_size=4, ngram_speculation=method == "ngram")
+    early = 0.5 if method == "draft-early-stop" else 0.0
+    engine = make_engine(
+        spec_b, spec_max_batch_size=4, ngram_speculation=not draft, spec_min_draft_prob=early
+    )
     spec = run(engine, arrivals)
     for rid, r in plain.items():
         assert spec[rid].tokens == r.tokens, rid
     stats = engine.stats()
     assert stats.extra["spec_steps"] > 0
     assert 0 < stats.spec_accepted_tokens <= stats.spec_draft_tokens
-    if method == "draft":  # the noisy draft agrees often, not always: both branches of verification ran
+    if draft:  # the noisy draft agrees often, not always: both branches of verification ran
         assert stats.spec_accepted_tokens < stats.spec_draft_tokens
 
 
