@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from benchmarks.engine_bench_driver import BenchPrompt, RunResult, drive_engine,
 from benchmarks.engine_bench_report import Row, publish
 from fleet.settings import ModelSettings, Quantization
 from worker.engine import engine_config
-from worker.engine.continuous import ContinuousEngine
+from worker.engine.continuous import ContinuousEngine, EngineConfig
 from worker.loader import ModelBundle, load_bundle
 
 
@@ -81,9 +82,11 @@ def _engine(bundle: ModelBundle, cfg: BenchConfig, args: argparse.Namespace) -> 
         max_running=max(args.concurrency),
         num_speculative_tokens=args.spec_tokens,
         spec_max_batch_size=args.spec_max_batch if cfg.speculate else 0,
+        prefill_chunk_tokens=args.prefill_chunk,
     )
     b = bundle if cfg.speculate else dataclasses.replace(bundle, draft=None, draft_weights_bytes=0)
-    return ContinuousEngine(b, engine_config(ms, seed=0))
+    config = dataclasses.replace(engine_config(ms, seed=0), spec_min_draft_prob=args.spec_min_prob)
+    return ContinuousEngine(b, config)
 
 
 def run_point(
@@ -126,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--spec-max-batch", type=int, default=ModelSettings(name="x", path="x").spec_max_batch_size
     )
+    p.add_argument("--spec-min-prob", type=float, default=EngineConfig().spec_min_draft_prob)
+    p.add_argument(
+        "--prefill-chunk", type=int, default=ModelSettings(name="x", path="x").prefill_chunk_tokens
+    )
     p.add_argument("--max-model-len", type=int, default=2048)
     p.add_argument(
         "--threads",
@@ -134,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         help="torch threads (0: torch's default); 1 by default: on a shared 2-core machine OpenMP's barrier "
         "spinning collapses under other load, and every configuration runs on the same thread count",
     )
+    p.add_argument("--repeats", type=int, default=1, help="runs per point; the median-throughput one is kept")
     p.add_argument("--quick", action="store_true", help="c=1,4; short outputs; few requests")
     p.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
     args = p.parse_args(argv)
@@ -149,20 +157,39 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     outputs: dict[str, dict[int, list[int]]] = {}
     t0 = time.time()
-    # concurrency outside, configurations inside: the compared numbers are measured close together in time
+    # concurrency outside, configurations inside, repeats round-robin: compared numbers are measured close
+    # together in time; each point reports its median-throughput repeat (a shared CPU is noisy)
+    load_before = os.getloadavg()
     for c in args.concurrency:
+        runs: dict[str, list[RunResult]] = {k: [] for k in keys}
+        for _ in range(args.repeats):
+            for key in keys:
+                cfg = CONFIGS[key]
+                runs[key].append(run_point(cfg, bundles[cfg.quantization], prompts, c, args))
         for key in keys:
             cfg = CONFIGS[key]
-            bundle = bundles[cfg.quantization]
-            res = run_point(cfg, bundle, prompts, c, args)
-            rows.append(Row.of(cfg.key, cfg.label, c, res, bundle, speculate=cfg.speculate))
+            res = sorted(runs[key], key=lambda r: r.output_tok_s)[len(runs[key]) // 2]
+            rows.append(
+                Row.of(cfg.key, cfg.label, c, res, bundles[cfg.quantization], speculate=cfg.speculate)
+            )
             outputs.setdefault(key, {}).update(res.outputs)
     rows.sort(key=lambda r: (r.config, r.concurrency))
     params: dict[str, Any] = {
         k: getattr(args, k)
-        for k in ("target", "draft", "prompt_len", "output_len", "spec_tokens", "spec_max_batch")
+        for k in (
+            "target",
+            "draft",
+            "prompt_len",
+            "output_len",
+            "spec_tokens",
+            "spec_max_batch",
+            "spec_min_prob",
+            "prefill_chunk",
+        )
     }
     params["torch_threads"] = torch.get_num_threads()
+    params["repeats"] = args.repeats
+    params["loadavg_1m_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     params["wall_s"] = round(time.time() - t0, 1)
     paths = publish(rows, outputs, params, out_dir=Path(args.out) if args.out else None)
     for path in paths:

@@ -100,8 +100,10 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Engine benchmark (in process, no Kafka)",
         "",
-        f"Machine: {meta['machine_detail']} (`{meta['machine']}`), torch threads {params['torch_threads']}. "
-        f"Date {meta['date']}, commit `{meta['commit']}`.",
+        f"Machine: {meta['machine_detail']} (`{meta['machine']}`), torch threads {params['torch_threads']}, "
+        f"load average (1 min) before/after {params.get('loadavg_1m_before_after')} (a shared machine). "
+        f"Date {meta['date']}, commit `{meta['commit']}`. Each point: the median-throughput of "
+        f"{params.get('repeats', 1)} run(s).",
         f"Target `{params['target']}`, draft `{params['draft']}`; prompts {params['prompt_len']} tokens, "
         f"outputs {params['output_len']} tokens (greedy, EOS ignored); closed loop, `c` clients; "
         f"speculation: {params['spec_tokens']} tokens while at most {params['spec_max_batch']} "
