@@ -19,6 +19,7 @@ import torch
 
 from worker.engine import sampling
 from worker.engine.api import SamplingParams
+from worker.engine.fast_path import LlamaFastPath
 from worker.engine.kv_cache import SlotKVCache, attention_mask
 
 
@@ -67,10 +68,11 @@ def new_cache(model: Any, rows: int, dtype: torch.dtype, device: torch.device) -
 class Forward:
     """One model with its slot cache: a batched forward over a row range."""
 
-    def __init__(self, model: Any, cache: SlotKVCache, device: torch.device) -> None:
+    def __init__(self, model: Any, cache: SlotKVCache, device: torch.device, *, fast: bool = True) -> None:
         self.model, self.cache, self.device = model, cache, device
         self.decoder = model.get_decoder()
         self.head = model.get_output_embeddings()
+        self.fast = LlamaFastPath(model) if fast and LlamaFastPath.supports(model) else None
 
     @torch.inference_mode()
     def hidden(self, start: int, tokens: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
@@ -79,6 +81,8 @@ class Forward:
         self.cache.begin(start, lens, q)
         mask = attention_mask(lens, q, self.cache.kv_len)  # [B, 1, q, kv]
         positions = lens.unsqueeze(1) + torch.arange(q, device=self.device)  # [B, q]
+        if self.fast is not None:
+            return self.fast(tokens, positions, mask, self.cache)
         out = self.decoder(
             input_ids=tokens,
             position_ids=positions,

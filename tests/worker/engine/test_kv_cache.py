@@ -75,3 +75,23 @@ def test_kv_memory_stays_within_the_budget(
     # rows are allocated 8 at a time and positions 128 at a time: the bound is the budget plus those quanta
     assert 0 < peak <= (budget + 8 * 128) * per_token
     assert run(engine, []) == {}
+
+
+@torch.inference_mode()
+def test_the_fast_path_computes_what_the_models_own_forward_does(
+    bundle: ModelBundle, repeating_bundle: ModelBundle
+) -> None:
+    from worker.engine.runner import Forward, new_cache
+
+    for b in (bundle, repeating_bundle):  # grouped-query attention and plain multi-head
+        fast = Forward(b.model, new_cache(b.model, 4, torch.float32, b.device), b.device, fast=True)
+        slow = Forward(b.model, new_cache(b.model, 4, torch.float32, b.device), b.device, fast=False)
+        assert fast.fast is not None and slow.fast is None
+        tokens = torch.tensor(prompts(3, seed=13, lo=12, hi=13))
+        lens = torch.tensor([0, 0, 0])
+        for step in range(3):  # a prefill, then decode steps at staggered lengths
+            out_fast = fast.logits(fast.hidden(0, tokens, lens))
+            out_slow = slow.logits(slow.hidden(0, tokens, lens))
+            torch.testing.assert_close(out_fast, out_slow, rtol=1e-5, atol=1e-5)
+            lens = lens + tokens.shape[1] + torch.tensor([0, step, 2 * step])
+            tokens = out_fast[:, -1:].argmax(-1)
