@@ -16,6 +16,7 @@ def is_topic_name(name: str) -> bool:
     """A legal Kafka topic name (the fleet can address a reply there)."""
     return bool(_TOPIC.match(name))
 
+
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 
@@ -67,9 +68,7 @@ def validate_request(req: Request, limits: Limits) -> None:
                 raise _fail(f"`messages[{i}].role` is {m.role[:40]!r}; expected one of {sorted(_ROLES)}")
     chars = prompt_chars(req)
     if chars > limits.max_prompt_chars:
-        raise _fail(
-            f"prompt is {chars} characters; the limit is {limits.max_prompt_chars}", ErrorCode.PROMPT_TOO_LONG
-        )
+        raise _fail(f"prompt is {chars} characters; the limit is {limits.max_prompt_chars}", ErrorCode.PROMPT_TOO_LONG)
     if req.max_tokens < 1:
         raise _fail(f"`max_tokens` must be at least 1, got {req.max_tokens}")
     if req.max_tokens > limits.max_tokens_ceiling:

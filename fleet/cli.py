@@ -84,8 +84,9 @@ def router(config: ConfigOpt = None) -> None:
 
 
 @app.command()
-def worker(model: Annotated[str, typer.Option("--model", "-m", help="configured model name")],
-           config: ConfigOpt = None) -> None:
+def worker(
+    model: Annotated[str, typer.Option("--model", "-m", help="configured model name")], config: ConfigOpt = None
+) -> None:
     """Run a worker for one model (group llm-worker-<model> on llm.requests.<model>)."""
     from fleet.runtime import run_service
     from worker.main import run_worker
@@ -110,8 +111,8 @@ def generate(
     config: ConfigOpt = None,
 ) -> None:
     """Send one request through Kafka and stream the reply to the terminal."""
-    from fleet.client import FleetClient, FleetError
     from contracts.messages import Chunk, Done
+    from fleet.client import FleetClient, FleetError
 
     s = _settings(config)
 
@@ -120,16 +121,26 @@ def generate(
             kw = {"messages": [{"role": "user", "content": prompt}]} if chat else {"prompt": prompt}
             t0 = time.perf_counter()
             try:
-                async for ev in client.stream(model=model, max_tokens=max_tokens, temperature=temperature,
-                                              top_p=top_p, seed=seed, timeout_s=timeout_s, **kw):  # type: ignore[arg-type]
+                async for ev in client.stream(
+                    model=model,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    top_p=top_p,
+                    seed=seed,
+                    timeout_s=timeout_s,
+                    **kw,
+                ):
                     if isinstance(ev, Chunk):
                         sys.stdout.write(ev.text)
                         sys.stdout.flush()
                     elif isinstance(ev, Done):
                         sys.stdout.write("\n")
-                        typer.echo(f"[{ev.model}] finish={ev.finish_reason.value} tokens={ev.usage.completion_tokens} "
-                                   f"ttft={ev.timings.ttft_ms:.1f}ms tpot={ev.timings.tpot_ms:.1f}ms "
-                                   f"total={(time.perf_counter() - t0) * 1000:.0f}ms", err=True)
+                        typer.echo(
+                            f"[{ev.model}] finish={ev.finish_reason.value} tokens={ev.usage.completion_tokens} "
+                            f"ttft={ev.timings.ttft_ms:.1f}ms tpot={ev.timings.tpot_ms:.1f}ms "
+                            f"total={(time.perf_counter() - t0) * 1000:.0f}ms",
+                            err=True,
+                        )
                     else:
                         typer.echo("\n[generation restarted]", err=True)
             except FleetError as exc:

@@ -119,15 +119,21 @@ class _Pending:
 
 class FleetClient:
     def __init__(
-        self, settings: Settings | None = None, *, bootstrap: str | None = None, reply_topic: str | None = None,
-        content_type: ContentType = ContentType.JSON, default_timeout_s: float = 120.0,
+        self,
+        settings: Settings | None = None,
+        *,
+        bootstrap: str | None = None,
+        reply_topic: str | None = None,
+        content_type: ContentType = ContentType.JSON,
+        default_timeout_s: float = 120.0,
     ) -> None:
         settings = settings or load_settings()
         if bootstrap:
             import msgspec
 
             settings = msgspec.structs.replace(
-                settings, kafka=msgspec.structs.replace(settings.kafka, bootstrap_servers=bootstrap))
+                settings, kafka=msgspec.structs.replace(settings.kafka, bootstrap_servers=bootstrap)
+            )
         self.settings = settings
         self.topics = settings.kafka.topics
         self.reply_topic = reply_topic or f"{settings.kafka.topic_prefix}.replies"
@@ -196,27 +202,51 @@ class FleetClient:
 
     # -- requests ------------------------------------------------------------
     def build_request(
-        self, prompt: str | None = None, *, messages: list[dict[str, str]] | list[ChatMessage] | None = None,
-        model: str = "auto", max_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0,
-        stop: list[str] | None = None, seed: int | None = None, timeout_s: float | None = None,
-        priority: Priority = Priority.INTERACTIVE, tenant: str | None = None,
-        metadata: dict[str, Any] | None = None, request_id: str | None = None,
+        self,
+        prompt: str | None = None,
+        *,
+        messages: list[dict[str, str]] | list[ChatMessage] | None = None,
+        model: str = "auto",
+        max_tokens: int = 128,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: list[str] | None = None,
+        seed: int | None = None,
+        timeout_s: float | None = None,
+        priority: Priority = Priority.INTERACTIVE,
+        tenant: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        request_id: str | None = None,
     ) -> Request:
         msgs = None
         if messages is not None:
-            msgs = [m if isinstance(m, ChatMessage) else ChatMessage(role=m["role"], content=m["content"])
-                    for m in messages]
+            msgs = [
+                m if isinstance(m, ChatMessage) else ChatMessage(role=m["role"], content=m["content"]) for m in messages
+            ]
         timeout_s = self.default_timeout_s if timeout_s is None else timeout_s
         return Request(
-            id=request_id or uuid.uuid4().hex, reply_to=self.reply_topic, prompt=prompt, messages=msgs, model=model,
-            max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=list(stop or []), seed=seed,
-            timeout_ms=max(1, int(timeout_s * 1000)), priority=priority, tenant=tenant, metadata=metadata or {},
+            id=request_id or uuid.uuid4().hex,
+            reply_to=self.reply_topic,
+            prompt=prompt,
+            messages=msgs,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=list(stop or []),
+            seed=seed,
+            timeout_ms=max(1, int(timeout_s * 1000)),
+            priority=priority,
+            tenant=tenant,
+            metadata=metadata or {},
         )
 
     async def send(self, req: Request) -> None:
         assert self._producer is not None, "call start() or use `async with` first"
         await self._producer.send_and_wait(
-            self.topics.requests, self.codec.encode(req, self.content_type), key=req.id.encode(),
+            self.topics.requests,
+            self.codec.encode(req, self.content_type),
+            key=req.id.encode(),
             headers=[(Headers.CONTENT_TYPE, self.content_type.value.encode())],
         )
 
@@ -276,14 +306,17 @@ class FleetClient:
             if isinstance(ev, Restart):
                 restarts += 1
             elif isinstance(ev, Done):
-                return GenerationResult(ev.id, ev.text, ev.finish_reason.value, ev.model, ev.usage, ev.timings,
-                                        ev.run_id, restarts)
+                return GenerationResult(
+                    ev.id, ev.text, ev.finish_reason.value, ev.model, ev.usage, ev.timings, ev.run_id, restarts
+                )
         raise FleetError("stream ended without a terminal event")  # pragma: no cover - stream always returns Done
 
     async def cancel(self, request_id: str) -> None:
         """Ask every worker to stop this request; harmless for unknown or finished ids."""
         assert self._producer is not None
         await self._producer.send_and_wait(
-            self.topics.control, self.codec.encode(Cancel(request_id)), key=request_id.encode(),
+            self.topics.control,
+            self.codec.encode(Cancel(request_id)),
+            key=request_id.encode(),
             headers=[(Headers.CONTENT_TYPE, ContentType.JSON.value.encode())],
         )

@@ -45,8 +45,10 @@ def connection_kwargs(settings: Settings) -> dict[str, Any]:
 
 def make_producer(settings: Settings, *, purpose: ProducerPurpose) -> AIOKafkaProducer:
     lat = settings.latency
-    linger = lat.usage_linger_ms if purpose is ProducerPurpose.USAGE else (
-        lat.reply_linger_ms if purpose is ProducerPurpose.REPLIES else lat.request_linger_ms
+    linger = (
+        lat.usage_linger_ms
+        if purpose is ProducerPurpose.USAGE
+        else (lat.reply_linger_ms if purpose is ProducerPurpose.REPLIES else lat.request_linger_ms)
     )
     return AIOKafkaProducer(
         **connection_kwargs(settings),
@@ -61,9 +63,7 @@ def make_producer(settings: Settings, *, purpose: ProducerPurpose) -> AIOKafkaPr
     )
 
 
-def make_consumer(
-    settings: Settings, *topics: str, group_id: str | None = None, **overrides: Any
-) -> AIOKafkaConsumer:
+def make_consumer(settings: Settings, *topics: str, group_id: str | None = None, **overrides: Any) -> AIOKafkaConsumer:
     lat = settings.latency
     kw: dict[str, Any] = {
         **connection_kwargs(settings),

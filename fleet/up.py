@@ -20,8 +20,8 @@ from rich.console import Console
 from contracts.codec import Codec, DecodeFailure
 from contracts.messages import WorkerStatus
 from fleet.broker import EmbeddedBroker
-from fleet.runtime import die_with_parent
 from fleet.kafka import connection_kwargs, ensure_topics, fleet_topics, make_consumer
+from fleet.runtime import die_with_parent
 from fleet.settings import EngineKind, Settings
 
 log = structlog.get_logger(__name__)
@@ -39,8 +39,13 @@ class Fleet:
     def spawn(self, name: str, *args: str) -> None:
         env = dict(os.environ, FLEET_KAFKA_BOOTSTRAP=self.bootstrap, FLEET_LOG_FORMAT="json")
         with open(self.logs_dir / f"{name}.log", "ab") as out:  # the child keeps its own descriptor
-            self.procs[name] = subprocess.Popen([sys.executable, "-m", "fleet.cli", *args], env=env, stdout=out,
-                                                stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "fleet.cli", *args],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
 
     def stop_children(self, grace_s: float = 40.0) -> None:
         for p in self.procs.values():
@@ -133,11 +138,15 @@ class StatusLine:
             parts = [TopicPartition(t.model(m.name), p) for p in range(s.kafka.model_partitions)]
             end = await ends.end_offsets(parts)
             committed = await admin.list_consumer_group_offsets(t.worker_group(m.name), partitions=parts)
-            lag = sum(max(0, end[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0
-                                         else 0)) for tp in parts)
+            lag = sum(
+                max(0, end[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0))
+                for tp in parts
+            )
             lags.append(f"{m.name}={lag}")
-        return (f"[bold]fleet[/] {rate:6.1f} req/s | in flight {in_flight:3d} | workers {len(fresh)} | "
-                f"lag {' '.join(lags)}   ")
+        return (
+            f"[bold]fleet[/] {rate:6.1f} req/s | in flight {in_flight:3d} | workers {len(fresh)} | "
+            f"lag {' '.join(lags)}   "
+        )
 
 
 async def up(settings: Settings, *, smoke: bool, for_seconds: float | None, worker_timeout_s: float = 600) -> int:
@@ -170,12 +179,15 @@ async def up(settings: Settings, *, smoke: bool, for_seconds: float | None, work
         ready = await wait_for_workers(settings, settings.model_names, worker_timeout_s)
         missing = set(settings.model_names) - set(ready)
         if missing:
-            console.print(f"[red]workers for {sorted(missing)} did not report within {worker_timeout_s:.0f}s; "
-                          f"see {logs_dir}[/]")
+            console.print(
+                f"[red]workers for {sorted(missing)} did not report within {worker_timeout_s:.0f}s; see {logs_dir}[/]"
+            )
             return 1
         for st in ready.values():
-            console.print(f"[green]worker[/] {st.model}: weights {st.weights_bytes / 2**20:.1f} MiB, "
-                          f"KV cache {st.kv_cache_bytes / 2**20:.1f} MiB, capacity {st.capacity}")
+            console.print(
+                f"[green]worker[/] {st.model}: weights {st.weights_bytes / 2**20:.1f} MiB, "
+                f"KV cache {st.kv_cache_bytes / 2**20:.1f} MiB, capacity {st.capacity}"
+            )
         if smoke:
             await smoke_request(settings)
         print_howto(settings)
@@ -190,6 +202,8 @@ async def up(settings: Settings, *, smoke: bool, for_seconds: float | None, work
 
 
 async def smoke_request(settings: Settings) -> None:
+    """One request through the whole fleet, streamed to the terminal: the proof that it works."""
+    from contracts.messages import Chunk, Done
     from fleet.client import FleetClient
 
     prompt = "def fibonacci(n):"
@@ -198,22 +212,25 @@ async def smoke_request(settings: Settings) -> None:
         t0 = time.perf_counter()
         first: float | None = None
         async for ev in client.stream(prompt, max_tokens=48):
-            if ev.__class__.__name__ == "Chunk":
+            if isinstance(ev, Chunk):
                 first = first or time.perf_counter()
-                sys.stdout.write(ev.text)  # type: ignore[union-attr]
+                sys.stdout.write(ev.text)
                 sys.stdout.flush()
-            elif ev.__class__.__name__ == "Done":
+            elif isinstance(ev, Done):
+                total_ms = (time.perf_counter() - t0) * 1000
+                ttft_ms = ((first or t0) - t0) * 1000
                 sys.stdout.write("\n")
-                d = ev  # type: ignore[assignment]
                 console.print(
-                    f"[green]done[/] model={d.model} finish={d.finish_reason} tokens={d.usage.completion_tokens} "  # type: ignore[union-attr]
-                    f"client TTFT {((first or t0) - t0) * 1000:.1f} ms, total {(time.perf_counter() - t0) * 1000:.0f} ms")
+                    f"[green]done[/] model={ev.model} finish={ev.finish_reason.value} "
+                    f"tokens={ev.usage.completion_tokens} client TTFT {ttft_ms:.1f} ms, total {total_ms:.0f} ms"
+                )
 
 
 def print_howto(settings: Settings) -> None:
     b = settings.kafka.bootstrap
     t = settings.kafka.topics
-    console.print(f"""
+    console.print(
+        f"""
 [bold]Send requests[/]
   fleet generate "def quicksort(xs):"                  # streams a reply ('auto' picks the model)
   fleet generate --model large "import os"
@@ -222,4 +239,6 @@ def print_howto(settings: Settings) -> None:
     {{"id": "req-1", "reply_to": "my.replies", "prompt": "def add(a, b):", "max_tokens": 32}}
   and read events keyed by the id from [cyan]my.replies[/] ({{"type": "chunk"...}}, then "done" or "error").
 Ctrl-C stops everything cleanly.
-""", highlight=False)
+""",
+        highlight=False,
+    )

@@ -56,23 +56,41 @@ class Decider:
             ct = content_type_from_headers(headers)
         except DecodeFailure as exc:  # an unsupported content type: still answer the sender if we can
             salvaged = self._codec.salvage(value or b"", ContentType.JSON)
-            return Reject(exc.code, exc.message, salvaged.get("id"), salvaged.get("reply_to"), True,
-                          salvaged.get("encoding", "application/json"))
+            return Reject(
+                exc.code,
+                exc.message,
+                salvaged.get("id"),
+                salvaged.get("reply_to"),
+                True,
+                salvaged.get("encoding", "application/json"),
+            )
         try:
             if not value:
                 raise DecodeFailure(ErrorCode.INVALID_ENCODING, "empty message body")
             req = self._codec.decode_request(value, ct)
         except DecodeFailure as exc:
-            return Reject(exc.code, exc.message, exc.salvaged.get("id"), exc.salvaged.get("reply_to"), True,
-                          exc.salvaged.get("encoding", "application/json"))
+            return Reject(
+                exc.code,
+                exc.message,
+                exc.salvaged.get("id"),
+                exc.salvaged.get("reply_to"),
+                True,
+                exc.salvaged.get("encoding", "application/json"),
+            )
         try:
             validate_request(req, self._settings.limits)
         except InvalidRequest as exc:
             return Reject(exc.code, exc.message, req.id or None, req.reply_to or None, True, ct.value)
         deadline = effective_deadline_ms(req, timestamp_ms)
         if deadline is not None and now_ms >= deadline:
-            return Reject(ErrorCode.EXPIRED, f"deadline passed {now_ms - deadline} ms before routing",
-                          req.id, req.reply_to, False, ct.value)
+            return Reject(
+                ErrorCode.EXPIRED,
+                f"deadline passed {now_ms - deadline} ms before routing",
+                req.id,
+                req.reply_to,
+                False,
+                ct.value,
+            )
         tier_name: str | None = None
         score: float | None = None
         if req.model == "auto":
@@ -84,8 +102,13 @@ class Decider:
         elif req.model in self._tiers:
             model, tier_name = self._tiers[req.model].model, req.model
         else:
-            return Reject(ErrorCode.UNKNOWN_MODEL,
-                          f"unknown model {req.model[:100]!r}; known: {sorted(self._models)} or 'auto'",
-                          req.id, req.reply_to, True, ct.value)
+            return Reject(
+                ErrorCode.UNKNOWN_MODEL,
+                f"unknown model {req.model[:100]!r}; known: {sorted(self._models)} or 'auto'",
+                req.id,
+                req.reply_to,
+                True,
+                ct.value,
+            )
         routed = msgspec.structs.replace(req, model=model, deadline_ms=deadline, timeout_ms=None)
         return Forward(routed, model, tier_name, score)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 @dataclass(slots=True)
 class ModelLoad:
-
     backlog: int = 0  # published but not finished (includes what workers hold in flight)
     capacity: int = 0  # requests the live workers hold in flight at most (from their status reports)
     fast_per_s: float = 0.0  # requests finished per second, EWMA over a few polls
@@ -60,6 +59,8 @@ class LoadTracker:
         if deadline_ms is not None and queued > 0 and m.drain_per_s > 0:
             wait_ms = queued / m.drain_per_s * 1000
             if now_ms + wait_ms > deadline_ms:
-                return (f"model {model} needs ~{wait_ms:.0f} ms to reach this request ({queued} queued at "
-                        f"{m.drain_per_s:.1f}/s); its deadline is in {deadline_ms - now_ms} ms")
+                return (
+                    f"model {model} needs ~{wait_ms:.0f} ms to reach this request ({queued} queued at "
+                    f"{m.drain_per_s:.1f}/s); its deadline is in {deadline_ms - now_ms} ms"
+                )
         return None

@@ -24,6 +24,7 @@ from router.load import LoadTracker
 
 log = structlog.get_logger(__name__)
 
+
 def _ms() -> int:
     return int(time.time() * 1000)
 
@@ -84,7 +85,9 @@ class RouterService:
             self.dedup.record(rid, now_ms / 1000)
         await with_retry("router.commit", lambda: self._consumer.commit({tp: records[-1].offset + 1}))  # type: ignore[union-attr]
 
-    async def _handle(self, rec: ConsumerRecord[Any, Any], now_ms: int, forwarded: list[str]) -> list[asyncio.Future[Any]]:
+    async def _handle(
+        self, rec: ConsumerRecord[Any, Any], now_ms: int, forwarded: list[str]
+    ) -> list[asyncio.Future[Any]]:
         assert self._producer is not None
         headers = list(rec.headers or ())
         decision = self.decider.decide(rec.value, headers, rec.timestamp, now_ms)
@@ -100,9 +103,17 @@ class RouterService:
             if reason is not None:
                 self.counts["overloaded"] += 1
                 ct_name = next((v for k, v in headers if k == Headers.CONTENT_TYPE), b"application/json").decode()
-                return await self.reject(Reject(ErrorCode.OVERLOADED, reason, req.id, req.reply_to, False,
-                                                "application/msgpack" if "msgpack" in ct_name else "application/json"),
-                                         rec)
+                return await self.reject(
+                    Reject(
+                        ErrorCode.OVERLOADED,
+                        reason,
+                        req.id,
+                        req.reply_to,
+                        False,
+                        "application/msgpack" if "msgpack" in ct_name else "application/json",
+                    ),
+                    rec,
+                )
             ct = next((v for k, v in headers if k == Headers.CONTENT_TYPE), b"application/json")
             out_headers = [
                 (Headers.CONTENT_TYPE, ct),
@@ -117,7 +128,9 @@ class RouterService:
             forwarded.append(req.id)
             self.load.forwarded(decision.model)
             self.counts["forwarded"] += 1
-            log.debug("router.forward", request_id=req.id, model=decision.model, tier=decision.tier, score=decision.score)
+            log.debug(
+                "router.forward", request_id=req.id, model=decision.model, tier=decision.tier, score=decision.score
+            )
             return [fut]
         assert isinstance(decision, Reject)
         self.counts["rejected"] += 1
@@ -132,10 +145,14 @@ class RouterService:
             ct = ContentType(d.content_type)
             event = Error(id=d.request_id[:200], code=d.code, message=d.message, retriable=d.code.retriable)
             try:
-                futs.append(await self._producer.send(
-                    d.reply_to, self.codec.encode(event, ct), key=d.request_id[:200].encode(),
-                    headers=[(Headers.CONTENT_TYPE, ct.value.encode())],
-                ))
+                futs.append(
+                    await self._producer.send(
+                        d.reply_to,
+                        self.codec.encode(event, ct),
+                        key=d.request_id[:200].encode(),
+                        headers=[(Headers.CONTENT_TYPE, ct.value.encode())],
+                    )
+                )
             except KafkaError as exc:
                 log.warning("router.reply_failed", reply_to=d.reply_to, error=repr(exc))
         if d.to_dlq:
@@ -152,9 +169,10 @@ class RouterService:
             (Headers.SOURCE_PARTITION, str(rec.partition).encode()),
             (Headers.SOURCE_OFFSET, str(rec.offset).encode()),
         ]
-        fut: asyncio.Future[Any] = await self._producer.send(self.topics.dlq, rec.value or b"", key=rec.key, headers=headers)
+        fut: asyncio.Future[Any] = await self._producer.send(
+            self.topics.dlq, rec.value or b"", key=rec.key, headers=headers
+        )
         return fut
-
 
     async def _poll_load(self, stop: asyncio.Event, interval_s: float = 0.5) -> None:
         """Track each model topic's backlog (end offsets minus the worker group's commits)."""
@@ -186,13 +204,20 @@ class RouterService:
                         known = ends.partitions_for_topic(topic) or range(self.settings.kafka.model_partitions)
                         parts = [TopicPartition(topic, p) for p in sorted(known)]
                         end = await ends.end_offsets(parts)
-                        committed = await admin.list_consumer_group_offsets(self.topics.worker_group(m.name), partitions=parts)
-                        done = sum(committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0
-                                   for tp in parts)
+                        committed = await admin.list_consumer_group_offsets(
+                            self.topics.worker_group(m.name), partitions=parts
+                        )
+                        done = sum(
+                            committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0 for tp in parts
+                        )
                         cap = sum(c for model, c, ts in workers.values() if model == m.name and ts >= fresh_ms)
                         self.load.update(m.name, sum(end.values()), done, time.monotonic(), cap)
-                        log.debug("router.load", model=m.name, backlog=self.load.models[m.name].backlog,
-                                  drain_per_s=round(self.load.models[m.name].drain_per_s, 2))
+                        log.debug(
+                            "router.load",
+                            model=m.name,
+                            backlog=self.load.models[m.name].backlog,
+                            drain_per_s=round(self.load.models[m.name].drain_per_s, 2),
+                        )
                     except KafkaError as exc:
                         log.debug("router.load_poll_failed", model=m.name, error=repr(exc))
                 await asyncio.sleep(interval_s)

@@ -53,11 +53,21 @@ class FleetProcs:
         return load_settings(self.config, env={"FLEET_KAFKA_BOOTSTRAP": self.bootstrap})
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        env = dict(os.environ, FLEET_KAFKA_BOOTSTRAP=self.bootstrap, FLEET_CONFIG=str(self.config),
-                   FLEET_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
+        env = dict(
+            os.environ,
+            FLEET_KAFKA_BOOTSTRAP=self.bootstrap,
+            FLEET_CONFIG=str(self.config),
+            FLEET_LOG_FORMAT="json",
+            PYTHONUNBUFFERED="1",
+        )
         with open(self.logs / f"{name}.log", "ab") as out:  # the child keeps its own descriptor
-            p = subprocess.Popen([sys.executable, "-m", "fleet.cli", *args], env=env, stdout=out,
-                                 stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+            p = subprocess.Popen(
+                [sys.executable, "-m", "fleet.cli", *args],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
         self.procs[name] = p
         return p
 
@@ -90,18 +100,40 @@ class FleetProcs:
                 p.wait()
 
 
-def write_config(path: Path, models: list[dict[str, object]], extra: str = "", prefix: str = "llm",
-                 tiers: list[tuple[str, str, float]] | None = None, partitions: int = 2) -> Path:
-    lines = [f"cache_dir = {toml_value(str(path.parent / 'cache'))}", "log_level = \"debug\"",
-             "[kafka]", f"topic_prefix = {toml_value(prefix)}", f"model_partitions = {partitions}", "intake_partitions = 2",
-             "[latency]", "session_timeout_ms = 6000", "heartbeat_interval_ms = 500", "rebalance_timeout_ms = 3000",
-             "status_interval_ms = 300", "chunk_interval_ms = 20", "chunk_max_tokens = 4", extra]
+def write_config(
+    path: Path,
+    models: list[dict[str, object]],
+    extra: str = "",
+    prefix: str = "llm",
+    tiers: list[tuple[str, str, float]] | None = None,
+    partitions: int = 2,
+) -> Path:
+    lines = [
+        f"cache_dir = {toml_value(str(path.parent / 'cache'))}",
+        'log_level = "debug"',
+        "[kafka]",
+        f"topic_prefix = {toml_value(prefix)}",
+        f"model_partitions = {partitions}",
+        "intake_partitions = 2",
+        "[latency]",
+        "session_timeout_ms = 6000",
+        "heartbeat_interval_ms = 500",
+        "rebalance_timeout_ms = 3000",
+        "status_interval_ms = 300",
+        "chunk_interval_ms = 20",
+        "chunk_max_tokens = 4",
+        extra,
+    ]
     for m in models:
         lines.append("[[models]]")
         lines += [f"{k} = {toml_value(v)}" for k, v in m.items()]
     for name, model, max_score in tiers or []:
-        lines += ["[[router.tiers]]", f"name = {toml_value(name)}", f"model = {toml_value(model)}",
-                  f"max_score = {'inf' if max_score == float('inf') else max_score}"]
+        lines += [
+            "[[router.tiers]]",
+            f"name = {toml_value(name)}",
+            f"model = {toml_value(model)}",
+            f"max_score = {'inf' if max_score == float('inf') else max_score}",
+        ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -111,7 +143,7 @@ async def wait_ready(fleet: FleetProcs, models: list[str], timeout_s: float = 18
     from fleet.up import wait_for_workers
 
     async def died() -> None:
-        while all(p.poll() is None for p in fleet.procs.values()):
+        while all(p.poll() is None for p in fleet.procs.values()):  # noqa: ASYNC110 - a bounded poll, not a wait for one event
             await asyncio.sleep(0.2)
 
     waiter = asyncio.ensure_future(wait_for_workers(fleet.settings, models, timeout_s))
@@ -133,12 +165,23 @@ async def wait_ready(fleet: FleetProcs, models: list[str], timeout_s: float = 18
 async def simulated_fleet(broker: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FleetProcs]:
     """Router + one simulated-engine worker per model (timed token emission, no model)."""
     d = tmp_path_factory.mktemp("simfleet")
-    cfg = write_config(d / "fleet.toml", [
-        {"name": "sim-a", "path": "none", "engine": "simulated", "simulated_tokens_per_s": 200.0, "max_inflight": 8,
-         "max_running": 4},
-        {"name": "sim-b", "path": "none", "engine": "simulated", "simulated_tokens_per_s": 200.0},
-    ], prefix="sim", tiers=[("simple", "sim-a", 0.3), ("complex", "sim-b", float("inf"))],
-        extra="[router]\noverload_max_backlog = 20")
+    cfg = write_config(
+        d / "fleet.toml",
+        [
+            {
+                "name": "sim-a",
+                "path": "none",
+                "engine": "simulated",
+                "simulated_tokens_per_s": 200.0,
+                "max_inflight": 8,
+                "max_running": 4,
+            },
+            {"name": "sim-b", "path": "none", "engine": "simulated", "simulated_tokens_per_s": 200.0},
+        ],
+        prefix="sim",
+        tiers=[("simple", "sim-a", 0.3), ("complex", "sim-b", float("inf"))],
+        extra="[router]\noverload_max_backlog = 20",
+    )
     fleet = FleetProcs(cfg, broker, d)
     await ensure_topics(fleet.settings, fleet_topics(fleet.settings))
     fleet.start_router()
@@ -156,16 +199,23 @@ def elapsed_ms(t0: float) -> float:
 
 
 @pytest.fixture(scope="session")
-async def model_fleet(broker: str, tmp_path_factory: pytest.TempPathFactory, tiny_pair: object) -> AsyncIterator[FleetProcs]:
+async def model_fleet(
+    broker: str, tmp_path_factory: pytest.TempPathFactory, tiny_pair: object
+) -> AsyncIterator[FleetProcs]:
     """Router + workers on real tiny HF checkpoints: `small` (the draft) and `large` (target, drafting with
     small). Model `ghost` is configured but has no worker (requests to it are never answered)."""
     d = tmp_path_factory.mktemp("modelfleet")
     target, draft = str(tiny_pair.target), str(tiny_pair.draft)  # type: ignore[attr-defined]
-    cfg = write_config(d / "fleet.toml", [
-        {"name": "small", "path": draft, "max_inflight": 64},
-        {"name": "large", "path": target, "draft_path": draft, "max_inflight": 64},
-        {"name": "ghost", "path": draft},
-    ], prefix="e2e", extra="[limits]\nmax_prompt_chars = 2000\nmax_tokens_ceiling = 4000")
+    cfg = write_config(
+        d / "fleet.toml",
+        [
+            {"name": "small", "path": draft, "max_inflight": 64},
+            {"name": "large", "path": target, "draft_path": draft, "max_inflight": 64},
+            {"name": "ghost", "path": draft},
+        ],
+        prefix="e2e",
+        extra="[limits]\nmax_prompt_chars = 2000\nmax_tokens_ceiling = 4000",
+    )
     fleet = FleetProcs(cfg, broker, d)
     await ensure_topics(fleet.settings, fleet_topics(fleet.settings))
     fleet.start_router()

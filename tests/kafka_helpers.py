@@ -22,8 +22,9 @@ class RawPeer:
         self.reply_topic = reply_topic
         self.codec = Codec()
         self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, linger_ms=0)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, fetch_max_wait_ms=5,
-                                         enable_auto_commit=False)
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka.bootstrap, fetch_max_wait_ms=5, enable_auto_commit=False
+        )
         self.replies: list[Chunk | Done | Error] = []
         self.dlq: list[Any] = []
         self._task: asyncio.Task[None] | None = None
@@ -33,8 +34,11 @@ class RawPeer:
         await self.producer.start()
         await self.consumer.start()
         await self.consumer.topics()
-        tps = [TopicPartition(t, p) for t in (self.reply_topic, self.settings.kafka.topics.dlq)
-               for p in sorted(self.consumer.partitions_for_topic(t) or [])]
+        tps = [
+            TopicPartition(t, p)
+            for t in (self.reply_topic, self.settings.kafka.topics.dlq)
+            for p in sorted(self.consumer.partitions_for_topic(t) or [])
+        ]
         self.consumer.assign(tps)
         await self.consumer.seek_to_beginning(*tps)
         self._task = asyncio.create_task(self._read())
@@ -57,11 +61,15 @@ class RawPeer:
                     else:
                         self.dlq.append(r)
 
-    async def send(self, value: bytes, content_type: bytes | None = b"application/json", key: bytes | None = None,
-                   topic: str | None = None) -> None:
+    async def send(
+        self,
+        value: bytes,
+        content_type: bytes | None = b"application/json",
+        key: bytes | None = None,
+        topic: str | None = None,
+    ) -> None:
         headers = [("content-type", content_type)] if content_type is not None else []
-        await self.producer.send_and_wait(topic or self.settings.kafka.topics.requests, value, key=key,
-                                          headers=headers)
+        await self.producer.send_and_wait(topic or self.settings.kafka.topics.requests, value, key=key, headers=headers)
 
     async def wait_for(self, pred: Any, what: str, timeout_s: float = 30) -> Any:
         deadline = time.monotonic() + timeout_s
@@ -73,12 +81,14 @@ class RawPeer:
         raise AssertionError(f"timed out waiting for {what}; replies={self.replies[-5:]} dlq={len(self.dlq)}")
 
     async def reply(self, rid: str, kind: type, timeout_s: float = 30) -> Any:
-        return await self.wait_for(lambda e: isinstance(e, kind) and getattr(e, "id", None) == rid,
-                                   f"{kind.__name__} for {rid}", timeout_s)
+        return await self.wait_for(
+            lambda e: isinstance(e, kind) and getattr(e, "id", None) == rid, f"{kind.__name__} for {rid}", timeout_s
+        )
 
     async def dlq_record(self, value: bytes, timeout_s: float = 30) -> Any:
-        return await self.wait_for(lambda r: not isinstance(r, Chunk | Done | Error) and r.value == value,
-                                   "a DLQ record", timeout_s)
+        return await self.wait_for(
+            lambda r: not isinstance(r, Chunk | Done | Error) and r.value == value, "a DLQ record", timeout_s
+        )
 
 
 def header(record: Any, name: str) -> str | None:

@@ -27,12 +27,18 @@ PROMPTS = [f"def func_{i}(x):\n    return x {op} {i}" for i, op in enumerate("+-
 
 
 @pytest.fixture
-async def chaos_fleet(broker: str, tmp_path_factory: pytest.TempPathFactory, tiny_pair: object
-                      ) -> AsyncIterator[FleetProcs]:
+async def chaos_fleet(
+    broker: str, tmp_path_factory: pytest.TempPathFactory, tiny_pair: object
+) -> AsyncIterator[FleetProcs]:
     d = tmp_path_factory.mktemp("chaos")
-    cfg = write_config(d / "fleet.toml", [
-        {"name": "large", "path": str(tiny_pair.target), "max_inflight": 24},  # type: ignore[attr-defined]
-    ], prefix=f"chaos{int(time.time()) % 100000}", partitions=4)
+    cfg = write_config(
+        d / "fleet.toml",
+        [
+            {"name": "large", "path": str(tiny_pair.target), "max_inflight": 24},  # type: ignore[attr-defined]
+        ],
+        prefix=f"chaos{int(time.time()) % 100000}",
+        partitions=4,
+    )
     fleet = FleetProcs(cfg, broker, d)
     await ensure_topics(fleet.settings, fleet_topics(fleet.settings))
     fleet.start_router()
@@ -86,8 +92,9 @@ async def test_chaos_kill_term_router_restart(chaos_fleet: FleetProcs) -> None:
         async def one(k: int) -> None:
             nonlocal finished
             async with sem:
-                r = await c.generate(PROMPTS[k % len(PROMPTS)], model="large", max_tokens=96, timeout_s=240,
-                                     request_id=f"chaos-{k}")
+                r = await c.generate(
+                    PROMPTS[k % len(PROMPTS)], model="large", max_tokens=96, timeout_s=240, request_id=f"chaos-{k}"
+                )
                 assert r.id not in results, "a request was presented twice"
                 results[r.id] = r
                 finished += 1
@@ -95,7 +102,7 @@ async def test_chaos_kill_term_router_restart(chaos_fleet: FleetProcs) -> None:
         tasks = [asyncio.create_task(one(k)) for k in range(n)]
 
         async def at(count: int) -> None:
-            while finished < count:
+            while finished < count:  # noqa: ASYNC110 - a bounded poll, not a wait for one event
                 await asyncio.sleep(0.02)
 
         await at(n // 5)
@@ -145,14 +152,14 @@ async def test_rebalance_when_a_third_worker_joins(chaos_fleet: FleetProcs) -> N
             from contracts import Chunk, Done
 
             first: float | None = None
-            async for ev in c.stream(PROMPTS[k % 8], model="large", max_tokens=16, timeout_s=120,
-                                     request_id=f"rb-{k}"):
+            async for ev in c.stream(PROMPTS[k % 8], model="large", max_tokens=16, timeout_s=120, request_id=f"rb-{k}"):
                 if isinstance(ev, Chunk) and first is None:
                     first = time.monotonic()
                 if isinstance(ev, Done):
                     assert ev.id not in results
-                    results[ev.id] = GenerationResult(ev.id, ev.text, ev.finish_reason.value, ev.model, ev.usage,
-                                                      ev.timings, ev.run_id)
+                    results[ev.id] = GenerationResult(
+                        ev.id, ev.text, ev.finish_reason.value, ev.model, ev.usage, ev.timings, ev.run_id
+                    )
             ttft.append((t_send - t0, ((first or time.monotonic()) - t_send) * 1000))
 
         t0 = time.monotonic()
@@ -173,5 +180,7 @@ async def test_rebalance_when_a_third_worker_joins(chaos_fleet: FleetProcs) -> N
     before = sorted(v for t, v in ttft if t < join_at_s)
     during = sorted(v for t, v in ttft if t >= join_at_s)
     p50_before = before[len(before) // 2]
-    print(f"rebalance: {k} requests; TTFT p50 before join {p50_before:.0f} ms; worst after join "
-          f"{during[-1]:.0f} ms; pause ~{during[-1] - p50_before:.0f} ms")
+    print(
+        f"rebalance: {k} requests; TTFT p50 before join {p50_before:.0f} ms; worst after join "
+        f"{during[-1]:.0f} ms; pause ~{during[-1] - p50_before:.0f} ms"
+    )

@@ -32,9 +32,11 @@ async def collect(c: FleetClient, **kw: object) -> tuple[list[Chunk], Done]:
 
 @pytest.mark.parametrize("kind", ["prompt", "messages"])
 async def test_stream_prompt_and_messages(model_fleet: FleetProcs, kind: str) -> None:
-    kw: dict[str, object] = ({"prompt": "def add(a, b):"} if kind == "prompt"
-                             else {"messages": [{"role": "system", "content": "Be terse."},
-                                                {"role": "user", "content": "Write a loop."}]})
+    kw: dict[str, object] = (
+        {"prompt": "def add(a, b):"}
+        if kind == "prompt"
+        else {"messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Write a loop."}]}
+    )
     async with FleetClient(model_fleet.settings) as c:
         chunks, done = await collect(c, model="large", max_tokens=24, timeout_s=60, **kw)
     assert chunks, "at least the first token streams as its own chunk"
@@ -53,13 +55,16 @@ async def test_raw_json_producer_and_msgpack(model_fleet: FleetProcs) -> None:
     reply = f"e2e.replies.raw-{uuid.uuid4().hex[:6]}"
     async with RawPeer(model_fleet.settings, reply) as peer:
         a = rid()
-        await peer.send(json.dumps({"id": a, "reply_to": reply, "prompt": "import", "model": "small",
-                                    "max_tokens": 5}).encode(), key=a.encode())
+        await peer.send(
+            json.dumps({"id": a, "reply_to": reply, "prompt": "import", "model": "small", "max_tokens": 5}).encode(),
+            key=a.encode(),
+        )
         done = await peer.reply(a, Done)
         assert done.usage.completion_tokens <= 5
         b = rid()
-        body = Codec().encode(Request(id=b, reply_to=reply, prompt="class", model="small", max_tokens=3),
-                              ContentType.MSGPACK)
+        body = Codec().encode(
+            Request(id=b, reply_to=reply, prompt="class", model="small", max_tokens=3), ContentType.MSGPACK
+        )
         await peer.send(body, content_type=b"application/msgpack")
         assert (await peer.reply(b, Done)).model == "small"
 
@@ -69,31 +74,81 @@ async def test_auto_routes_simple_and_complex_to_different_tiers(model_fleet: Fl
         simple = await c.generate("Say hi.", max_tokens=4, timeout_s=60)
         complex_ = await c.generate(
             "Explain step by step why this sort is O(n log n), prove it, and compare the trade-offs:\n"
-            "```python\ndef sort(xs):\n    return sorted(xs)\n```", max_tokens=4, timeout_s=60)
+            "```python\ndef sort(xs):\n    return sorted(xs)\n```",
+            max_tokens=4,
+            timeout_s=60,
+        )
     assert simple.model == "small"
     assert complex_.model == "large"
 
 
 BAD_INPUTS = [
     # (name, body builder, content-type, expected code, answered on reply_to?)
-    ("not-json", lambda i, r: b"\x00\x01 this is not json " + i.encode(), b"application/json",
-     ErrorCode.INVALID_ENCODING, False),
-    ("missing-id", lambda i, r: json.dumps({"reply_to": r, "prompt": "x", "nonce": i}).encode(), b"application/json",
-     ErrorCode.INVALID_REQUEST, False),
-    ("missing-reply-to", lambda i, r: json.dumps({"id": i, "prompt": "x"}).encode(), b"application/json",
-     ErrorCode.INVALID_REQUEST, False),
-    ("unknown-model", lambda i, r: json.dumps({"id": i, "reply_to": r, "prompt": "x", "model": "nope"}).encode(),
-     b"application/json", ErrorCode.UNKNOWN_MODEL, True),
-    ("max-tokens-0", lambda i, r: json.dumps({"id": i, "reply_to": r, "prompt": "x", "max_tokens": 0}).encode(),
-     b"application/json", ErrorCode.INVALID_REQUEST, True),
-    ("max-tokens-neg", lambda i, r: json.dumps({"id": i, "reply_to": r, "prompt": "x", "max_tokens": -5}).encode(),
-     b"application/json", ErrorCode.INVALID_REQUEST, True),
-    ("prompt-too-long", lambda i, r: json.dumps({"id": i, "reply_to": r, "prompt": "x" * 2001}).encode(),
-     b"application/json", ErrorCode.PROMPT_TOO_LONG, True),
-    ("prompt-and-messages", lambda i, r: json.dumps({"id": i, "reply_to": r, "prompt": "x",
-     "messages": [{"role": "user", "content": "y"}]}).encode(), b"application/json", ErrorCode.INVALID_REQUEST, True),
-    ("msgpack-labelled-json", lambda i, r: Codec().encode(Request(id=i, reply_to=r, prompt="x"), ContentType.MSGPACK),
-     b"application/json", ErrorCode.INVALID_ENCODING, True),
+    (
+        "not-json",
+        lambda i, r: b"\x00\x01 this is not json " + i.encode(),
+        b"application/json",
+        ErrorCode.INVALID_ENCODING,
+        False,
+    ),
+    (
+        "missing-id",
+        lambda i, r: json.dumps({"reply_to": r, "prompt": "x", "nonce": i}).encode(),
+        b"application/json",
+        ErrorCode.INVALID_REQUEST,
+        False,
+    ),
+    (
+        "missing-reply-to",
+        lambda i, r: json.dumps({"id": i, "prompt": "x"}).encode(),
+        b"application/json",
+        ErrorCode.INVALID_REQUEST,
+        False,
+    ),
+    (
+        "unknown-model",
+        lambda i, r: json.dumps({"id": i, "reply_to": r, "prompt": "x", "model": "nope"}).encode(),
+        b"application/json",
+        ErrorCode.UNKNOWN_MODEL,
+        True,
+    ),
+    (
+        "max-tokens-0",
+        lambda i, r: json.dumps({"id": i, "reply_to": r, "prompt": "x", "max_tokens": 0}).encode(),
+        b"application/json",
+        ErrorCode.INVALID_REQUEST,
+        True,
+    ),
+    (
+        "max-tokens-neg",
+        lambda i, r: json.dumps({"id": i, "reply_to": r, "prompt": "x", "max_tokens": -5}).encode(),
+        b"application/json",
+        ErrorCode.INVALID_REQUEST,
+        True,
+    ),
+    (
+        "prompt-too-long",
+        lambda i, r: json.dumps({"id": i, "reply_to": r, "prompt": "x" * 2001}).encode(),
+        b"application/json",
+        ErrorCode.PROMPT_TOO_LONG,
+        True,
+    ),
+    (
+        "prompt-and-messages",
+        lambda i, r: json.dumps(
+            {"id": i, "reply_to": r, "prompt": "x", "messages": [{"role": "user", "content": "y"}]}
+        ).encode(),
+        b"application/json",
+        ErrorCode.INVALID_REQUEST,
+        True,
+    ),
+    (
+        "msgpack-labelled-json",
+        lambda i, r: Codec().encode(Request(id=i, reply_to=r, prompt="x"), ContentType.MSGPACK),
+        b"application/json",
+        ErrorCode.INVALID_ENCODING,
+        True,
+    ),
 ]
 
 
@@ -108,8 +163,11 @@ async def test_bad_input_gets_typed_errors_and_dlq_then_fleet_serves(model_fleet
             cases.append((name, i, body, code, answered))
         # an already-expired deadline: refused with `expired`, not a DLQ matter
         exp = rid()
-        await peer.send(json.dumps({"id": exp, "reply_to": reply, "prompt": "x",
-                                    "deadline_ms": int(time.time() * 1000) - 1000}).encode())
+        await peer.send(
+            json.dumps(
+                {"id": exp, "reply_to": reply, "prompt": "x", "deadline_ms": int(time.time() * 1000) - 1000}
+            ).encode()
+        )
         for name, i, body, code, answered in cases:
             rec = await peer.dlq_record(body)
             assert header(rec, "fleet-error-code") == code.value, name
@@ -131,9 +189,12 @@ async def test_fifty_concurrent_generates_share_one_reply_topic(model_fleet: Fle
     async with FleetClient(model_fleet.settings) as c:
         reference = {p: (await c.generate(p, model="small", max_tokens=12, timeout_s=60)).text for p in prompts}
         ids = [rid() for _ in range(50)]
-        results = await asyncio.gather(*[
-            c.generate(prompts[k % 5], model="small", max_tokens=12, timeout_s=120, request_id=ids[k])
-            for k in range(50)])
+        results = await asyncio.gather(
+            *[
+                c.generate(prompts[k % 5], model="small", max_tokens=12, timeout_s=120, request_id=ids[k])
+                for k in range(50)
+            ]
+        )
     assert [r.id for r in results] == ids
     for k, r in enumerate(results):
         assert r.text == reference[prompts[k % 5]], f"request {k} got another request's or a different answer"

@@ -37,9 +37,21 @@ def cases(reply: str, rng: random.Random) -> list[Case]:
     def js(obj: object) -> bytes:
         return json.dumps(obj).encode()
 
-    wrong_types = [("id", 17), ("reply_to", ["a"]), ("prompt", 5), ("max_tokens", "ten"), ("temperature", "hot"),
-                   ("top_p", None), ("stop", "END"), ("seed", 1.5), ("messages", "hi"), ("priority", "urgent"),
-                   ("metadata", [1, 2]), ("timeout_ms", "soon"), ("model", 3)]
+    wrong_types = [
+        ("id", 17),
+        ("reply_to", ["a"]),
+        ("prompt", 5),
+        ("max_tokens", "ten"),
+        ("temperature", "hot"),
+        ("top_p", None),
+        ("stop", "END"),
+        ("seed", 1.5),
+        ("messages", "hi"),
+        ("priority", "urgent"),
+        ("metadata", [1, 2]),
+        ("timeout_ms", "soon"),
+        ("model", 3),
+    ]
     for i in range(40):
         field, value = wrong_types[i % len(wrong_types)]
         body = req(**{field: value})
@@ -48,19 +60,40 @@ def cases(reply: str, rng: random.Random) -> list[Case]:
         answered = field not in ("id", "reply_to")
         out.append((f"type-{field}", js(body), b"application/json", ErrorCode.INVALID_REQUEST, rid(answered)))
     for i in range(25):  # numbers out of range
-        field, value = rng.choice([("max_tokens", -rng.randint(1, 10**6)), ("max_tokens", 10**6 + i),
-                                   ("temperature", 1e308), ("temperature", -1.0), ("top_p", 2.5),
-                                   ("seed", -5), ("timeout_ms", -100), ("deadline_ms", -1)])
-        out.append((f"range-{field}", js(req(**{field: value})), b"application/json", ErrorCode.INVALID_REQUEST, rid(True)))
+        field, value = rng.choice(
+            [
+                ("max_tokens", -rng.randint(1, 10**6)),
+                ("max_tokens", 10**6 + i),
+                ("temperature", 1e308),
+                ("temperature", -1.0),
+                ("top_p", 2.5),
+                ("seed", -5),
+                ("timeout_ms", -100),
+                ("deadline_ms", -1),
+            ]
+        )
+        out.append(
+            (f"range-{field}", js(req(**{field: value})), b"application/json", ErrorCode.INVALID_REQUEST, rid(True))
+        )
     for i in range(15):  # integers too large for int64
-        out.append(("huge-int", js(req()).replace(b'"prompt"', b'"max_tokens": 1' + b"0" * (25 + i) + b', "prompt"'),
-                    b"application/json", ErrorCode.INVALID_REQUEST, rid(True)))
-    for i in range(20):  # huge strings
+        out.append(
+            (
+                "huge-int",
+                js(req()).replace(b'"prompt"', b'"max_tokens": 1' + b"0" * (25 + i) + b', "prompt"'),
+                b"application/json",
+                ErrorCode.INVALID_REQUEST,
+                rid(True),
+            )
+        )
+    for _ in range(20):  # huge strings
         size = 40_000 + rng.randint(0, 200_000)
-        out.append(("huge-prompt", js(req(prompt="y" * size)), b"application/json", ErrorCode.PROMPT_TOO_LONG, rid(True)))
+        out.append(
+            ("huge-prompt", js(req(prompt="y" * size)), b"application/json", ErrorCode.PROMPT_TOO_LONG, rid(True))
+        )
     for i in range(10):
-        out.append(("huge-id", js(req(id="i" * (201 + i * 1000))), b"application/json", ErrorCode.INVALID_REQUEST,
-                    None))
+        out.append(
+            ("huge-id", js(req(id="i" * (201 + i * 1000))), b"application/json", ErrorCode.INVALID_REQUEST, None)
+        )
     for i in range(10):  # deep JSON in metadata: over the configured depth, still decodable
         depth = 20 + i * 40
         deep = b'{"a":' * depth + b"1" + b"}" * depth
@@ -72,29 +105,44 @@ def cases(reply: str, rng: random.Random) -> list[Case]:
         body = js(req()).replace(b'"prompt"', b'"metadata": ' + deep + b', "prompt"')
         out.append(("very-deep", body, b"application/json", ErrorCode.INVALID_ENCODING, None))
     for i in range(5):
-        out.append(("deep-array", b"[" * (1000 * (i + 1)) + b"]" * (1000 * (i + 1)), b"application/json",
-                    ErrorCode.INVALID_REQUEST, None))
-    for i in range(20):  # invalid UTF-8 and raw bytes
+        out.append(
+            (
+                "deep-array",
+                b"[" * (1000 * (i + 1)) + b"]" * (1000 * (i + 1)),
+                b"application/json",
+                ErrorCode.INVALID_REQUEST,
+                None,
+            )
+        )
+    for _ in range(20):  # invalid UTF-8 and raw bytes
         junk = bytes(rng.randrange(256) for _ in range(rng.randint(1, 300)))
         out.append(("random-bytes", b"\xff" + junk, b"application/json", ErrorCode.INVALID_ENCODING, None))
-    for i in range(10):
+    for _ in range(10):
         body = js(req()).replace(b'"prompt": "x"', b'"prompt": "\xff\xfe\xc3"')
         out.append(("bad-utf8", body, b"application/json", ErrorCode.INVALID_ENCODING, None))
-    for i in range(15):  # wrong or missing content types
+    for _ in range(15):  # wrong or missing content types
         r = req()
         ct = rng.choice([b"text/plain", b"application/xml", b"", b"\xff\xfe"])
         out.append(("wrong-content-type", js(r), ct, ErrorCode.INVALID_ENCODING, rid(True)))
-    for i in range(15):
+    for _ in range(15):
         body = msgspec.msgpack.encode(req())
         out.append(("msgpack-no-header", body, None, ErrorCode.INVALID_ENCODING, rid(True)))
     for i in range(10):
-        out.append(("msgpack-garbage", b"\xc1\xc1" + bytes([i]), b"application/msgpack", ErrorCode.INVALID_ENCODING,
-                    None))
-    for i in range(10):
+        out.append(
+            ("msgpack-garbage", b"\xc1\xc1" + bytes([i]), b"application/msgpack", ErrorCode.INVALID_ENCODING, None)
+        )
+    for _ in range(10):
         out.append(("empty", b"", b"application/json", ErrorCode.INVALID_ENCODING, None))
-    for i in range(10):
-        out.append(("not-an-object", js(rng.choice([[1, 2], "str", 3, None, True])), b"application/json",
-                    ErrorCode.INVALID_REQUEST, None))
+    for _ in range(10):
+        out.append(
+            (
+                "not-an-object",
+                js(rng.choice([[1, 2], "str", 3, None, True])),
+                b"application/json",
+                ErrorCode.INVALID_REQUEST,
+                None,
+            )
+        )
     return out
 
 
@@ -107,7 +155,9 @@ async def test_fuzz_intake_and_control(model_fleet: FleetProcs) -> None:
         for _, body, ct, _, _ in all_cases:
             await peer.send(body, content_type=ct)
         for k in range(30):  # garbage on the control topic: no reply is possible, workers log and go on
-            await peer.send(bytes(rng.randrange(256) for _ in range(k * 7)), topic=model_fleet.settings.kafka.topics.control)
+            await peer.send(
+                bytes(rng.randrange(256) for _ in range(k * 7)), topic=model_fleet.settings.kafka.topics.control
+            )
         await peer.send(b'{"type": "cancel"}', topic=model_fleet.settings.kafka.topics.control)
         await peer.send(b'{"type": "explode", "id": "x"}', topic=model_fleet.settings.kafka.topics.control)
         for name, body, _, code, answered_id in all_cases:

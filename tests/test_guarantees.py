@@ -51,8 +51,7 @@ async def test_cancel_frees_the_slot(model_fleet: FleetProcs) -> None:
     async with FleetClient(model_fleet.settings) as c:
         rid = f"cancel-{uuid.uuid4().hex[:8]}"
         with pytest.raises(CancelledError):
-            async for ev in c.stream("class Cancelled:", model="large", max_tokens=3000, timeout_s=60,
-                                     request_id=rid):
+            async for ev in c.stream("class Cancelled:", model="large", max_tokens=3000, timeout_s=60, request_id=rid):
                 if isinstance(ev, Chunk) and ev.seq == 0:
                     await c.cancel(rid)
                 assert not isinstance(ev, Done)
@@ -63,6 +62,7 @@ async def test_cancel_frees_the_slot(model_fleet: FleetProcs) -> None:
 async def test_overload_is_an_immediate_retriable_answer(simulated_fleet: FleetProcs) -> None:
     """Flood a slow simulated model past its backlog bound: the excess is refused at once, the rest completes."""
     async with FleetClient(simulated_fleet.settings) as c:
+
         async def one(k: int) -> str:
             t0 = time.monotonic()
             try:

@@ -50,8 +50,16 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 class WorkerService:
     def __init__(
-        self, settings: Settings, model: ModelSettings, engine: Engine, tokenizer: Any, *,
-        max_model_len: int, revoke_grace_s: float = 5.0, drain_grace_s: float = 30.0, max_attempts: int = 3,
+        self,
+        settings: Settings,
+        model: ModelSettings,
+        engine: Engine,
+        tokenizer: Any,
+        *,
+        max_model_len: int,
+        revoke_grace_s: float = 5.0,
+        drain_grace_s: float = 30.0,
+        max_attempts: int = 3,
     ) -> None:
         self.settings = settings
         self.model = model
@@ -91,9 +99,14 @@ class WorkerService:
         self._consumer.subscribe([self.topics.model(self.model.name)], listener=_Rebalance(self))
         await with_retry("worker.consumer.start", self._consumer.start, stop=stop)
         stats = self.engine.stats()
-        log.info("worker.started", topic=self.topics.model(self.model.name), group=self.topics.worker_group(self.model.name),
-                 weights_bytes=stats.weights_bytes, kv_cache_bytes=stats.kv_cache_bytes,
-                 simulated=self.engine.simulated)
+        log.info(
+            "worker.started",
+            topic=self.topics.model(self.model.name),
+            group=self.topics.worker_group(self.model.name),
+            weights_bytes=stats.weights_bytes,
+            kv_cache_bytes=stats.kv_cache_bytes,
+            simulated=self.engine.simulated,
+        )
         tasks = [
             asyncio.create_task(self._intake_loop(stop), name="intake"),
             asyncio.create_task(self._engine_loop(), name="engine"),
@@ -127,7 +140,7 @@ class WorkerService:
         self.paused = True
         log.info("worker.draining", in_flight=len(self.states), grace_s=self.drain_grace_s)
         deadline = time.monotonic() + self.drain_grace_s
-        while self.offsets.unfinished() and time.monotonic() < deadline:
+        while self.offsets.unfinished() and time.monotonic() < deadline:  # noqa: ASYNC110 - a bounded poll, not a wait for one event
             await asyncio.sleep(0.05)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for run_id in list(self.states):
@@ -183,7 +196,7 @@ class WorkerService:
         held = [s for s in self.states.values() if s.partition in revoked]
         log.info("worker.revoked", partitions=sorted(tp.partition for tp in revoked), in_flight=len(held))
         deadline = time.monotonic() + self.revoke_grace_s
-        while any(self.offsets.unfinished(tp) for tp in revoked) and time.monotonic() < deadline:
+        while any(self.offsets.unfinished(tp) for tp in revoked) and time.monotonic() < deadline:  # noqa: ASYNC110 - a bounded poll, not a wait for one event
             await asyncio.sleep(0.02)
         await self._commit_now(only=revoked)
         for s in list(self.states.values()):
@@ -209,9 +222,16 @@ class WorkerService:
         intake_s = _header_ms(hdrs.get(Headers.INTAKE_MS), rec.timestamp) / 1000
         now = time.time()
         if req.deadline_ms is not None and now * 1000 >= req.deadline_ms:
-            await self._reject(tp, rec, ErrorCode.EXPIRED,
-                               f"deadline passed {now * 1000 - req.deadline_ms:.0f} ms before the worker took it",
-                               req.id, req.reply_to, ct, dlq=False)
+            await self._reject(
+                tp,
+                rec,
+                ErrorCode.EXPIRED,
+                f"deadline passed {now * 1000 - req.deadline_ms:.0f} ms before the worker took it",
+                req.id,
+                req.reply_to,
+                ct,
+                dlq=False,
+            )
             return
         try:
             ids = prompt_token_ids(req, self.tokenizer, self.max_model_len)
@@ -220,31 +240,61 @@ class WorkerService:
             return
         await self._start(rec, tp, req, ct, intake_s, ids)
 
-    async def _start(self, rec: ConsumerRecord[Any, Any], tp: TopicPartition, req: Request, ct: ContentType,
-                     intake_s: float, ids: list[int], attempts: int = 0) -> None:
+    async def _start(
+        self,
+        rec: ConsumerRecord[Any, Any],
+        tp: TopicPartition,
+        req: Request,
+        ct: ContentType,
+        intake_s: float,
+        ids: list[int],
+        attempts: int = 0,
+    ) -> None:
         """Hand a request to the engine under a fresh run id."""
         now = time.time()
         run_id = uuid.uuid4().hex[:16]
         state = RequestState(
-            request=req, run_id=run_id, partition=tp, offset=rec.offset, content_type=ct, intake_s=intake_s,
+            request=req,
+            run_id=run_id,
+            partition=tp,
+            offset=rec.offset,
+            content_type=ct,
+            intake_s=intake_s,
             detok=IncrementalDetokenizer(self.tokenizer, req.stop),
             coalescer=ChunkCoalescer(self.settings.latency.chunk_interval_ms, self.settings.latency.chunk_max_tokens),
-            model=self.model.name, record=rec, prompt_ids=ids, attempts=attempts,
+            model=self.model.name,
+            record=rec,
+            prompt_ids=ids,
+            attempts=attempts,
         )
         self.states[run_id] = state
         self.by_request.setdefault(req.id, set()).add(run_id)
         max_tokens = min(req.max_tokens, self.max_model_len - len(ids))
-        self.engine.add_request(EngineRequest(
-            request_id=run_id, prompt_token_ids=ids,
-            params=SamplingParams(max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, seed=req.seed),
-            deadline_s=req.deadline_ms / 1000 if req.deadline_ms else None, arrival_s=now,
-        ))
+        self.engine.add_request(
+            EngineRequest(
+                request_id=run_id,
+                prompt_token_ids=ids,
+                params=SamplingParams(
+                    max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, seed=req.seed
+                ),
+                deadline_s=req.deadline_ms / 1000 if req.deadline_ms else None,
+                arrival_s=now,
+            )
+        )
         log.debug("worker.admitted", request_id=req.id, run_id=run_id, prompt_tokens=len(ids), partition=tp.partition)
         self._wake.set()
 
     async def _reject(
-        self, tp: TopicPartition, rec: ConsumerRecord[Any, Any], code: ErrorCode, message: str,
-        request_id: str | None, reply_to: str | None, ct: ContentType, *, dlq: bool,
+        self,
+        tp: TopicPartition,
+        rec: ConsumerRecord[Any, Any],
+        code: ErrorCode,
+        message: str,
+        request_id: str | None,
+        reply_to: str | None,
+        ct: ContentType,
+        *,
+        dlq: bool,
     ) -> None:
         assert self._producer is not None
         log.info("worker.reject", request_id=request_id, code=code.value, reason=message[:200], dlq=dlq)
@@ -254,8 +304,10 @@ class WorkerService:
             futs.append(await self._send(reply_to, request_id[:200], ev, ct))
         if dlq:
             headers = [(k, v) for k, v in (rec.headers or ()) if not k.startswith("fleet-error")] + [
-                (Headers.ERROR_CODE, code.value.encode()), (Headers.ERROR_REASON, message[:1000].encode()),
-                (Headers.SOURCE_TOPIC, rec.topic.encode()), (Headers.SOURCE_PARTITION, str(rec.partition).encode()),
+                (Headers.ERROR_CODE, code.value.encode()),
+                (Headers.ERROR_REASON, message[:1000].encode()),
+                (Headers.SOURCE_TOPIC, rec.topic.encode()),
+                (Headers.SOURCE_PARTITION, str(rec.partition).encode()),
                 (Headers.SOURCE_OFFSET, str(rec.offset).encode()),
             ]
             futs.append(await self._producer.send(self.topics.dlq, rec.value or b"", key=rec.key, headers=headers))
@@ -319,12 +371,26 @@ class WorkerService:
             self._forget(state.run_id)
             state.attempts += 1
             if state.attempts >= self.max_attempts:
-                await self._reject(state.partition, state.record, ErrorCode.POISON,
-                                   f"failed {state.attempts} times in the engine: {reason}"[:1000],
-                                   state.request.id, state.request.reply_to, state.content_type, dlq=True)
+                await self._reject(
+                    state.partition,
+                    state.record,
+                    ErrorCode.POISON,
+                    f"failed {state.attempts} times in the engine: {reason}"[:1000],
+                    state.request.id,
+                    state.request.reply_to,
+                    state.content_type,
+                    dlq=True,
+                )
                 continue
-            await self._start(state.record, state.partition, state.request, state.content_type, state.intake_s,
-                              state.prompt_ids, attempts=state.attempts)
+            await self._start(
+                state.record,
+                state.partition,
+                state.request,
+                state.content_type,
+                state.intake_s,
+                state.prompt_ids,
+                attempts=state.attempts,
+            )
 
     def _abandon(self, run_id: str) -> None:
         state = self.states.get(run_id)
@@ -363,11 +429,19 @@ class WorkerService:
     async def _send_usage(self, state: RequestState, done: Done) -> None:
         assert self._usage is not None
         m = self.model
-        cost = (done.usage.prompt_tokens * m.price_per_1k_prompt + done.usage.completion_tokens
-                * m.price_per_1k_completion) / 1000
-        rec = UsageRecord(id=done.id, model=m.name, tenant=state.request.tenant, prompt_tokens=done.usage.prompt_tokens,
-                          completion_tokens=done.usage.completion_tokens, cost=round(cost, 8),
-                          ts_ms=int(time.time() * 1000), finish=done.finish_reason.value)
+        cost = (
+            done.usage.prompt_tokens * m.price_per_1k_prompt + done.usage.completion_tokens * m.price_per_1k_completion
+        ) / 1000
+        rec = UsageRecord(
+            id=done.id,
+            model=m.name,
+            tenant=state.request.tenant,
+            prompt_tokens=done.usage.prompt_tokens,
+            completion_tokens=done.usage.completion_tokens,
+            cost=round(cost, 8),
+            ts_ms=int(time.time() * 1000),
+            finish=done.finish_reason.value,
+        )
         try:
             await self._usage.send(self.topics.usage, self.codec.encode(rec), key=done.id.encode())
         except KafkaError as exc:
@@ -417,8 +491,9 @@ class WorkerService:
         consumer = make_consumer(self.settings, group_id=None)
         await with_retry("worker.control.start", consumer.start, stop=stop)
         try:
-            parts = await with_retry("worker.control.partitions",
-                                     lambda: _partitions(consumer, self.topics.control), stop=stop)
+            parts = await with_retry(
+                "worker.control.partitions", lambda: _partitions(consumer, self.topics.control), stop=stop
+            )
             consumer.assign(parts)
             await consumer.seek_to_end(*parts)
             while not stop.is_set():
@@ -446,10 +521,17 @@ class WorkerService:
         assert self._producer is not None
         while not stop.is_set():
             s = self.engine.stats()
-            st = WorkerStatus(worker_id=self.worker_id, model=self.model.name, ts_ms=int(time.time() * 1000),
-                              running=s.running, waiting=s.waiting, capacity=self.model.max_inflight,
-                              state="paused" if self.paused else "serving", weights_bytes=s.weights_bytes,
-                              kv_cache_bytes=s.kv_cache_bytes)
+            st = WorkerStatus(
+                worker_id=self.worker_id,
+                model=self.model.name,
+                ts_ms=int(time.time() * 1000),
+                running=s.running,
+                waiting=s.waiting,
+                capacity=self.model.max_inflight,
+                state="paused" if self.paused else "serving",
+                weights_bytes=s.weights_bytes,
+                kv_cache_bytes=s.kv_cache_bytes,
+            )
             try:
                 await self._producer.send(self.topics.status, self.codec.encode(st), key=self.worker_id.encode())
             except KafkaError as exc:

@@ -71,20 +71,27 @@ class RequestState:
         events: list[Chunk | Done | Error] = []
         if kind in _ERROR:
             code, msg = _ERROR[kind]
-            events.append(Error(id=self.request.id, code=code, message=msg, retriable=False,
-                                seq=self.seq, run_id=self.run_id))
+            events.append(
+                Error(id=self.request.id, code=code, message=msg, retriable=False, seq=self.seq, run_id=self.run_id)
+            )
             return events
         tail = self.detok.finish()
         first = self.coalescer.add(tail, 0, now_s) if tail else None
         rest = (first or "") + (self.coalescer.drain(now_s) or "")
         if rest:
             events.append(self._chunk(rest))
-        events.append(Done(
-            id=self.request.id, seq=self.seq, text=self.detok.text,
-            finish_reason=_FINISH_REASON.get(kind, FinishReason.STOP), model=self.model,
-            usage=Usage(prompt_tokens=self.num_prompt_tokens, completion_tokens=self.detok.num_tokens),
-            timings=self.timings(now_s), run_id=self.run_id,
-        ))
+        events.append(
+            Done(
+                id=self.request.id,
+                seq=self.seq,
+                text=self.detok.text,
+                finish_reason=_FINISH_REASON.get(kind, FinishReason.STOP),
+                model=self.model,
+                usage=Usage(prompt_tokens=self.num_prompt_tokens, completion_tokens=self.detok.num_tokens),
+                timings=self.timings(now_s),
+                run_id=self.run_id,
+            )
+        )
         return events
 
     def timings(self, now_s: float) -> Timings:

@@ -8,19 +8,49 @@ import msgspec
 import pytest
 
 from contracts import (
-    Cancel, ChatMessage, Chunk, Codec, ContentType, DecodeFailure, Done, Error, ErrorCode, FinishReason, Request,
-    Timings, Usage, content_type_from_headers,
+    Cancel,
+    ChatMessage,
+    Chunk,
+    Codec,
+    ContentType,
+    DecodeFailure,
+    Done,
+    Error,
+    ErrorCode,
+    FinishReason,
+    Request,
+    Timings,
+    Usage,
+    content_type_from_headers,
 )
 from contracts.schema import json_schemas
 
 CODEC = Codec()
-REQ = Request(id="req-1", reply_to="llm.replies.billing", messages=[ChatMessage("user", "hi é ✓")],
-              max_tokens=12, temperature=0.7, top_p=0.9, stop=["\n\n"], seed=7, timeout_ms=3000,
-              tenant="billing", metadata={"k": [1, 2, {"x": None}]})
+REQ = Request(
+    id="req-1",
+    reply_to="llm.replies.billing",
+    messages=[ChatMessage("user", "hi é ✓")],
+    max_tokens=12,
+    temperature=0.7,
+    top_p=0.9,
+    stop=["\n\n"],
+    seed=7,
+    timeout_ms=3000,
+    tenant="billing",
+    metadata={"k": [1, 2, {"x": None}]},
+)
 EVENTS = [
     Chunk(id="req-1", seq=0, text="The ", run_id="r1"),
-    Done(id="req-1", seq=1, text="The end", finish_reason=FinishReason.STOP, model="small",
-         usage=Usage(3, 2), timings=Timings(queue_ms=1.0, ttft_ms=2.0, tpot_ms=0.5, total_ms=4.0), run_id="r1"),
+    Done(
+        id="req-1",
+        seq=1,
+        text="The end",
+        finish_reason=FinishReason.STOP,
+        model="small",
+        usage=Usage(3, 2),
+        timings=Timings(queue_ms=1.0, ttft_ms=2.0, tpot_ms=0.5, total_ms=4.0),
+        run_id="r1",
+    ),
     Error(id="req-1", code=ErrorCode.EXPIRED, message="late", retriable=False),
 ]
 
@@ -43,9 +73,9 @@ def test_reply_is_tagged_on_type() -> None:
 
 
 def test_design_doc_example_decodes() -> None:
-    raw = b'''{"id": "req-123", "reply_to": "llm.replies.billing", "prompt": "Summarise ...", "model": "auto",
+    raw = b"""{"id": "req-123", "reply_to": "llm.replies.billing", "prompt": "Summarise ...", "model": "auto",
      "max_tokens": 128, "temperature": 0.0, "top_p": 1.0, "stop": [], "seed": null, "timeout_ms": 30000,
-     "priority": "interactive", "tenant": "billing", "metadata": {}}'''
+     "priority": "interactive", "tenant": "billing", "metadata": {}}"""
     req = CODEC.decode_request(raw, ContentType.JSON)
     assert req.id == "req-123" and req.prompt == "Summarise ..." and req.timeout_ms == 30000
 

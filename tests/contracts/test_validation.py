@@ -19,27 +19,30 @@ def test_valid_request_passes() -> None:
     validate_request(base(prompt=None, messages=[ChatMessage("user", "x")]), LIMITS)
 
 
-@pytest.mark.parametrize(("kw", "code", "needle"), [
-    ({"id": ""}, ErrorCode.INVALID_REQUEST, "id"),
-    ({"id": "x" * 201}, ErrorCode.INVALID_REQUEST, "200"),
-    ({"reply_to": ""}, ErrorCode.INVALID_REQUEST, "reply_to"),
-    ({"reply_to": "bad topic!"}, ErrorCode.INVALID_REQUEST, "reply_to"),
-    ({"prompt": None}, ErrorCode.INVALID_REQUEST, "exactly one"),
-    ({"messages": [ChatMessage("user", "x")]}, ErrorCode.INVALID_REQUEST, "exactly one"),
-    ({"prompt": None, "messages": []}, ErrorCode.INVALID_REQUEST, "empty"),
-    ({"prompt": None, "messages": [ChatMessage("wizard", "x")]}, ErrorCode.INVALID_REQUEST, "role"),
-    ({"max_tokens": 0}, ErrorCode.INVALID_REQUEST, "max_tokens"),
-    ({"max_tokens": -5}, ErrorCode.INVALID_REQUEST, "max_tokens"),
-    ({"max_tokens": 513}, ErrorCode.INVALID_REQUEST, "ceiling"),
-    ({"temperature": -0.1}, ErrorCode.INVALID_REQUEST, "temperature"),
-    ({"temperature": float("nan")}, ErrorCode.INVALID_REQUEST, "temperature"),
-    ({"top_p": 0.0}, ErrorCode.INVALID_REQUEST, "top_p"),
-    ({"top_p": 1.5}, ErrorCode.INVALID_REQUEST, "top_p"),
-    ({"prompt": "x" * 101}, ErrorCode.PROMPT_TOO_LONG, "101"),
-    ({"stop": [""]}, ErrorCode.INVALID_REQUEST, "stop"),
-    ({"timeout_ms": 0}, ErrorCode.INVALID_REQUEST, "timeout_ms"),
-    ({"seed": -1}, ErrorCode.INVALID_REQUEST, "seed"),
-])
+@pytest.mark.parametrize(
+    ("kw", "code", "needle"),
+    [
+        ({"id": ""}, ErrorCode.INVALID_REQUEST, "id"),
+        ({"id": "x" * 201}, ErrorCode.INVALID_REQUEST, "200"),
+        ({"reply_to": ""}, ErrorCode.INVALID_REQUEST, "reply_to"),
+        ({"reply_to": "bad topic!"}, ErrorCode.INVALID_REQUEST, "reply_to"),
+        ({"prompt": None}, ErrorCode.INVALID_REQUEST, "exactly one"),
+        ({"messages": [ChatMessage("user", "x")]}, ErrorCode.INVALID_REQUEST, "exactly one"),
+        ({"prompt": None, "messages": []}, ErrorCode.INVALID_REQUEST, "empty"),
+        ({"prompt": None, "messages": [ChatMessage("wizard", "x")]}, ErrorCode.INVALID_REQUEST, "role"),
+        ({"max_tokens": 0}, ErrorCode.INVALID_REQUEST, "max_tokens"),
+        ({"max_tokens": -5}, ErrorCode.INVALID_REQUEST, "max_tokens"),
+        ({"max_tokens": 513}, ErrorCode.INVALID_REQUEST, "ceiling"),
+        ({"temperature": -0.1}, ErrorCode.INVALID_REQUEST, "temperature"),
+        ({"temperature": float("nan")}, ErrorCode.INVALID_REQUEST, "temperature"),
+        ({"top_p": 0.0}, ErrorCode.INVALID_REQUEST, "top_p"),
+        ({"top_p": 1.5}, ErrorCode.INVALID_REQUEST, "top_p"),
+        ({"prompt": "x" * 101}, ErrorCode.PROMPT_TOO_LONG, "101"),
+        ({"stop": [""]}, ErrorCode.INVALID_REQUEST, "stop"),
+        ({"timeout_ms": 0}, ErrorCode.INVALID_REQUEST, "timeout_ms"),
+        ({"seed": -1}, ErrorCode.INVALID_REQUEST, "seed"),
+    ],
+)
 def test_invalid_requests_say_why(kw: dict[str, object], code: ErrorCode, needle: str) -> None:
     with pytest.raises(InvalidRequest) as e:
         validate_request(base(**kw), LIMITS)

@@ -20,9 +20,15 @@ def decide(obj: object, headers: list[tuple[str, bytes]] = JSON, ts: int = 1000,
 
 def test_auto_routes_simple_and_complex_prompts_to_different_tiers() -> None:
     simple = decide({"id": "a", "reply_to": "r", "prompt": "Say hi.", "max_tokens": 16})
-    hard = decide({"id": "b", "reply_to": "r", "max_tokens": 512, "prompt":
-                   "Explain step by step why this is O(n log n) and prove it:\n```python\ndef sort(xs):\n"
-                   "    return sorted(xs)\n```\nCompare the trade-offs with 3 * 4 + 2 alternatives."})
+    hard = decide(
+        {
+            "id": "b",
+            "reply_to": "r",
+            "max_tokens": 512,
+            "prompt": "Explain step by step why this is O(n log n) and prove it:\n```python\ndef sort(xs):\n"
+            "    return sorted(xs)\n```\nCompare the trade-offs with 3 * 4 + 2 alternatives.",
+        }
+    )
     assert isinstance(simple, Forward) and isinstance(hard, Forward)
     assert simple.model == "small" and hard.model == "large"
     assert simple.tier == "simple" and hard.tier == "complex"

@@ -47,9 +47,7 @@ class SimulatedEngine:
             return bool(self._inbox or self._waiting or self._running or self._aborts)
 
     def stats(self) -> EngineStats:
-        return EngineStats(
-            running=len(self._running), waiting=len(self._waiting), max_running=self._max_running
-        )
+        return EngineStats(running=len(self._running), waiting=len(self._waiting), max_running=self._max_running)
 
     def close(self) -> None:
         pass
