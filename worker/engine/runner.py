@@ -108,6 +108,8 @@ class Rows:
     def add(self, seq: Sequence) -> None:
         seq.row = len(self.seqs)
         self.seqs.append(seq)
+        for cache in self.caches:  # every cache has the row, even one no forward has touched yet
+            cache.reserve(len(self.seqs), 0)
 
     def promote(self, seq: Sequence) -> None:
         """Move a prefilled sequence to the end of the decode region."""

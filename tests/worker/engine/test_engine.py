@@ -31,9 +31,7 @@ def test_it_is_an_engine(bundle: ModelBundle, make_engine: MakeEngine) -> None:
     assert isinstance(engine, Engine) and engine.simulated is False
 
 
-def test_batched_greedy_equals_unbatched_for_staggered_requests(
-    bundle: ModelBundle, make_engine: MakeEngine
-) -> None:
+def test_batched_greedy_equals_unbatched_for_staggered_requests(bundle: ModelBundle, make_engine: MakeEngine) -> None:
     b = without_eos(without_draft(bundle))
     ps = prompts(8, seed=1, lo=2, hi=45)
     lengths = [5, 17, 9, 24, 3, 12, 20, 7]
@@ -64,9 +62,7 @@ def test_speculative_greedy_equals_plain_greedy(
     plain = run(make_engine(plain_b), arrivals)
     # spec_max_batch_size 4 with 6 requests: steps switch between speculative and plain decoding
     early = 0.5 if method == "draft-early-stop" else 0.0
-    engine = make_engine(
-        spec_b, spec_max_batch_size=4, ngram_speculation=not draft, spec_min_draft_prob=early
-    )
+    engine = make_engine(spec_b, spec_max_batch_size=4, ngram_speculation=not draft, spec_min_draft_prob=early)
     spec = run(engine, arrivals)
     for rid, r in plain.items():
         assert spec[rid].tokens == r.tokens, rid
@@ -104,9 +100,7 @@ def test_a_seeded_sampled_request_draws_the_same_tokens_in_any_batch(
     b = without_eos(bundle)
     seeded = req("s", prompts(1, seed=4)[0], 24, temperature=0.9, top_p=0.95, seed=1234)
     alone = run(make_engine(b, spec_max_batch_size=0), [(0, seeded)])["s"].tokens
-    others = [
-        (i % 3, req(f"o{i}", p, 10 + i, temperature=0.7 * (i % 2))) for i, p in enumerate(prompts(6, seed=5))
-    ]
+    others = [(i % 3, req(f"o{i}", p, 10 + i, temperature=0.7 * (i % 2))) for i, p in enumerate(prompts(6, seed=5))]
     crowded = run(make_engine(b, spec_max_batch_size=4), [*others, (2, seeded)])["s"].tokens
     assert crowded == alone
     different_seed = dataclasses.replace(seeded, params=dataclasses.replace(seeded.params, seed=99))
@@ -139,9 +133,7 @@ def test_cancellation_frees_the_slot_within_one_step(bundle: ModelBundle, make_e
     assert res["b"].finished is FinishKind.LENGTH
 
 
-def test_a_passed_deadline_expires_running_and_waiting_requests(
-    bundle: ModelBundle, make_engine: MakeEngine
-) -> None:
+def test_a_passed_deadline_expires_running_and_waiting_requests(bundle: ModelBundle, make_engine: MakeEngine) -> None:
     engine = make_engine(without_eos(bundle), max_running=1)
     a, b = prompts(2, seed=8)
     engine.add_request(dataclasses.replace(req("a", a, 1000), deadline_s=time.time() + 0.3))
@@ -199,3 +191,16 @@ def test_stats_report_the_batch_and_the_memory(bundle: ModelBundle, make_engine:
     run(engine, [])
     s = engine.stats()
     assert (s.running, s.waiting) == (0, 0) and s.extra["kv_reserved_tokens"] == 0
+
+
+def test_rows_come_and_go_while_the_draft_sits_out(bundle: ModelBundle, make_engine: MakeEngine) -> None:
+    """Two requests speculate, ten more join (no speculation now: the draft cache is not used and has
+    fewer rows), the first two leave and the batch is compacted: the draft's rows must follow."""
+    ps = prompts(12, seed=14)
+    lengths = [16, 16, *[20 + (7 * i) % 11 for i in range(10)]]
+    arrivals = [(0 if i < 2 else 2, req(f"r{i}", p, n)) for i, (p, n) in enumerate(zip(ps, lengths, strict=True))]
+    engine = make_engine(without_eos(bundle), spec_max_batch_size=2, max_running=12)
+    res = run(engine, arrivals)
+    plain = run(make_engine(without_eos(without_draft(bundle))), arrivals)
+    assert {k: r.tokens for k, r in res.items()} == {k: r.tokens for k, r in plain.items()}
+    assert engine.stats().extra["spec_steps"] > 2
