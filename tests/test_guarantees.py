@@ -80,3 +80,25 @@ async def test_overload_is_an_immediate_retriable_answer(simulated_fleet: FleetP
     assert outcomes.count("done") >= 16
     assert set(outcomes) <= {"done", "overloaded"}
     await wait_idle(simulated_fleet, "sim-a", timeout_s=60)
+
+
+async def test_resent_request_id_is_generated_once(simulated_fleet: FleetProcs) -> None:
+    """A producer re-sends the same id within the dedup window: one generation, one terminal event."""
+    import json
+
+    from contracts import Done, Error
+    from tests.kafka_helpers import RawPeer
+
+    reply = f"sim.replies.dedup-{uuid.uuid4().hex[:6]}"
+    rid = f"dup-{uuid.uuid4().hex[:8]}"
+    body = json.dumps({"id": rid, "reply_to": reply, "prompt": "once", "model": "sim-b", "max_tokens": 8}).encode()
+    async with RawPeer(simulated_fleet.settings, reply) as peer:
+        await peer.send(body, key=rid.encode())
+        await peer.reply(rid, Done)
+        await peer.send(body, key=rid.encode())  # the re-send, after the first finished
+        await peer.send(body, key=rid.encode())
+        await asyncio.sleep(3.0)  # time for a second generation to show up, if there were one
+        terminals = [e for e in peer.replies if isinstance(e, Done | Error) and e.id == rid]
+        runs = {e.run_id for e in peer.replies if e.id == rid}
+    assert len(terminals) == 1 and len(runs) == 1
+    assert '"router.duplicate"' in simulated_fleet.log("router")
