@@ -16,10 +16,12 @@ Policy (iteration-level, like vLLM v1):
   preempted for memory, and KV memory stays within the budget.
 - A waiting request is admitted within one step of a slot and budget being free;
   cancellation and deadlines free the slot at the start of the next step.
-- Speculation runs only while the decode batch is small (`spec_max_batch_size`):
-  it pays for itself when the model is memory- or overhead-bound, and costs
-  throughput when the batch already fills the machine. While the whole running
-  batch is that small, prompts are prefilled into the draft model too.
+- Speculation runs only while the load is small: at most `spec_max_batch_size`
+  sequences running and waiting together. It pays for itself when the model is
+  memory- or overhead-bound, and costs throughput when the batch already fills
+  the machine; counting the waiting ones too keeps a speculative step (a few
+  draft passes longer than a plain one) from delaying a queue of new requests.
+  Under that load, prompts are prefilled into the draft model too.
 """
 
 from __future__ import annotations
@@ -182,9 +184,11 @@ class Scheduler:
             out.admitted.append(seq.request_id)
             budget -= self._chunk(seq, budget, out)
 
+        # the load: everything the engine holds, so queued requests are not delayed by speculative steps
+        load = len(self._running) + len(self._waiting)
         limit = self.config.spec_max_batch_size
-        out.speculate = 0 < len(out.decode) <= limit
-        out.prefill_draft = bool(out.prefill) and len(self._running) <= limit
+        out.speculate = bool(out.decode) and load <= limit
+        out.prefill_draft = bool(out.prefill) and load <= limit
         return out
 
     def _admissible(self, seq: SeqStatus) -> bool:

@@ -198,7 +198,7 @@ def test_rows_come_and_go_while_the_draft_sits_out(bundle: ModelBundle, make_eng
     fewer rows), the first two leave and the batch is compacted: the draft's rows must follow."""
     ps = prompts(12, seed=14)
     lengths = [16, 16, *[20 + (7 * i) % 11 for i in range(10)]]
-    arrivals = [(0 if i < 2 else 2, req(f"r{i}", p, n)) for i, (p, n) in enumerate(zip(ps, lengths, strict=True))]
+    arrivals = [(0 if i < 2 else 4, req(f"r{i}", p, n)) for i, (p, n) in enumerate(zip(ps, lengths, strict=True))]
     engine = make_engine(without_eos(bundle), spec_max_batch_size=2, max_running=12)
     res = run(engine, arrivals)
     plain = run(make_engine(without_eos(without_draft(bundle))), arrivals)

@@ -54,9 +54,7 @@ def test_memory_grows_and_shrinks_in_quanta_and_keeps_the_data() -> None:
     assert c.keys[0][0, 0, 9, 0] == 7.0 and c.keys[0][2, 0, 9, 0] == 0.0
 
 
-def test_kv_memory_stays_within_the_budget(
-    bundle: ModelBundle, make_engine: Callable[..., ContinuousEngine]
-) -> None:
+def test_kv_memory_stays_within_the_budget(bundle: ModelBundle, make_engine: Callable[..., ContinuousEngine]) -> None:
     budget = 256
     engine = make_engine(without_eos(without_draft(bundle)), max_batch_tokens=budget, max_running=8)
     peak = 0

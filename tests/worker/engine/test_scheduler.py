@@ -144,26 +144,30 @@ def test_deadlines_expire_waiting_and_running_requests() -> None:
     assert p.expired == ["run"] and p.admitted == ["free"] and p.decode == []
 
 
-def test_speculation_only_while_the_decode_batch_is_small() -> None:
+def test_speculation_only_while_the_load_is_small() -> None:
     s = Scheduler(cfg(max_running=8, spec_max_batch_size=2))
     s.add("a", prompt_len=4, max_tokens=50)
     p = s.schedule(0.0)
-    assert not p.speculate  # nothing decodes yet
+    assert not p.speculate and p.prefill_draft  # nothing decodes yet; the draft prefills with the target
     run_step(s, p)
     s.add("b", prompt_len=4, max_tokens=50)
     p = s.schedule(0.0)
-    assert p.speculate  # one decoding
+    assert p.speculate and p.prefill_draft  # one decoding, one prefilling
     run_step(s, p)
     s.add("c", prompt_len=4, max_tokens=50)
-    run_step(s, s.schedule(0.0))
-    assert not s.schedule(0.0).speculate  # three decoding
-    assert not s.schedule(0.0).prefill_draft
-    s.add("d", prompt_len=4, max_tokens=50)
-    assert not s.schedule(0.0).prefill_draft  # four running: speculation will not run
-    s1 = Scheduler(cfg(max_running=8, spec_max_batch_size=2))
-    s1.add("a", prompt_len=4, max_tokens=50)
-    s1.add("b", prompt_len=4, max_tokens=50)
-    assert s1.schedule(0.0).prefill_draft
+    p = s.schedule(0.0)
+    assert not p.speculate and not p.prefill_draft  # three running
+    run_step(s, p)
+    s.finish("c")
+    assert s.schedule(0.0).speculate  # two again
+    # a waiting request counts: a speculative step would delay it
+    s2 = Scheduler(cfg(max_running=1, spec_max_batch_size=1))
+    s2.add("a", prompt_len=4, max_tokens=50)
+    run_step(s2, s2.schedule(0.0))
+    assert s2.schedule(0.0).speculate
+    s2.add("b", prompt_len=4, max_tokens=50)
+    p = s2.schedule(0.0)
+    assert p.decode == ["a"] and s2.num_waiting == 1 and not p.speculate
     s0 = Scheduler(cfg(spec_max_batch_size=0))
     s0.add("a", prompt_len=4, max_tokens=50)
     run_step(s0, s0.schedule(0.0))

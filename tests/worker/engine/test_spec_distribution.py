@@ -40,7 +40,7 @@ def test_speculative_sampling_through_the_engine_keeps_the_target_distribution()
         kv_dtype=torch.float32, vocab_size=VOCAB,
     )  # fmt: skip
     engine = ContinuousEngine(
-        bundle, EngineConfig(max_running=16, spec_max_batch_size=16, num_speculative_tokens=2, seed=7)
+        bundle, EngineConfig(max_running=16, spec_max_batch_size=64, num_speculative_tokens=2, seed=7)
     )
     prompt, n = [1, 5, 2, 7], 2400
     res = run(engine, [(i // 16, req(f"r{i}", prompt, 3, temperature=1.0)) for i in range(n)])
