@@ -130,6 +130,8 @@ class WorkerStatus(msgspec.Struct, frozen=True, tag="worker_status", tag_field="
     weights_bytes: int = 0
     kv_cache_bytes: int = 0
     tokens_per_s: float = 0.0
+    uncommitted: int = 0  # requests taken from Kafka and not yet committed (bounded by `capacity`)
+    max_uncommitted: int = 0  # the most it has held at once since it started
 
 
 class UsageRecord(msgspec.Struct, frozen=True, tag="usage", tag_field="type", kw_only=True):

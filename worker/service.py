@@ -153,9 +153,11 @@ class WorkerService:
 
     async def _intake_loop(self, stop: asyncio.Event) -> None:
         assert self._consumer is not None
+        bound = self.model.max_inflight
+        resume_at = bound - max(1, bound // 4)  # hysteresis: no pause/resume flapping at the bound
         while not stop.is_set():
-            room = self.model.max_inflight - self.uncommitted
-            if room <= 0:
+            room = bound - self.uncommitted
+            if room <= 0 or (self.paused and self.uncommitted > resume_at):
                 self._set_paused(True)
                 await asyncio.sleep(0.01)
                 continue
@@ -169,7 +171,6 @@ class WorkerService:
             for tp, records in batch.items():
                 for rec in records:
                     await self._admit(tp, rec)
-            self.max_uncommitted_seen = max(self.max_uncommitted_seen, self.uncommitted)
 
     def _set_paused(self, paused: bool) -> None:
         assert self._consumer is not None
@@ -207,6 +208,7 @@ class WorkerService:
 
     async def _admit(self, tp: TopicPartition, rec: ConsumerRecord[Any, Any]) -> None:
         self.offsets.take(tp, rec.offset)
+        self.max_uncommitted_seen = max(self.max_uncommitted_seen, self.uncommitted)
         headers = list(rec.headers or ())
         hdrs = {k: v for k, v in headers}
         try:
@@ -531,6 +533,8 @@ class WorkerService:
                 state="paused" if self.paused else "serving",
                 weights_bytes=s.weights_bytes,
                 kv_cache_bytes=s.kv_cache_bytes,
+                uncommitted=self.uncommitted,
+                max_uncommitted=self.max_uncommitted_seen,
             )
             try:
                 await self._producer.send(self.topics.status, self.codec.encode(st), key=self.worker_id.encode())
