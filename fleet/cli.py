@@ -151,6 +151,20 @@ def generate(
     raise typer.Exit(asyncio.run(main()))
 
 
+@app.command()
+def health(
+    file: Annotated[str, typer.Option("--file", help="the process's health_file")],
+    max_age_s: Annotated[float, typer.Option(help="older than this is dead")] = 30.0,
+    ready: Annotated[bool, typer.Option("--ready", help="also require readiness")] = False,
+) -> None:
+    """Exit 0 when a router or worker is alive (and ready): for Kubernetes exec probes."""
+    from fleet.health import check
+
+    ok, why = check(file, max_age_s=max_age_s, need_ready=ready)
+    typer.echo(why, err=not ok)
+    raise typer.Exit(0 if ok else 1)
+
+
 @contracts_app.command("schema")
 def contracts_schema() -> None:
     """Print JSON Schema of every message the fleet reads or writes."""

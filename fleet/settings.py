@@ -141,6 +141,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cache_dir: str = "~/.cache/llm-fleet"
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
+    health_file: str | None = None  # rewritten every status interval; read by `fleet health` (exec probes)
 
     def model(self, name: str) -> ModelSettings:
         for m in self.models:
@@ -173,6 +174,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "FLEET_CACHE_DIR": (None, "cache_dir"),
     "FLEET_LOG_FORMAT": (None, "log_format"),
     "FLEET_LOG_LEVEL": (None, "log_level"),
+    "FLEET_HEALTH_FILE": (None, "health_file"),
 }
 
 

@@ -16,6 +16,7 @@ from contracts.messages import Error, ErrorCode
 from contracts.topics import Headers
 from contracts.validation import is_topic_name
 from fleet.kafka import ProducerPurpose, make_consumer, make_producer, with_retry
+from fleet.health import beat
 from fleet.runtime import log_task_failure
 from fleet.settings import Settings
 from router.decide import Decider, Duplicate, Forward, Reject
@@ -220,6 +221,7 @@ class RouterService:
                         )
                     except KafkaError as exc:
                         log.debug("router.load_poll_failed", model=m.name, error=repr(exc))
+                beat(self.settings.health_file, ready=True, **self.counts)
                 await asyncio.sleep(interval_s)
         finally:
             await status.stop()

@@ -26,6 +26,7 @@ from contracts.messages import Cancel, Chunk, Done, Error, ErrorCode, Request, U
 from contracts.topics import Headers
 from contracts.validation import InvalidRequest, is_topic_name, validate_request
 from fleet.kafka import ProducerPurpose, make_consumer, make_producer, with_retry
+from fleet.health import beat
 from fleet.runtime import log_task_failure
 from fleet.settings import ModelSettings, Settings
 from worker.engine.api import Engine, EngineRequest, FinishKind, SamplingParams, StepOutput
@@ -538,8 +539,10 @@ class WorkerService:
             )
             try:
                 await self._producer.send(self.topics.status, self.codec.encode(st), key=self.worker_id.encode())
+                beat(self.settings.health_file, ready=True, worker=self.worker_id, state=st.state)
             except KafkaError as exc:
                 log.warning("worker.status_failed", error=repr(exc))
+                beat(self.settings.health_file, ready=False, worker=self.worker_id, error=repr(exc)[:200])
             await asyncio.sleep(self.settings.latency.status_interval_ms / 1000)
 
 
