@@ -15,8 +15,8 @@ from contracts.codec import Codec, ContentType, DecodeFailure
 from contracts.messages import Error, ErrorCode
 from contracts.topics import Headers
 from contracts.validation import is_topic_name
-from fleet.kafka import ProducerPurpose, make_consumer, make_producer, with_retry
 from fleet.health import beat
+from fleet.kafka import ProducerPurpose, make_consumer, make_producer, with_retry
 from fleet.runtime import log_task_failure
 from fleet.settings import Settings
 from router.decide import Decider, Duplicate, Forward, Reject

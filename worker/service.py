@@ -25,8 +25,8 @@ from contracts.codec import Codec, ContentType, DecodeFailure, content_type_from
 from contracts.messages import Cancel, Chunk, Done, Error, ErrorCode, Request, UsageRecord, WorkerStatus
 from contracts.topics import Headers
 from contracts.validation import InvalidRequest, is_topic_name, validate_request
-from fleet.kafka import ProducerPurpose, make_consumer, make_producer, with_retry
 from fleet.health import beat
+from fleet.kafka import ProducerPurpose, make_consumer, make_producer, with_retry
 from fleet.runtime import log_task_failure
 from fleet.settings import ModelSettings, Settings
 from worker.engine.api import Engine, EngineRequest, FinishKind, SamplingParams, StepOutput

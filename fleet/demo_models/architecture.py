@@ -45,7 +45,8 @@ def llama_config(shape: ModelShape, tokenizer: PreTrainedTokenizerBase) -> Llama
         num_attention_heads=shape.num_heads,
         num_key_value_heads=shape.num_heads,
         max_position_embeddings=shape.max_position_embeddings,
-        tie_word_embeddings=True,  # the vocabulary is small; tying halves its parameters
+        # untied: the input embedding trains at a much higher learning rate than the output head
+        tie_word_embeddings=False,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -70,5 +71,5 @@ def new_model(shape: ModelShape, tokenizer: PreTrainedTokenizerBase) -> LlamaFor
 
 
 def parameter_count(model: LlamaForCausalLM) -> int:
-    """Distinct parameters (tied embeddings counted once)."""
+    """All parameters, embedding and head included."""
     return sum(p.numel() for p in model.parameters())

@@ -33,6 +33,7 @@ from fleet.demo_models.train import (
     init_draft_from_target,
     seeded,
     train_target,
+    zero_init_residual_outputs,
 )
 
 SAMPLE_PROMPT = "import os\n\n\ndef "
@@ -75,8 +76,12 @@ DEMO_RECIPE = BuildRecipe(
     target=TARGET_SHAPE,
     draft=DRAFT_SHAPE,
     draft_layers=(0,),
-    target_recipe=Recipe(steps=600, batch_size=8, seq_len=128, lr=3e-3, warmup_steps=30),
-    draft_recipe=Recipe(steps=200, batch_size=8, seq_len=128, lr=2e-3, warmup_steps=10),
+    target_recipe=Recipe(
+        steps=500, batch_size=16, seq_len=128, lr=3e-3, warmup_steps=20, embedding_lr_scale=100.0
+    ),
+    draft_recipe=Recipe(
+        steps=150, batch_size=16, seq_len=128, lr=2e-3, warmup_steps=10, embedding_lr_scale=10.0
+    ),
 )
 
 
@@ -158,6 +163,7 @@ def build_demo_models(out_dir: Path, *, seed: int, recipe: BuildRecipe, progress
     with seeded(seed, recipe.num_threads):
         target = new_model(recipe.target, tokenizer)
         draft = new_model(recipe.draft, tokenizer)
+        zero_init_residual_outputs(target)
         target_losses = train_target(
             target, stream, recipe.target_recipe, seed=seed, bf16=bf16, progress=progress
         )

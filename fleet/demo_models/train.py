@@ -118,6 +118,19 @@ def _run(
     return losses
 
 
+def zero_init_residual_outputs(model: LlamaForCausalLM) -> None:
+    """Zero the attention/MLP output projections and the head so each layer starts as the identity.
+
+    A short training run then spends no steps undoing random residual noise: with the usual init the
+    loss sits at the unigram level for a hundred or more steps, which is most of a CPU build's budget.
+    """
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.get_output_embeddings().weight.zero_()
+
+
 def train_target(
     model: LlamaForCausalLM, stream: torch.Tensor, recipe: Recipe, *, seed: int, bf16: bool, progress: bool
 ) -> list[float]:
@@ -131,13 +144,14 @@ def train_target(
 
 
 def init_draft_from_target(draft: LlamaForCausalLM, target: LlamaForCausalLM, layers: list[int]) -> None:
-    """Copy the target's embedding, final norm and the chosen layers into the same-width draft.
+    """Copy the target's embedding, head, final norm and the chosen layers into the same-width draft.
 
     The draft then starts as the target with its other layers skipped (an early-exit model): its
     predictions already resemble the target's before distillation begins.
     """
     with torch.no_grad():
         draft.model.embed_tokens.weight.copy_(target.model.embed_tokens.weight)
+        draft.lm_head.weight.copy_(target.lm_head.weight)
         draft.model.norm.load_state_dict(target.model.norm.state_dict())
         for draft_layer, source in zip(draft.model.layers, layers, strict=True):
             draft_layer.load_state_dict(target.model.layers[source].state_dict())

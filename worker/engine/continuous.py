@@ -178,9 +178,7 @@ class ContinuousEngine:
         if plan.decode:
             spec = None
             if plan.speculate and self._spec is not None:
-                spec = self._spec.step(
-                    {rid: self._reqs[rid].request.params.max_tokens for rid in plan.decode}
-                )
+                spec = self._spec.step({rid: self._reqs[rid].request.params.max_tokens for rid in plan.decode})
                 self._spec_steps += spec is not None
             new_tokens = spec if spec is not None else self._runner.decode()
         work = [PrefillWork(self._reqs[c.request_id].seq, c.start, c.length, c.last) for c in plan.prefill]

@@ -84,10 +84,7 @@ class SlotKVCache(Cache):
         """Give memory back when the batch needs far less than is allocated (hysteresis: 2 quanta)."""
         fit_rows = _round_up(max(rows, 1), self.row_quantum)
         fit_len = _round_up(max(length, 1), self.len_quantum)
-        if (
-            self.rows_alloc >= fit_rows + 2 * self.row_quantum
-            or self.len_cap >= fit_len + 2 * self.len_quantum
-        ):
+        if self.rows_alloc >= fit_rows + 2 * self.row_quantum or self.len_cap >= fit_len + 2 * self.len_quantum:
             self._alloc(min(fit_rows, self.rows_alloc), min(fit_len, self.len_cap))
 
     # -- row moves (the runner keeps the batch compact) -------------------------------------------
@@ -137,9 +134,7 @@ class SlotKVCache(Cache):
         # key_states, value_states: [B, kv_heads, q, head_dim]
         k = self.keys[layer_idx][self._rows]  # [B, kv_heads, len_cap, head_dim] (view)
         v = self.values[layer_idx][self._rows]
-        k[self._row_index, :, self._write_pos] = key_states.transpose(
-            1, 2
-        )  # indexed: [B, q, kv_heads, head_dim]
+        k[self._row_index, :, self._write_pos] = key_states.transpose(1, 2)  # indexed: [B, q, kv_heads, head_dim]
         v[self._row_index, :, self._write_pos] = value_states.transpose(1, 2)
         return k[:, :, : self._kv_len], v[:, :, : self._kv_len]
 

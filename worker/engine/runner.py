@@ -194,11 +194,7 @@ class ModelRunner:
         tokens = tokens.to(self.device)
         hidden = self.target.hidden(start, tokens, self._lens(rows))  # [R, q, H]
         in_step = [by_row.get(s.row) for s in rows]
-        if (
-            with_draft
-            and self.draft is not None
-            and all(w is None or w.seq.draft_len == w.start for w in in_step)
-        ):
+        if with_draft and self.draft is not None and all(w is None or w.seq.draft_len == w.start for w in in_step):
             draft_lens = torch.tensor([s.draft_len for s in rows], dtype=torch.long, device=self.device)
             self.draft.hidden(start, tokens, draft_lens)  # keys and values only: no logits needed
             for w in work:

@@ -19,9 +19,7 @@ def greedy(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(dim=-1)
 
 
-def probs(
-    logits: torch.Tensor, temperature: float | torch.Tensor, top_p: float | torch.Tensor = 1.0
-) -> torch.Tensor:
+def probs(logits: torch.Tensor, temperature: float | torch.Tensor, top_p: float | torch.Tensor = 1.0) -> torch.Tensor:
     """The distribution a sampled request draws from: softmax(logits / T), cut to the top-p nucleus.
 
     logits: [..., V]; temperature, top_p: scalars, or tensors that broadcast against logits[..., :1]
@@ -42,9 +40,7 @@ def probs(
     return cut / cut.sum(dim=-1, keepdim=True)
 
 
-def row_params(
-    params: Sequence[SamplingParams], ndim: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
+def row_params(params: Sequence[SamplingParams], ndim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row temperature and top-p shaped [B, 1, ...] to broadcast against logits of `ndim` dims."""
     shape = (len(params),) + (1,) * (ndim - 1)
     temps = torch.tensor([p.temperature for p in params], device=device).view(shape)

@@ -22,9 +22,7 @@ from worker.engine.runner import Forward, ModelRunner, Sequence, new_cache
 
 
 class Proposer(Protocol):
-    def propose(
-        self, seqs: Seq[Sequence], ks: list[int]
-    ) -> tuple[list[list[int]], list[torch.Tensor | None]]:
+    def propose(self, seqs: Seq[Sequence], ks: list[int]) -> tuple[list[list[int]], list[torch.Tensor | None]]:
         """Up to ks[b] tokens per row, and for sampled rows the distributions they came from [n, V]."""
         ...
 
@@ -77,9 +75,7 @@ class DraftModelProposer:
             s.draft_len += len(p)
         return self._fit(self.fwd.logits(hidden[torch.arange(len(seqs), device=self.device), last]))
 
-    def propose(
-        self, seqs: Seq[Sequence], ks: list[int]
-    ) -> tuple[list[list[int]], list[torch.Tensor | None]]:
+    def propose(self, seqs: Seq[Sequence], ks: list[int]) -> tuple[list[list[int]], list[torch.Tensor | None]]:
         ks = list(ks)
         logits = self._catch_up(seqs)  # [B, V]
         drafts: list[list[int]] = [[] for _ in seqs]
@@ -90,9 +86,7 @@ class DraftModelProposer:
         self._fed = 0
         i = 0
         while True:
-            conf = (
-                torch.softmax(logits.float(), dim=-1).amax(dim=-1).tolist() if self.min_prob and i else None
-            )
+            conf = torch.softmax(logits.float(), dim=-1).amax(dim=-1).tolist() if self.min_prob and i else None
             if conf is not None:
                 ks = [i if k > i and c < self.min_prob else k for k, c in zip(ks, conf, strict=True)]
             if i >= max(ks):
@@ -116,8 +110,7 @@ class DraftModelProposer:
                 s.draft_len += 1
             self._fed += 1
         out_q: list[torch.Tensor | None] = [
-            None if s.params.greedy or not ks[b] else torch.stack(dists[b][: ks[b]])
-            for b, s in enumerate(seqs)
+            None if s.params.greedy or not ks[b] else torch.stack(dists[b][: ks[b]]) for b, s in enumerate(seqs)
         ]
         return [d[: ks[b]] for b, d in enumerate(drafts)], out_q
 
@@ -130,9 +123,7 @@ class NgramProposer:
     def __init__(self, vocab_size: int, device: torch.device, *, max_ngram: int = 3) -> None:
         self.vocab_size, self.device, self.max_ngram = vocab_size, device, max_ngram
 
-    def propose(
-        self, seqs: Seq[Sequence], ks: list[int]
-    ) -> tuple[list[list[int]], list[torch.Tensor | None]]:
+    def propose(self, seqs: Seq[Sequence], ks: list[int]) -> tuple[list[list[int]], list[torch.Tensor | None]]:
         drafts = [
             sampling.ngram_propose(s.tokens, k, max_ngram=self.max_ngram) if k else []
             for s, k in zip(seqs, ks, strict=True)
@@ -142,9 +133,7 @@ class NgramProposer:
             if s.params.greedy or not d:
                 dists.append(None)
                 continue
-            one_hot = torch.zeros(
-                len(d), self.vocab_size, device=self.device
-            )  # a point mass on each proposal
+            one_hot = torch.zeros(len(d), self.vocab_size, device=self.device)  # a point mass on each proposal
             one_hot[torch.arange(len(d)), torch.tensor(d)] = 1.0
             dists.append(one_hot)
         return drafts, dists
@@ -156,9 +145,7 @@ class NgramProposer:
 class Speculator:
     """Draft-and-verify for the decoding rows of a ModelRunner."""
 
-    def __init__(
-        self, runner: ModelRunner, proposer: Proposer, *, num_tokens: int, max_model_len: int
-    ) -> None:
+    def __init__(self, runner: ModelRunner, proposer: Proposer, *, num_tokens: int, max_model_len: int) -> None:
         self.runner, self.proposer = runner, proposer
         self.num_tokens, self.max_model_len = num_tokens, max_model_len
         self.draft_total = self.accepted_total = 0  # over the engine's life
