@@ -105,3 +105,10 @@ def test_ngram_proposals_follow_the_latest_match() -> None:
     assert sampling.ngram_propose(tokens, 2) == [5, 6]  # the latest earlier "1 2 3" is followed by 5 6
     assert sampling.ngram_propose([1, 2, 3], 4) == []
     assert sampling.ngram_propose([7, 8, 7], 3) == [8, 7]  # unigram fallback
+
+
+def test_ngram_search_matches_whole_tokens_only() -> None:
+    # 256 and 1 share bytes with 65536 and 256 when packed; only token-aligned matches count
+    assert sampling.ngram_propose([256, 65536, 7, 1, 256], 2) == [65536, 7]
+    assert sampling.ngram_propose([65536, 1, 9, 256], 2) == []
+    assert sampling.ngram_propose([5, 6, 5, 6, 5, 6], 3) == [5, 6]  # the latest match, overlapping the tail
