@@ -1,0 +1,624 @@
+"""Structural checks of the Kubernetes manifests in k8s/.
+
+Every kustomization (base, overlays/dev, overlays/prod) is rendered with a small
+pure-Python kustomize (tests/k8s/kustomize.py; compared with the real kustomize
+where `kubectl` or `kustomize` is installed) and checked against the project's
+own code: topic and group names from `contracts.topics.Topics`, the TOML config
+loaded with `fleet.settings.load_settings`, the worker's drain grace, and the
+SRE guidance in benchmarks/README.md (partitions cap replicas, rebalances pause
+the group, lag-based scaling with minutes of stabilisation).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import shutil
+import subprocess
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import yaml
+
+from contracts.topics import Topics
+from fleet.settings import ENV_VARS, SecurityProtocol, Settings, load_settings
+from tests.k8s.kustomize import MERGE_KEYS, build, load_yaml_docs, referenced_files
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "k8s"
+ENVS = {"base": K8S / "base", "dev": K8S / "overlays" / "dev", "prod": K8S / "overlays" / "prod"}
+OVERLAYS = ("dev", "prod")
+USERS = {"router": "router", "worker": "worker", "client": "client", "keda": "keda"}  # KafkaUser <prefix>-<suffix>
+
+
+def _drain_grace_s() -> float:
+    from worker.service import WorkerService
+
+    return float(inspect.signature(WorkerService.__init__).parameters["drain_grace_s"].default)
+
+
+def _quantity(q: str | int | float) -> float:
+    """A Kubernetes quantity as a number (bytes, cores)."""
+    s = str(q)
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9, "m": 1e-3}
+    for suffix, mult in units.items():
+        if s.endswith(suffix):
+            return float(s[: -len(suffix)]) * mult
+    return float(s)
+
+
+# -- the rendered environment -----------------------------------------------------
+@dataclass
+class Env:
+    name: str
+    docs: list[dict[str, Any]]
+    settings: Settings
+    toml: dict[str, Any]
+    toml_path: Path  # the rendered fleet.toml, written out
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [d for d in self.docs if d["kind"] == kind]
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        (hit,) = [d for d in self.of(kind) if d["metadata"]["name"] == name]
+        return hit
+
+    def configmap(self, base_name: str) -> dict[str, Any]:
+        pattern = rf"{base_name}(-[a-z0-9]{{10}})?"
+        (hit,) = [d for d in self.of("ConfigMap") if re.fullmatch(pattern, d["metadata"]["name"])]
+        return hit
+
+    @property
+    def fleet_env(self) -> dict[str, str]:
+        return dict(self.configmap("fleet-env")["data"])
+
+    @property
+    def topics(self) -> Topics:
+        return self.settings.kafka.topics
+
+    def topic(self, topic_name: str) -> dict[str, Any]:
+        (hit,) = [d for d in self.of("KafkaTopic") if d["spec"].get("topicName", d["metadata"]["name"]) == topic_name]
+        return hit
+
+    def user(self, component: str) -> dict[str, Any]:
+        return self.get("KafkaUser", f"{self.settings.kafka.topic_prefix}-{USERS[component]}")
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """model name -> worker Deployment (by its `fleet worker --model NAME` args)."""
+        out = {}
+        for d in self.of("Deployment"):
+            args = _container(d)["args"]
+            if args[:1] == ["worker"]:
+                assert args[1] == "--model" and len(args) == 3, args
+                assert args[2] not in out, f"two Deployments serve model {args[2]}"
+                out[args[2]] = d
+        return out
+
+    def router(self) -> dict[str, Any]:
+        (hit,) = [d for d in self.of("Deployment") if _container(d)["args"] == ["router"]]
+        return hit
+
+    def container_env(self, dep: dict[str, Any]) -> dict[str, str]:
+        """The container's environment; Secret values stand in as `secret:<name>/<key>`."""
+        c = _container(dep)
+        env: dict[str, str] = {}
+        for ef in c.get("envFrom", []):
+            cm = self.get("ConfigMap", ef["configMapRef"]["name"])
+            env.update(cm["data"])
+        for e in c.get("env", []):
+            if "value" in e:
+                env[e["name"]] = str(e["value"])
+            elif "secretKeyRef" in e.get("valueFrom", {}):
+                ref = e["valueFrom"]["secretKeyRef"]
+                env[e["name"]] = f"secret:{ref['name']}/{ref['key']}"
+            else:
+                raise AssertionError(f"unexpected env source {e}")
+        return env
+
+    @property
+    def strimzi_cluster(self) -> str:
+        labels = {d["metadata"]["labels"]["strimzi.io/cluster"] for d in self.of("KafkaTopic") + self.of("KafkaUser")}
+        assert len(labels) == 1, f"KafkaTopics and KafkaUsers must name one Strimzi cluster, got {labels}"
+        return str(labels.pop())
+
+
+def _container(dep: dict[str, Any]) -> dict[str, Any]:
+    containers = dep["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1, f"{dep['metadata']['name']}: one container per pod expected"
+    return containers[0]  # type: ignore[no-any-return]
+
+
+def _pod(dep: dict[str, Any]) -> dict[str, Any]:
+    return dep["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+
+def _mount_for(dep: dict[str, Any], path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(volumeMount, volume) of the longest mount path containing `path`."""
+    mounts = [m for m in _container(dep).get("volumeMounts", []) if path.startswith(m["mountPath"].rstrip("/") + "/")]
+    assert mounts, f"{dep['metadata']['name']}: {path} is on no mounted volume"
+    m = max(mounts, key=lambda m: len(m["mountPath"]))
+    (vol,) = [v for v in _pod(dep)["volumes"] if v["name"] == m["name"]]
+    return m, vol
+
+
+_rendered: dict[str, Env] = {}
+
+
+@pytest.fixture(params=list(ENVS), scope="module")
+def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Env:
+    name = request.param
+    if name not in _rendered:
+        docs = build(ENVS[name])
+        (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("fleet-config")]
+        toml_text = cm["data"]["fleet.toml"]
+        path = tmp_path_factory.mktemp(f"k8s-{name}") / "fleet.toml"
+        path.write_text(toml_text)
+        (cm_env,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("fleet-env")]
+        settings = load_settings(path, env=dict(cm_env["data"]))
+        _rendered[name] = Env(name, docs, settings, tomllib.loads(toml_text), path)
+    return _rendered[name]
+
+
+# -- files and kustomizations -----------------------------------------------------
+def test_every_yaml_file_parses_without_duplicate_keys() -> None:
+    files = sorted(K8S.rglob("*.yaml"))
+    assert len(files) >= 10
+    for f in files:
+        docs = load_yaml_docs(f)
+        assert docs, f"{f} is empty"
+        for d in docs:
+            if isinstance(d, list):  # a JSON 6902 patch
+                assert all({"op", "path"} <= set(op) for op in d), f
+            elif f.name != "kustomization.yaml":
+                assert {"apiVersion", "kind", "metadata"} <= set(d), f"{f}: a document lacks apiVersion/kind/metadata"
+                assert d["metadata"].get("name"), f"{f}: a {d['kind']} without a name"
+
+
+def test_kustomizations_list_every_file_and_only_existing_ones() -> None:
+    kdirs = sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
+    assert {K8S / "base", K8S / "overlays" / "dev", K8S / "overlays" / "prod"} <= set(kdirs)
+    for kdir in kdirs:
+        refs = referenced_files(kdir)
+        for r in refs:
+            assert r.exists(), f"{kdir}/kustomization.yaml names {r}, which does not exist"
+        owned = {
+            f.resolve()
+            for f in kdir.rglob("*")
+            if f.is_file()
+            and f.name != "kustomization.yaml"
+            # files under a nested kustomization belong to it
+            and not any((p / "kustomization.yaml").exists() for p in f.parents if p != kdir and kdir in p.parents)
+        }
+        missing = sorted(str(f.relative_to(K8S)) for f in owned - refs)
+        assert not missing, f"{kdir.relative_to(K8S)}/kustomization.yaml does not list {missing}"
+
+
+def test_overlays_build_on_the_base() -> None:
+    for name in OVERLAYS:
+        (k,) = load_yaml_docs(ENVS[name] / "kustomization.yaml")
+        assert "../../base" in k["resources"], name
+        assert k.get("namespace"), f"{name} must set the namespace"
+
+
+# -- topics -----------------------------------------------------------------------
+def test_kafka_topics_are_the_contracts_topics(env: Env) -> None:
+    t, k = env.topics, env.settings.kafka
+    expected = {t.requests, t.dlq, t.control, t.status, t.usage, f"{k.topic_prefix}.replies"}
+    expected |= {t.model(m) for m in env.settings.model_names}
+    got = [d["spec"]["topicName"] for d in env.of("KafkaTopic")]
+    assert sorted(got) == sorted(expected)
+    for d in env.of("KafkaTopic"):
+        assert d["metadata"]["name"] == d["spec"]["topicName"].replace(".", "-")
+    assert Topics() == Topics(k.topic_prefix), "manifests assume the default prefix 'llm' (names in ACLs, KEDA)"
+
+
+def test_topic_sizes_follow_the_config_and_the_guidance(env: Env) -> None:
+    t, k = env.topics, env.settings.kafka
+    assert env.topic(t.requests)["spec"]["partitions"] == k.intake_partitions
+    assert env.topic(f"{k.topic_prefix}.replies")["spec"]["partitions"] == k.reply_partitions
+    for m in env.settings.model_names:
+        assert env.topic(t.model(m))["spec"]["partitions"] == k.model_partitions, m
+    for d in env.of("KafkaTopic"):
+        spec, cfg = d["spec"], d["spec"]["config"]
+        assert spec["replicas"] == k.replication_factor, d["metadata"]["name"]
+        misr = cfg["min.insync.replicas"]
+        if spec["replicas"] > 1:  # acks=all: durable on 2, and one broker may be down
+            assert 2 <= misr < spec["replicas"], d["metadata"]["name"]
+        else:
+            assert misr == 1
+    retention = {d["spec"]["topicName"]: d["spec"]["config"]["retention.ms"] for d in env.of("KafkaTopic")}
+    assert retention[t.dlq] > retention[t.requests], "the DLQ keeps records longer than the intake"
+    assert retention[t.dlq] >= 7 * 86_400_000
+    status = env.topic(t.status)["spec"]["config"]
+    assert "compact" in status["cleanup.policy"] or status["retention.ms"] <= 86_400_000
+    assert retention[t.control] <= 86_400_000
+
+
+# -- configuration and env wiring ---------------------------------------------------
+def _unknown_keys(data: Any, struct: Any, where: str = "") -> list[str]:
+    """TOML keys that no settings field takes (msgspec ignores them silently)."""
+    if not isinstance(data, dict):
+        return []
+    fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
+    out = []
+    for key, value in data.items():
+        if key not in fields:
+            out.append(f"{where}{key}")
+            continue
+        ann = fields[key].type
+        args = getattr(ann, "__args__", ())
+        inner = [a for a in (ann, *args) if isinstance(a, type) and issubclass(a, msgspec.Struct)]
+        if inner and isinstance(value, dict):
+            out += _unknown_keys(value, inner[0], f"{where}{key}.")
+        elif inner and isinstance(value, list):
+            for i, item in enumerate(value):
+                out += _unknown_keys(item, inner[0], f"{where}{key}[{i}].")
+    return out
+
+
+def test_fleet_toml_has_no_unknown_keys(env: Env) -> None:
+    assert _unknown_keys(env.toml, Settings) == []
+
+
+def test_every_component_gets_a_complete_sasl_ssl_config(env: Env) -> None:
+    cluster = env.strimzi_cluster
+    fe = env.fleet_env
+    assert fe["FLEET_LOG_FORMAT"] == "json"
+    assert fe["FLEET_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert fe["FLEET_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    deployments = {"router": [env.router()], "worker": list(env.workers().values())}
+    for component, deps in deployments.items():
+        for dep in deps:
+            name = dep["metadata"]["name"]
+            e = env.container_env(dep)
+            unknown = {v for v in e if v.startswith("FLEET_")} - set(ENV_VARS) - {"FLEET_CONFIG"}
+            assert not unknown, f"{name}: FLEET_ variables the fleet does not read: {unknown}"
+            _, cfg_vol = _mount_for(dep, e["FLEET_CONFIG"])
+            assert cfg_vol["configMap"]["name"] == env.configmap("fleet-config")["metadata"]["name"]
+            assert Path(e["FLEET_CONFIG"]).name in env.configmap("fleet-config")["data"]
+            # what the process builds: the mounted TOML overlaid with its environment
+            s = load_settings(env.toml_path, env=e)
+            user = env.user(component)["metadata"]["name"]
+            assert s.kafka.sasl_username == user, f"{name} must authenticate as KafkaUser {user}"
+            assert s.kafka.sasl_password == f"secret:{user}/password", name
+            assert s.kafka.security_protocol is SecurityProtocol.SASL_SSL
+            assert s.kafka.sasl_mechanism == "SCRAM-SHA-512"
+            assert s.kafka.bootstrap_servers == fe["FLEET_KAFKA_BOOTSTRAP"]
+            assert s.log_format == "json"
+            assert s.health_file == e["FLEET_HEALTH_FILE"]
+            assert s.kafka.ssl_cafile == e["FLEET_KAFKA_SSL_CAFILE"]
+            ca_mount, ca_vol = _mount_for(dep, e["FLEET_KAFKA_SSL_CAFILE"])
+            assert ca_vol["secret"]["secretName"] == f"{cluster}-cluster-ca-cert", name
+            items = {i["path"]: i["key"] for i in ca_vol["secret"].get("items", [])}
+            ca_file = Path(e["FLEET_KAFKA_SSL_CAFILE"]).name
+            assert items.get(ca_file, ca_file) == "ca.crt"
+            assert ca_mount.get("readOnly") is True
+            _, health_vol = _mount_for(dep, e["FLEET_HEALTH_FILE"])
+            assert "emptyDir" in health_vol, f"{name}: the health file must be on a writable emptyDir"
+            # read-only root filesystem: every place a library may write is an emptyDir
+            for var in ("FLEET_CACHE_DIR", "HOME", "HF_HOME", "XDG_CACHE_HOME", "TRITON_CACHE_DIR"):
+                assert "emptyDir" in _mount_for(dep, e[var] + "/x")[1], f"{name}: {var} is on the read-only root"
+            assert "emptyDir" in _mount_for(dep, "/tmp/x")[1], name
+
+
+def test_one_worker_deployment_per_configured_model(env: Env) -> None:
+    workers = env.workers()
+    assert sorted(workers) == sorted(env.settings.model_names)
+    for m, dep in workers.items():
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert labels["llm-fleet.io/model"] == m
+        assert dep["metadata"]["name"] == f"llm-worker-{m}"
+    router = env.router()
+    assert 2 <= router["spec"]["replicas"] <= env.settings.kafka.intake_partitions, (
+        "routers share one group on the intake topic: 2+ for availability, no more than its partitions"
+    )
+
+
+def test_model_directories_are_on_the_read_only_models_volume(env: Env) -> None:
+    for m, dep in env.workers().items():
+        ms = env.settings.model(m)
+        for path in (ms.path, ms.draft_path):
+            if path is None or path.startswith("demo:"):
+                continue
+            mount, vol = _mount_for(dep, path)
+            assert mount.get("readOnly") is True, f"{m}: {path} must be mounted read-only"
+            pvc = vol["persistentVolumeClaim"]["claimName"]
+            assert env.get("PersistentVolumeClaim", pvc)["spec"]["accessModes"] == ["ReadOnlyMany"]
+
+
+# -- pods -------------------------------------------------------------------------
+def test_probes_call_fleet_health_on_the_health_file(env: Env) -> None:
+    for dep in env.of("Deployment"):
+        name, c = dep["metadata"]["name"], _container(dep)
+        health = env.container_env(dep)["FLEET_HEALTH_FILE"]
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            cmd = c[probe]["exec"]["command"]
+            assert cmd[:4] == ["fleet", "health", "--file", health], f"{name} {probe}: {cmd}"
+            assert ("--ready" in cmd) == (probe == "readinessProbe"), f"{name} {probe}: {cmd}"
+            if "--max-age-s" in cmd:
+                max_age = float(cmd[cmd.index("--max-age-s") + 1])
+                # the file is rewritten every status interval: tolerate a few missed beats
+                assert max_age >= 3 * env.settings.latency.status_interval_ms / 1000, f"{name} {probe}"
+            assert c[probe]["timeoutSeconds"] >= 2, "a probe starts a Python process"
+        window = c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"]
+        if _container(dep)["args"][0] == "worker":
+            assert window >= 600, f"{name}: loading and quantizing a model takes minutes"
+
+
+def test_sigterm_drain_fits_the_grace_period_and_rollouts_go_one_pod_at_a_time(env: Env) -> None:
+    drain = _drain_grace_s()
+    for dep in env.of("Deployment"):
+        name, pod, c = dep["metadata"]["name"], _pod(dep), _container(dep)
+        assert pod["terminationGracePeriodSeconds"] > drain, f"{name}: SIGTERM drains for up to {drain} s"
+        # no preStop: SIGTERM drains by itself, and a preStop would spend the grace period before it
+        assert "preStop" not in c.get("lifecycle", {}), name
+        strategy = dep["spec"]["strategy"]
+        assert strategy["type"] == "RollingUpdate"
+        assert strategy["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}, name
+        assert dep["spec"].get("minReadySeconds", 0) >= 10, f"{name}: let the rebalance settle between pods"
+
+
+def test_pods_run_non_root_on_a_read_only_root(env: Env) -> None:
+    for dep in env.of("Deployment"):
+        name, pod, c = dep["metadata"]["name"], _pod(dep), _container(dep)
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] != 0, name
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert pod["automountServiceAccountToken"] is False, name
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True, name
+        assert sc["allowPrivilegeEscalation"] is False, name
+        assert sc["capabilities"]["drop"] == ["ALL"], name
+        assert env.get("ServiceAccount", pod["serviceAccountName"])["automountServiceAccountToken"] is False
+        for m in c["volumeMounts"]:
+            (vol,) = [v for v in pod["volumes"] if v["name"] == m["name"]]
+            if "emptyDir" not in vol:
+                assert m.get("readOnly") is True, f"{name}: {m['mountPath']} should be read-only"
+
+
+def test_resources_and_gpu_placement_match_the_model_device(env: Env) -> None:
+    for dep in env.of("Deployment"):
+        name, pod, c = dep["metadata"]["name"], _pod(dep), _container(dep)
+        req, lim = c["resources"]["requests"], c["resources"]["limits"]
+        assert {"cpu", "memory"} <= set(req), name
+        assert _quantity(lim["memory"]) >= _quantity(req["memory"]), name
+    for m, dep in env.workers().items():
+        c, pod = _container(dep), _pod(dep)
+        req, lim = c["resources"]["requests"], c["resources"]["limits"]
+        device = env.settings.model(m).device
+        gpu = "nvidia.com/gpu"
+        if device == "cuda":
+            assert req.get(gpu) == lim.get(gpu) == 1, f"{m}: device cuda needs one GPU (requests == limits)"
+            assert any(t["key"] == gpu for t in pod.get("tolerations", [])), f"{m}: tolerate the GPU taint"
+            assert pod.get("nodeSelector"), f"{m}: GPU workers select GPU nodes"
+        else:
+            assert gpu not in req and gpu not in lim, f"{m}: device {device!r} must not hold a GPU"
+            assert device == "cpu", f"{m}: say cpu or cuda, not {device!r}: 'auto' hides a lost GPU"
+
+
+def test_every_deployment_has_a_pdb_allowing_one_disruption(env: Env) -> None:
+    pdbs = env.of("PodDisruptionBudget")
+    for dep in env.of("Deployment"):
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        hits = [p for p in pdbs if p["spec"]["selector"]["matchLabels"].items() <= labels.items()]
+        assert len(hits) == 1, f"{dep['metadata']['name']}: {len(hits)} PDBs"
+        assert hits[0]["spec"]["maxUnavailable"] == 1, "evictions one pod (one rebalance) at a time"
+        assert "minAvailable" not in hits[0]["spec"], "maxUnavailable works for any replica count KEDA picks"
+    assert len(pdbs) == len(env.of("Deployment"))
+
+
+def test_no_ingress_reaches_the_fleet(env: Env) -> None:
+    (np,) = env.of("NetworkPolicy")
+    assert np["spec"]["policyTypes"] == ["Ingress"] and not np["spec"].get("ingress")
+    for dep in env.of("Deployment"):
+        assert np["spec"]["podSelector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+        assert not _container(dep).get("ports"), "nothing listens"
+
+
+# -- KEDA -------------------------------------------------------------------------
+def test_keda_scales_each_worker_group_on_its_lag(env: Env) -> None:
+    t = env.topics
+    scaled = {so["spec"]["scaleTargetRef"]["name"]: so for so in env.of("ScaledObject")}
+    assert len(scaled) == len(env.of("ScaledObject"))
+    workers = env.workers()
+    assert sorted(scaled) == sorted(d["metadata"]["name"] for d in workers.values()), "one ScaledObject per worker"
+    for m, dep in workers.items():
+        so = scaled[dep["metadata"]["name"]]
+        spec = so["spec"]
+        assert spec["scaleTargetRef"].get("kind", "Deployment") == "Deployment"
+        assert "replicas" not in dep["spec"], f"{m}: KEDA owns the replica count; re-applying must not reset it"
+        (trig,) = spec["triggers"]
+        md = trig["metadata"]
+        assert trig["type"] == "kafka"
+        assert md["topic"] == t.model(m)
+        assert md["consumerGroup"] == t.worker_group(m) == f"llm-worker-{m}"
+        partitions = env.topic(t.model(m))["spec"]["partitions"]
+        assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= partitions, (
+            f"{m}: workers beyond the {partitions} partitions of {t.model(m)} would sit idle"
+        )
+        assert md.get("allowIdleConsumers", "false") == "false"
+        # lag counts requests in flight: a threshold under max_running scales out a worker that has room
+        assert int(md["lagThreshold"]) >= env.settings.model(m).max_running, m
+        assert md["offsetResetPolicy"] == "earliest", "as the workers' group consumer (fleet/kafka.py)"
+        assert md["bootstrapServers"] == env.fleet_env["FLEET_KAFKA_BOOTSTRAP"]
+        assert md["sasl"] == "scram_sha512" and md["tls"] == "enable"
+        behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300, "minutes, against flapping"
+        assert spec["cooldownPeriod"] >= 300
+        assert behavior["scaleUp"]["stabilizationWindowSeconds"] >= 30
+        for pol in behavior["scaleDown"]["policies"]:
+            assert pol["periodSeconds"] >= 60, "each membership change pauses the group"
+        # credentials: the Describe-only KEDA user over TLS with the cluster CA
+        auth = env.get("TriggerAuthentication", trig["authenticationRef"]["name"])
+        refs = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
+        assert set(refs) == {"username", "password", "ca"}
+        keda_user = env.user("keda")["metadata"]["name"]
+        assert refs["password"]["name"] == keda_user and refs["password"]["key"] == "password"
+        assert refs["ca"]["name"] == f"{env.strimzi_cluster}-cluster-ca-cert" and refs["ca"]["key"] == "ca.crt"
+        secret = env.get("Secret", refs["username"]["name"])
+        assert secret["stringData"][refs["username"]["key"]] == keda_user
+
+
+# -- Kafka users ------------------------------------------------------------------
+ACL = tuple[str, str, str, str]  # (resource type, pattern type, name, operation)
+
+
+def _required_acls(s: Settings) -> dict[str, set[ACL]]:
+    """What each component does on Kafka, from the code (contracts.topics, router/worker/client services)."""
+    t, models = s.kafka.topics, s.model_names
+    replies = f"{s.kafka.topic_prefix}.replies"
+    return {
+        "router": {
+            ("topic", "literal", t.requests, "Read"),  # intake consumer
+            ("group", "literal", t.router_group, "Read"),
+            *{("topic", "literal", t.model(m), "Write") for m in models},  # forward (Write implies the
+            ("topic", "literal", t.dlq, "Write"),  # Describe that end_offsets of the model topics need)
+            ("topic", "prefix", replies, "Write"),  # error events to reply_to
+            ("topic", "literal", t.status, "Read"),  # worker capacity
+            *{("group", "literal", t.worker_group(m), "Describe") for m in models},  # committed offsets
+        },
+        "worker": {
+            *{("topic", "literal", t.model(m), "Read") for m in models},
+            *{("group", "literal", t.worker_group(m), "Read") for m in models},
+            ("topic", "literal", t.control, "Read"),
+            ("topic", "prefix", replies, "Write"),
+            ("topic", "literal", t.status, "Write"),
+            ("topic", "literal", t.usage, "Write"),
+            ("topic", "literal", t.dlq, "Write"),
+        },
+        "client": {
+            ("topic", "literal", t.requests, "Write"),
+            ("topic", "literal", t.control, "Write"),
+            ("topic", "literal", replies, "Read"),
+        },
+        "keda": {
+            *{("topic", "literal", t.model(m), "Describe") for m in models},
+            *{("group", "literal", t.worker_group(m), "Describe") for m in models},
+        },
+    }
+
+
+def _granted(user: dict[str, Any]) -> set[ACL]:
+    out: set[ACL] = set()
+    for acl in user["spec"]["authorization"]["acls"]:
+        r = acl["resource"]
+        assert acl.get("type", "allow") == "allow" and acl.get("host", "*") == "*"
+        for op in acl["operations"]:
+            out.add((r["type"], r.get("patternType", "literal"), r["name"], op))
+    return out
+
+
+def test_kafka_users_have_scram_and_exactly_the_acls_their_component_needs(env: Env) -> None:
+    required = _required_acls(env.settings)
+    assert len(env.of("KafkaUser")) == len(required)
+    for component, needed in required.items():
+        user = env.user(component)
+        assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+        assert user["spec"]["authorization"]["type"] == "simple"
+        granted = _granted(user)
+        assert not needed - granted, f"{component} lacks {sorted(needed - granted)}"
+        assert not granted - needed, f"{component} has more than it needs: {sorted(granted - needed)}"
+        for rtype, _, name, op in granted:
+            assert rtype in ("topic", "group") and name != "*" and op not in ("All", "Create", "Delete", "Alter")
+
+
+# -- monitoring --------------------------------------------------------------------
+def test_alerts_use_only_kafka_exporter_metrics_on_the_fleets_names() -> None:
+    settings = load_settings(ENVS["base"] / "fleet.toml", env={})
+    t = settings.kafka.topics
+    topics = {t.requests, t.dlq, t.control, t.status, t.usage, *(t.model(m) for m in settings.model_names)}
+    groups = {t.router_group, *(t.worker_group(m) for m in settings.model_names)}
+    (rule,) = build(K8S / "monitoring")
+    exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert exprs
+    for expr in exprs:
+        # the fleet has no Prometheus endpoint: nothing but the Kafka Exporter's series
+        metrics = set(re.findall(r"\b([a-z_:]+)\{", expr))
+        exporter = {"kafka_consumergroup_lag", "kafka_consumergroup_members", "kafka_topic_partition_current_offset"}
+        assert metrics and metrics <= exporter, metrics
+        for op, value in re.findall(r'consumergroup(=~?)"([^"]+)"', expr):
+            hits = {g for g in groups if (re.fullmatch(value, g) if op == "=~" else g == value)}
+            assert hits, f"{value!r} names no consumer group of the fleet"
+        for value in re.findall(r'topic="([^"]+)"', expr):
+            assert value in topics, value
+
+
+# -- images -----------------------------------------------------------------------
+def test_overlays_pin_one_image_for_every_container(env: Env) -> None:
+    if env.name not in OVERLAYS:
+        pytest.skip("the base leaves the image to the overlays")
+    images = {_container(d)["image"] for d in env.of("Deployment")}
+    assert len(images) == 1, images
+    (image,) = images
+    assert "@sha256:" in image or re.search(r":[\w][\w.-]*$", image.rsplit("/", 1)[-1]), image
+    assert not image.endswith(":latest")
+
+
+def test_dockerfile_installs_torch_first_and_runs_fleet_as_non_root() -> None:
+    text = (K8S / "Dockerfile").read_text()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    torch_at = next(i for i, ln in enumerate(text.splitlines()) if re.search(r"pip install .*torch==", ln))
+    project_at = next(i for i, ln in enumerate(text.splitlines()) if re.search(r"pip install /src\b", ln))
+    assert torch_at < project_at, "torch must be installed (pinned) before the project"
+    assert re.search(r"ARG TORCH_VERSION=([\d.]+)", text)
+    uid = [ln for ln in lines if ln.startswith("USER ")][-1].split()[1].split(":")[0]
+    assert uid.isdigit() and uid != "0", "a numeric non-root USER (runAsNonRoot can verify it)"
+    assert 'ENTRYPOINT ["fleet"]' in lines
+    for dep in build(ENVS["base"]):
+        if dep["kind"] == "Deployment":
+            assert str(_pod(dep)["securityContext"]["runAsUser"]) == uid
+    ignore = [
+        ln.strip()
+        for ln in (K8S / "Dockerfile.dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
+    assert ignore[0] == "*", "whitelist the build context"
+    for pkg in ("contracts", "router", "worker", "fleet"):
+        assert f"COPY {pkg} /src/{pkg}" in text and f"!{pkg}/" in ignore
+
+
+# -- the renderer against the real kustomize ------------------------------------------
+def _kustomize_cmd() -> list[str] | None:
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    return None
+
+
+def _normalized(docs: list[dict[str, Any]]) -> str:
+    def sort_lists(node: Any, key: str | None = None) -> Any:
+        if isinstance(node, dict):
+            return {k: sort_lists(v, k) for k, v in node.items()}
+        if isinstance(node, list):
+            items = [sort_lists(x) for x in node]
+            mk = MERGE_KEYS.get(key or "")
+            if mk and all(isinstance(x, dict) and mk in x for x in items):
+                items.sort(key=lambda x: str(x[mk]))
+            return items
+        return node
+
+    docs = sorted((sort_lists(d) for d in docs), key=lambda d: (d["kind"], d["metadata"]["name"]))
+    return re.sub(r"\b(fleet-(?:config|env))-[a-z0-9]{10}\b", r"\1-HASH", yaml.safe_dump_all(docs, sort_keys=True))
+
+
+@pytest.mark.parametrize("name", [*ENVS, "monitoring"])
+def test_renderer_matches_kustomize(name: str) -> None:
+    cmd = _kustomize_cmd()
+    if cmd is None:
+        pytest.skip("no kustomize or kubectl on PATH")
+    try:
+        path = ENVS.get(name, K8S / name)
+        proc = subprocess.run([*cmd, str(path)], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"{cmd[0]} did not run: {exc}")
+    if proc.returncode != 0 and "unknown command" in proc.stderr:
+        pytest.skip(f"{cmd[0]} has no kustomize")
+    assert proc.returncode == 0, proc.stderr
+    theirs = [d for d in yaml.safe_load_all(proc.stdout) if d is not None]
+    assert _normalized(build(path)) == _normalized(theirs)
