@@ -20,7 +20,7 @@ def is_topic_name(name: str) -> bool:
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 
-class Limits(msgspec.Struct, frozen=True, kw_only=True):
+class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     max_id_chars: int = 200
     max_tokens_ceiling: int = 2048
     max_prompt_chars: int = 32_000

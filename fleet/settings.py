@@ -35,7 +35,7 @@ class SecurityProtocol(enum.StrEnum):
     SASL_SSL = "SASL_SSL"
 
 
-class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
+class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     bootstrap_servers: str | None = None  # None: start the embedded broker
     embedded_host: str = "127.0.0.1"
     embedded_port: int = 9092
@@ -66,7 +66,7 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
         return Topics(self.topic_prefix)
 
 
-class LatencySettings(msgspec.Struct, frozen=True, kw_only=True):
+class LatencySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Client knobs on the request and reply path (README: 'Latency by design')."""
 
     fetch_max_wait_ms: int = 5  # long-poll bound; aiokafka's 500 ms default costs up to 500 ms a hop
@@ -85,7 +85,7 @@ class LatencySettings(msgspec.Struct, frozen=True, kw_only=True):
     status_interval_ms: int = 1_000
 
 
-class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
+class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str
     path: str  # a directory in Hugging Face format ("demo:large" and "demo:small" mean the built demo models)
     quantization: Quantization = Quantization.NONE
@@ -107,13 +107,13 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
     simulated_tokens_per_s: float = 100.0  # simulated engine only
 
 
-class TierSettings(msgspec.Struct, frozen=True, kw_only=True):
+class TierSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str  # e.g. "simple", "complex"
     model: str
     max_score: float  # highest complexity score this tier takes (the last tier takes everything)
 
 
-class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
+class RouterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     tiers: list[TierSettings] = msgspec.field(
         default_factory=lambda: [
             TierSettings(name="simple", model="small", max_score=0.5),
@@ -126,7 +126,7 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
     est_tokens_per_s: float = 200.0  # per model, used to estimate queue wait for deadlines
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
     latency: LatencySettings = msgspec.field(default_factory=LatencySettings)
     limits: Limits = msgspec.field(default_factory=Limits)

@@ -421,13 +421,29 @@ class WorkerService:
         assert self._producer is not None
         value = self.codec.encode(ev, ct)
         headers = [(Headers.CONTENT_TYPE, ct.value.encode())]
+        attempts = 0
         while True:
             try:
                 fut: asyncio.Future[Any] = await self._producer.send(topic, value, key=key.encode(), headers=headers)
                 return fut
             except KafkaError as exc:
-                log.warning("worker.send_failed", topic=topic, error=repr(exc))
+                attempts += 1
+                if not getattr(exc, "retriable", True) or (attempts >= 3 and self._topic_missing(topic)):
+                    # not writable (no such topic, no permission): the reply cannot be delivered, ever;
+                    # waiting would stall the worker, so the request ends here, logged
+                    self.counts["undeliverable"] = self.counts.get("undeliverable", 0) + 1
+                    log.error("worker.reply_undeliverable", topic=topic, request_id=key, error=repr(exc))
+                    done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                    done.set_result(None)
+                    return done
+                log.warning("worker.send_failed", topic=topic, error=repr(exc), attempt=attempts)
                 await asyncio.sleep(0.5)
+
+    def _topic_missing(self, topic: str) -> bool:
+        """The broker answers (it knows our status topic) but not about `topic`."""
+        assert self._producer is not None
+        known = self._producer.client.cluster.topics()
+        return self.topics.status in known and topic not in known
 
     async def _send_usage(self, state: RequestState, done: Done) -> None:
         assert self._usage is not None
