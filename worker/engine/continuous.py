@@ -22,7 +22,7 @@ from worker.engine import sampling
 from worker.engine.api import EngineRequest, EngineStats, FinishKind, StepOutput
 from worker.engine.runner import ModelRunner, PrefillWork, Sequence
 from worker.engine.scheduler import Scheduler, SchedulerConfig
-from worker.engine.speculative import DraftModelProposer, NgramProposer, Proposer, Speculator
+from worker.engine.speculative import DraftModelProposer, HybridProposer, NgramProposer, Proposer, Speculator
 from worker.loader import ModelBundle
 
 log = structlog.get_logger(__name__)
@@ -35,7 +35,8 @@ class EngineConfig:
     prefill_chunk_tokens: int = 256
     num_speculative_tokens: int = 4
     spec_max_batch_size: int = 4  # speculate while at most this many sequences decode; 0 disables
-    ngram_speculation: bool = False  # prompt-lookup drafting when there is no draft model
+    ngram_speculation: bool = False  # prompt lookup: alone, or first with the draft model for the rest
+    ngram_min: int = 1  # shortest n-gram match that proposes
     spec_min_draft_prob: float = 0.0  # stop drafting a row once the draft's confidence drops below this
     seed: int | None = None  # for requests without a seed; None: fresh entropy
 
@@ -56,19 +57,7 @@ class ContinuousEngine:
             bundle.model, max_rows=config.max_running, device=bundle.device, dtype=bundle.kv_dtype
         )
         self._spec: Speculator | None = None
-        proposer: Proposer | None = None
-        vocab = bundle.vocab_size
-        if bundle.draft is not None:
-            proposer = DraftModelProposer(
-                bundle.draft,
-                self._runner,
-                max_rows=config.max_running,
-                vocab_size=vocab,
-                dtype=bundle.kv_dtype,
-                min_prob=config.spec_min_draft_prob,
-            )
-        elif config.ngram_speculation:
-            proposer = NgramProposer(vocab, bundle.device)
+        proposer = self._proposer(bundle, config)
         if proposer is not None and config.num_speculative_tokens > 0 and config.spec_max_batch_size > 0:
             self._spec = Speculator(
                 self._runner,
@@ -103,6 +92,25 @@ class ContinuousEngine:
             speculation=type(proposer).__name__ if self._spec else None,
             device=str(bundle.device),
         )
+
+    def _proposer(self, bundle: ModelBundle, config: EngineConfig) -> Proposer | None:
+        """Prompt lookup, the draft model, or both (lookup first, the draft model where it finds nothing)."""
+        lookup = (
+            NgramProposer(bundle.vocab_size, bundle.device, min_ngram=config.ngram_min)
+            if config.ngram_speculation
+            else None
+        )
+        if bundle.draft is None:
+            return lookup
+        draft = DraftModelProposer(
+            bundle.draft,
+            self._runner,
+            max_rows=config.max_running,
+            vocab_size=bundle.vocab_size,
+            dtype=bundle.kv_dtype,
+            min_prob=config.spec_min_draft_prob,
+        )
+        return HybridProposer(draft, lookup) if lookup is not None else draft
 
     @property
     def kv_bytes_per_token(self) -> int:

@@ -120,12 +120,15 @@ class DraftModelProposer:
 
 
 class NgramProposer:
-    def __init__(self, vocab_size: int, device: torch.device, *, max_ngram: int = 3) -> None:
-        self.vocab_size, self.device, self.max_ngram = vocab_size, device, max_ngram
+    """Prompt lookup: proposals copied from where the sequence's last n tokens occurred before."""
+
+    def __init__(self, vocab_size: int, device: torch.device, *, max_ngram: int = 3, min_ngram: int = 1) -> None:
+        self.vocab_size, self.device = vocab_size, device
+        self.max_ngram, self.min_ngram = max_ngram, min_ngram
 
     def propose(self, seqs: Seq[Sequence], ks: list[int]) -> tuple[list[list[int]], list[torch.Tensor | None]]:
         drafts = [
-            sampling.ngram_propose(s.tokens, k, max_ngram=self.max_ngram) if k else []
+            sampling.ngram_propose(s.tokens, k, max_ngram=self.max_ngram, min_ngram=self.min_ngram) if k else []
             for s, k in zip(seqs, ks, strict=True)
         ]
         dists: list[torch.Tensor | None] = []
@@ -140,6 +143,38 @@ class NgramProposer:
 
     def accepted(self, seq: Sequence, old_len: int, accepted: int) -> None:
         pass
+
+
+class HybridProposer:
+    """Prompt lookup first (free: no model pass), the draft model for the rows where it finds nothing.
+
+    Code and chat continuations often repeat what is already in the sequence; there a lookup proposes
+    long runs the target accepts, and the draft model covers the rest."""
+
+    def __init__(self, draft: DraftModelProposer, lookup: NgramProposer) -> None:
+        self.draft, self.lookup = draft, lookup
+        self._looked_up: set[str] = set()  # rows whose proposals came from the lookup this round
+        self._draft_ran = False
+
+    def propose(self, seqs: Seq[Sequence], ks: list[int]) -> tuple[list[list[int]], list[torch.Tensor | None]]:
+        drafts, dists = self.lookup.propose(seqs, ks)
+        self._looked_up = {s.request_id for s, d in zip(seqs, drafts, strict=True) if d}
+        need = [0 if d else k for d, k in zip(drafts, ks, strict=True)]
+        self._draft_ran = any(need)
+        if self._draft_ran:
+            model_drafts, model_dists = self.draft.propose(seqs, need)
+            for b, k in enumerate(need):
+                if k:
+                    drafts[b], dists[b] = model_drafts[b], model_dists[b]
+        return drafts, dists
+
+    def accepted(self, seq: Sequence, old_len: int, accepted: int) -> None:
+        if not self._draft_ran:
+            return  # the draft saw nothing new: it catches up when next needed
+        if seq.request_id in self._looked_up:
+            seq.draft_len = min(seq.draft_len, old_len)  # it was fed its own picks, not the accepted tokens
+        else:
+            self.draft.accepted(seq, old_len, accepted)
 
 
 class Speculator:

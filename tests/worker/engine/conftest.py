@@ -52,6 +52,8 @@ def make_engine() -> Callable[..., ContinuousEngine]:
 
 @pytest.fixture(scope="session")
 def repeating_bundle(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
-    """A model that repeats itself (prompt lookup finds proposals in its output)."""
-    path = tied_tiny_target(tmp_path_factory.mktemp("repeating") / "m")
-    return load_bundle(ModelSettings(name="r", path=str(path)), tmp_path_factory.mktemp("cache"))
+    """A model that repeats itself (prompt lookup finds proposals in its output), with a noisy draft."""
+    root = tmp_path_factory.mktemp("repeating")
+    path = tied_tiny_target(root / "m")
+    draft = noisy_copy(path, root / "d", scale=0.05)
+    return load_bundle(ModelSettings(name="r", path=str(path), draft_path=str(draft)), root)

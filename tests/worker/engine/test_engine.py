@@ -49,28 +49,59 @@ def test_batched_greedy_equals_unbatched_for_staggered_requests(bundle: ModelBun
     assert engine.stats().running == 0
 
 
-@pytest.mark.parametrize("method", ["draft", "draft-early-stop", "ngram"])
+SPEC_METHODS = {  # name: (model, engine settings)
+    "draft": ("varied", {}),
+    "draft-early-stop": ("varied", {"spec_min_draft_prob": 0.5}),
+    "ngram": ("repeating", {"ngram_speculation": True}),
+    "hybrid": ("repeating", {"ngram_speculation": True}),
+}
+
+
+@pytest.mark.parametrize("method", list(SPEC_METHODS))
 def test_speculative_greedy_equals_plain_greedy(
     bundle: ModelBundle, repeating_bundle: ModelBundle, make_engine: MakeEngine, method: str
 ) -> None:
     # prompt lookup proposes from the sequence itself: it needs a model that repeats itself
-    draft = method.startswith("draft")
-    plain_b = without_eos(without_draft(bundle if draft else repeating_bundle))
-    spec_b = without_eos(bundle) if draft else plain_b
+    model, settings = SPEC_METHODS[method]
+    base = without_eos(bundle if model == "varied" else repeating_bundle)
+    plain_b = without_draft(base)
+    spec_b = plain_b if method == "ngram" else base
     ps = prompts(6, seed=2)
     arrivals = [(i // 2, req(f"r{i}", p, 20)) for i, p in enumerate(ps)]
     plain = run(make_engine(plain_b), arrivals)
     # spec_max_batch_size 4 with 6 requests: steps switch between speculative and plain decoding
-    early = 0.5 if method == "draft-early-stop" else 0.0
-    engine = make_engine(spec_b, spec_max_batch_size=4, ngram_speculation=not draft, spec_min_draft_prob=early)
+    engine = make_engine(spec_b, spec_max_batch_size=4, **settings)
     spec = run(engine, arrivals)
     for rid, r in plain.items():
         assert spec[rid].tokens == r.tokens, rid
     stats = engine.stats()
     assert stats.extra["spec_steps"] > 0
     assert 0 < stats.spec_accepted_tokens <= stats.spec_draft_tokens
-    if draft:  # the noisy draft agrees often, not always: both branches of verification ran
+    if model == "varied":  # the noisy draft agrees often, not always: both branches of verification ran
         assert stats.spec_accepted_tokens < stats.spec_draft_tokens
+
+
+def test_hybrid_speculation_uses_both_proposers(repeating_bundle: ModelBundle, make_engine: MakeEngine) -> None:
+    from worker.engine.speculative import HybridProposer
+
+    engine = make_engine(without_eos(repeating_bundle), spec_max_batch_size=8, ngram_speculation=True)
+    proposer = engine._spec.proposer if engine._spec else None
+    assert isinstance(proposer, HybridProposer)
+    calls = {"lookup": 0, "draft": 0}
+    lookup, draft = proposer.lookup.propose, proposer.draft.propose
+
+    def count_lookup(*a: object) -> object:
+        out = lookup(*a)  # type: ignore[arg-type]
+        calls["lookup"] += sum(1 for d in out[0] if d)
+        return out
+
+    def count_draft(*a: object) -> object:
+        calls["draft"] += 1
+        return draft(*a)  # type: ignore[arg-type]
+
+    proposer.lookup.propose, proposer.draft.propose = count_lookup, count_draft  # type: ignore[method-assign]
+    run(engine, [(0, req(f"r{i}", p, 24)) for i, p in enumerate(prompts(4, seed=15))])
+    assert calls["lookup"] > 0 and calls["draft"] > 0
 
 
 def test_acceptance_accounting(bundle: ModelBundle, make_engine: MakeEngine) -> None:
