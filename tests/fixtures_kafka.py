@@ -4,6 +4,7 @@ workers as real processes (`python -m fleet.cli ...`) against it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -161,6 +162,23 @@ async def wait_ready(fleet: FleetProcs, models: list[str], timeout_s: float = 18
     await asyncio.sleep(4.0)  # the dev broker's first group join settles a few seconds after start
 
 
+@contextlib.asynccontextmanager
+async def started(
+    config: Path, bootstrap: str, logs: Path, workers: list[tuple[str, str]]
+) -> AsyncIterator[FleetProcs]:
+    """Topics, a router and the given (model, process name) workers; stopped (SIGTERM) on exit."""
+    fleet = FleetProcs(config, bootstrap, logs)
+    await ensure_topics(fleet.settings, fleet_topics(fleet.settings))
+    fleet.start_router()
+    for model, name in workers:
+        fleet.start_worker(model, name)
+    try:
+        await wait_ready(fleet, sorted({m for m, _ in workers}))
+        yield fleet
+    finally:
+        fleet.stop_all()
+
+
 @pytest.fixture(scope="session")
 async def simulated_fleet(broker: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FleetProcs]:
     """Router + one simulated-engine worker per model (timed token emission, no model)."""
@@ -182,16 +200,8 @@ async def simulated_fleet(broker: str, tmp_path_factory: pytest.TempPathFactory)
         tiers=[("simple", "sim-a", 0.3), ("complex", "sim-b", float("inf"))],
         extra="[router]\noverload_max_backlog = 20",
     )
-    fleet = FleetProcs(cfg, broker, d)
-    await ensure_topics(fleet.settings, fleet_topics(fleet.settings))
-    fleet.start_router()
-    fleet.start_worker("sim-a")
-    fleet.start_worker("sim-b")
-    try:
-        await wait_ready(fleet, ["sim-a", "sim-b"])
+    async with started(cfg, broker, d, [("sim-a", "worker-sim-a"), ("sim-b", "worker-sim-b")]) as fleet:
         yield fleet
-    finally:
-        fleet.stop_all()
 
 
 def elapsed_ms(t0: float) -> float:
@@ -216,13 +226,5 @@ async def model_fleet(
         prefix="e2e",
         extra="[limits]\nmax_prompt_chars = 2000\nmax_tokens_ceiling = 4000",
     )
-    fleet = FleetProcs(cfg, broker, d)
-    await ensure_topics(fleet.settings, fleet_topics(fleet.settings))
-    fleet.start_router()
-    fleet.start_worker("small")
-    fleet.start_worker("large")
-    try:
-        await wait_ready(fleet, ["small", "large"])
+    async with started(cfg, broker, d, [("small", "worker-small"), ("large", "worker-large")]) as fleet:
         yield fleet
-    finally:
-        fleet.stop_all()

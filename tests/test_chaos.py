@@ -18,8 +18,8 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from fleet.client import FleetClient, GenerationResult
-from fleet.kafka import connection_kwargs, ensure_topics, fleet_topics, make_consumer
-from tests.fixtures_kafka import FleetProcs, wait_ready, write_config
+from fleet.kafka import connection_kwargs, make_consumer
+from tests.fixtures_kafka import FleetProcs, started, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -39,16 +39,8 @@ async def chaos_fleet(
         prefix=f"chaos{int(time.time()) % 100000}",
         partitions=4,
     )
-    fleet = FleetProcs(cfg, broker, d)
-    await ensure_topics(fleet.settings, fleet_topics(fleet.settings))
-    fleet.start_router()
-    fleet.start_worker("large", "w1")
-    fleet.start_worker("large", "w2")
-    try:
-        await wait_ready(fleet, ["large"])
+    async with started(cfg, broker, d, [("large", "w1"), ("large", "w2")]) as fleet:
         yield fleet
-    finally:
-        fleet.stop_all()
 
 
 async def committed_vs_log_end(fleet: FleetProcs, model: str) -> tuple[dict[int, int], dict[int, int]]:

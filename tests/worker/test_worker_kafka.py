@@ -10,31 +10,29 @@ import pytest
 
 from contracts import Codec
 from fleet.client import FleetClient
-from fleet.kafka import ensure_topics, fleet_topics, make_consumer
-from tests.fixtures_kafka import FleetProcs, wait_ready, write_config
+from fleet.kafka import make_consumer
+from tests.fixtures_kafka import FleetProcs, started, write_config
 
 
 @pytest.fixture(scope="module")
-async def quant_fleet(broker: str, tmp_path_factory: pytest.TempPathFactory, tiny_pair: object
-                      ) -> AsyncIterator[FleetProcs]:
+async def quant_fleet(
+    broker: str, tmp_path_factory: pytest.TempPathFactory, tiny_pair: object
+) -> AsyncIterator[FleetProcs]:
     d = tmp_path_factory.mktemp("quant")
     target, draft = str(tiny_pair.target), str(tiny_pair.draft)  # type: ignore[attr-defined]
-    cfg = write_config(d / "fleet.toml", [
-        {"name": "q8", "path": target, "quantization": "int8"},
-        {"name": "q4", "path": target, "quantization": "nf4", "draft_path": draft, "draft_quantization": "nf4"},
-        {"name": "q4d", "path": target, "quantization": "nf4-double"},
-        {"name": "tight", "path": draft, "max_inflight": 4, "max_running": 2},
-    ], prefix="quant")
-    fleet = FleetProcs(cfg, broker, d)
-    await ensure_topics(fleet.settings, fleet_topics(fleet.settings))
-    fleet.start_router()
-    for m in ("q8", "q4", "q4d", "tight"):
-        fleet.start_worker(m)
-    try:
-        await wait_ready(fleet, ["q8", "q4", "q4d", "tight"])
+    cfg = write_config(
+        d / "fleet.toml",
+        [
+            {"name": "q8", "path": target, "quantization": "int8"},
+            {"name": "q4", "path": target, "quantization": "nf4", "draft_path": draft, "draft_quantization": "nf4"},
+            {"name": "q4d", "path": target, "quantization": "nf4-double"},
+            {"name": "tight", "path": draft, "max_inflight": 4, "max_running": 2},
+        ],
+        prefix="quant",
+    )
+    workers = [(m, f"worker-{m}") for m in ("q8", "q4", "q4d", "tight")]
+    async with started(cfg, broker, d, workers) as fleet:
         yield fleet
-    finally:
-        fleet.stop_all()
 
 
 @pytest.mark.parametrize("model", ["q8", "q4", "q4d"])
@@ -51,8 +49,9 @@ async def test_quantized_models_generate_over_kafka(quant_fleet: FleetProcs, mod
 async def test_quantized_weights_are_smaller(quant_fleet: FleetProcs) -> None:
     """The status topic reports each worker's weight bytes: 4-bit < 8-bit (tiny models keep fp32 embeddings)."""
     codec = Codec()
-    c = make_consumer(quant_fleet.settings, quant_fleet.settings.kafka.topics.status, group_id=None,
-                      auto_offset_reset="earliest")
+    c = make_consumer(
+        quant_fleet.settings, quant_fleet.settings.kafka.topics.status, group_id=None, auto_offset_reset="earliest"
+    )
     await c.start()
     sizes: dict[str, int] = {}
     try:
@@ -87,8 +86,9 @@ async def test_backpressure_bounds_uncommitted_and_everything_completes(quant_fl
     watcher = asyncio.create_task(watch())
     try:
         async with FleetClient(quant_fleet.settings) as c:
-            results = await asyncio.gather(*[
-                c.generate(f"burst {k}:", model="tight", max_tokens=24, timeout_s=180) for k in range(40)])
+            results = await asyncio.gather(
+                *[c.generate(f"burst {k}:", model="tight", max_tokens=24, timeout_s=180) for k in range(40)]
+            )
         await asyncio.sleep(1.0)  # one more status report after the burst
     finally:
         watcher.cancel()
