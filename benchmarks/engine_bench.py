@@ -69,9 +69,7 @@ def _bundles(args: argparse.Namespace, keys: list[str]) -> dict[Quantization, Mo
             quantization=q,
             max_model_len=args.max_model_len,
         )
-        out[q] = dataclasses.replace(
-            load_bundle(ms, Path(args.cache_dir).expanduser()), eos_token_ids=frozenset()
-        )
+        out[q] = dataclasses.replace(load_bundle(ms, Path(args.cache_dir).expanduser()), eos_token_ids=frozenset())
     return out
 
 
@@ -83,8 +81,10 @@ def _engine(bundle: ModelBundle, cfg: BenchConfig, args: argparse.Namespace) -> 
         num_speculative_tokens=args.spec_tokens,
         spec_max_batch_size=args.spec_max_batch if cfg.speculate else 0,
         prefill_chunk_tokens=args.prefill_chunk,
+        ngram_speculation=cfg.speculate and args.spec_method in ("hybrid", "ngram"),
     )
-    b = bundle if cfg.speculate else dataclasses.replace(bundle, draft=None, draft_weights_bytes=0)
+    with_draft = cfg.speculate and args.spec_method in ("hybrid", "draft")
+    b = bundle if with_draft else dataclasses.replace(bundle, draft=None, draft_weights_bytes=0)
     config = dataclasses.replace(engine_config(ms, seed=0), spec_min_draft_prob=args.spec_min_prob)
     return ContinuousEngine(b, config)
 
@@ -111,9 +111,7 @@ def run_point(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.engine_bench", description=__doc__.split("\n\n")[0]
-    )
+    p = argparse.ArgumentParser(prog="python -m benchmarks.engine_bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--target", default="demo:large")
     p.add_argument("--draft", default="demo:small")
     p.add_argument("--cache-dir", default="~/.cache/llm-fleet")
@@ -123,16 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output-len", type=int, default=64)
     p.add_argument("--requests-per-client", type=int, default=2)
     p.add_argument("--min-requests", type=int, default=8)
+    p.add_argument("--spec-tokens", type=int, default=ModelSettings(name="x", path="x").num_speculative_tokens)
+    p.add_argument("--spec-max-batch", type=int, default=ModelSettings(name="x", path="x").spec_max_batch_size)
     p.add_argument(
-        "--spec-tokens", type=int, default=ModelSettings(name="x", path="x").num_speculative_tokens
-    )
-    p.add_argument(
-        "--spec-max-batch", type=int, default=ModelSettings(name="x", path="x").spec_max_batch_size
+        "--spec-method",
+        choices=("hybrid", "draft", "ngram"),
+        default="hybrid",
+        help="(c)'s proposer: prompt lookup first then the draft model, the draft model, or prompt lookup",
     )
     p.add_argument("--spec-min-prob", type=float, default=EngineConfig().spec_min_draft_prob)
-    p.add_argument(
-        "--prefill-chunk", type=int, default=ModelSettings(name="x", path="x").prefill_chunk_tokens
-    )
+    p.add_argument("--prefill-chunk", type=int, default=ModelSettings(name="x", path="x").prefill_chunk_tokens)
     p.add_argument("--max-model-len", type=int, default=2048)
     p.add_argument(
         "--threads",
@@ -169,9 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         for key in keys:
             cfg = CONFIGS[key]
             res = sorted(runs[key], key=lambda r: r.output_tok_s)[len(runs[key]) // 2]
-            rows.append(
-                Row.of(cfg.key, cfg.label, c, res, bundles[cfg.quantization], speculate=cfg.speculate)
-            )
+            label = f"{cfg.label} ({args.spec_method})" if cfg.speculate else cfg.label
+            uses_draft = cfg.speculate and args.spec_method != "ngram"
+            rows.append(Row.of(cfg.key, label, c, res, bundles[cfg.quantization], speculate=uses_draft))
             outputs.setdefault(key, {}).update(res.outputs)
     rows.sort(key=lambda r: (r.config, r.concurrency))
     params: dict[str, Any] = {
@@ -183,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             "output_len",
             "spec_tokens",
             "spec_max_batch",
+            "spec_method",
             "spec_min_prob",
             "prefill_chunk",
         )

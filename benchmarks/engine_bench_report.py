@@ -70,9 +70,7 @@ def goals(rows: list[Row]) -> list[dict[str, Any]]:
         b, s = _find(rows, "b", c), _find(rows, "c", c)
         if b and s and b.tpot_mean_ms:
             x = s.tpot_mean_ms / b.tpot_mean_ms
-            out.append(
-                {"goal": f"(c) mean TPOT at c={c} <= {limit}x (b)", "value": round(x, 3), "met": x <= limit}
-            )
+            out.append({"goal": f"(c) mean TPOT at c={c} <= {limit}x (b)", "value": round(x, 3), "met": x <= limit})
     return out
 
 
@@ -106,8 +104,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{params.get('repeats', 1)} run(s).",
         f"Target `{params['target']}`, draft `{params['draft']}`; prompts {params['prompt_len']} tokens, "
         f"outputs {params['output_len']} tokens (greedy, EOS ignored); closed loop, `c` clients; "
-        f"speculation: {params['spec_tokens']} tokens while at most {params['spec_max_batch']} "
-        "sequences decode.",
+        f"speculation ({params.get('spec_method', 'draft')}): up to {params['spec_tokens']} tokens while at most "
+        f"{params['spec_max_batch']} sequences run or wait.",
         "",
         "TTFT = send to first token; TPOT = (E2E - TTFT) / (tokens - 1) (vLLM's definitions). "
         "(a) serves one request at a time, so its TTFT includes the queue behind the other clients.",
