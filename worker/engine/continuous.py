@@ -3,7 +3,7 @@
 `add_request` and `abort_request` only enqueue under a lock (the Kafka loop
 calls them from its thread); `step()` runs in one worker thread: drain the
 queues, let the scheduler pick this step's work, run decode (speculative while
-the batch is small) and the prefill chunk, then turn tokens into StepOutputs
+the load is small) and the prefill chunk, then turn tokens into StepOutputs
 with stop checks.
 """
 
@@ -34,7 +34,7 @@ class EngineConfig:
     max_batch_tokens: int = 8192
     prefill_chunk_tokens: int = 256
     num_speculative_tokens: int = 4
-    spec_max_batch_size: int = 4  # speculate while at most this many sequences decode; 0 disables
+    spec_max_batch_size: int = 4  # speculate while at most this many sequences run or wait; 0 disables
     ngram_speculation: bool = False  # prompt lookup: alone, or first with the draft model for the rest
     ngram_min: int = 1  # shortest n-gram match that proposes
     spec_min_draft_prob: float = 0.0  # stop drafting a row once the draft's confidence drops below this
@@ -57,8 +57,9 @@ class ContinuousEngine:
             bundle.model, max_rows=config.max_running, device=bundle.device, dtype=bundle.kv_dtype
         )
         self._spec: Speculator | None = None
-        proposer = self._proposer(bundle, config)
-        if proposer is not None and config.num_speculative_tokens > 0 and config.spec_max_batch_size > 0:
+        enabled = config.num_speculative_tokens > 0 and config.spec_max_batch_size > 0
+        proposer = self._proposer(bundle, config) if enabled else None
+        if proposer is not None:
             self._spec = Speculator(
                 self._runner,
                 proposer,
