@@ -25,19 +25,14 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def engine_pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Pair:
+def engine_pair(tmp_path_factory: pytest.TempPathFactory) -> Pair:
     root = tmp_path_factory.mktemp("loader_pair")
-    try:
-        target = Path(request.getfixturevalue("tiny_checkpoint"))
-    except pytest.FixtureLookupError:
-        target = own_tiny_target(root / "target")
+    target = own_tiny_target(root / "target")
     return Pair(target, noisy_copy(target, root / "draft", scale=0.02))
 
 
 def test_full_precision_bundle(engine_pair: Pair, tmp_path: Path) -> None:
-    ms = ModelSettings(
-        name="t", path=str(engine_pair.target), draft_path=str(engine_pair.draft), max_model_len=100
-    )
+    ms = ModelSettings(name="t", path=str(engine_pair.target), draft_path=str(engine_pair.draft), max_model_len=100)
     b = load_bundle(ms, tmp_path)
     assert b.draft is not None and b.device == torch.device("cpu") and b.dtype == torch.float32
     params = sum(p.numel() * p.element_size() for p in b.model.parameters())

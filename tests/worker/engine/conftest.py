@@ -4,7 +4,6 @@ engines built on them. Checkpoints are real HF directories written with save_pre
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import torch
@@ -26,13 +25,12 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def engine_pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Pair:
-    """The shared tiny target (tests/fixtures_models.py) when there is one, and a noisy copy as draft."""
+def engine_pair(tmp_path_factory: pytest.TempPathFactory) -> Pair:
+    """A tiny target whose greedy continuations are varied (a tied random model only repeats itself,
+    which would make batched-vs-unbatched and speculative-vs-plain comparisons weak), and a noisy
+    copy of it as the draft, so some proposals are accepted and some rejected."""
     root = tmp_path_factory.mktemp("engine_pair")
-    try:
-        target = Path(request.getfixturevalue("tiny_checkpoint"))
-    except pytest.FixtureLookupError:
-        target = own_tiny_target(root / "target")
+    target = own_tiny_target(root / "target")
     return Pair(target, noisy_copy(target, root / "draft", scale=0.02))
 
 
