@@ -21,7 +21,8 @@ Policy (iteration-level, like vLLM v1):
   memory- or overhead-bound, and costs throughput when the batch already fills
   the machine; counting the waiting ones too keeps a speculative step (a few
   draft passes longer than a plain one) from delaying a queue of new requests.
-  Under that load, prompts are prefilled into the draft model too.
+  Under that load, prompts joining a decoding batch are prefilled into the draft
+  model too.
 """
 
 from __future__ import annotations
@@ -188,7 +189,10 @@ class Scheduler:
         load = len(self._running) + len(self._waiting)
         limit = self.config.spec_max_batch_size
         out.speculate = bool(out.decode) and load <= limit
-        out.prefill_draft = bool(out.prefill) and load <= limit
+        # the draft prefills with the target only next to decoding rows: there, catching up later would pad
+        # their one-token draft passes to a whole prompt; alone, the catch-up costs the same after the first
+        # token instead of before it
+        out.prefill_draft = bool(out.prefill) and bool(out.decode) and load <= limit
         return out
 
     def _admissible(self, seq: SeqStatus) -> bool:

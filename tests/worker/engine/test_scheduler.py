@@ -148,7 +148,7 @@ def test_speculation_only_while_the_load_is_small() -> None:
     s = Scheduler(cfg(max_running=8, spec_max_batch_size=2))
     s.add("a", prompt_len=4, max_tokens=50)
     p = s.schedule(0.0)
-    assert not p.speculate and p.prefill_draft  # nothing decodes yet; the draft prefills with the target
+    assert not p.speculate and not p.prefill_draft  # nothing decodes yet: the draft catches up later
     run_step(s, p)
     s.add("b", prompt_len=4, max_tokens=50)
     p = s.schedule(0.0)
