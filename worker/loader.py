@@ -43,12 +43,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_path(spec: str, cache_dir: Path) -> Path:
-    """A model directory: "demo:<name>" names a built demo model; anything else is a path."""
-    if spec.startswith("demo:"):
-        from fleet.demo_models import resolve_model_path  # builds the demo models on first use
+    """A model directory: "demo:large" / "demo:small" name the demo models (built on first use);
+    anything else is a path, which must exist."""
+    from fleet.demo_models import resolve_model_path
 
-        return Path(resolve_model_path(spec, cache_dir))
-    return Path(spec).expanduser()
+    return resolve_model_path(spec, cache_dir)
 
 
 def quantization_config(quant: Quantization, dtype: torch.dtype) -> Any | None:
