@@ -3,8 +3,10 @@ and generating through the engine in process (CPU)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -94,3 +96,19 @@ def test_quantized_target_and_draft_generate_through_the_engine(
             )
         assert plain[f"r{i}"].tokens == ref[0, len(p) :].tolist()
         assert spec[f"r{i}"].tokens == plain[f"r{i}"].tokens
+
+
+@pytest.mark.slow
+def test_the_demo_pair_loads_by_name_and_speculates_exactly(demo_models: Any) -> None:
+    """The trained demo pair through `demo:` names: speculative greedy equals plain greedy."""
+    cache_dir = demo_models.root.parent
+    ms = ModelSettings(name="large", path="demo:large", draft_path="demo:small", ngram_speculation=True)
+    b = without_eos(load_bundle(ms, cache_dir))
+    assert b.path == demo_models.large and b.draft_path == demo_models.small
+    ps = [b.tokenizer(text)["input_ids"] for text in ("import os\n\n\ndef ", "class Stack:\n    def push(self, ")]
+    arrivals = [(0, req(f"r{i}", p, 48)) for i, p in enumerate(ps)]
+    plain = run(ContinuousEngine(dataclasses.replace(b, draft=None), EngineConfig(spec_max_batch_size=0)), arrivals)
+    engine = ContinuousEngine(b, EngineConfig(ngram_speculation=True))
+    spec = run(engine, arrivals)
+    assert {k: r.tokens for k, r in spec.items()} == {k: r.tokens for k, r in plain.items()}
+    assert engine.stats().spec_accepted_tokens > 0
