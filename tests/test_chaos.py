@@ -17,6 +17,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from contracts import Codec
 from fleet.client import FleetClient, GenerationResult
 from fleet.kafka import connection_kwargs, make_consumer
 from tests.fixtures_kafka import FleetProcs, started, write_config
@@ -70,6 +71,25 @@ async def committed_vs_log_end(fleet: FleetProcs, model: str) -> tuple[dict[int,
         await admin.close()
 
 
+async def busy(fleet: FleetProcs, name: str, timeout_s: float = 30) -> None:
+    """Until the worker process `name` reports requests running (its status carries its pid)."""
+    pid = fleet.procs[name].pid
+    codec = Codec()
+    c = make_consumer(fleet.settings, fleet.settings.kafka.topics.status, group_id=None)
+    await c.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for records in (await c.getmany(timeout_ms=50)).values():
+                for r in records:
+                    st = codec.decode_status(r.value)
+                    if f"-{pid}-" in st.worker_id and st.running > 0:
+                        return
+        raise AssertionError(f"{name} never reported running requests")
+    finally:
+        await c.stop()
+
+
 async def test_chaos_kill_term_router_restart(chaos_fleet: FleetProcs) -> None:
     fleet = chaos_fleet
     n = 300
@@ -98,6 +118,7 @@ async def test_chaos_kill_term_router_restart(chaos_fleet: FleetProcs) -> None:
                 await asyncio.sleep(0.02)
 
         await at(n // 5)
+        await busy(fleet, "w1")
         fleet.signal("w1", signal.SIGKILL)  # mid-stream: in-flight requests of w1 had no terminal event
         fleet.wait("w1")
         await asyncio.sleep(2)
