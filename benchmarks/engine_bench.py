@@ -27,7 +27,14 @@ from typing import Any
 
 import torch
 
-from benchmarks.engine_bench_driver import BenchPrompt, RunResult, drive_engine, drive_generate, load_prompts
+from benchmarks.engine_bench_driver import (
+    BenchPrompt,
+    RunResult,
+    drive_engine,
+    drive_generate,
+    hf_generate_batch,
+    load_prompts,
+)
 from benchmarks.engine_bench_report import Row, publish
 from fleet.settings import ModelSettings, Quantization
 from worker.engine import engine_config
@@ -140,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         "spinning collapses under other load, and every configuration runs on the same thread count",
     )
     p.add_argument("--repeats", type=int, default=1, help="runs per point; the median-throughput one is kept")
+    p.add_argument(
+        "--hf-batch",
+        action="store_true",
+        help="also time transformers' own continuous batching (generate_batch), offline, at the top concurrency",
+    )
     p.add_argument("--quick", action="store_true", help="c=1,4; short outputs; few requests")
     p.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
     args = p.parse_args(argv)
@@ -186,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
             "prefill_chunk",
         )
     }
+    if args.hf_batch:
+        top = max(args.concurrency)
+        target = next(iter(bundles.values())).path
+        params["hf_generate_batch"] = hf_generate_batch(target, prompts, max(args.min_requests, top), args.output_len)
+        print(f"  transformers generate_batch, {top} at once: {params['hf_generate_batch']['output_tok_s']} tok/s")
     params["torch_threads"] = torch.get_num_threads()
     params["repeats"] = args.repeats
     params["loadavg_1m_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]

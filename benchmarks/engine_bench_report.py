@@ -122,6 +122,13 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {r['tpot_p50_ms']:.2f} | {acc} "
             f"| {_mb(r['weights_bytes'])} | {_mb(r['kv_cache_bytes'])} |"
         )
+    hf = params.get("hf_generate_batch")
+    if hf:
+        lines += [
+            "",
+            f"For comparison, transformers' own continuous batching (`generate_batch`, all {hf['requests']} "
+            f"requests at once, offline): {hf['output_tok_s']} output tok/s.",
+        ]
     if report["goals"]:
         lines += ["", "| goal | value | met |", "|---|---:|---|"]
         lines += [f"| {g['goal']} | {g['value']} | {'yes' if g['met'] else 'no'} |" for g in report["goals"]]
