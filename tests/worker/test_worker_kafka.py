@@ -24,7 +24,9 @@ async def quant_fleet(
         d / "fleet.toml",
         [
             {"name": "q8", "path": target, "quantization": "int8"},
-            {"name": "q4", "path": target, "quantization": "nf4", "draft_path": draft, "draft_quantization": "nf4"},
+            # a 4-bit draft too: bitsandbytes' CPU 4-bit kernels need in_features >= their blocksize (64), so
+            # the 32-wide tiny draft cannot be 4-bit here; the 64-wide target drafts for itself instead
+            {"name": "q4", "path": target, "quantization": "nf4", "draft_path": target, "draft_quantization": "nf4"},
             {"name": "q4d", "path": target, "quantization": "nf4-double"},
             {"name": "tight", "path": draft, "max_inflight": 4, "max_running": 2},
         ],
