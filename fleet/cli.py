@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from typing import Annotated
@@ -47,7 +48,9 @@ def up(
     s = _settings(config)
     if port is not None:
         s = msgspec.structs.replace(s, kafka=msgspec.structs.replace(s.kafka, embedded_port=port))
-    raise typer.Exit(asyncio.run(run_up(s, smoke=smoke, for_seconds=for_seconds)))
+    config = config or os.environ.get("FLEET_CONFIG")
+    config = os.path.abspath(config) if config else None  # the children read it too
+    raise typer.Exit(asyncio.run(run_up(s, smoke=smoke, for_seconds=for_seconds, config=config)))
 
 
 @app.command()

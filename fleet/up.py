@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiokafka import TopicPartition
@@ -33,11 +34,14 @@ class Fleet:
     settings: Settings
     bootstrap: str
     logs_dir: Path
+    config: str | None = None  # the TOML file the children must read too
     broker: EmbeddedBroker | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def spawn(self, name: str, *args: str) -> None:
         env = dict(os.environ, FLEET_KAFKA_BOOTSTRAP=self.bootstrap, FLEET_LOG_FORMAT="json")
+        if self.config:
+            env["FLEET_CONFIG"] = self.config
         with open(self.logs_dir / f"{name}.log", "ab") as out:  # the child keeps its own descriptor
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "fleet.cli", *args],
@@ -46,6 +50,14 @@ class Fleet:
                 stderr=subprocess.STDOUT,
                 preexec_fn=die_with_parent,
             )
+
+    async def died(self) -> str:
+        """The name of the first child process that exits."""
+        while True:
+            for name, p in self.procs.items():
+                if p.poll() is not None:
+                    return name
+            await asyncio.sleep(0.2)
 
     def stop_children(self, grace_s: float = 40.0) -> None:
         for p in self.procs.values():
@@ -149,11 +161,31 @@ class StatusLine:
         )
 
 
-async def up(settings: Settings, *, smoke: bool, for_seconds: float | None, worker_timeout_s: float = 600) -> int:
+async def first(*aws: Any) -> tuple[int, Any]:
+    """Run awaitables until the first finishes; cancel the rest. Returns (index, result)."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        winner = next(t for t in tasks if t in done)
+        return tasks.index(winner), winner.result()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def up(
+    settings: Settings,
+    *,
+    smoke: bool,
+    for_seconds: float | None,
+    config: str | None = None,
+    worker_timeout_s: float = 600,
+) -> int:
     logs_dir = settings.cache_path / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
     k = settings.kafka
-    fleet = Fleet(settings, k.bootstrap, logs_dir)
+    fleet = Fleet(settings, k.bootstrap, logs_dir, config=config)
     if k.embedded:
         fleet.broker = EmbeddedBroker(k.embedded_host, k.embedded_port, log_file=logs_dir / "broker.log")
         await fleet.broker.start()
@@ -176,7 +208,15 @@ async def up(settings: Settings, *, smoke: bool, for_seconds: float | None, work
         for m in settings.models:
             fleet.spawn(f"worker-{m.name}", "worker", "--model", m.name)
         console.print(f"[green]processes[/] router + {len(settings.models)} workers; logs in {logs_dir}")
-        ready = await wait_for_workers(settings, settings.model_names, worker_timeout_s)
+        which, result = await first(
+            wait_for_workers(settings, settings.model_names, worker_timeout_s), stop.wait(), fleet.died()
+        )
+        if which == 1:
+            return 130
+        if which == 2:
+            console.print(f"[red]{result} exited during start-up; see {logs_dir / (result + '.log')}[/]")
+            return 1
+        ready = result
         missing = set(settings.model_names) - set(ready)
         if missing:
             console.print(
