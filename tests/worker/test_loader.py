@@ -99,6 +99,7 @@ def test_quantized_target_and_draft_generate_through_the_engine(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the first run builds the demo models (minutes on 2 cores)
 def test_the_demo_pair_loads_by_name_and_speculates_exactly(demo_models: Any) -> None:
     """The trained demo pair through `demo:` names: speculative greedy equals plain greedy."""
     cache_dir = demo_models.root.parent
