@@ -92,7 +92,9 @@ def _engine(bundle: ModelBundle, cfg: BenchConfig, args: argparse.Namespace) -> 
     )
     with_draft = cfg.speculate and args.spec_method in ("hybrid", "draft")
     b = bundle if with_draft else dataclasses.replace(bundle, draft=None, draft_weights_bytes=0)
-    config = dataclasses.replace(engine_config(ms, seed=0), spec_min_draft_prob=args.spec_min_prob)
+    config = dataclasses.replace(
+        engine_config(ms, seed=0), spec_min_draft_prob=args.spec_min_prob, ngram_min=args.ngram_min
+    )
     return ContinuousEngine(b, config)
 
 
@@ -136,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         default="hybrid",
         help="(c)'s proposer: prompt lookup first then the draft model, the draft model, or prompt lookup",
     )
+    p.add_argument("--ngram-min", type=int, default=EngineConfig().ngram_min, help="shortest lookup match used")
     p.add_argument("--spec-min-prob", type=float, default=EngineConfig().spec_min_draft_prob)
     p.add_argument("--prefill-chunk", type=int, default=ModelSettings(name="x", path="x").prefill_chunk_tokens)
     p.add_argument("--max-model-len", type=int, default=2048)
@@ -195,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             "spec_max_batch",
             "spec_method",
             "spec_min_prob",
+            "ngram_min",
             "prefill_chunk",
         )
     }

@@ -36,7 +36,7 @@ class EngineConfig:
     num_speculative_tokens: int = 4
     spec_max_batch_size: int = 4  # speculate while at most this many sequences run or wait; 0 disables
     ngram_speculation: bool = False  # prompt lookup: alone, or first with the draft model for the rest
-    ngram_min: int = 1  # shortest n-gram match that proposes
+    ngram_min: int = 2  # shortest n-gram match that proposes (single-token matches guess poorly)
     spec_min_draft_prob: float = 0.0  # stop drafting a row once the draft's confidence drops below this
     seed: int | None = None  # for requests without a seed; None: fresh entropy
 
