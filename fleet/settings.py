@@ -93,7 +93,7 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     draft_quantization: Quantization = Quantization.NONE
     num_speculative_tokens: int = 4
     spec_max_batch_size: int = 4  # speculate only while at most this many sequences run
-    ngram_speculation: bool = False  # prompt-lookup drafting (no draft model) when draft_path is not set
+    ngram_speculation: bool = False  # prompt lookup: alone, or first with the draft model for the rest
     dtype: str = "float32"  # float32 | bfloat16 | float16
     device: str = "auto"  # auto | cpu | cuda
     max_running: int = 32  # sequences in the running batch
@@ -135,7 +135,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         default_factory=lambda: [
             # the demo pair: "large" is the target, "small" the much smaller model that drafts for it
             ModelSettings(name="small", path="demo:small"),
-            ModelSettings(name="large", path="demo:large", draft_path="demo:small", num_speculative_tokens=4),
+            ModelSettings(
+                name="large", path="demo:large", draft_path="demo:small", num_speculative_tokens=4,
+                ngram_speculation=True,  # prompt lookup first, the draft for the rest: measured faster at low load
+            ),
         ]
     )
     cache_dir: str = "~/.cache/llm-fleet"
