@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         help="also time transformers' own continuous batching (generate_batch), offline, at the top concurrency",
     )
     p.add_argument("--quick", action="store_true", help="c=1,4; short outputs; few requests")
+    p.add_argument("--note", default="", help="a line for the report (e.g. where the checkpoints came from)")
     p.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
     args = p.parse_args(argv)
     args.concurrency = [int(x) for x in args.concurrency.split(",")]
@@ -208,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         params["hf_generate_batch"] = hf_generate_batch(target, prompts, max(args.min_requests, top), args.output_len)
         print(f"  transformers generate_batch, {top} at once: {params['hf_generate_batch']['output_tok_s']} tok/s")
     params["torch_threads"] = torch.get_num_threads()
+    params["note"] = args.note
     params["repeats"] = args.repeats
     params["loadavg_1m_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     params["wall_s"] = round(time.time() - t0, 1)

@@ -106,7 +106,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"outputs {params['output_len']} tokens (greedy, EOS ignored); closed loop, `c` clients; "
         f"speculation ({params.get('spec_method', 'draft')}): up to {params['spec_tokens']} tokens while at most "
         f"{params['spec_max_batch']} sequences run or wait.",
-        "",
+        *([f"Note: {params['note']}", ""] if params.get("note") else [""]),
         "TTFT = send to first token; TPOT = (E2E - TTFT) / (tokens - 1) (vLLM's definitions). "
         "(a) serves one request at a time, so its TTFT includes the queue behind the other clients.",
         "",
