@@ -182,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
                 runs[key].append(run_point(cfg, bundles[cfg.quantization], prompts, c, args))
         for key in keys:
             cfg = CONFIGS[key]
-            res = sorted(runs[key], key=lambda r: r.output_tok_s)[len(runs[key]) // 2]
+            res = sorted(runs[key], key=lambda r: r.output_tok_s)[len(runs[key]) // 2]  # for the outputs
             label = f"{cfg.label} ({args.spec_method})" if cfg.speculate else cfg.label
             uses_draft = cfg.speculate and args.spec_method != "ngram"
-            rows.append(Row.of(cfg.key, label, c, res, bundles[cfg.quantization], speculate=uses_draft))
+            rows.append(Row.of(cfg.key, label, c, runs[key], bundles[cfg.quantization], speculate=uses_draft))
             outputs.setdefault(key, {}).update(res.outputs)
     rows.sort(key=lambda r: (r.config, r.concurrency))
     params: dict[str, Any] = {
