@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 
@@ -55,7 +56,7 @@ def llama_config(shape: ModelShape, tokenizer: PreTrainedTokenizerBase) -> Llama
 
 def generation_config(tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
     """Greedy by default, stopping on eos: what `generate` and the engine read from the checkpoint."""
-    return GenerationConfig(
+    return GenerationConfig(  # type: ignore[no-untyped-call]
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -68,6 +69,19 @@ def new_model(shape: ModelShape, tokenizer: PreTrainedTokenizerBase) -> LlamaFor
     model = LlamaForCausalLM(llama_config(shape, tokenizer))
     model.generation_config = generation_config(tokenizer)
     return model
+
+
+def greedy_generate(model: LlamaForCausalLM, prompts: torch.Tensor, new_tokens: int) -> torch.Tensor:
+    """Exactly `new_tokens` greedy tokens after each of the equal-length `prompts`: [N, P + new_tokens]."""
+    out = model.generate(  # type: ignore[misc]  # transformers' self-typed mixin confuses mypy
+        prompts,
+        attention_mask=torch.ones_like(prompts),
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+    )
+    assert isinstance(out, torch.Tensor)
+    return out
 
 
 def parameter_count(model: LlamaForCausalLM) -> int:

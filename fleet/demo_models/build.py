@@ -6,11 +6,13 @@ once across processes is the cache's job (fleet/demo_models/cache.py).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from fleet.demo_models.train import (
     bf16_autocast_is_fast,
     distill_draft,
     encode_documents,
+    greedy_continuations,
     init_draft_from_target,
     seeded,
     train_target,
@@ -51,11 +54,14 @@ class BuildRecipe:
     draft_layers: tuple[int, ...]  # target layers the draft starts from
     target_recipe: Recipe
     draft_recipe: Recipe
+    on_policy_sequences: int = 512  # target generations mixed into the final distillation...
+    on_policy_fraction: float = 0.75  # ...as this share of each batch
+    on_policy_prompt_len: int = 32
     num_threads: int = 2
     eval_windows: int = 32
     eval_seq_len: int = 256
-    eval_prompts: int = 8
-    eval_new_tokens: int = 48
+    eval_prompts: int = 32
+    eval_new_tokens: int = 64
     latency_steps: int = 64
     sample_tokens: int = 96
     max_chats: int | None = None
@@ -76,12 +82,8 @@ DEMO_RECIPE = BuildRecipe(
     target=TARGET_SHAPE,
     draft=DRAFT_SHAPE,
     draft_layers=(0,),
-    target_recipe=Recipe(
-        steps=500, batch_size=16, seq_len=128, lr=3e-3, warmup_steps=20, embedding_lr_scale=100.0
-    ),
-    draft_recipe=Recipe(
-        steps=150, batch_size=16, seq_len=128, lr=2e-3, warmup_steps=10, embedding_lr_scale=10.0
-    ),
+    target_recipe=Recipe(steps=400, batch_size=16, seq_len=128, lr=3e-3, warmup_steps=20, embedding_lr_scale=100.0),
+    draft_recipe=Recipe(steps=200, batch_size=16, seq_len=128, lr=2e-3, warmup_steps=10, embedding_lr_scale=10.0),
 )
 
 
@@ -119,12 +121,16 @@ def _heldout_loss(model: LlamaForCausalLM, stream: torch.Tensor, recipe: BuildRe
 
 
 def _measure(
-    target: LlamaForCausalLM, draft: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast,
-    heldout: torch.Tensor, recipe: BuildRecipe,
+    target: LlamaForCausalLM,
+    draft: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    heldout: torch.Tensor,
+    recipe: BuildRecipe,
 ) -> dict[str, Any]:
     """The numbers that say whether drafting can pay off, and what the target writes."""
-    step = max(1, heldout.numel() // (recipe.eval_prompts + 1))
-    prompts = [heldout[i * step : i * step + 32] for i in range(recipe.eval_prompts)]
+    step = max(1, (heldout.numel() - 32) // recipe.eval_prompts)
+    prompts = torch.stack([heldout[i * step : i * step + 32] for i in range(recipe.eval_prompts)])
+    acceptance = evaluate.greedy_acceptance(target, draft, prompts, new_tokens=recipe.eval_new_tokens)
     target_ms = evaluate.decode_ms_per_token(target, steps=recipe.latency_steps)
     draft_ms = evaluate.decode_ms_per_token(draft, steps=recipe.latency_steps)
     return {
@@ -133,9 +139,8 @@ def _measure(
         "agreement_heldout": evaluate.agreement(
             target, draft, heldout, windows=recipe.eval_windows, seq_len=recipe.eval_seq_len
         ),
-        "agreement_target_greedy": evaluate.greedy_acceptance(
-            target, draft, prompts, new_tokens=recipe.eval_new_tokens
-        ),
+        "agreement_target_greedy": acceptance.agreement,
+        "speculative_tokens_per_step_k4": acceptance.tokens_per_step,
         "target_ms_per_token": target_ms,
         "draft_ms_per_token": draft_ms,
         "latency_ratio": target_ms / draft_ms,
@@ -144,35 +149,81 @@ def _measure(
     }
 
 
+def _on_policy(target: LlamaForCausalLM, stream: torch.Tensor, recipe: BuildRecipe, seed: int) -> torch.Tensor | None:
+    """Target generations for the final distillation, each one training window long."""
+    if recipe.on_policy_sequences == 0:
+        return None
+    return greedy_continuations(
+        target,
+        stream,
+        count=recipe.on_policy_sequences,
+        prompt_len=recipe.on_policy_prompt_len,
+        new_tokens=recipe.draft_recipe.seq_len + 1 - recipe.on_policy_prompt_len,
+        seed=seed + 2,
+    )
+
+
 def _save(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out_dir: Path) -> None:
     """save_pretrained for both, so each directory loads on its own."""
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
 
 
+class _Phases:
+    """Wall-clock seconds per build phase, logged as they start and kept for the metadata."""
+
+    def __init__(self, progress: bool) -> None:
+        self.progress = progress
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str, message: str) -> Iterator[None]:
+        _log(f"demo models: {message}", self.progress)
+        started = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - started, 2)
+
+
 def build_demo_models(out_dir: Path, *, seed: int, recipe: BuildRecipe, progress: bool) -> dict[str, Any]:
     """Build the pair into `out_dir`/large and `out_dir`/small; return the metadata (not written here)."""
     started = time.perf_counter()
     bf16 = bf16_autocast_is_fast()
-    _log(f"demo models: reading stdlib source (seed {seed})", progress)
-    corpus = load_corpus(recipe.corpus_bytes, seed=seed, max_chats=recipe.max_chats)
-    _log(f"demo models: training tokenizer (vocab {recipe.vocab_size})", progress)
-    tokenizer = _tokenizer(corpus, recipe)
-    stream = encode_documents(tokenizer, _documents(corpus, seed))
-    heldout = encode_documents(tokenizer, [render_file(text) for text in corpus.heldout])
+    phase = _Phases(progress)
+    with phase("data", f"reading stdlib source, training the tokenizer (vocab {recipe.vocab_size})"):
+        corpus = load_corpus(recipe.corpus_bytes, seed=seed, max_chats=recipe.max_chats)
+        tokenizer = _tokenizer(corpus, recipe)
+        stream = encode_documents(tokenizer, _documents(corpus, seed))
+        heldout = encode_documents(tokenizer, [render_file(text) for text in corpus.heldout])
     with seeded(seed, recipe.num_threads):
         target = new_model(recipe.target, tokenizer)
-        draft = new_model(recipe.draft, tokenizer)
         zero_init_residual_outputs(target)
-        target_losses = train_target(
-            target, stream, recipe.target_recipe, seed=seed, bf16=bf16, progress=progress
-        )
+        draft = new_model(recipe.draft, tokenizer)
         init_draft_from_target(draft, target, list(recipe.draft_layers))
-        draft_losses = distill_draft(
-            draft, target, stream, recipe.draft_recipe, seed=seed, bf16=bf16, progress=progress
-        )
-        _log("demo models: measuring agreement and latency", progress)
-        measured = _measure(target, draft, tokenizer, heldout, recipe)
+        with phase("target", f"training the target on {stream.numel():,} tokens, distilling the draft alongside"):
+            target_losses = train_target(
+                target,
+                stream,
+                recipe.target_recipe,
+                seed=seed,
+                bf16=bf16,
+                progress=progress,
+                draft=draft,
+                draft_lr=recipe.draft_recipe.lr,
+            )
+        with phase("draft", "distilling the draft from the finished target"):
+            draft_losses = distill_draft(
+                draft,
+                target,
+                stream,
+                recipe.draft_recipe,
+                seed=seed,
+                bf16=bf16,
+                progress=progress,
+                on_policy=_on_policy(target, stream, recipe, seed),
+                on_policy_fraction=recipe.on_policy_fraction,
+            )
+        with phase("measure", "measuring agreement and latency"):
+            measured = _measure(target, draft, tokenizer, heldout, recipe)
     _save(target, tokenizer, out_dir / "large")
     _save(draft, tokenizer, out_dir / "small")
     return {
@@ -187,7 +238,8 @@ def build_demo_models(out_dir: Path, *, seed: int, recipe: BuildRecipe, progress
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "python": sys.version.split()[0],
-        "build_seconds": time.perf_counter() - started,
+        "phase_seconds": phase.seconds,
+        "build_seconds": round(time.perf_counter() - started, 2),
         **measured,
     }
 

@@ -109,7 +109,11 @@ def _build_into_place(cache_dir: Path, name: str, *, seed: int, recipe: BuildRec
 
 
 def ensure_demo_models(
-    cache_dir: Path, *, seed: int = 0, progress: bool = True, force: bool = False,
+    cache_dir: Path,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+    force: bool = False,
     recipe: BuildRecipe = DEMO_RECIPE,
 ) -> DemoModels:
     """Return the demo models for `seed`, building them first if missing, stale or `force`d.

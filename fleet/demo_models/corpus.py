@@ -91,7 +91,7 @@ def chat_examples(source: str, max_answer_chars: int = 1200) -> list[ChatExample
     except (SyntaxError, ValueError):
         return []
     lines = source.splitlines(keepends=True)
-    examples = []
+    examples: list[ChatExample] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or node.name.startswith("_"):
             continue
@@ -114,6 +114,8 @@ def load_corpus(max_bytes: int, *, seed: int, max_chats: int | None = None) -> C
     heldout: list[str] = []
     for index, text in enumerate(read_sources(stdlib_files(), max_bytes)):
         (heldout if index % _HELDOUT_EVERY == _HELDOUT_EVERY - 1 else train).append(text)
+    if not heldout and len(train) > 1:  # a small corpus still needs something to measure on
+        heldout.append(train.pop())
     chats = [example for text in train for example in chat_examples(text)]
     random.Random(seed).shuffle(chats)
     return Corpus(train=train, heldout=heldout, chats=chats[:max_chats] if max_chats is not None else chats)

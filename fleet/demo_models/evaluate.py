@@ -7,9 +7,12 @@ how much cheaper a draft decode step is than a target decode step at batch 1 wit
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from fleet.demo_models.architecture import greedy_generate
 
 
 @torch.inference_mode()
@@ -24,23 +27,40 @@ def agreement(
     return float(same.mean())
 
 
+@dataclass(frozen=True, slots=True)
+class Acceptance:
+    """How a greedy speculative decoder with this draft would fare on the target's own output."""
+
+    agreement: float  # per position: draft argmax == target argmax, in the target's greedy continuations
+    tokens_per_step: float  # tokens produced per target forward with `k` drafted tokens (1 .. k + 1)
+    k: int
+
+
 @torch.inference_mode()
 def greedy_acceptance(
-    target: LlamaForCausalLM, draft: LlamaForCausalLM, prompts: list[torch.Tensor], *, new_tokens: int
-) -> float:
-    """Agreement along the target's own greedy continuations: what a speculative decoder sees."""
-    matches = total = 0
-    for prompt in prompts:
-        sequence = target.generate(
-            prompt.unsqueeze(0), attention_mask=torch.ones_like(prompt).unsqueeze(0),
-            max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-        )
-        start = prompt.numel() - 1  # logits at position i predict token i + 1
-        wanted = sequence[0, prompt.numel() :]
-        drafted = draft(input_ids=sequence[:, :-1]).logits[0, start:].argmax(-1)
-        matches += int((drafted == wanted).sum())
-        total += wanted.numel()
-    return matches / max(1, total)
+    target: LlamaForCausalLM, draft: LlamaForCausalLM, prompts: torch.Tensor, *, new_tokens: int, k: int = 4
+) -> Acceptance:
+    """Replay greedy speculative decoding on the target's continuations of `prompts` ([N, P]).
+
+    With greedy verification the draft only ever drafts after accepted tokens, i.e. inside the target's
+    own greedy sequence, so one teacher-forced draft pass over that sequence says exactly which drafts
+    would have been accepted: from each step's start, the run of consecutive matches (at most k).
+    """
+    sequences = greedy_generate(target, prompts, new_tokens)
+    start = prompts.shape[1] - 1  # logits at position i predict token i + 1
+    drafted = draft(input_ids=sequences[:, :-1]).logits[:, start:].argmax(-1)  # [N, new_tokens]
+    matches = drafted == sequences[:, prompts.shape[1] :]
+    steps = produced = 0
+    for row in matches.tolist():
+        position = 0
+        while position < len(row):
+            accepted = 0
+            while accepted < k and position + accepted < len(row) and row[position + accepted]:
+                accepted += 1
+            position += accepted + 1  # the accepted drafts plus the target's own token
+            produced += accepted + 1
+            steps += 1
+    return Acceptance(float(matches.float().mean()), produced / max(1, steps), k)
 
 
 @torch.inference_mode()
@@ -63,5 +83,5 @@ def decode_ms_per_token(model: LlamaForCausalLM, *, prompt_len: int = 64, steps:
 def greedy_sample(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, prompt: str, new_tokens: int) -> str:
     """The model's greedy continuation of `prompt` (special tokens kept, so an eos shows)."""
     ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False)
+    out = greedy_generate(model, ids, new_tokens)
     return str(tokenizer.decode(out[0, ids.shape[1] :]))

@@ -69,7 +69,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
 
 def wrap(tokenizer: Tokenizer, model_max_length: int) -> PreTrainedTokenizerFast:
     """A transformers tokenizer with the special tokens and chat template set."""
-    return PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tokenizer,
         bos_token=BOS,
         eos_token=EOS,

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
+from fleet.demo_models.architecture import greedy_generate
+
 
 @dataclass(frozen=True, slots=True)
 class Recipe:
@@ -65,7 +67,8 @@ def encode_documents(tokenizer: PreTrainedTokenizerFast, documents: list[str]) -
 def sample_batch(stream: torch.Tensor, generator: torch.Generator, batch_size: int, seq_len: int) -> torch.Tensor:
     """`batch_size` random windows of `seq_len + 1` tokens: [B, T+1]."""
     starts = torch.randint(0, stream.numel() - seq_len - 1, (batch_size,), generator=generator)
-    return torch.stack([stream[s : s + seq_len + 1] for s in starts.tolist()])
+    windows = [stream[s : s + seq_len + 1] for s in starts.tolist()]
+    return torch.stack(windows) if windows else stream.new_empty((0, seq_len + 1))
 
 
 def lr_at(step: int, recipe: Recipe) -> float:
@@ -77,45 +80,95 @@ def lr_at(step: int, recipe: Recipe) -> float:
     return recipe.lr * (recipe.min_lr_ratio + (1.0 - recipe.min_lr_ratio) * cosine)
 
 
-def _optimizer(model: LlamaForCausalLM, recipe: Recipe) -> torch.optim.Optimizer:
-    """AdamW: weight decay on layer matrices only; the embedding gets its own learning-rate scale."""
+def _param_groups(model: LlamaForCausalLM, recipe: Recipe, lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """Weight decay on layer matrices only; the input embedding gets its own learning-rate scale."""
     embedding = model.get_input_embeddings().weight
     params = [p for p in model.parameters() if p is not embedding]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": recipe.weight_decay, "scale": 1.0},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "scale": 1.0},
-        {"params": [embedding], "weight_decay": 0.0, "scale": recipe.embedding_lr_scale},
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": recipe.weight_decay, "scale": lr_scale},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "scale": lr_scale},
+        {"params": [embedding], "weight_decay": 0.0, "scale": lr_scale * recipe.embedding_lr_scale},
     ]
-    return torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, 0.95), foreach=False)
 
 
-LossFn = Callable[[torch.Tensor], torch.Tensor]
+# A loss function returns what to backpropagate and the number to report for the step.
+LossFn = Callable[[torch.Tensor], tuple[torch.Tensor, float]]
+Sampler = Callable[[torch.Generator], torch.Tensor]
 
 
 def _run(
-    model: LlamaForCausalLM, loss_fn: LossFn, stream: torch.Tensor, recipe: Recipe, seed: int, label: str,
-    *, bf16: bool, progress: bool,
+    groups: list[dict[str, Any]],
+    models: list[LlamaForCausalLM],
+    loss_fn: LossFn,
+    sampler: Sampler,
+    recipe: Recipe,
+    seed: int,
+    label: str,
+    *,
+    bf16: bool,
+    progress: bool,
 ) -> list[float]:
-    """The shared loop: sample a batch, compute `loss_fn(batch)`, step; return the loss per step."""
+    """The shared loop: draw a batch, backpropagate `loss_fn(batch)`, step; return the reported losses."""
     generator = torch.Generator().manual_seed(seed)
-    optimizer = _optimizer(model, recipe)
-    model.train()
+    optimizer = torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, 0.95), foreach=False)
+    with _training_mode(models):
+        return _steps(optimizer, models, loss_fn, sampler, recipe, generator, label, bf16=bf16, progress=progress)
+
+
+@contextlib.contextmanager
+def _training_mode(models: list[LlamaForCausalLM]) -> Iterator[None]:
+    """train() with eager attention for the block, then eval() with the models' own attention back.
+
+    At these sequence lengths the CPU SDPA kernel's backward pass costs more than the plain matmuls.
+    """
+    previous = [model.config._attn_implementation for model in models]
+    for model in models:
+        model.set_attn_implementation("eager")
+        model.train()
+    try:
+        yield
+    finally:
+        for model, implementation in zip(models, previous, strict=True):
+            model.set_attn_implementation(implementation)
+            model.eval()  # type: ignore[no-untyped-call]
+
+
+def _steps(
+    optimizer: torch.optim.Optimizer,
+    models: list[LlamaForCausalLM],
+    loss_fn: LossFn,
+    sampler: Sampler,
+    recipe: Recipe,
+    generator: torch.Generator,
+    label: str,
+    *,
+    bf16: bool,
+    progress: bool,
+) -> list[float]:
+    """The optimisation steps of `_run`."""
     losses: list[float] = []
     bar = tqdm(range(recipe.steps), desc=label, disable=not progress, leave=True)
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, recipe) * group["scale"]
-        batch = sample_batch(stream, generator, recipe.batch_size, recipe.seq_len)
+        batch = sampler(generator)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = loss_fn(batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            loss, reported = loss_fn(batch)
+        loss.backward()  # type: ignore[no-untyped-call]
+        for model in models:  # clipped one model at a time: a joint norm would couple them
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+        losses.append(reported)
         bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}", refresh=False)
-    model.eval()
     return losses
+
+
+def _distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) per position, averaged: [B, T, V] x [B, T, V] -> scalar."""
+    teacher = F.log_softmax(teacher_logits.detach().float(), dim=-1).flatten(0, 1)
+    student = F.log_softmax(student_logits.float(), dim=-1).flatten(0, 1)
+    return F.kl_div(student, teacher, log_target=True, reduction="batchmean")
 
 
 def zero_init_residual_outputs(model: LlamaForCausalLM) -> None:
@@ -128,50 +181,131 @@ def zero_init_residual_outputs(model: LlamaForCausalLM) -> None:
         for layer in model.model.layers:
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()
-        model.get_output_embeddings().weight.zero_()
+        model.lm_head.weight.zero_()
 
 
 def train_target(
-    model: LlamaForCausalLM, stream: torch.Tensor, recipe: Recipe, *, seed: int, bf16: bool, progress: bool
+    model: LlamaForCausalLM,
+    stream: torch.Tensor,
+    recipe: Recipe,
+    *,
+    seed: int,
+    bf16: bool,
+    progress: bool,
+    draft: LlamaForCausalLM | None = None,
+    draft_lr: float | None = None,
 ) -> list[float]:
-    """Next-token cross-entropy on random windows of the stream."""
+    """Next-token cross-entropy on random windows of the stream.
 
-    def loss_fn(batch: torch.Tensor) -> torch.Tensor:
-        logits = model(input_ids=batch[:, :-1]).logits.float()  # [B, T, V]
-        return F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+    With a `draft`, the draft is distilled from the target's logits in the same steps: the target's
+    forward pass, the expensive part of distillation, is already paid for by its own training.
+    """
+    groups = _param_groups(model, recipe)
+    if draft is not None:
+        groups += _param_groups(draft, recipe, lr_scale=(draft_lr or recipe.lr) / recipe.lr)
 
-    return _run(model, loss_fn, stream, recipe, seed, "target", bf16=bf16, progress=progress)
+    def loss_fn(batch: torch.Tensor) -> tuple[torch.Tensor, float]:
+        logits = model(input_ids=batch[:, :-1]).logits  # [B, T, V]
+        loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
+        reported = loss.item()
+        if draft is not None:
+            loss = loss + _distillation_loss(draft(input_ids=batch[:, :-1]).logits, logits)
+        return loss, reported
+
+    def sampler(generator: torch.Generator) -> torch.Tensor:
+        return sample_batch(stream, generator, recipe.batch_size, recipe.seq_len)
+
+    models = [model] if draft is None else [model, draft]
+    return _run(groups, models, loss_fn, sampler, recipe, seed, "target", bf16=bf16, progress=progress)
 
 
 def init_draft_from_target(draft: LlamaForCausalLM, target: LlamaForCausalLM, layers: list[int]) -> None:
     """Copy the target's embedding, head, final norm and the chosen layers into the same-width draft.
 
     The draft then starts as the target with its other layers skipped (an early-exit model): its
-    predictions already resemble the target's before distillation begins.
+    predictions already resemble the target's before distillation begins. A draft MLP wider than the
+    target's gets the copied units first and zero output weights for the rest (same function, more room).
     """
     with torch.no_grad():
         draft.model.embed_tokens.weight.copy_(target.model.embed_tokens.weight)
         draft.lm_head.weight.copy_(target.lm_head.weight)
         draft.model.norm.load_state_dict(target.model.norm.state_dict())
         for draft_layer, source in zip(draft.model.layers, layers, strict=True):
-            draft_layer.load_state_dict(target.model.layers[source].state_dict())
+            _copy_layer(draft_layer, target.model.layers[source])
+
+
+def _copy_layer(draft_layer: torch.nn.Module, source: torch.nn.Module) -> None:
+    """Copy every weight of `source`; MLP weights into the leading slice when the draft's MLP is wider."""
+    wanted = draft_layer.state_dict()
+    for name, value in source.state_dict().items():
+        slot = wanted[name]
+        if name.endswith("mlp.down_proj.weight"):
+            slot.zero_()
+            slot[:, : value.shape[1]].copy_(value)
+        else:
+            slot[: value.shape[0]].copy_(value)
+
+
+@torch.inference_mode()
+def greedy_continuations(
+    target: LlamaForCausalLM,
+    stream: torch.Tensor,
+    *,
+    count: int,
+    prompt_len: int,
+    new_tokens: int,
+    seed: int,
+    batch_size: int = 128,
+) -> torch.Tensor:
+    """The target's greedy continuations of random stream prompts: [count, prompt_len + new_tokens].
+
+    A speculative decoder drafts inside the target's own greedy output, which is more repetitive than
+    human text; distilling on it too teaches the draft the contexts it will actually see.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    prompts = sample_batch(stream, generator, count, prompt_len - 1)
+    chunks = []
+    for start in range(0, count, batch_size):
+        chunk = prompts[start : start + batch_size]
+        chunks.append(greedy_generate(target, chunk, new_tokens))
+    return torch.cat(chunks)
 
 
 def distill_draft(
-    draft: LlamaForCausalLM, target: LlamaForCausalLM, stream: torch.Tensor, recipe: Recipe,
-    *, seed: int, bf16: bool, progress: bool, hard_weight: float = 0.1,
+    draft: LlamaForCausalLM,
+    target: LlamaForCausalLM,
+    stream: torch.Tensor,
+    recipe: Recipe,
+    *,
+    seed: int,
+    bf16: bool,
+    progress: bool,
+    hard_weight: float = 0.1,
+    on_policy: torch.Tensor | None = None,
+    on_policy_fraction: float = 0.5,
 ) -> list[float]:
-    """KL(target || draft) on the same windows, plus a little ground-truth cross-entropy."""
-    target.eval()
+    """KL(target || draft), plus a little ground-truth cross-entropy, on stream windows.
 
-    def loss_fn(batch: torch.Tensor) -> torch.Tensor:
+    With `on_policy` ([N, seq_len + 1] target generations), that fraction of every batch comes from it.
+    """
+    target.eval()  # type: ignore[no-untyped-call]
+    generated = round(recipe.batch_size * on_policy_fraction) if on_policy is not None else 0
+
+    def sampler(generator: torch.Generator) -> torch.Tensor:
+        batch = sample_batch(stream, generator, recipe.batch_size - generated, recipe.seq_len)
+        if on_policy is None:
+            return batch
+        rows = torch.randint(0, on_policy.shape[0], (generated,), generator=generator)
+        return torch.cat([batch, on_policy[rows, : recipe.seq_len + 1]])
+
+    def loss_fn(batch: torch.Tensor) -> tuple[torch.Tensor, float]:
         inputs = batch[:, :-1]
         with torch.no_grad():
-            teacher = F.log_softmax(target(input_ids=inputs).logits.float(), dim=-1).flatten(0, 1)
-        student_logits = draft(input_ids=inputs).logits.float().flatten(0, 1)  # [B*T, V]
-        student = F.log_softmax(student_logits, dim=-1)
-        soft = F.kl_div(student, teacher, log_target=True, reduction="batchmean")
-        hard = F.cross_entropy(student_logits, batch[:, 1:].flatten())
-        return soft + hard_weight * hard
+            teacher = target(input_ids=inputs).logits
+        student = draft(input_ids=inputs).logits  # [B, T, V]
+        soft = _distillation_loss(student, teacher)
+        hard = F.cross_entropy(student.float().flatten(0, 1), batch[:, 1:].flatten())
+        return soft + hard_weight * hard, soft.item()
 
-    return _run(draft, loss_fn, stream, recipe, seed + 1, "draft", bf16=bf16, progress=progress)
+    groups = _param_groups(draft, recipe)
+    return _run(groups, [draft], loss_fn, sampler, recipe, seed + 1, "draft", bf16=bf16, progress=progress)
