@@ -26,14 +26,12 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 from fleet.demo_models import evaluate
 from fleet.demo_models.architecture import DRAFT_SHAPE, TARGET_SHAPE, ModelShape, new_model, parameter_count
 from fleet.demo_models.corpus import SYSTEM_PROMPT, Corpus, load_corpus
+from fleet.demo_models.distill import distill_draft, greedy_continuations, init_draft_from_target
 from fleet.demo_models.tokenizer import render_chat, render_file, train_bpe, wrap
 from fleet.demo_models.train import (
     Recipe,
     bf16_autocast_is_fast,
-    distill_draft,
     encode_documents,
-    greedy_continuations,
-    init_draft_from_target,
     seeded,
     train_target,
     zero_init_residual_outputs,
@@ -104,8 +102,10 @@ def _documents(corpus: Corpus, seed: int) -> list[str]:
 def _tokenizer(corpus: Corpus, recipe: BuildRecipe) -> PreTrainedTokenizerFast:
     """BPE trained on the first `tokenizer_bytes` of the training files."""
     texts: list[str] = []
+    size = 0
     for text in corpus.train:
-        if sum(map(len, texts)) + len(text) > recipe.tokenizer_bytes:
+        size += len(text)
+        if size > recipe.tokenizer_bytes:
             break
         texts.append(text)
     return wrap(train_bpe(texts, recipe.vocab_size), recipe.target.max_position_embeddings)

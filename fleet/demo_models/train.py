@@ -1,4 +1,4 @@
-"""Training: the target on next-token prediction, then the draft distilled from the target's logits.
+"""Training: the target on next-token prediction, with the draft distilled from its logits alongside.
 
 Everything random draws from one seed: model init inside a forked torch RNG, batch positions from a
 dedicated generator, a fixed thread count. Same seed, same machine, same weights.
@@ -16,8 +16,6 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
-
-from fleet.demo_models.architecture import greedy_generate
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +78,7 @@ def lr_at(step: int, recipe: Recipe) -> float:
     return recipe.lr * (recipe.min_lr_ratio + (1.0 - recipe.min_lr_ratio) * cosine)
 
 
-def _param_groups(model: LlamaForCausalLM, recipe: Recipe, lr_scale: float = 1.0) -> list[dict[str, Any]]:
+def param_groups(model: LlamaForCausalLM, recipe: Recipe, lr_scale: float = 1.0) -> list[dict[str, Any]]:
     """Weight decay on layer matrices only; the input embedding gets its own learning-rate scale."""
     embedding = model.get_input_embeddings().weight
     params = [p for p in model.parameters() if p is not embedding]
@@ -96,7 +94,7 @@ LossFn = Callable[[torch.Tensor], tuple[torch.Tensor, float]]
 Sampler = Callable[[torch.Generator], torch.Tensor]
 
 
-def _run(
+def run_steps(
     groups: list[dict[str, Any]],
     models: list[LlamaForCausalLM],
     loss_fn: LossFn,
@@ -108,7 +106,7 @@ def _run(
     bf16: bool,
     progress: bool,
 ) -> list[float]:
-    """The shared loop: draw a batch, backpropagate `loss_fn(batch)`, step; return the reported losses."""
+    """The loop shared by target and draft training: draw a batch, backpropagate, step; report losses."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, 0.95), foreach=False)
     with _training_mode(models):
@@ -145,7 +143,7 @@ def _steps(
     bf16: bool,
     progress: bool,
 ) -> list[float]:
-    """The optimisation steps of `_run`."""
+    """The optimisation steps of `run_steps`."""
     losses: list[float] = []
     bar = tqdm(range(recipe.steps), desc=label, disable=not progress, leave=True)
     for step in bar:
@@ -164,7 +162,7 @@ def _steps(
     return losses
 
 
-def _distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """KL(teacher || student) per position, averaged: [B, T, V] x [B, T, V] -> scalar."""
     teacher = F.log_softmax(teacher_logits.detach().float(), dim=-1).flatten(0, 1)
     student = F.log_softmax(student_logits.float(), dim=-1).flatten(0, 1)
@@ -200,112 +198,20 @@ def train_target(
     With a `draft`, the draft is distilled from the target's logits in the same steps: the target's
     forward pass, the expensive part of distillation, is already paid for by its own training.
     """
-    groups = _param_groups(model, recipe)
+    groups = param_groups(model, recipe)
     if draft is not None:
-        groups += _param_groups(draft, recipe, lr_scale=(draft_lr or recipe.lr) / recipe.lr)
+        groups += param_groups(draft, recipe, lr_scale=(draft_lr or recipe.lr) / recipe.lr)
 
     def loss_fn(batch: torch.Tensor) -> tuple[torch.Tensor, float]:
         logits = model(input_ids=batch[:, :-1]).logits  # [B, T, V]
         loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
         reported = loss.item()
         if draft is not None:
-            loss = loss + _distillation_loss(draft(input_ids=batch[:, :-1]).logits, logits)
+            loss = loss + distillation_loss(draft(input_ids=batch[:, :-1]).logits, logits)
         return loss, reported
 
     def sampler(generator: torch.Generator) -> torch.Tensor:
         return sample_batch(stream, generator, recipe.batch_size, recipe.seq_len)
 
     models = [model] if draft is None else [model, draft]
-    return _run(groups, models, loss_fn, sampler, recipe, seed, "target", bf16=bf16, progress=progress)
-
-
-def init_draft_from_target(draft: LlamaForCausalLM, target: LlamaForCausalLM, layers: list[int]) -> None:
-    """Copy the target's embedding, head, final norm and the chosen layers into the same-width draft.
-
-    The draft then starts as the target with its other layers skipped (an early-exit model): its
-    predictions already resemble the target's before distillation begins. A draft MLP wider than the
-    target's gets the copied units first and zero output weights for the rest (same function, more room).
-    """
-    with torch.no_grad():
-        draft.model.embed_tokens.weight.copy_(target.model.embed_tokens.weight)
-        draft.lm_head.weight.copy_(target.lm_head.weight)
-        draft.model.norm.load_state_dict(target.model.norm.state_dict())
-        for draft_layer, source in zip(draft.model.layers, layers, strict=True):
-            _copy_layer(draft_layer, target.model.layers[source])
-
-
-def _copy_layer(draft_layer: torch.nn.Module, source: torch.nn.Module) -> None:
-    """Copy every weight of `source`; MLP weights into the leading slice when the draft's MLP is wider."""
-    wanted = draft_layer.state_dict()
-    for name, value in source.state_dict().items():
-        slot = wanted[name]
-        if name.endswith("mlp.down_proj.weight"):
-            slot.zero_()
-            slot[:, : value.shape[1]].copy_(value)
-        else:
-            slot[: value.shape[0]].copy_(value)
-
-
-@torch.inference_mode()
-def greedy_continuations(
-    target: LlamaForCausalLM,
-    stream: torch.Tensor,
-    *,
-    count: int,
-    prompt_len: int,
-    new_tokens: int,
-    seed: int,
-    batch_size: int = 128,
-) -> torch.Tensor:
-    """The target's greedy continuations of random stream prompts: [count, prompt_len + new_tokens].
-
-    A speculative decoder drafts inside the target's own greedy output, which is more repetitive than
-    human text; distilling on it too teaches the draft the contexts it will actually see.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    prompts = sample_batch(stream, generator, count, prompt_len - 1)
-    chunks = []
-    for start in range(0, count, batch_size):
-        chunk = prompts[start : start + batch_size]
-        chunks.append(greedy_generate(target, chunk, new_tokens))
-    return torch.cat(chunks)
-
-
-def distill_draft(
-    draft: LlamaForCausalLM,
-    target: LlamaForCausalLM,
-    stream: torch.Tensor,
-    recipe: Recipe,
-    *,
-    seed: int,
-    bf16: bool,
-    progress: bool,
-    hard_weight: float = 0.1,
-    on_policy: torch.Tensor | None = None,
-    on_policy_fraction: float = 0.5,
-) -> list[float]:
-    """KL(target || draft), plus a little ground-truth cross-entropy, on stream windows.
-
-    With `on_policy` ([N, seq_len + 1] target generations), that fraction of every batch comes from it.
-    """
-    target.eval()  # type: ignore[no-untyped-call]
-    generated = round(recipe.batch_size * on_policy_fraction) if on_policy is not None else 0
-
-    def sampler(generator: torch.Generator) -> torch.Tensor:
-        batch = sample_batch(stream, generator, recipe.batch_size - generated, recipe.seq_len)
-        if on_policy is None:
-            return batch
-        rows = torch.randint(0, on_policy.shape[0], (generated,), generator=generator)
-        return torch.cat([batch, on_policy[rows, : recipe.seq_len + 1]])
-
-    def loss_fn(batch: torch.Tensor) -> tuple[torch.Tensor, float]:
-        inputs = batch[:, :-1]
-        with torch.no_grad():
-            teacher = target(input_ids=inputs).logits
-        student = draft(input_ids=inputs).logits  # [B, T, V]
-        soft = _distillation_loss(student, teacher)
-        hard = F.cross_entropy(student.float().flatten(0, 1), batch[:, 1:].flatten())
-        return soft + hard_weight * hard, soft.item()
-
-    groups = _param_groups(draft, recipe)
-    return _run(groups, [draft], loss_fn, sampler, recipe, seed + 1, "draft", bf16=bf16, progress=progress)
+    return run_steps(groups, models, loss_fn, sampler, recipe, seed, "target", bf16=bf16, progress=progress)
