@@ -14,6 +14,8 @@ import msgspec
 from contracts.topics import Topics
 from contracts.validation import Limits
 
+WORKERS_ON_HOST_ENV = "FLEET_WORKERS_ON_HOST"  # set by `fleet up` for its workers: they share the CPU threads
+
 
 class Quantization(enum.StrEnum):
     NONE = "none"
@@ -71,6 +73,7 @@ class LatencySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
     fetch_max_wait_ms: int = 5  # long-poll bound; aiokafka's 500 ms default costs up to 500 ms a hop
     fetch_min_bytes: int = 1  # return as soon as anything is there
+    background_fetch_max_wait_ms: int = 100  # control and status topics: off the request path, polled less often
     request_linger_ms: int = 0  # requests are sent one by one, never held back for batching
     reply_linger_ms: int = 0  # token chunks go out at once; coalescing happens before the producer
     usage_linger_ms: int = 50  # usage records are off the hot path: batch them
@@ -96,6 +99,7 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     ngram_speculation: bool = False  # prompt lookup: alone, or first with the draft model for the rest
     dtype: str = "float32"  # float32 | bfloat16 | float16
     device: str = "auto"  # auto | cpu | cuda
+    torch_threads: int = 0  # CPU math threads; 0 = auto: cores minus one, shared by the workers on the host
     max_running: int = 32  # sequences in the running batch
     max_batch_tokens: int = 8192  # KV budget in tokens: running sequences x the longest prompt + max_tokens
     prefill_chunk_tokens: int = 256  # prompt tokens prefilled per engine step (chunked prefill)
@@ -136,7 +140,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             # the demo pair: "large" is the target, "small" the much smaller model that drafts for it
             ModelSettings(name="small", path="demo:small"),
             ModelSettings(
-                name="large", path="demo:large", draft_path="demo:small", num_speculative_tokens=4,
+                name="large",
+                path="demo:large",
+                draft_path="demo:small",
+                num_speculative_tokens=4,
                 ngram_speculation=True,  # prompt lookup first, the draft for the rest: measured faster at low load
             ),
         ]

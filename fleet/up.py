@@ -23,7 +23,7 @@ from contracts.messages import WorkerStatus
 from fleet.broker import EmbeddedBroker
 from fleet.kafka import connection_kwargs, ensure_topics, fleet_topics, make_consumer
 from fleet.runtime import die_with_parent
-from fleet.settings import EngineKind, Settings
+from fleet.settings import WORKERS_ON_HOST_ENV, EngineKind, Settings
 
 log = structlog.get_logger(__name__)
 console = Console(stderr=True)
@@ -38,8 +38,13 @@ class Fleet:
     broker: EmbeddedBroker | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
+    @property
+    def workers_on_host(self) -> int:
+        return len(self.settings.models)
+
     def spawn(self, name: str, *args: str) -> None:
         env = dict(os.environ, FLEET_KAFKA_BOOTSTRAP=self.bootstrap, FLEET_LOG_FORMAT="json")
+        env.setdefault(WORKERS_ON_HOST_ENV, str(self.workers_on_host))
         if self.config:
             env["FLEET_CONFIG"] = self.config
         with open(self.logs_dir / f"{name}.log", "ab") as out:  # the child keeps its own descriptor

@@ -183,7 +183,12 @@ class RouterService:
 
         admin = AIOKafkaAdminClient(**connection_kwargs(self.settings))
         ends = make_consumer(self.settings, group_id=None)
-        status = make_consumer(self.settings, self.topics.status, group_id=None)
+        status = make_consumer(
+            self.settings,
+            self.topics.status,
+            group_id=None,
+            fetch_max_wait_ms=self.settings.latency.background_fetch_max_wait_ms,
+        )
         await with_retry("router.admin.start", admin.start, stop=stop)
         await with_retry("router.ends.start", ends.start, stop=stop)
         await with_retry("router.status.start", status.start, stop=stop)

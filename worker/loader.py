@@ -80,9 +80,7 @@ def load_model(path: Path, quant: Quantization, dtype: torch.dtype, device: torc
     kwargs: dict[str, Any] = {"dtype": dtype}
     if qconfig is not None:
         kwargs["quantization_config"] = qconfig
-        kwargs["device_map"] = {
-            "": device.index if device.type == "cuda" and device.index is not None else device.type
-        }
+        kwargs["device_map"] = {"": device.index if device.type == "cuda" and device.index is not None else device.type}
         if quant is Quantization.INT8:
             _quiet_int8_cast_notice()
     model: Any = AutoModelForCausalLM.from_pretrained(path, **kwargs)

@@ -507,7 +507,9 @@ class WorkerService:
     # -- control and status -----------------------------------------------
     async def _control_loop(self, stop: asyncio.Event) -> None:
         """Every worker of the model reads every control message (no group)."""
-        consumer = make_consumer(self.settings, group_id=None)
+        consumer = make_consumer(
+            self.settings, group_id=None, fetch_max_wait_ms=self.settings.latency.background_fetch_max_wait_ms
+        )
         await with_retry("worker.control.start", consumer.start, stop=stop)
         try:
             parts = await with_retry(

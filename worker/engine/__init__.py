@@ -8,11 +8,14 @@ what they need when called.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fleet.settings import EngineKind, ModelSettings
+import structlog
+
+from fleet.settings import WORKERS_ON_HOST_ENV, EngineKind, ModelSettings
 
 if TYPE_CHECKING:
     from worker.engine.api import Engine
@@ -36,11 +39,30 @@ def engine_config(model: ModelSettings, *, seed: int | None = None) -> EngineCon
     )
 
 
+def cpu_threads(model: ModelSettings) -> int:
+    """Threads for the model's CPU math: the setting, or by default the cores this process may use
+    minus one, divided among the workers started on this host.
+
+    One core stays with the Kafka loop, the broker and the router: an OpenMP team spread over every
+    core of a small machine spins against them and slows both (see README, "Latency by design").
+    """
+    if model.torch_threads > 0:
+        return model.torch_threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = max(1, int(os.environ.get(WORKERS_ON_HOST_ENV, "1") or 1))
+    return max(1, (cores - 1) // workers)
+
+
 def build_continuous_engine(model: ModelSettings, cache_dir: Path) -> BuiltEngine:
     """Load the model (and its draft) and build the continuous-batching engine around it."""
+    import torch
+
     from worker.engine.continuous import ContinuousEngine
     from worker.loader import load_bundle
 
+    threads = cpu_threads(model)
+    torch.set_num_threads(threads)  # process-wide; the engine steps in a pool thread
+    structlog.get_logger(__name__).info("engine.cpu_threads", threads=threads, model=model.name)
     bundle = load_bundle(model, cache_dir)
     engine = ContinuousEngine(bundle, engine_config(model))
     return engine, bundle.tokenizer, bundle.max_model_len
