@@ -132,6 +132,9 @@ class WorkerStatus(msgspec.Struct, frozen=True, tag="worker_status", tag_field="
     tokens_per_s: float = 0.0
     uncommitted: int = 0  # requests taken from Kafka and not yet committed (bounded by `capacity`)
     max_uncommitted: int = 0  # the most it has held at once since it started
+    spec_draft_tokens: int = 0  # speculative tokens proposed since the worker started
+    spec_accepted_tokens: int = 0  # of which the target accepted
+    spec_acceptance: float | None = None  # accepted / proposed; null before speculation has run
 
 
 class UsageRecord(msgspec.Struct, frozen=True, tag="usage", tag_field="type", kw_only=True):

@@ -540,8 +540,12 @@ class WorkerService:
 
     async def _status_loop(self, stop: asyncio.Event) -> None:
         assert self._producer is not None
+        last_tokens, last_t = self.counts["tokens"], time.monotonic()
         while not stop.is_set():
             s = self.engine.stats()
+            now_t = time.monotonic()
+            rate = (self.counts["tokens"] - last_tokens) / max(1e-3, now_t - last_t)
+            last_tokens, last_t = self.counts["tokens"], now_t
             st = WorkerStatus(
                 worker_id=self.worker_id,
                 model=self.model.name,
@@ -552,8 +556,12 @@ class WorkerService:
                 state="paused" if self.paused else "serving",
                 weights_bytes=s.weights_bytes,
                 kv_cache_bytes=s.kv_cache_bytes,
+                tokens_per_s=round(rate, 2),
                 uncommitted=self.uncommitted,
                 max_uncommitted=self.max_uncommitted_seen,
+                spec_draft_tokens=s.spec_draft_tokens,
+                spec_accepted_tokens=s.spec_accepted_tokens,
+                spec_acceptance=round(s.spec_accepted_tokens / s.spec_draft_tokens, 4) if s.spec_draft_tokens else None,
             )
             try:
                 await self._producer.send(self.topics.status, self.codec.encode(st), key=self.worker_id.encode())

@@ -68,6 +68,35 @@ async def test_quantized_weights_are_smaller(quant_fleet: FleetProcs) -> None:
     assert 0 < sizes["q4d"] < sizes["q8"]
 
 
+async def test_speculation_acceptance_per_request_and_in_aggregate(quant_fleet: FleetProcs) -> None:
+    """q4 drafts with its own weights: greedy drafts match the target, so most are accepted. The rate
+    is in the request's `done` timings and, summed over the worker's life, on the status topic."""
+    async with FleetClient(quant_fleet.settings) as c:
+        r = await c.generate("def add(a, b):", model="q4", max_tokens=16, timeout_s=120)
+    t = r.timings
+    assert t.spec_draft_tokens > 0 and 0 <= t.spec_accepted_tokens <= t.spec_draft_tokens
+    assert t.spec_acceptance == pytest.approx(t.spec_accepted_tokens / t.spec_draft_tokens, abs=1e-4)
+    assert t.spec_acceptance > 0.5
+    codec = Codec()
+    status = make_consumer(
+        quant_fleet.settings, quant_fleet.settings.kafka.topics.status, group_id=None, auto_offset_reset="earliest"
+    )
+    await status.start()
+    latest = None
+    try:
+        async with asyncio.timeout(30):
+            while latest is None or latest.spec_draft_tokens < t.spec_draft_tokens:
+                for records in (await status.getmany(timeout_ms=500)).values():
+                    for rec in records:
+                        st = codec.decode_status(rec.value)
+                        if st.model == "q4":
+                            latest = st
+    finally:
+        await status.stop()
+    assert latest.spec_acceptance == pytest.approx(latest.spec_accepted_tokens / latest.spec_draft_tokens, abs=1e-4)
+    assert latest.spec_accepted_tokens >= t.spec_accepted_tokens
+
+
 async def test_backpressure_bounds_uncommitted_and_everything_completes(quant_fleet: FleetProcs) -> None:
     codec = Codec()
     status = make_consumer(quant_fleet.settings, quant_fleet.settings.kafka.topics.status, group_id=None)
