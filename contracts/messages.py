@@ -128,7 +128,8 @@ class WorkerStatus(msgspec.Struct, frozen=True, tag="worker_status", tag_field="
     capacity: int
     state: str = "serving"  # serving | paused | draining
     weights_bytes: int = 0
-    kv_cache_bytes: int = 0
+    kv_cache_bytes: int = 0  # KV cache allocated now (it grows with the running batch)
+    kv_budget_bytes: int = 0  # the most it may take: max_batch_tokens x bytes per token
     tokens_per_s: float = 0.0
     uncommitted: int = 0  # requests taken from Kafka and not yet committed (bounded by `capacity`)
     max_uncommitted: int = 0  # the most it has held at once since it started

@@ -207,7 +207,7 @@ async def up(
         if any(m.engine is EngineKind.CONTINUOUS and "demo:" in (m.path + str(m.draft_path)) for m in settings.models):
             from fleet.demo_models import ensure_demo_models
 
-            console.print("[green]models[/] checking the demo models (built once, a few minutes on 2 cores)")
+            console.print("[green]models[/] checking the demo models (built once: about 10 minutes on 2 cores)")
             await asyncio.to_thread(ensure_demo_models, settings.cache_path, progress=True)
         fleet.spawn("router", "router")
         for m in settings.models:
@@ -231,7 +231,8 @@ async def up(
         for st in ready.values():
             console.print(
                 f"[green]worker[/] {st.model}: weights {st.weights_bytes / 2**20:.1f} MiB, "
-                f"KV cache {st.kv_cache_bytes / 2**20:.1f} MiB, capacity {st.capacity}"
+                f"KV cache up to {st.kv_budget_bytes / 2**20:.1f} MiB ({st.kv_cache_bytes / 2**20:.1f} now), "
+                f"capacity {st.capacity}"
             )
         if smoke:
             await smoke_request(settings)

@@ -556,6 +556,7 @@ class WorkerService:
                 state="paused" if self.paused else "serving",
                 weights_bytes=s.weights_bytes,
                 kv_cache_bytes=s.kv_cache_bytes,
+                kv_budget_bytes=int(s.extra.get("kv_budget_tokens", 0) * s.extra.get("kv_bytes_per_token", 0)),
                 tokens_per_s=round(rate, 2),
                 uncommitted=self.uncommitted,
                 max_uncommitted=self.max_uncommitted_seen,

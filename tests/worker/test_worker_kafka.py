@@ -63,6 +63,7 @@ async def test_quantized_weights_are_smaller(quant_fleet: FleetProcs) -> None:
                     st = codec.decode_status(r.value)
                     if st.model in ("q8", "q4d", "tight"):
                         sizes[st.model] = st.weights_bytes
+                        assert st.kv_budget_bytes > 0
     finally:
         await c.stop()
     assert 0 < sizes["q4d"] < sizes["q8"]
