@@ -108,6 +108,7 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     price_per_1k_prompt: float = 0.0
     price_per_1k_completion: float = 0.0
     engine: EngineKind = EngineKind.CONTINUOUS
+    engine_process: bool = True  # run the model in its own process, apart from the worker's Kafka loop (and GIL)
     simulated_tokens_per_s: float = 100.0  # simulated engine only
 
 

@@ -207,7 +207,7 @@ async def up(
         if any(m.engine is EngineKind.CONTINUOUS and "demo:" in (m.path + str(m.draft_path)) for m in settings.models):
             from fleet.demo_models import ensure_demo_models
 
-            console.print("[green]models[/] checking the demo models (built once: about 10 minutes on 2 cores)")
+            console.print("[green]models[/] checking the demo models (built once: about 5 minutes on 2 cores)")
             await asyncio.to_thread(ensure_demo_models, settings.cache_path, progress=True)
         fleet.spawn("router", "router")
         for m in settings.models:

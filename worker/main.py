@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from fleet.settings import Settings
-from worker.engine import build_engine
+from worker.engine import build_worker_engine
 from worker.service import WorkerService
 
 
 async def run_worker(settings: Settings, model_name: str, stop: asyncio.Event) -> None:
     model = settings.model(model_name)
-    engine, tokenizer, max_model_len = await asyncio.to_thread(build_engine, model, settings.cache_path)
+    engine, tokenizer, max_model_len = await asyncio.to_thread(build_worker_engine, settings, model)
     service = WorkerService(settings, model, engine, tokenizer, max_model_len=max_model_len)
     await service.run(stop)

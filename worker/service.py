@@ -30,6 +30,7 @@ from fleet.kafka import ProducerPurpose, make_consumer, make_producer, with_retr
 from fleet.runtime import log_task_failure
 from fleet.settings import ModelSettings, Settings
 from worker.engine.api import Engine, EngineRequest, FinishKind, SamplingParams, StepOutput
+from worker.engine.process import EngineProcessDied
 from worker.inputs import prompt_token_ids
 from worker.offsets import OffsetTracker
 from worker.output import ChunkCoalescer, IncrementalDetokenizer
@@ -86,10 +87,13 @@ class WorkerService:
         self._producer: AIOKafkaProducer | None = None
         self._usage: AIOKafkaProducer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop: asyncio.Event | None = None
+        self._fatal: str | None = None  # set when the engine process died: exit without draining
 
     # -- lifecycle ---------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         structlog.contextvars.bind_contextvars(model=self.model.name, worker=self.worker_id)
+        self._stop = stop
         self._producer = make_producer(self.settings, purpose=ProducerPurpose.REPLIES)
         self._usage = make_producer(self.settings, purpose=ProducerPurpose.USAGE)
         self._consumer = make_consumer(
@@ -119,7 +123,8 @@ class WorkerService:
             t.add_done_callback(log_task_failure)
         try:
             await stop.wait()
-            await self._drain()
+            if self._fatal is None:
+                await self._drain()
         finally:
             self._closing = True
             self._wake.set()
@@ -133,6 +138,9 @@ class WorkerService:
             await self._producer.stop()
             self.engine.close()
             log.info("worker.stopped", **self.counts)
+        if self._fatal is not None:
+            # non-zero exit: the orchestrator restarts the worker; its uncommitted requests go to another one
+            raise SystemExit(f"worker {self.worker_id}: {self._fatal}")
 
     async def _drain(self) -> None:
         """SIGTERM: stop intake, let in-flight requests finish within the grace, abandon the rest."""
@@ -327,6 +335,9 @@ class WorkerService:
                 continue
             try:
                 outs = await asyncio.to_thread(self.engine.step)
+            except EngineProcessDied as exc:
+                self._on_engine_process_died(str(exc))
+                return
             except Exception as exc:
                 log.exception("worker.engine_failed", running=len(self.states))
                 await self._retry_or_poison(f"{type(exc).__name__}: {exc}")
@@ -334,6 +345,15 @@ class WorkerService:
             now = time.time()
             for out in outs:
                 await self._on_output(out, now)
+
+    def _on_engine_process_died(self, reason: str) -> None:
+        """The model's process is gone with the requests it held: abandon them uncommitted and stop."""
+        log.error("worker.engine_process_died", reason=reason, in_flight=len(self.states))
+        self._fatal = f"engine process died: {reason}"
+        for run_id in list(self.states):
+            self._abandon(run_id)
+        if self._stop is not None:
+            self._stop.set()
 
     async def _on_output(self, out: StepOutput, now: float) -> None:
         state = self.states.get(out.request_id)

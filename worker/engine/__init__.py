@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from fleet.settings import WORKERS_ON_HOST_ENV, EngineKind, ModelSettings
+from fleet.settings import WORKERS_ON_HOST_ENV, EngineKind, ModelSettings, Settings
 
 if TYPE_CHECKING:
     from worker.engine.api import Engine
@@ -68,6 +68,22 @@ def build_continuous_engine(model: ModelSettings, cache_dir: Path) -> BuiltEngin
     return engine, bundle.tokenizer, bundle.max_model_len
 
 
+def build_process_engine(model: ModelSettings, cache_dir: Path, *, log_format: str, log_level: str) -> BuiltEngine:
+    """The continuous engine in its own process; the worker keeps only the tokenizer."""
+    from transformers import AutoTokenizer
+
+    from worker.engine.process import ProcessEngine
+    from worker.loader import resolve_path
+
+    engine = ProcessEngine(model, cache_dir, log_format=log_format, log_level=log_level)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_path(model.path, cache_dir))
+    except Exception:
+        engine.close()
+        raise
+    return engine, tokenizer, engine.max_model_len
+
+
 def build_simulated_engine(model: ModelSettings, cache_dir: Path) -> BuiltEngine:
     from worker.engine.simulated import ByteTokenizer, SimulatedEngine
 
@@ -82,5 +98,14 @@ ENGINES: dict[EngineKind, Callable[[ModelSettings, Path], BuiltEngine]] = {
 
 
 def build_engine(model: ModelSettings, cache_dir: Path) -> BuiltEngine:
-    """(engine, tokenizer, max_model_len) for the model's engine kind."""
+    """(engine, tokenizer, max_model_len) for the model's engine kind, stepping in this process."""
     return ENGINES[model.engine](model, cache_dir)
+
+
+def build_worker_engine(settings: Settings, model: ModelSettings) -> BuiltEngine:
+    """The worker's engine: the model in its own process when `engine_process` is set (the default)."""
+    if model.engine is EngineKind.CONTINUOUS and model.engine_process:
+        return build_process_engine(
+            model, settings.cache_path, log_format=settings.log_format, log_level=settings.log_level
+        )
+    return build_engine(model, settings.cache_path)

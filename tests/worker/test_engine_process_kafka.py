@@ -1,0 +1,71 @@
+"""A worker whose engine process dies mid-generation exits non-zero without committing, and the
+request is finished by the other worker of the model (real broker, real worker processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from contracts import Chunk, Codec
+from fleet.client import FleetClient, Restart
+from fleet.kafka import make_consumer
+from tests.fixtures_kafka import FleetProcs, started, write_config
+
+
+@pytest.fixture
+async def two_workers(broker: str, tmp_path: Path, tiny_checkpoint: Path) -> AsyncIterator[FleetProcs]:
+    cfg = write_config(tmp_path / "fleet.toml", [{"name": "m", "path": str(tiny_checkpoint)}], prefix="enproc")
+    async with started(cfg, broker, tmp_path, [("m", "w1"), ("m", "w2")]) as fleet:
+        yield fleet
+
+
+async def _generating_worker_pid(fleet: FleetProcs) -> int:
+    """The pid of the worker whose status says it is generating (the pid is part of worker_id)."""
+    codec = Codec()
+    status = make_consumer(fleet.settings, fleet.settings.kafka.topics.status, group_id=None)
+    await status.start()
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                for records in (await status.getmany(timeout_ms=200)).values():
+                    for rec in records:
+                        st = codec.decode_status(rec.value)
+                        if st.model == "m" and st.running > 0:
+                            return int(st.worker_id.split("-")[-2])
+    finally:
+        await status.stop()
+
+
+def _engine_processes(pid: int) -> list[int]:
+    """Children of `pid` (whichever of its threads started them) that multiprocessing spawned,
+    leaving out its resource tracker."""
+    kids = [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+    return [k for k in kids if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]
+
+
+async def test_engine_process_death_hands_the_request_to_another_worker(two_workers: FleetProcs) -> None:
+    fleet = two_workers
+    async with FleetClient(fleet.settings) as c:
+        events = []
+        killed: int | None = None
+        async for ev in c.stream("def slow():", model="m", max_tokens=2000, timeout_s=120):
+            events.append(ev)
+            if killed is None and isinstance(ev, Chunk):
+                worker_pid = await _generating_worker_pid(fleet)
+                (engine_pid,) = _engine_processes(worker_pid)
+                os.kill(engine_pid, signal.SIGKILL)
+                killed = worker_pid
+    assert killed is not None
+    assert any(isinstance(ev, Restart) for ev in events), "the other worker should have run it again"
+    name = next(n for n, p in fleet.procs.items() if p.pid == killed)
+    t0 = time.monotonic()
+    code = fleet.wait(name, timeout_s=30)
+    assert code != 0, "a worker that lost its engine must exit non-zero"
+    assert time.monotonic() - t0 < 30
+    assert '"worker.engine_process_died"' in fleet.log(name)

@@ -1,0 +1,211 @@
+"""The engine in its own process, behind the same `Engine` interface.
+
+The worker's event loop owns Kafka; with the engine stepping in a thread of the
+same process, the two share one GIL: under load the loop (mostly aiokafka's
+fetcher) holds it about an eighth of the time, and every model step waits for
+it between torch ops, while the loop waits for the step's Python. vLLM v1 runs
+its engine core in a separate process for the same reason. Here the child
+process owns the model and steps on its own whenever it has work; the worker
+sends it `add`/`abort` commands over one pipe and reads step outputs from
+another.
+
+    worker process                         engine process
+    add_request / abort_request  --cmd-->  inbox -> engine.step() loop
+    step(): next output batch    <--out--  (outputs, stats) after every step
+
+`step()` returns whatever batches arrived (or an empty list after a short
+wait); `has_unfinished()` is kept on the worker's side from the ids added and
+the finished outputs seen. If the engine process dies, `step()` raises
+`EngineProcessDied`: the worker then exits without committing the work it
+held, and Kafka hands that work to a healthy worker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from fleet.settings import ModelSettings
+from worker.engine.api import EngineRequest, EngineStats, FinishKind, StepOutput
+
+log = structlog.get_logger(__name__)
+
+_POLL_S = 0.05  # how long step() waits for output before returning an empty batch
+_START_TIMEOUT_S = 900.0  # loading a large checkpoint can take minutes
+
+
+class EngineProcessDied(RuntimeError):
+    """The engine process exited; the requests it held are lost with it (and uncommitted)."""
+
+
+class EngineFailed(RuntimeError):
+    """A step raised inside the engine process; the message carries the child's exception."""
+
+
+def _serve(
+    model: ModelSettings, cache_dir: Path, cmd: Connection, out: Connection, log_format: str, log_level: str
+) -> None:
+    """The engine process: build the engine, then step whenever there is work, reading commands between steps."""
+    from fleet.logging import configure_logging
+    from fleet.runtime import die_with_parent
+    from worker.engine import build_engine
+
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the worker drains us
+    configure_logging(log_format, log_level)
+    try:
+        engine, _tokenizer, max_model_len = build_engine(model, cache_dir)
+    except Exception as exc:  # reported to the worker, which exits with it
+        out.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    out.send(("ready", max_model_len, engine.stats()))
+    while True:
+        idle = not engine.has_unfinished()
+        while cmd.poll(None if idle else 0):
+            try:
+                kind, *args = cmd.recv()
+            except EOFError:  # the worker is gone
+                return
+            if kind == "add":
+                engine.add_request(args[0])
+            elif kind == "abort":
+                engine.abort_request(args[0], args[1])
+            elif kind == "close":
+                engine.close()
+                return
+            idle = False
+        if not engine.has_unfinished():
+            continue
+        try:
+            outputs = engine.step()
+        except Exception as exc:  # the worker restarts or poisons the requests, as with an in-process engine
+            log.exception("engine_process.step_failed")
+            out.send(("failed", f"{type(exc).__name__}: {exc}", engine.stats()))
+            continue
+        out.send(("outputs", outputs, engine.stats()))
+
+
+class ProcessEngine:
+    """An `Engine` whose model runs in a child process (see the module docstring)."""
+
+    simulated = False
+
+    def __init__(
+        self, model: ModelSettings, cache_dir: Path, *, log_format: str = "json", log_level: str = "info"
+    ) -> None:
+        ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited threads or torch state
+        cmd_r, self._cmd = ctx.Pipe(duplex=False)
+        self._out, out_w = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(
+            target=_serve,
+            args=(model, cache_dir, cmd_r, out_w, log_format, log_level),
+            name=f"engine-{model.name}",
+            daemon=True,
+        )
+        self._proc.start()
+        cmd_r.close()
+        out_w.close()
+        self._unfinished: set[str] = set()
+        self._closed = False
+        self._dead = False
+        self._failure: str | None = None
+        if not self._out.poll(_START_TIMEOUT_S):
+            self._kill()
+            raise EngineProcessDied(f"engine process for {model.name!r} did not start in {_START_TIMEOUT_S:.0f} s")
+        msg = self._recv()
+        if msg[0] != "ready":
+            self._kill()
+            raise EngineFailed(f"engine process for {model.name!r} failed to start: {msg[1]}")
+        self.max_model_len: int = msg[1]
+        self._stats: EngineStats = msg[2]
+        log.info("engine_process.started", pid=self._proc.pid, model=model.name)
+
+    # -- called from the event-loop thread ------------------------------------------------------------
+
+    def add_request(self, request: EngineRequest) -> None:
+        n = len(request.prompt_token_ids)
+        if n == 0 or n >= self.max_model_len:
+            raise ValueError(f"prompt of {n} tokens; this engine takes 1..{self.max_model_len - 1}")
+        self._unfinished.add(request.request_id)
+        self._send(("add", request))
+
+    def abort_request(self, request_id: str, reason: FinishKind) -> None:
+        if request_id in self._unfinished and not self._dead:
+            self._send(("abort", request_id, reason))
+
+    def has_unfinished(self) -> bool:
+        return bool(self._unfinished)
+
+    def stats(self) -> EngineStats:
+        return self._stats
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._cmd.send(("close",))
+        except OSError:
+            pass
+        self._proc.join(timeout=10)
+        self._kill()
+
+    # -- called from the worker thread that steps ----------------------------------------------------
+
+    def step(self) -> list[StepOutput]:
+        """The outputs of every step the engine process finished since the last call (waits up to 50 ms)."""
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise EngineFailed(failure)
+        outputs: list[StepOutput] = []
+        if not self._out.poll(_POLL_S):
+            if not self._proc.is_alive():
+                self._dead = True
+                raise EngineProcessDied(f"engine process exited with code {self._proc.exitcode}")
+            return outputs
+        while True:
+            msg = self._recv()
+            if msg[0] == "failed":
+                self._stats = msg[2]
+                if not outputs:
+                    raise EngineFailed(msg[1])
+                self._failure = msg[1]  # hand over what the earlier steps produced first
+                return outputs
+            batch: list[StepOutput] = msg[1]
+            self._stats = msg[2]
+            for o in batch:
+                if o.finished is not None:
+                    self._unfinished.discard(o.request_id)
+            outputs.extend(batch)
+            if not self._out.poll(0):
+                return outputs
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    def _send(self, msg: tuple[Any, ...]) -> None:
+        if self._dead:
+            raise EngineProcessDied("engine process is gone")
+        try:
+            self._cmd.send(msg)
+        except OSError as exc:
+            self._dead = True
+            raise EngineProcessDied(f"engine process is gone ({exc!r})") from exc
+
+    def _recv(self) -> tuple[Any, ...]:
+        try:
+            msg: tuple[Any, ...] = self._out.recv()
+        except (EOFError, OSError) as exc:
+            self._dead = True
+            self._proc.join(timeout=1)
+            raise EngineProcessDied(f"engine process exited with code {self._proc.exitcode}") from exc
+        return msg
+
+    def _kill(self) -> None:
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(timeout=5)
