@@ -281,17 +281,21 @@ class WorkerService:
         self.states[run_id] = state
         self.by_request.setdefault(req.id, set()).add(run_id)
         max_tokens = min(req.max_tokens, self.max_model_len - len(ids))
-        self.engine.add_request(
-            EngineRequest(
-                request_id=run_id,
-                prompt_token_ids=ids,
-                params=SamplingParams(
-                    max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, seed=req.seed
-                ),
-                deadline_s=req.deadline_ms / 1000 if req.deadline_ms else None,
-                arrival_s=now,
+        try:
+            self.engine.add_request(
+                EngineRequest(
+                    request_id=run_id,
+                    prompt_token_ids=ids,
+                    params=SamplingParams(
+                        max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, seed=req.seed
+                    ),
+                    deadline_s=req.deadline_ms / 1000 if req.deadline_ms else None,
+                    arrival_s=now,
+                )
             )
-        )
+        except EngineProcessDied as exc:  # uncommitted: Kafka hands it to another worker
+            self._on_engine_process_died(str(exc))
+            return
         log.debug("worker.admitted", request_id=req.id, run_id=run_id, prompt_tokens=len(ids), partition=tp.partition)
         self._wake.set()
 
@@ -562,7 +566,11 @@ class WorkerService:
         assert self._producer is not None
         last_tokens, last_t = self.counts["tokens"], time.monotonic()
         while not stop.is_set():
-            s = self.engine.stats()
+            try:
+                s = self.engine.stats()
+            except EngineProcessDied as exc:
+                self._on_engine_process_died(str(exc))
+                return
             now_t = time.monotonic()
             rate = (self.counts["tokens"] - last_tokens) / max(1e-3, now_t - last_t)
             last_tokens, last_t = self.counts["tokens"], now_t

@@ -142,6 +142,11 @@ class ProcessEngine:
         return bool(self._unfinished)
 
     def stats(self) -> EngineStats:
+        """The stats sent with the latest step; raises `EngineProcessDied` once the process is gone
+        (the worker's status beat calls this every second, so a death is noticed even when idle)."""
+        if not self._closed and (self._dead or not self._proc.is_alive()):
+            self._dead = True
+            raise EngineProcessDied(f"engine process exited with code {self._proc.exitcode}")
         return self._stats
 
     def close(self) -> None:

@@ -65,3 +65,11 @@ def test_a_dead_engine_process_raises(process_engine: ProcessEngine) -> None:
     with pytest.raises(EngineProcessDied):
         process_engine.add_request(req("y", [5, 6, 7]))
     process_engine.abort_request("x", FinishKind.ABANDONED)  # a no-op once dead, never raises
+
+
+def test_an_idle_engine_process_death_shows_in_stats(process_engine: ProcessEngine) -> None:
+    assert process_engine.stats().running == 0
+    os.kill(process_engine._proc.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    process_engine._proc.join(timeout=10)
+    with pytest.raises(EngineProcessDied):
+        process_engine.stats()
