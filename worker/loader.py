@@ -115,13 +115,18 @@ def footprint(model: Any) -> int:
     return int(model.get_memory_footprint())
 
 
-def load_bundle(model: ModelSettings, cache_dir: Path) -> ModelBundle:
+def load_tokenizer(path: Path) -> Any:
+    """The checkpoint's tokenizer (a draft shares its target's)."""
     from transformers import AutoTokenizer
 
+    return AutoTokenizer.from_pretrained(path)
+
+
+def load_bundle(model: ModelSettings, cache_dir: Path) -> ModelBundle:
     device = resolve_device(model.device)
     dtype = DTYPES[model.dtype]
     path = resolve_path(model.path, cache_dir)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_tokenizer(path)
     target = load_model(path, model.quantization, dtype, device)
     draft, draft_path = None, None
     if model.draft_path:

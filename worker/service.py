@@ -29,8 +29,7 @@ from fleet.health import beat
 from fleet.kafka import ProducerPurpose, make_consumer, make_producer, with_retry
 from fleet.runtime import log_task_failure
 from fleet.settings import ModelSettings, Settings
-from worker.engine.api import Engine, EngineRequest, FinishKind, SamplingParams, StepOutput
-from worker.engine.process import EngineProcessDied
+from worker.engine.api import Engine, EngineDied, EngineRequest, FinishKind, SamplingParams, StepOutput
 from worker.inputs import prompt_token_ids
 from worker.offsets import OffsetTracker
 from worker.output import ChunkCoalescer, IncrementalDetokenizer
@@ -79,7 +78,7 @@ class WorkerService:
         self.offsets: OffsetTracker[TopicPartition] = OffsetTracker()
         self.paused = False
         self.max_uncommitted_seen = 0
-        self.counts = {"done": 0, "errors": 0, "abandoned": 0, "tokens": 0}
+        self.counts = {"done": 0, "errors": 0, "abandoned": 0, "undeliverable": 0, "tokens": 0}
         self._wake = asyncio.Event()
         self._commit_wake = asyncio.Event()
         self._closing = False
@@ -293,8 +292,8 @@ class WorkerService:
                     arrival_s=now,
                 )
             )
-        except EngineProcessDied as exc:  # uncommitted: Kafka hands it to another worker
-            self._on_engine_process_died(str(exc))
+        except EngineDied as exc:  # uncommitted: Kafka hands it to another worker
+            self._on_engine_died(str(exc))
             return
         log.debug("worker.admitted", request_id=req.id, run_id=run_id, prompt_tokens=len(ids), partition=tp.partition)
         self._wake.set()
@@ -339,8 +338,8 @@ class WorkerService:
                 continue
             try:
                 outs = await asyncio.to_thread(self.engine.step)
-            except EngineProcessDied as exc:
-                self._on_engine_process_died(str(exc))
+            except EngineDied as exc:
+                self._on_engine_died(str(exc))
                 return
             except Exception as exc:
                 log.exception("worker.engine_failed", running=len(self.states))
@@ -350,7 +349,7 @@ class WorkerService:
             for out in outs:
                 await self._on_output(out, now)
 
-    def _on_engine_process_died(self, reason: str) -> None:
+    def _on_engine_died(self, reason: str) -> None:
         """The model's process is gone with the requests it held: abandon them uncommitted and stop."""
         log.error("worker.engine_process_died", reason=reason, in_flight=len(self.states))
         self._fatal = f"engine process died: {reason}"
@@ -455,7 +454,7 @@ class WorkerService:
                 if not getattr(exc, "retriable", True) or (attempts >= 3 and self._topic_missing(topic)):
                     # not writable (no such topic, no permission): the reply cannot be delivered, ever;
                     # waiting would stall the worker, so the request ends here, logged
-                    self.counts["undeliverable"] = self.counts.get("undeliverable", 0) + 1
+                    self.counts["undeliverable"] += 1
                     log.error("worker.reply_undeliverable", topic=topic, request_id=key, error=repr(exc))
                     done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                     done.set_result(None)
@@ -568,8 +567,8 @@ class WorkerService:
         while not stop.is_set():
             try:
                 s = self.engine.stats()
-            except EngineProcessDied as exc:
-                self._on_engine_process_died(str(exc))
+            except EngineDied as exc:
+                self._on_engine_died(str(exc))
                 return
             now_t = time.monotonic()
             rate = (self.counts["tokens"] - last_tokens) / max(1e-3, now_t - last_t)
@@ -584,13 +583,13 @@ class WorkerService:
                 state="paused" if self.paused else "serving",
                 weights_bytes=s.weights_bytes,
                 kv_cache_bytes=s.kv_cache_bytes,
-                kv_budget_bytes=int(s.extra.get("kv_budget_tokens", 0) * s.extra.get("kv_bytes_per_token", 0)),
+                kv_budget_bytes=s.kv_budget_bytes,
                 tokens_per_s=round(rate, 2),
                 uncommitted=self.uncommitted,
                 max_uncommitted=self.max_uncommitted_seen,
                 spec_draft_tokens=s.spec_draft_tokens,
                 spec_accepted_tokens=s.spec_accepted_tokens,
-                spec_acceptance=round(s.spec_accepted_tokens / s.spec_draft_tokens, 4) if s.spec_draft_tokens else None,
+                spec_acceptance=s.spec_acceptance,
             )
             try:
                 await self._producer.send(self.topics.status, self.codec.encode(st), key=self.worker_id.encode())

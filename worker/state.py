@@ -12,7 +12,7 @@ from typing import Any
 
 from contracts.codec import ContentType
 from contracts.messages import Chunk, Done, Error, ErrorCode, FinishReason, Request, Timings, Usage
-from worker.engine.api import FinishKind, StepOutput
+from worker.engine.api import FinishKind, StepOutput, acceptance
 from worker.output import ChunkCoalescer, IncrementalDetokenizer
 
 _FINISH_REASON = {FinishKind.STOP: FinishReason.STOP, FinishKind.LENGTH: FinishReason.LENGTH}
@@ -107,7 +107,7 @@ class RequestState:
             prefill_ms=round(self.prefill_ms, 3),
             spec_draft_tokens=self.spec_draft,
             spec_accepted_tokens=self.spec_accepted,
-            spec_acceptance=round(self.spec_accepted / self.spec_draft, 4) if self.spec_draft else None,
+            spec_acceptance=acceptance(self.spec_accepted, self.spec_draft),
         )
 
 

@@ -70,14 +70,12 @@ def build_continuous_engine(model: ModelSettings, cache_dir: Path) -> BuiltEngin
 
 def build_process_engine(model: ModelSettings, cache_dir: Path, *, log_format: str, log_level: str) -> BuiltEngine:
     """The continuous engine in its own process; the worker keeps only the tokenizer."""
-    from transformers import AutoTokenizer
-
     from worker.engine.process import ProcessEngine
-    from worker.loader import resolve_path
+    from worker.loader import load_tokenizer, resolve_path
 
     engine = ProcessEngine(model, cache_dir, log_format=log_format, log_level=log_level)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_path(model.path, cache_dir))
+        tokenizer = load_tokenizer(resolve_path(model.path, cache_dir))
     except Exception:
         engine.close()
         raise

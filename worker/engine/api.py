@@ -66,10 +66,33 @@ class EngineStats:
     waiting: int
     max_running: int
     weights_bytes: int = 0
-    kv_cache_bytes: int = 0
+    kv_cache_bytes: int = 0  # allocated now
+    kv_budget_bytes: int = 0  # the most the KV cache may take
     spec_draft_tokens: int = 0  # aggregate over the engine's life
     spec_accepted_tokens: int = 0
     extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def spec_acceptance(self) -> float | None:
+        return acceptance(self.spec_accepted_tokens, self.spec_draft_tokens)
+
+
+def acceptance(accepted: int, proposed: int) -> float | None:
+    """Speculation's acceptance rate, rounded for reports; None when nothing was proposed."""
+    return round(accepted / proposed, 4) if proposed else None
+
+
+def check_prompt_len(n: int, max_model_len: int) -> None:
+    """An engine takes prompts of 1 .. max_model_len - 1 tokens (room for at least one new token)."""
+    if n == 0 or n >= max_model_len:
+        raise ValueError(f"prompt of {n} tokens; this engine takes 1..{max_model_len - 1}")
+
+
+class EngineDied(RuntimeError):
+    """The engine can no longer run (its process is gone); the requests it held are lost with it.
+
+    Unlike an ordinary exception from `step()`, retrying in this engine is pointless: the worker
+    stops and leaves those requests uncommitted for another worker."""
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ import structlog
 import torch
 
 from worker.engine import sampling
-from worker.engine.api import EngineRequest, EngineStats, FinishKind, StepOutput
+from worker.engine.api import EngineRequest, EngineStats, FinishKind, StepOutput, check_prompt_len
 from worker.engine.runner import ModelRunner, PrefillWork, Sequence
 from worker.engine.scheduler import Scheduler, SchedulerConfig
 from worker.engine.speculative import DraftModelProposer, HybridProposer, NgramProposer, Proposer, Speculator
@@ -122,8 +122,7 @@ class ContinuousEngine:
 
     def add_request(self, request: EngineRequest) -> None:
         n = len(request.prompt_token_ids)
-        if n == 0 or n >= self.max_model_len:
-            raise ValueError(f"prompt of {n} tokens; this engine takes 1..{self.max_model_len - 1}")
+        check_prompt_len(n, self.max_model_len)
         with self._lock:
             self._inbox.append(request)
 
@@ -144,12 +143,11 @@ class ContinuousEngine:
             max_running=self.config.max_running,
             weights_bytes=self.bundle.weights_bytes + self.bundle.draft_weights_bytes,
             kv_cache_bytes=self._runner.kv_cache_bytes,
+            kv_budget_bytes=self.config.max_batch_tokens * self.kv_bytes_per_token,
             spec_draft_tokens=self._spec.draft_total if self._spec else 0,
             spec_accepted_tokens=self._spec.accepted_total if self._spec else 0,
             extra={
                 "kv_reserved_tokens": float(self._sched.reserved_tokens),
-                "kv_budget_tokens": float(self.config.max_batch_tokens),
-                "kv_bytes_per_token": float(self.kv_bytes_per_token),
                 "steps": float(self._steps),
                 "spec_steps": float(self._spec_steps),
                 "last_step_ms": self._last_step_ms,

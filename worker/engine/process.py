@@ -15,15 +15,18 @@ another.
 
 `step()` returns whatever batches arrived (or an empty list after a short
 wait); `has_unfinished()` is kept on the worker's side from the ids added and
-the finished outputs seen. If the engine process dies, `step()` raises
-`EngineProcessDied`: the worker then exits without committing the work it
-held, and Kafka hands that work to a healthy worker.
+the finished outputs seen. Stats ride along at most every 0.25 s (and whenever
+the engine runs dry), which is fresher than the worker's one-second status beat
+needs. If the engine process dies, `step()`, `stats()` and `add_request()`
+raise `EngineDied`: the worker then exits without committing the work it held,
+and Kafka hands that work to a healthy worker.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import signal
+import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -31,16 +34,13 @@ from typing import Any
 import structlog
 
 from fleet.settings import ModelSettings
-from worker.engine.api import EngineRequest, EngineStats, FinishKind, StepOutput
+from worker.engine.api import EngineDied, EngineRequest, EngineStats, FinishKind, StepOutput, check_prompt_len
 
 log = structlog.get_logger(__name__)
 
 _POLL_S = 0.05  # how long step() waits for output before returning an empty batch
 _START_TIMEOUT_S = 900.0  # loading a large checkpoint can take minutes
-
-
-class EngineProcessDied(RuntimeError):
-    """The engine process exited; the requests it held are lost with it (and uncommitted)."""
+_STATS_EVERY_S = 0.25  # stats sent with outputs at most this often, and whenever the engine runs dry
 
 
 class EngineFailed(RuntimeError):
@@ -61,9 +61,10 @@ def _serve(
     try:
         engine, _tokenizer, max_model_len = build_engine(model, cache_dir)
     except Exception as exc:  # reported to the worker, which exits with it
-        out.send(("error", f"{type(exc).__name__}: {exc}"))
+        out.send(("error", f"{type(exc).__name__}: {exc}", None))
         return
     out.send(("ready", max_model_len, engine.stats()))
+    stats_at = time.monotonic()
     while True:
         idle = not engine.has_unfinished()
         while cmd.poll(None if idle else 0):
@@ -87,7 +88,11 @@ def _serve(
             log.exception("engine_process.step_failed")
             out.send(("failed", f"{type(exc).__name__}: {exc}", engine.stats()))
             continue
-        out.send(("outputs", outputs, engine.stats()))
+        now = time.monotonic()
+        stats = None
+        if now - stats_at >= _STATS_EVERY_S or not engine.has_unfinished():
+            stats, stats_at = engine.stats(), now
+        out.send(("outputs", outputs, stats))
 
 
 class ProcessEngine:
@@ -116,7 +121,7 @@ class ProcessEngine:
         self._failure: str | None = None
         if not self._out.poll(_START_TIMEOUT_S):
             self._kill()
-            raise EngineProcessDied(f"engine process for {model.name!r} did not start in {_START_TIMEOUT_S:.0f} s")
+            raise EngineDied(f"engine process for {model.name!r} did not start in {_START_TIMEOUT_S:.0f} s")
         msg = self._recv()
         if msg[0] != "ready":
             self._kill()
@@ -128,9 +133,7 @@ class ProcessEngine:
     # -- called from the event-loop thread ------------------------------------------------------------
 
     def add_request(self, request: EngineRequest) -> None:
-        n = len(request.prompt_token_ids)
-        if n == 0 or n >= self.max_model_len:
-            raise ValueError(f"prompt of {n} tokens; this engine takes 1..{self.max_model_len - 1}")
+        check_prompt_len(len(request.prompt_token_ids), self.max_model_len)
         self._unfinished.add(request.request_id)
         self._send(("add", request))
 
@@ -142,11 +145,10 @@ class ProcessEngine:
         return bool(self._unfinished)
 
     def stats(self) -> EngineStats:
-        """The stats sent with the latest step; raises `EngineProcessDied` once the process is gone
-        (the worker's status beat calls this every second, so a death is noticed even when idle)."""
+        """The latest stats the process sent; raises `EngineDied` once it is gone (the worker's status
+        beat calls this every second, so a death is noticed even when idle)."""
         if not self._closed and (self._dead or not self._proc.is_alive()):
-            self._dead = True
-            raise EngineProcessDied(f"engine process exited with code {self._proc.exitcode}")
+            raise self._gone()
         return self._stats
 
     def close(self) -> None:
@@ -170,19 +172,17 @@ class ProcessEngine:
         outputs: list[StepOutput] = []
         if not self._out.poll(_POLL_S):
             if not self._proc.is_alive():
-                self._dead = True
-                raise EngineProcessDied(f"engine process exited with code {self._proc.exitcode}")
+                raise self._gone()
             return outputs
         while True:
-            msg = self._recv()
-            if msg[0] == "failed":
-                self._stats = msg[2]
+            kind, payload, stats = self._recv()
+            self._stats = stats or self._stats
+            if kind == "failed":
                 if not outputs:
-                    raise EngineFailed(msg[1])
-                self._failure = msg[1]  # hand over what the earlier steps produced first
+                    raise EngineFailed(payload)
+                self._failure = payload  # hand over what the earlier steps produced first
                 return outputs
-            batch: list[StepOutput] = msg[1]
-            self._stats = msg[2]
+            batch: list[StepOutput] = payload
             for o in batch:
                 if o.finished is not None:
                     self._unfinished.discard(o.request_id)
@@ -194,21 +194,24 @@ class ProcessEngine:
 
     def _send(self, msg: tuple[Any, ...]) -> None:
         if self._dead:
-            raise EngineProcessDied("engine process is gone")
+            raise self._gone()
         try:
             self._cmd.send(msg)
         except OSError as exc:
-            self._dead = True
-            raise EngineProcessDied(f"engine process is gone ({exc!r})") from exc
+            raise self._gone() from exc
 
     def _recv(self) -> tuple[Any, ...]:
         try:
             msg: tuple[Any, ...] = self._out.recv()
         except (EOFError, OSError) as exc:
-            self._dead = True
-            self._proc.join(timeout=1)
-            raise EngineProcessDied(f"engine process exited with code {self._proc.exitcode}") from exc
+            raise self._gone() from exc
         return msg
+
+    def _gone(self) -> EngineDied:
+        """Mark the process dead (later adds and aborts fail fast or do nothing) and say how it ended."""
+        self._dead = True
+        self._proc.join(timeout=1)
+        return EngineDied(f"engine process exited with code {self._proc.exitcode}")
 
     def _kill(self) -> None:
         if self._proc.is_alive():

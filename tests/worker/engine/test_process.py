@@ -13,8 +13,8 @@ import pytest
 from fleet.settings import ModelSettings
 from tests.worker.engine.helpers import Pair, prompts, req, run
 from worker.engine import build_engine
-from worker.engine.api import FinishKind
-from worker.engine.process import EngineProcessDied, ProcessEngine
+from worker.engine.api import EngineDied, FinishKind
+from worker.engine.process import ProcessEngine
 
 
 def _settings(pair: Pair) -> ModelSettings:
@@ -59,10 +59,10 @@ def test_abort_finishes_with_the_reason(process_engine: ProcessEngine) -> None:
 def test_a_dead_engine_process_raises(process_engine: ProcessEngine) -> None:
     process_engine.add_request(req("x", prompts(1)[0], max_tokens=500))
     os.kill(process_engine._proc.pid, signal.SIGKILL)  # type: ignore[arg-type]
-    with pytest.raises(EngineProcessDied):
+    with pytest.raises(EngineDied):
         for _ in range(200):
             process_engine.step()
-    with pytest.raises(EngineProcessDied):
+    with pytest.raises(EngineDied):
         process_engine.add_request(req("y", [5, 6, 7]))
     process_engine.abort_request("x", FinishKind.ABANDONED)  # a no-op once dead, never raises
 
@@ -71,5 +71,5 @@ def test_an_idle_engine_process_death_shows_in_stats(process_engine: ProcessEngi
     assert process_engine.stats().running == 0
     os.kill(process_engine._proc.pid, signal.SIGKILL)  # type: ignore[arg-type]
     process_engine._proc.join(timeout=10)
-    with pytest.raises(EngineProcessDied):
+    with pytest.raises(EngineDied):
         process_engine.stats()
