@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fleet.runtime import spawn_cli
 from fleet.settings import Settings, load_settings
 
 
@@ -77,17 +77,12 @@ class Procs:
         return load_settings(self.config, env=env)
 
     def start(self, name: str, *args: str) -> None:
-        env = dict(
-            os.environ, FLEET_KAFKA_BOOTSTRAP=self.bootstrap, FLEET_LOG_FORMAT="json", PYTHONUNBUFFERED="1"
-        )
+        env = dict(os.environ, FLEET_KAFKA_BOOTSTRAP=self.bootstrap, FLEET_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
         env["FLEET_LOG_LEVEL"] = "warning"
         if self.config is not None:
             env["FLEET_CONFIG"] = str(self.config)
         self.logs.mkdir(parents=True, exist_ok=True)
-        with open(self.logs / f"{name}.log", "ab") as out:  # the child keeps its own descriptor
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "fleet.cli", *args], env=env, stdout=out, stderr=subprocess.STDOUT
-            )
+        self.procs[name] = spawn_cli(list(args), env=env, log_file=self.logs / f"{name}.log")
 
     def start_worker(self, model: str) -> str:
         name = f"worker-{model}-{sum(1 for n in self.procs if n.startswith(f'worker-{model}-'))}"
@@ -134,9 +129,7 @@ async def wait_workers(
 
     codec = Codec()
     seen: dict[str, int] = {}
-    consumer = make_consumer(
-        settings, settings.kafka.topics.status, group_id=None, auto_offset_reset="earliest"
-    )
+    consumer = make_consumer(settings, settings.kafka.topics.status, group_id=None, auto_offset_reset="earliest")
     await consumer.start()
     try:
         deadline = time.monotonic() + timeout_s

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
@@ -97,6 +97,17 @@ def fleet_topics(settings: Settings) -> dict[str, int]:
     for m in settings.models:
         out[t.model(m.name)] = k.model_partitions
     return out
+
+
+async def group_progress(
+    ends: AIOKafkaConsumer, admin: AIOKafkaAdminClient, topic: str, partitions: Iterable[int], group: str
+) -> list[tuple[int, int]]:
+    """(end offset, the group's committed offset or 0) for each partition of `topic`: the lag and
+    backlog that the router's overload check and `fleet up`'s status line report."""
+    parts = [TopicPartition(topic, p) for p in sorted(partitions)]
+    end = await ends.end_offsets(parts)
+    committed = await admin.list_consumer_group_offsets(group, partitions=parts)
+    return [(end[tp], committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0) for tp in parts]
 
 
 async def ensure_topics(settings: Settings, topics: dict[str, int]) -> list[str]:

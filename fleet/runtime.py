@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import signal
+import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 
 
 def die_with_parent() -> None:
@@ -15,6 +17,19 @@ def die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def spawn_cli(args: list[str], *, env: Mapping[str, str], log_file: Path) -> subprocess.Popen[bytes]:
+    """`python -m fleet.cli ARGS` as a child that dies with this process, output appended to `log_file`
+    (how `fleet up`, the benchmarks and the tests start routers and workers)."""
+    with open(log_file, "ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "fleet.cli", *args],
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
 
 
 def run_service(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -21,8 +21,8 @@ from rich.console import Console
 from contracts.codec import Codec, DecodeFailure
 from contracts.messages import WorkerStatus
 from fleet.broker import EmbeddedBroker
-from fleet.kafka import connection_kwargs, ensure_topics, fleet_topics, make_consumer
-from fleet.runtime import die_with_parent
+from fleet.kafka import connection_kwargs, ensure_topics, fleet_topics, group_progress, make_consumer
+from fleet.runtime import spawn_cli
 from fleet.settings import WORKERS_ON_HOST_ENV, EngineKind, Settings
 
 log = structlog.get_logger(__name__)
@@ -47,14 +47,7 @@ class Fleet:
         env.setdefault(WORKERS_ON_HOST_ENV, str(self.workers_on_host))
         if self.config:
             env["FLEET_CONFIG"] = self.config
-        with open(self.logs_dir / f"{name}.log", "ab") as out:  # the child keeps its own descriptor
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "fleet.cli", *args],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
-            )
+        self.procs[name] = spawn_cli(list(args), env=env, log_file=self.logs_dir / f"{name}.log")
 
     async def died(self) -> str:
         """The name of the first child process that exits."""
@@ -152,13 +145,10 @@ class StatusLine:
         in_flight = sum(st.running + st.waiting for st in fresh)
         lags = []
         for m in s.models:
-            parts = [TopicPartition(t.model(m.name), p) for p in range(s.kafka.model_partitions)]
-            end = await ends.end_offsets(parts)
-            committed = await admin.list_consumer_group_offsets(t.worker_group(m.name), partitions=parts)
-            lag = sum(
-                max(0, end[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0))
-                for tp in parts
+            progress = await group_progress(
+                ends, admin, t.model(m.name), range(s.kafka.model_partitions), t.worker_group(m.name)
             )
+            lag = sum(max(0, end - committed) for end, committed in progress)
             lags.append(f"{m.name}={lag}")
         return (
             f"[bold]fleet[/] {rate:6.1f} req/s | in flight {in_flight:3d} | workers {len(fresh)} | "

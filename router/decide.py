@@ -24,6 +24,7 @@ class Forward:
     model: str
     tier: str | None
     score: float | None
+    content_type: ContentType = ContentType.JSON  # as the sender encoded it; replies and the forward use it too
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,4 +112,4 @@ class Decider:
                 ct.value,
             )
         routed = msgspec.structs.replace(req, model=model, deadline_ms=deadline, timeout_ms=None)
-        return Forward(routed, model, tier_name, score)
+        return Forward(routed, model, tier_name, score, ct)

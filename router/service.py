@@ -16,7 +16,7 @@ from contracts.messages import Error, ErrorCode
 from contracts.topics import Headers
 from contracts.validation import is_topic_name
 from fleet.health import beat
-from fleet.kafka import ProducerPurpose, make_consumer, make_producer, with_retry
+from fleet.kafka import ProducerPurpose, group_progress, make_consumer, make_producer, with_retry
 from fleet.runtime import log_task_failure
 from fleet.settings import Settings
 from router.decide import Decider, Duplicate, Forward, Reject
@@ -103,26 +103,17 @@ class RouterService:
             reason = self.load.refusal(decision.model, req.deadline_ms, now_ms)
             if reason is not None:
                 self.counts["overloaded"] += 1
-                ct_name = next((v for k, v in headers if k == Headers.CONTENT_TYPE), b"application/json").decode()
                 return await self.reject(
-                    Reject(
-                        ErrorCode.OVERLOADED,
-                        reason,
-                        req.id,
-                        req.reply_to,
-                        False,
-                        "application/msgpack" if "msgpack" in ct_name else "application/json",
-                    ),
-                    rec,
+                    Reject(ErrorCode.OVERLOADED, reason, req.id, req.reply_to, False, decision.content_type.value), rec
                 )
-            ct = next((v for k, v in headers if k == Headers.CONTENT_TYPE), b"application/json")
+            ct = decision.content_type
             out_headers = [
-                (Headers.CONTENT_TYPE, ct),
+                (Headers.CONTENT_TYPE, ct.value.encode()),
                 (Headers.INTAKE_MS, str(rec.timestamp).encode()),
             ]
             if decision.tier:
                 out_headers.append((Headers.TIER, decision.tier.encode()))
-            value = self.codec.encode(req, ContentType.MSGPACK if b"msgpack" in ct else ContentType.JSON)
+            value = self.codec.encode(req, ct)
             fut = await self._producer.send(
                 self.topics.model(decision.model), value, key=req.id.encode(), headers=out_headers
             )
@@ -208,16 +199,10 @@ class RouterService:
                     topic = self.topics.model(m.name)
                     try:
                         known = ends.partitions_for_topic(topic) or range(self.settings.kafka.model_partitions)
-                        parts = [TopicPartition(topic, p) for p in sorted(known)]
-                        end = await ends.end_offsets(parts)
-                        committed = await admin.list_consumer_group_offsets(
-                            self.topics.worker_group(m.name), partitions=parts
-                        )
-                        done = sum(
-                            committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0 for tp in parts
-                        )
+                        progress = await group_progress(ends, admin, topic, known, self.topics.worker_group(m.name))
                         cap = sum(c for model, c, ts in workers.values() if model == m.name and ts >= fresh_ms)
-                        self.load.update(m.name, sum(end.values()), done, time.monotonic(), cap)
+                        end, done = sum(e for e, _ in progress), sum(c for _, c in progress)
+                        self.load.update(m.name, end, done, time.monotonic(), cap)
                         log.debug(
                             "router.load",
                             model=m.name,

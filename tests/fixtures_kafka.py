@@ -8,7 +8,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ import pytest
 
 from fleet.broker import EmbeddedBroker, free_port
 from fleet.kafka import ensure_topics, fleet_topics
-from fleet.runtime import die_with_parent
+from fleet.runtime import spawn_cli
 from fleet.settings import Settings, load_settings
 
 
@@ -61,14 +60,7 @@ class FleetProcs:
             FLEET_LOG_FORMAT="json",
             PYTHONUNBUFFERED="1",
         )
-        with open(self.logs / f"{name}.log", "ab") as out:  # the child keeps its own descriptor
-            p = subprocess.Popen(
-                [sys.executable, "-m", "fleet.cli", *args],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
-            )
+        p = spawn_cli(list(args), env=env, log_file=self.logs / f"{name}.log")
         self.procs[name] = p
         return p
 
