@@ -4,14 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from contracts.codec import Codec, content_type_from_headers
-from contracts.messages import Chunk, Done, Error
-from fleet.kafka import ensure_topics
+from contracts.messages import Chunk, Done, Error, WorkerStatus
+from fleet.kafka import ensure_topics, make_consumer
 from fleet.settings import Settings
+
+
+async def first_status(
+    settings: Settings, match: Callable[[WorkerStatus], bool], *, timeout_s: float = 30, from_start: bool = False
+) -> WorkerStatus:
+    """The first worker status on the status topic that `match`es: from now on, or from the topic's
+    start with `from_start`. A worker's id carries its pid: `{model}-{host}-{pid}-{suffix}`."""
+    codec = Codec()
+    c = make_consumer(
+        settings, settings.kafka.topics.status, group_id=None, auto_offset_reset="earliest" if from_start else "latest"
+    )
+    await c.start()
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for records in (await c.getmany(timeout_ms=100)).values():
+                    for r in records:
+                        st = codec.decode_status(r.value or b"")
+                        if match(st):
+                            return st
+    finally:
+        await c.stop()
+
+
+def status_pid(st: WorkerStatus) -> int:
+    """The pid of the worker process that sent `st`."""
+    return int(st.worker_id.split("-")[-2])
 
 
 class RawPeer:

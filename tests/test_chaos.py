@@ -17,10 +17,10 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from contracts import Codec
 from fleet.client import FleetClient, GenerationResult
 from fleet.kafka import connection_kwargs, make_consumer
 from tests.fixtures_kafka import FleetProcs, started, write_config
+from tests.kafka_helpers import first_status, status_pid
 
 pytestmark = pytest.mark.slow
 
@@ -72,22 +72,12 @@ async def committed_vs_log_end(fleet: FleetProcs, model: str) -> tuple[dict[int,
 
 
 async def busy(fleet: FleetProcs, name: str, timeout_s: float = 30) -> None:
-    """Until the worker process `name` reports requests running (its status carries its pid)."""
+    """Until the worker process `name` reports requests running."""
     pid = fleet.procs[name].pid
-    codec = Codec()
-    c = make_consumer(fleet.settings, fleet.settings.kafka.topics.status, group_id=None)
-    await c.start()
     try:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for records in (await c.getmany(timeout_ms=50)).values():
-                for r in records:
-                    st = codec.decode_status(r.value)
-                    if f"-{pid}-" in st.worker_id and st.running > 0:
-                        return
-        raise AssertionError(f"{name} never reported running requests")
-    finally:
-        await c.stop()
+        await first_status(fleet.settings, lambda st: status_pid(st) == pid and st.running > 0, timeout_s=timeout_s)
+    except TimeoutError:
+        raise AssertionError(f"{name} never reported running requests") from None
 
 
 async def test_chaos_kill_term_router_restart(chaos_fleet: FleetProcs) -> None:

@@ -14,8 +14,16 @@ from fleet.settings import load_settings
 
 
 def done(rid: str, run: str, seq: int, text: str) -> Done:
-    return Done(id=rid, seq=seq, text=text, finish_reason=FinishReason.LENGTH, model="m", usage=Usage(1, 2),
-                timings=Timings(queue_ms=0, ttft_ms=1, tpot_ms=1, total_ms=2), run_id=run)
+    return Done(
+        id=rid,
+        seq=seq,
+        text=text,
+        finish_reason=FinishReason.LENGTH,
+        model="m",
+        usage=Usage(1, 2),
+        timings=Timings(queue_ms=0, ttft_ms=1, tpot_ms=1, total_ms=2),
+        run_id=run,
+    )
 
 
 async def play(broker: str, topic: str, events: list[Chunk | Done | Error], delay_s: float = 0.3) -> None:
@@ -57,16 +65,23 @@ async def test_generate_counts_restarts_and_errors_raise_typed(broker: str) -> N
     s = load_settings(env={"FLEET_KAFKA_BOOTSTRAP": broker, "FLEET_TOPIC_PREFIX": f"cl{uuid.uuid4().hex[:6]}"})
     async with FleetClient(s) as c:
         t = c.reply_topic
-        player = asyncio.create_task(play(broker, t, [
-            Chunk(id="g1", seq=0, text="a", run_id="A"),
-            Chunk(id="g1", seq=0, text="b", run_id="B"),
-            done("g1", "B", 1, "b"),
-        ]))
+        player = asyncio.create_task(
+            play(
+                broker,
+                t,
+                [
+                    Chunk(id="g1", seq=0, text="a", run_id="A"),
+                    Chunk(id="g1", seq=0, text="b", run_id="B"),
+                    done("g1", "B", 1, "b"),
+                ],
+            )
+        )
         r = await c.generate("p", request_id="g1", timeout_s=20)
         await player
         assert r.text == "b" and r.restarts == 1 and r.run_id == "B"
-        player = asyncio.create_task(play(broker, t, [
-            Error(id="g2", code=ErrorCode.CANCELLED, message="cancelled", seq=3, run_id="A")]))
+        player = asyncio.create_task(
+            play(broker, t, [Error(id="g2", code=ErrorCode.CANCELLED, message="cancelled", seq=3, run_id="A")])
+        )
         try:
             await c.generate("p", request_id="g2", timeout_s=20)
             raise AssertionError("expected CancelledError")

@@ -3,7 +3,6 @@ request is finished by the other worker of the model (real broker, real worker p
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -12,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from contracts import Chunk, Codec
+from contracts import Chunk
 from fleet.client import FleetClient, Restart
-from fleet.kafka import make_consumer
 from tests.fixtures_kafka import FleetProcs, started, write_config
+from tests.kafka_helpers import first_status, status_pid
 
 
 @pytest.fixture
@@ -23,23 +22,6 @@ async def two_workers(broker: str, tmp_path: Path, tiny_checkpoint: Path) -> Asy
     cfg = write_config(tmp_path / "fleet.toml", [{"name": "m", "path": str(tiny_checkpoint)}], prefix="enproc")
     async with started(cfg, broker, tmp_path, [("m", "w1"), ("m", "w2")]) as fleet:
         yield fleet
-
-
-async def _generating_worker_pid(fleet: FleetProcs) -> int:
-    """The pid of the worker whose status says it is generating (the pid is part of worker_id)."""
-    codec = Codec()
-    status = make_consumer(fleet.settings, fleet.settings.kafka.topics.status, group_id=None)
-    await status.start()
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                for records in (await status.getmany(timeout_ms=200)).values():
-                    for rec in records:
-                        st = codec.decode_status(rec.value)
-                        if st.model == "m" and st.running > 0:
-                            return int(st.worker_id.split("-")[-2])
-    finally:
-        await status.stop()
 
 
 def _engine_processes(pid: int) -> list[int]:
@@ -57,7 +39,9 @@ async def test_engine_process_death_hands_the_request_to_another_worker(two_work
         async for ev in c.stream("def slow():", model="m", max_tokens=2000, timeout_s=120):
             events.append(ev)
             if killed is None and isinstance(ev, Chunk):
-                worker_pid = await _generating_worker_pid(fleet)
+                worker_pid = status_pid(
+                    await first_status(fleet.settings, lambda st: st.model == "m" and st.running > 0)
+                )
                 (engine_pid,) = _engine_processes(worker_pid)
                 os.kill(engine_pid, signal.SIGKILL)
                 killed = worker_pid

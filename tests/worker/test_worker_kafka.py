@@ -12,6 +12,7 @@ from contracts import Codec
 from fleet.client import FleetClient
 from fleet.kafka import make_consumer
 from tests.fixtures_kafka import FleetProcs, started, write_config
+from tests.kafka_helpers import first_status
 
 
 @pytest.fixture(scope="module")
@@ -78,22 +79,11 @@ async def test_speculation_acceptance_per_request_and_in_aggregate(quant_fleet: 
     assert t.spec_draft_tokens > 0 and 0 <= t.spec_accepted_tokens <= t.spec_draft_tokens
     assert t.spec_acceptance == pytest.approx(t.spec_accepted_tokens / t.spec_draft_tokens, abs=1e-4)
     assert t.spec_acceptance > 0.5
-    codec = Codec()
-    status = make_consumer(
-        quant_fleet.settings, quant_fleet.settings.kafka.topics.status, group_id=None, auto_offset_reset="earliest"
+    latest = await first_status(
+        quant_fleet.settings,
+        lambda st: st.model == "q4" and st.spec_draft_tokens >= t.spec_draft_tokens,
+        from_start=True,
     )
-    await status.start()
-    latest = None
-    try:
-        async with asyncio.timeout(30):
-            while latest is None or latest.spec_draft_tokens < t.spec_draft_tokens:
-                for records in (await status.getmany(timeout_ms=500)).values():
-                    for rec in records:
-                        st = codec.decode_status(rec.value)
-                        if st.model == "q4":
-                            latest = st
-    finally:
-        await status.stop()
     assert latest.spec_acceptance == pytest.approx(latest.spec_accepted_tokens / latest.spec_draft_tokens, abs=1e-4)
     assert latest.spec_accepted_tokens >= t.spec_accepted_tokens
 
