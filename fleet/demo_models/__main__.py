@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 
 from fleet.demo_models.cache import ensure_demo_models
-
-DEFAULT_CACHE_DIR = "~/.cache/llm-fleet"  # the settings' default cache_dir
+from fleet.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, build if needed, print the paths and the build's measurements as JSON."""
     parser = argparse.ArgumentParser(prog="python -m fleet.demo_models", description=__doc__)
-    parser.add_argument("--cache-dir", type=Path, default=Path(DEFAULT_CACHE_DIR), help="where models are kept")
+    parser.add_argument("--cache-dir", type=Path, default=Path(Settings().cache_dir), help="where models are kept")
     parser.add_argument("--seed", type=int, default=0, help="training seed (same seed, same weights)")
     parser.add_argument("--force", action="store_true", help="rebuild even if a complete build exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -8,8 +8,8 @@ final norm and one of its layers, which is what makes it agree with the target s
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
@@ -24,9 +24,6 @@ class ModelShape:
     num_heads: int
     intermediate_size: int
     max_position_embeddings: int = 2048
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ~7.9M parameters: deep enough to be an order of magnitude slower per token than the draft,
@@ -82,6 +79,13 @@ def greedy_generate(model: LlamaForCausalLM, prompts: torch.Tensor, new_tokens: 
     )
     assert isinstance(out, torch.Tensor)
     return out
+
+
+def save_checkpoint(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> Path:
+    """save_pretrained for both, so the directory loads on its own with `from_pretrained`; returns it."""
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
 
 
 def parameter_count(model: LlamaForCausalLM) -> int:

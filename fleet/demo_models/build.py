@@ -18,14 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import transformers
 from tqdm.auto import tqdm
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from fleet.demo_models import evaluate
-from fleet.demo_models.architecture import DRAFT_SHAPE, TARGET_SHAPE, ModelShape, new_model, parameter_count
-from fleet.demo_models.corpus import SYSTEM_PROMPT, Corpus, load_corpus
+from fleet.demo_models.architecture import (
+    DRAFT_SHAPE,
+    TARGET_SHAPE,
+    ModelShape,
+    new_model,
+    parameter_count,
+    save_checkpoint,
+)
+from fleet.demo_models.corpus import SYSTEM_PROMPT, Corpus, load_corpus, take_within
 from fleet.demo_models.distill import distill_draft, greedy_continuations, init_draft_from_target
 from fleet.demo_models.tokenizer import render_chat, render_file, train_bpe, wrap
 from fleet.demo_models.train import (
@@ -33,6 +39,7 @@ from fleet.demo_models.train import (
     bf16_autocast_is_fast,
     encode_documents,
     seeded,
+    tail_mean,
     train_target,
     zero_init_residual_outputs,
 )
@@ -101,23 +108,8 @@ def _documents(corpus: Corpus, seed: int) -> list[str]:
 
 def _tokenizer(corpus: Corpus, recipe: BuildRecipe) -> PreTrainedTokenizerFast:
     """BPE trained on the first `tokenizer_bytes` of the training files."""
-    texts: list[str] = []
-    size = 0
-    for text in corpus.train:
-        size += len(text)
-        if size > recipe.tokenizer_bytes:
-            break
-        texts.append(text)
+    texts = list(take_within(corpus.train, recipe.tokenizer_bytes))
     return wrap(train_bpe(texts, recipe.vocab_size), recipe.target.max_position_embeddings)
-
-
-@torch.inference_mode()
-def _heldout_loss(model: LlamaForCausalLM, stream: torch.Tensor, recipe: BuildRecipe) -> float:
-    """Mean next-token cross-entropy (nats) on the held-out windows."""
-    count = min(recipe.eval_windows, (stream.numel() - 1) // recipe.eval_seq_len)
-    batch = stream[: count * recipe.eval_seq_len].view(count, recipe.eval_seq_len)
-    logits = model(input_ids=batch[:, :-1]).logits
-    return float(F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten()))
 
 
 def _measure(
@@ -128,17 +120,17 @@ def _measure(
     recipe: BuildRecipe,
 ) -> dict[str, Any]:
     """The numbers that say whether drafting can pay off, and what the target writes."""
-    step = max(1, (heldout.numel() - 32) // recipe.eval_prompts)
-    prompts = torch.stack([heldout[i * step : i * step + 32] for i in range(recipe.eval_prompts)])
+    prompt_len = 32
+    step = max(1, (heldout.numel() - prompt_len) // recipe.eval_prompts)
+    prompts = torch.stack([heldout[i * step : i * step + prompt_len] for i in range(recipe.eval_prompts)])
     acceptance = evaluate.greedy_acceptance(target, draft, prompts, new_tokens=recipe.eval_new_tokens)
+    scores = evaluate.heldout_scores(target, draft, heldout, windows=recipe.eval_windows, seq_len=recipe.eval_seq_len)
     target_ms = evaluate.decode_ms_per_token(target, steps=recipe.latency_steps)
     draft_ms = evaluate.decode_ms_per_token(draft, steps=recipe.latency_steps)
     return {
-        "heldout_loss_target": _heldout_loss(target, heldout, recipe),
-        "heldout_loss_draft": _heldout_loss(draft, heldout, recipe),
-        "agreement_heldout": evaluate.agreement(
-            target, draft, heldout, windows=recipe.eval_windows, seq_len=recipe.eval_seq_len
-        ),
+        "heldout_loss_target": scores.loss_target,
+        "heldout_loss_draft": scores.loss_draft,
+        "agreement_heldout": scores.agreement,
         "agreement_target_greedy": acceptance.agreement,
         "speculative_tokens_per_step_k4": acceptance.tokens_per_step,
         "target_ms_per_token": target_ms,
@@ -161,12 +153,6 @@ def _on_policy(target: LlamaForCausalLM, stream: torch.Tensor, recipe: BuildReci
         new_tokens=recipe.draft_recipe.seq_len + 1 - recipe.on_policy_prompt_len,
         seed=seed + 2,
     )
-
-
-def _save(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out_dir: Path) -> None:
-    """save_pretrained for both, so each directory loads on its own."""
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
 
 
 class _Phases:
@@ -224,8 +210,8 @@ def build_demo_models(out_dir: Path, *, seed: int, recipe: BuildRecipe, progress
             )
         with phase("measure", "measuring agreement and latency"):
             measured = _measure(target, draft, tokenizer, heldout, recipe)
-    _save(target, tokenizer, out_dir / "large")
-    _save(draft, tokenizer, out_dir / "small")
+    save_checkpoint(target, tokenizer, out_dir / "large")
+    save_checkpoint(draft, tokenizer, out_dir / "small")
     return {
         "seed": seed,
         "recipe": recipe.to_dict(),
@@ -233,7 +219,7 @@ def build_demo_models(out_dir: Path, *, seed: int, recipe: BuildRecipe, progress
         "params": {"large": parameter_count(target), "small": parameter_count(draft)},
         "train_tokens": stream.numel(),
         "heldout_tokens": heldout.numel(),
-        "final_loss": {"large": _tail_mean(target_losses), "small": _tail_mean(draft_losses)},
+        "final_loss": {"large": tail_mean(target_losses), "small": tail_mean(draft_losses)},
         "bf16_autocast": bf16,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -242,9 +228,3 @@ def build_demo_models(out_dir: Path, *, seed: int, recipe: BuildRecipe, progress
         "build_seconds": round(time.perf_counter() - started, 2),
         **measured,
     }
-
-
-def _tail_mean(losses: list[float], n: int = 20) -> float:
-    """Mean of the last `n` training losses (a single step is noisy)."""
-    tail = losses[-n:]
-    return sum(tail) / max(1, len(tail))

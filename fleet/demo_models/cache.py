@@ -97,13 +97,11 @@ def _build_into_place(cache_dir: Path, name: str, *, seed: int, recipe: BuildRec
         metadata = build_demo_models(staging, seed=seed, recipe=recipe, progress=progress)
         _write_json(staging / METADATA_FILE, metadata)
         final = cache_dir / name
+        retired = cache_dir / f".{name}.old-{os.getpid()}"
         if final.exists():
-            retired = cache_dir / f".{name}.old-{os.getpid()}"
             final.rename(retired)
-            staging.rename(final)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(final)
+        staging.rename(final)
+        shutil.rmtree(retired, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

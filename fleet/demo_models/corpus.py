@@ -13,7 +13,7 @@ import os
 import random
 import sysconfig
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,19 +45,15 @@ class Corpus:
     heldout: list[str]
     chats: list[ChatExample]
 
-    @property
-    def train_chars(self) -> int:
-        return sum(len(t) for t in self.train)
-
 
 def stdlib_root() -> Path:
     """Where this interpreter's standard library lives (the same tree on every build with this Python)."""
     return Path(sysconfig.get_paths()["stdlib"])
 
 
-def stdlib_files(root: Path | None = None) -> list[Path]:
+def stdlib_files() -> list[Path]:
     """Every eligible .py file under the stdlib, sorted by relative path so the order is reproducible."""
-    base = root or stdlib_root()
+    base = stdlib_root()
     found = []
     for directory, subdirs, names in os.walk(base):
         # prune in place so the walk never descends into site-packages (often far bigger than the stdlib)
@@ -66,9 +62,18 @@ def stdlib_files(root: Path | None = None) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(base).as_posix())
 
 
-def read_sources(files: list[Path], max_bytes: int) -> Iterator[str]:
-    """Yield file texts in order until `max_bytes` is reached; skip unreadable, huge or empty files."""
+def take_within(texts: Iterable[str], max_bytes: int) -> Iterator[str]:
+    """`texts` in order, stopping before the first one that would take the total `len` past `max_bytes`."""
     total = 0
+    for text in texts:
+        total += len(text)
+        if total > max_bytes:
+            return
+        yield text
+
+
+def _readable_sources(files: list[Path]) -> Iterator[str]:
+    """File texts in order, skipping unreadable, huge or empty files."""
     for path in files:
         try:
             if path.stat().st_size > _MAX_FILE_BYTES:
@@ -76,12 +81,13 @@ def read_sources(files: list[Path], max_bytes: int) -> Iterator[str]:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
-        if not text.strip():
-            continue
-        if total + len(text) > max_bytes:
-            return
-        total += len(text)
-        yield text
+        if text.strip():
+            yield text
+
+
+def read_sources(files: list[Path], max_bytes: int) -> Iterator[str]:
+    """File texts in order until `max_bytes` is reached; unreadable, huge or empty files are skipped."""
+    return take_within(_readable_sources(files), max_bytes)
 
 
 def chat_examples(source: str, max_answer_chars: int = 1200) -> list[ChatExample]:

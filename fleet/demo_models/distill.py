@@ -78,7 +78,7 @@ def distill_draft(
     progress: bool,
     hard_weight: float = 0.1,
     on_policy: torch.Tensor | None = None,
-    on_policy_fraction: float = 0.5,
+    on_policy_fraction: float,
 ) -> list[float]:
     """KL(target || draft), plus a little ground-truth cross-entropy, on stream windows.
 

@@ -10,21 +10,37 @@ import time
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from transformers import DynamicCache, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from fleet.demo_models.architecture import greedy_generate
 
 
+@dataclass(frozen=True, slots=True)
+class Heldout:
+    """Both models on the same held-out windows."""
+
+    loss_target: float  # mean next-token cross-entropy, nats
+    loss_draft: float
+    agreement: float  # fraction of positions where both models' argmax tokens are equal
+
+
 @torch.inference_mode()
-def agreement(
+def heldout_scores(
     target: LlamaForCausalLM, draft: LlamaForCausalLM, stream: torch.Tensor, *, windows: int, seq_len: int
-) -> float:
-    """Fraction of positions in held-out windows where both models' argmax tokens are equal."""
-    usable = (stream.numel() - 1) // seq_len
-    count = min(windows, usable)
+) -> Heldout:
+    """Loss and argmax agreement on up to `windows` consecutive `seq_len`-token windows: one forward per model."""
+    count = min(windows, (stream.numel() - 1) // seq_len)
     batch = stream[: count * seq_len].view(count, seq_len)
-    same = (target(input_ids=batch).logits.argmax(-1) == draft(input_ids=batch).logits.argmax(-1)).float()
-    return float(same.mean())
+    target_logits = target(input_ids=batch).logits  # [N, T, V]
+    draft_logits = draft(input_ids=batch).logits
+    same = (target_logits.argmax(-1) == draft_logits.argmax(-1)).float()
+    return Heldout(_next_token_loss(target_logits, batch), _next_token_loss(draft_logits, batch), float(same.mean()))
+
+
+def _next_token_loss(logits: torch.Tensor, batch: torch.Tensor) -> float:
+    """Cross-entropy of logits [N, T, V] at positions 0..T-2 against the tokens [N, T] at 1..T-1."""
+    return float(F.cross_entropy(logits[:, :-1].flatten(0, 1), batch[:, 1:].flatten()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from fleet.demo_models.architecture import ModelShape, new_model
+from fleet.demo_models.architecture import ModelShape, new_model, save_checkpoint
 from fleet.demo_models.tokenizer import tiny_tokenizer
 
 
@@ -47,7 +47,4 @@ def build_tiny_checkpoint(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = new_model(shape, tokenizer)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
+    return save_checkpoint(model, tokenizer, out_dir)

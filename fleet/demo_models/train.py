@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,10 +30,7 @@ class Recipe:
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    embedding_lr_scale: float = 1.0  # the tied embedding must grow ~20x from its init: a higher lr gets it there
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    embedding_lr_scale: float = 1.0  # the input embedding must grow ~20x from its init: a higher lr gets it there
 
 
 @contextlib.contextmanager
@@ -158,8 +155,14 @@ def _steps(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(reported)
-        bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}", refresh=False)
+        bar.set_postfix(loss=f"{tail_mean(losses):.3f}", refresh=False)
     return losses
+
+
+def tail_mean(losses: list[float], n: int = 20) -> float:
+    """Mean of the last `n` training losses (a single step is noisy)."""
+    tail = losses[-n:]
+    return sum(tail) / max(1, len(tail))
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
