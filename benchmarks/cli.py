@@ -38,12 +38,8 @@ def run(
     bootstrap: BootstrapOpt = None,
     model: Annotated[str, typer.Option(help="configured model to benchmark")] = "small",
     num_prompts: Annotated[int, typer.Option(help="measured requests per load point")] = 200,
-    warmups: Annotated[
-        int, typer.Option(help="warm-up requests before each measured run (not counted)")
-    ] = 10,
-    dataset: Annotated[
-        str, typer.Option(help="'random' or a JSONL file of {prompt|messages, max_tokens}")
-    ] = "random",
+    warmups: Annotated[int, typer.Option(help="warm-up requests before each measured run (not counted)")] = 10,
+    dataset: Annotated[str, typer.Option(help="'random' or a JSONL file of {prompt|messages, max_tokens}")] = "random",
     input_len: Annotated[int, typer.Option(help="random prompts: input tokens")] = 64,
     output_len: Annotated[int, typer.Option(help="output tokens (max_tokens); 0 = per JSONL line")] = 32,
     range_ratio: Annotated[float, typer.Option(help="random: lengths uniform in len*(1 +- r)")] = 0.0,
@@ -52,18 +48,14 @@ def run(
         list[str] | None,
         typer.Option(help="req/s, Poisson or gamma gaps; repeat for a sweep; 'inf' = no pacing"),
     ] = None,
-    burstiness: Annotated[
-        float, typer.Option(help="gamma shape: 1 Poisson, <1 burstier, >1 more even")
-    ] = 1.0,
+    burstiness: Annotated[float, typer.Option(help="gamma shape: 1 Poisson, <1 burstier, >1 more even")] = 1.0,
     ramp_up: Annotated[
         str | None, typer.Option(help="'linear' or 'exponential' from --ramp-start to --ramp-end")
     ] = None,
     ramp_start: Annotated[float, typer.Option(help="ramp-up start req/s")] = 1.0,
     ramp_end: Annotated[float, typer.Option(help="ramp-up end req/s")] = 10.0,
     max_concurrency: Annotated[int | None, typer.Option(help="at most this many requests in flight")] = None,
-    goodput: Annotated[
-        list[str] | None, typer.Option(help="SLOs, e.g. --goodput 'ttft:500 tpot:50 e2el:2000'")
-    ] = None,
+    goodput: Annotated[list[str] | None, typer.Option(help="SLOs, e.g. --goodput 'ttft:500 tpot:50 e2el:2000'")] = None,
     floor: Annotated[bool, typer.Option(help="measure the raw Kafka floor (3-hop echo)")] = True,
     inprocess: Annotated[bool, typer.Option(help="measure the same engine in process (no Kafka)")] = True,
     start_fleet: Annotated[
@@ -140,13 +132,9 @@ def scale(
     output_len: Annotated[int, typer.Option(help="output tokens per request")] = 32,
     tokens_per_s: Annotated[float, typer.Option(help="simulated tokens/s per sequence")] = 50.0,
     max_running: Annotated[int, typer.Option(help="simulated batch size per worker")] = 4,
-    rebalance: Annotated[
-        bool, typer.Option(help="also measure the pause of a join, a leave and a crash")
-    ] = True,
+    rebalance: Annotated[bool, typer.Option(help="also measure the pause of a join, a leave and a crash")] = True,
     rebalance_rate: Annotated[float, typer.Option(help="req/s during the rebalance run")] = 6.0,
-    event_every_s: Annotated[
-        float, typer.Option(help="seconds between the join, the leave and the crash")
-    ] = 14.0,
+    event_every_s: Annotated[float, typer.Option(help="seconds between the join, the leave and the crash")] = 14.0,
     seed: int = 0,
     progress: bool = True,
     machine: MachineOpt = None,

@@ -115,9 +115,7 @@ def load_jsonl(
             if (line.prompt is None) == (line.messages is None):
                 raise ValueError(f"{path}:{lineno}: give exactly one of 'prompt' or 'messages'")
             text = (
-                line.prompt
-                if line.prompt is not None
-                else " ".join(m.get("content", "") for m in line.messages or [])
+                line.prompt if line.prompt is not None else " ".join(m.get("content", "") for m in line.messages or [])
             )
             out_len = output_len or line.max_tokens or line.output_len or default_output_len
             rows.append(BenchRequest(line.prompt, _count(text, tokenizer), out_len, messages=line.messages))

@@ -34,6 +34,7 @@ from benchmarks.engine_bench_driver import (
     drive_generate,
     hf_generate_batch,
     load_prompts,
+    median_run,
 )
 from benchmarks.engine_bench_report import Row, publish
 from fleet.settings import ModelSettings, Quantization
@@ -63,6 +64,14 @@ CONFIGS = {
 }
 
 
+def _with_draft(cfg: BenchConfig, args: argparse.Namespace) -> bool:
+    return cfg.speculate and args.spec_method in ("hybrid", "draft")
+
+
+def _with_ngram(cfg: BenchConfig, args: argparse.Namespace) -> bool:
+    return cfg.speculate and args.spec_method in ("hybrid", "ngram")
+
+
 def _bundles(args: argparse.Namespace, keys: list[str]) -> dict[Quantization, ModelBundle]:
     out: dict[Quantization, ModelBundle] = {}
     for key in keys:
@@ -88,10 +97,9 @@ def _engine(bundle: ModelBundle, cfg: BenchConfig, args: argparse.Namespace) -> 
         num_speculative_tokens=args.spec_tokens,
         spec_max_batch_size=args.spec_max_batch if cfg.speculate else 0,
         prefill_chunk_tokens=args.prefill_chunk,
-        ngram_speculation=cfg.speculate and args.spec_method in ("hybrid", "ngram"),
+        ngram_speculation=_with_ngram(cfg, args),
     )
-    with_draft = cfg.speculate and args.spec_method in ("hybrid", "draft")
-    b = bundle if with_draft else dataclasses.replace(bundle, draft=None, draft_weights_bytes=0)
+    b = bundle if _with_draft(cfg, args) else dataclasses.replace(bundle, draft=None, draft_weights_bytes=0)
     config = dataclasses.replace(
         engine_config(ms, seed=0), spec_min_draft_prob=args.spec_min_prob, ngram_min=args.ngram_min
     )
@@ -120,6 +128,7 @@ def run_point(
 
 
 def main(argv: list[str] | None = None) -> int:
+    defaults, engine_defaults = ModelSettings(name="x", path="x"), EngineConfig()
     p = argparse.ArgumentParser(prog="python -m benchmarks.engine_bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--target", default="demo:large")
     p.add_argument("--draft", default="demo:small")
@@ -130,17 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output-len", type=int, default=64)
     p.add_argument("--requests-per-client", type=int, default=2)
     p.add_argument("--min-requests", type=int, default=8)
-    p.add_argument("--spec-tokens", type=int, default=ModelSettings(name="x", path="x").num_speculative_tokens)
-    p.add_argument("--spec-max-batch", type=int, default=ModelSettings(name="x", path="x").spec_max_batch_size)
+    p.add_argument("--spec-tokens", type=int, default=defaults.num_speculative_tokens)
+    p.add_argument("--spec-max-batch", type=int, default=defaults.spec_max_batch_size)
     p.add_argument(
         "--spec-method",
         choices=("hybrid", "draft", "ngram"),
         default="hybrid",
         help="(c)'s proposer: prompt lookup first then the draft model, the draft model, or prompt lookup",
     )
-    p.add_argument("--ngram-min", type=int, default=EngineConfig().ngram_min, help="shortest lookup match used")
-    p.add_argument("--spec-min-prob", type=float, default=EngineConfig().spec_min_draft_prob)
-    p.add_argument("--prefill-chunk", type=int, default=ModelSettings(name="x", path="x").prefill_chunk_tokens)
+    p.add_argument("--ngram-min", type=int, default=engine_defaults.ngram_min, help="shortest lookup match used")
+    p.add_argument("--spec-min-prob", type=float, default=engine_defaults.spec_min_draft_prob)
+    p.add_argument("--prefill-chunk", type=int, default=defaults.prefill_chunk_tokens)
     p.add_argument("--max-model-len", type=int, default=2048)
     p.add_argument(
         "--threads",
@@ -182,11 +191,10 @@ def main(argv: list[str] | None = None) -> int:
                 runs[key].append(run_point(cfg, bundles[cfg.quantization], prompts, c, args))
         for key in keys:
             cfg = CONFIGS[key]
-            res = sorted(runs[key], key=lambda r: r.output_tok_s)[len(runs[key]) // 2]  # for the outputs
             label = f"{cfg.label} ({args.spec_method})" if cfg.speculate else cfg.label
-            uses_draft = cfg.speculate and args.spec_method != "ngram"
-            rows.append(Row.of(cfg.key, label, c, runs[key], bundles[cfg.quantization], speculate=uses_draft))
-            outputs.setdefault(key, {}).update(res.outputs)
+            bundle = bundles[cfg.quantization]
+            rows.append(Row.of(cfg.key, label, c, runs[key], bundle, with_draft=_with_draft(cfg, args)))
+            outputs.setdefault(key, {}).update(median_run(runs[key]).outputs)
     rows.sort(key=lambda r: (r.config, r.concurrency))
     params: dict[str, Any] = {
         k: getattr(args, k)
@@ -204,10 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     }
     if args.hf_batch:
-        top = max(args.concurrency)
+        n = max(args.min_requests, *args.concurrency)
         target = next(iter(bundles.values())).path
-        params["hf_generate_batch"] = hf_generate_batch(target, prompts, max(args.min_requests, top), args.output_len)
-        print(f"  transformers generate_batch, {top} at once: {params['hf_generate_batch']['output_tok_s']} tok/s")
+        params["hf_generate_batch"] = hf_generate_batch(target, prompts, n, args.output_len)
+        print(f"  transformers generate_batch, {n} at once: {params['hf_generate_batch']['output_tok_s']} tok/s")
     params["torch_threads"] = torch.get_num_threads()
     params["note"] = args.note
     params["repeats"] = args.repeats

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,11 @@ class RunResult:
     @property
     def acceptance(self) -> float | None:
         return self.accepted_tokens / self.draft_tokens if self.draft_tokens else None
+
+
+def median_run(runs: list[RunResult]) -> RunResult:
+    """The repeat of median output throughput (the upper middle one of an even count)."""
+    return sorted(runs, key=lambda r: r.output_tok_s)[len(runs) // 2]
 
 
 def load_prompts(tokenizer: Any, *, n: int, prompt_len: int, seed: int) -> list[BenchPrompt]:
@@ -178,8 +184,6 @@ def drive_generate(
 def hf_generate_batch(path: Any, prompts: list[BenchPrompt], n: int, output_len: int) -> dict[str, float]:
     """transformers' own continuous-batching manager (`generate_batch`), offline: all `n` requests at
     once. Only throughput: it reports no per-token times."""
-    import warnings
-
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     model = AutoModelForCausalLM.from_pretrained(path).eval()

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from benchmarks.engine_bench_driver import RunResult
+from benchmarks.engine_bench_driver import RunResult, median_run
 from benchmarks.report import RESULTS_DIR
 from benchmarks.schema import collect_meta
 from worker.loader import ModelBundle
@@ -43,9 +43,9 @@ class Row:
     tpot_mean_ms_repeats: list[float]
 
     @classmethod
-    def of(cls, key: str, label: str, c: int, runs: list[RunResult], bundle: ModelBundle, *, speculate: bool) -> Row:
-        r = sorted(runs, key=lambda x: x.output_tok_s)[len(runs) // 2]
-        weights = bundle.weights_bytes + (bundle.draft_weights_bytes if speculate else 0)
+    def of(cls, key: str, label: str, c: int, runs: list[RunResult], bundle: ModelBundle, *, with_draft: bool) -> Row:
+        r = median_run(runs)
+        weights = bundle.weights_bytes + (bundle.draft_weights_bytes if with_draft else 0)
         return cls(
             key, label, c, len(r.traces), r.output_tokens, round(r.duration_s, 3), round(r.output_tok_s, 1),
             round(r.ttft.mean, 2), round(r.ttft.median, 2), round(r.ttft.p99, 2),
@@ -112,14 +112,14 @@ def markdown(report: dict[str, Any]) -> str:
         "# Engine benchmark (in process, no Kafka)",
         "",
         f"Machine: {meta['machine_detail']} (`{meta['machine']}`), torch threads {params['torch_threads']}, "
-        f"load average (1 min) before/after {params.get('loadavg_1m_before_after')} (a shared machine). "
+        f"load average (1 min) before/after {params['loadavg_1m_before_after']} (a shared machine). "
         f"Date {meta['date']}, commit `{meta['commit']}`. Each point: the median-throughput of "
-        f"{params.get('repeats', 1)} run(s).",
+        f"{params['repeats']} run(s).",
         f"Target `{params['target']}`, draft `{params['draft']}`; prompts {params['prompt_len']} tokens, "
         f"outputs {params['output_len']} tokens (greedy, EOS ignored); closed loop, `c` clients; "
-        f"speculation ({params.get('spec_method', 'draft')}): up to {params['spec_tokens']} tokens while at most "
+        f"speculation ({params['spec_method']}): up to {params['spec_tokens']} tokens while at most "
         f"{params['spec_max_batch']} sequences run or wait.",
-        *([f"Note: {params['note']}", ""] if params.get("note") else [""]),
+        *([f"Note: {params['note']}", ""] if params["note"] else [""]),
         "TTFT = send to first token; TPOT = (E2E - TTFT) / (tokens - 1) (vLLM's definitions). "
         "(a) serves one request at a time, so its TTFT includes the queue behind the other clients.",
         "",
@@ -145,8 +145,7 @@ def markdown(report: dict[str, Any]) -> str:
     if report["goals"]:
         lines += ["", "| goal | median of paired repeats | each repeat | met |", "|---|---:|---|---|"]
         lines += [
-            f"| {g['goal']} | {g['value']} | {', '.join(map(str, g.get('repeats', [])))} "
-            f"| {'yes' if g['met'] else 'no'} |"
+            f"| {g['goal']} | {g['value']} | {', '.join(map(str, g['repeats']))} | {'yes' if g['met'] else 'no'} |"
             for g in report["goals"]
         ]
     if report["outputs_vs_b"]:

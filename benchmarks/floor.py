@@ -184,9 +184,7 @@ class FloorRelays:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(
-        prog="python -m benchmarks.floor", description="a hop of the raw Kafka floor"
-    )
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.floor", description="a hop of the raw Kafka floor")
     ap.add_argument("role", choices=["relay", "echo"])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--prefix", default="bench-floor")

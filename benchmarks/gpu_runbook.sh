@@ -29,7 +29,7 @@ fetch() {
     if [[ "${WITH_BNB:-0}" == 1 ]]; then pkgs+=(bitsandbytes==0.50.2); fi
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         "${plat[@]}" -d .whl "${pkgs[@]}"
-    # pure-Python wheels tagged py3-none-any also match; keep one version of each
+    # pure-Python wheels (py3-none-any) match these platform tags too
     ls -la .whl
     du -sh .whl
 }
@@ -73,11 +73,10 @@ EOF
     # the demo models are trained locally once (carried in .bench-cache/ when built beforehand)
     python3 -m fleet.cli models build 2>&1 | tail -5
 
-    if [[ -f benchmarks/engine_bench.py ]]; then
-        # shellcheck disable=SC2086  # ENGINE_BENCH_ARGS is a list of words
-        timeout 240 python3 -m benchmarks.engine_bench ${ENGINE_BENCH_ARGS:-} 2>&1 | tee "$OUT/engine_bench.log" \
-            || echo "engine bench failed (rc $?)" | tee -a "$OUT/engine_bench.log"
-    fi
+    # its --cache-dir is its own (FLEET_CACHE_DIR is not read): point it at the models just built
+    # shellcheck disable=SC2086  # ENGINE_BENCH_ARGS is a list of words
+    timeout 240 python3 -m benchmarks.engine_bench --cache-dir "$FLEET_CACHE_DIR" ${ENGINE_BENCH_ARGS:-} 2>&1 \
+        | tee "$OUT/engine_bench.log" || echo "engine bench failed (rc $?)" | tee -a "$OUT/engine_bench.log"
 
     local rate_args=()
     for r in ${RATES:-1 4 16}; do rate_args+=(--request-rate "$r"); done

@@ -32,9 +32,7 @@ from worker.state import RequestState
 class InProcessEngine:
     """`async with InProcessEngine(...) as eng: trace = await eng.send(bench_request)`."""
 
-    def __init__(
-        self, settings: Settings, engine: Engine, tokenizer: Any, *, model: str, max_model_len: int
-    ) -> None:
+    def __init__(self, settings: Settings, engine: Engine, tokenizer: Any, *, model: str, max_model_len: int) -> None:
         self.settings = settings
         self.engine = engine
         self.tokenizer = tokenizer
@@ -63,11 +61,7 @@ class InProcessEngine:
     async def send(self, breq: BenchRequest) -> RequestTrace:
         trace = RequestTrace(send_s=time.perf_counter(), prompt_tokens=breq.prompt_len)
         rid = f"inproc-{next(self._ids)}"
-        msgs = (
-            [ChatMessage(role=m["role"], content=m["content"]) for m in breq.messages]
-            if breq.messages
-            else None
-        )
+        msgs = [ChatMessage(role=m["role"], content=m["content"]) for m in breq.messages] if breq.messages else None
         req = Request(
             id=rid,
             reply_to="inprocess",

@@ -38,9 +38,7 @@ def latency_cdfs(report: ServingReport, path: Path) -> Path:
     plt = _pyplot()
     point = report.points[report.headline]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for ax, (field, title) in zip(
-        axes, (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("e2el_ms", "E2EL")), strict=True
-    ):
+    for ax, (field, title) in zip(axes, (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("e2el_ms", "E2EL")), strict=True):
         for key, samples in point.samples.items():
             _cdf(ax, getattr(samples, field), PATH_LABELS.get(key, key))
         ax.set_xscale("log")
@@ -50,9 +48,7 @@ def latency_cdfs(report: ServingReport, path: Path) -> Path:
         ax.set_title(title)
         ax.legend(fontsize=7, loc="lower right")
     sim = " - SIMULATED engine" if report.meta.simulated else ""
-    fig.suptitle(
-        f"Latency CDFs, {point.label}{sim} ({report.meta.machine}, {report.meta.commit})", fontsize=10
-    )
+    fig.suptitle(f"Latency CDFs, {point.label}{sim} ({report.meta.machine}, {report.meta.commit})", fontsize=10)
     fig.tight_layout()
     return _save(fig, plt, path)
 
@@ -65,9 +61,7 @@ def rate_curves(report: ServingReport, path: Path) -> Path:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax1.plot(xs, [p.fleet.request_throughput for p in pts], "o-", label="fleet req/s")
     ax1b = ax1.twinx()
-    ax1b.plot(
-        xs, [p.fleet.output_throughput for p in pts], "s--", color="tab:orange", label="fleet out tok/s"
-    )
+    ax1b.plot(xs, [p.fleet.output_throughput for p in pts], "s--", color="tab:orange", label="fleet out tok/s")
     ax1.set_xlabel("offered request rate (req/s)")
     ax1.set_ylabel("completed req/s")
     ax1b.set_ylabel("output tokens/s")

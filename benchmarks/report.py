@@ -93,9 +93,7 @@ def overhead_sentence(point: ServingPoint) -> str:
         return "Overhead not computed (a baseline was skipped)."
     verdict = "meets" if o.meets_goal else "misses"
     if o.overhead_p50_ms < 0 or o.overhead_p99_ms < 0:
-        verdict += (
-            " (a negative overhead means run-to-run noise, e.g. a shared CPU, exceeds what the fleet adds)"
-        )
+        verdict += " (a negative overhead means run-to-run noise, e.g. a shared CPU, exceeds what the fleet adds)"
     return (
         f"Fleet TTFT overhead over the in-process engine: p50 {_f(o.overhead_p50_ms)} ms "
         f"= {_f(o.x_floor_p50, 2)}x the raw 3-hop floor ({_f(o.floor_p50_ms)} ms); "
@@ -164,8 +162,7 @@ def scale_markdown(report: ScaleReport, plots: dict[str, str] | None = None) -> 
         f"max {cfg.get('max_running')} running per worker; {cfg.get('output_len')} output tokens a request; "
         f"{cfg.get('num_prompts')} requests per point at {cfg.get('request_rate')} req/s offered.",
         "",
-        "| workers | partitions | req/s | out tok/s | TTFT p50 | TTFT p90 | TTFT p99 | E2EL p50 | E2EL p99 "
-        "| ok |",
+        "| workers | partitions | req/s | out tok/s | TTFT p50 | TTFT p90 | TTFT p99 | E2EL p50 | E2EL p99 | ok |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for p in report.points:

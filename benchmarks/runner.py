@@ -122,9 +122,7 @@ async def run_serving(settings: Settings, cfg: ServeConfig, *, say: Any = print)
             FloorRelays(settings, f"{settings.kafka.topic_prefix}-bench-floor") as relays,
             FleetClient(relays.settings) as fc,
         ):
-            await until_answered(
-                fleet_sender(fc, model="echo", timeout_s=5.0), requests[0], relays.check_alive
-            )
+            await until_answered(fleet_sender(fc, model="echo", timeout_s=5.0), requests[0], relays.check_alive)
             for spec in specs:
                 say(f"floor: {spec.label}")
                 send = fleet_sender(fc, model="echo", timeout_s=cfg.timeout_s)
@@ -138,9 +136,7 @@ async def run_serving(settings: Settings, cfg: ServeConfig, *, say: Any = print)
                 results["inprocess"].append(await measure(eng.send, cfg, spec, requests, warm, "in process"))
         engine.close()
     async with FleetClient(settings) as client:
-        await until_answered(
-            fleet_sender(client, model=cfg.model, timeout_s=30.0), requests[0], lambda: None, 300.0
-        )
+        await until_answered(fleet_sender(client, model=cfg.model, timeout_s=30.0), requests[0], lambda: None, 300.0)
         for spec in specs:
             say(f"fleet: {spec.label}")
             send = fleet_sender(client, model=cfg.model, timeout_s=cfg.timeout_s)

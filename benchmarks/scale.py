@@ -217,7 +217,5 @@ async def _rebalance_run(
 
     n = int(cfg.rebalance_rate * gap * 4)
     say(f"rebalance (SIMULATED): {base} workers, {n} requests at {cfg.rebalance_rate:g} req/s, even gaps")
-    traces, _ = await _measure(
-        client, model, cfg, cfg.rebalance_rate, n, burstiness=math.inf, during=choreography
-    )
+    traces, _ = await _measure(client, model, cfg, cfg.rebalance_rate, n, burstiness=math.inf, during=choreography)
     return [rebalance_pause(traces, at, gap * 0.8, name, b, a) for name, at, b, a in events]

@@ -14,9 +14,7 @@ from benchmarks.metrics import (
 
 
 def _trace(send: float, events: list[float], done: float | None, out: int, prompt: int = 10) -> RequestTrace:
-    return RequestTrace(
-        send_s=send, token_event_s=events, done_s=done, prompt_tokens=prompt, output_tokens=out
-    )
+    return RequestTrace(send_s=send, token_event_s=events, done_s=done, prompt_tokens=prompt, output_tokens=out)
 
 
 def test_one_request_by_hand() -> None:

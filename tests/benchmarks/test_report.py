@@ -67,9 +67,7 @@ def test_serving_report_round_trip_and_files(tmp_path: Path) -> None:
     assert back == report
     md = files["md"].read_text()
     assert "SIMULATED" in md and "n/a" not in md and "overhead" in md.lower()
-    assert (
-        report.meta.machine in files["json"].name and report.meta.commit.split("+")[0] in files["json"].name
-    )
+    assert report.meta.machine in files["json"].name and report.meta.commit.split("+")[0] in files["json"].name
     assert "4 req/s" in serving_markdown(report)
 
 
