@@ -51,18 +51,11 @@ def own_tiny_target(out: Path, seed: int = 0) -> Path:
 
 
 def tied_tiny_target(out: Path, seed: int = 0) -> Path:
-    """A random 2-layer Llama with tied embeddings: it tends to repeat itself, which is what
-    prompt lookup needs to find proposals."""
-    from fleet.demo_models.architecture import ModelShape, new_model
-    from fleet.demo_models.tokenizer import tiny_tokenizer
+    """The default random tiny checkpoint (2 layers, hidden 64): untrained, it tends to repeat
+    itself, which is what prompt lookup needs to find proposals."""
+    from fleet.demo_models.tiny import build_tiny_checkpoint
 
-    tok = tiny_tokenizer()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = new_model(ModelShape(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128), tok)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return build_tiny_checkpoint(out, seed=seed)
 
 
 def noisy_copy(src: Path, out: Path, scale: float, seed: int = 1) -> Path:
