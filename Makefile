@@ -5,15 +5,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test test-fast lint bench-engine clean
+.PHONY: up test test-fast lint bench-engine clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: on a CPU machine this is the local 2.13.0 CPU build, and
 	# nothing later may pull a newer (CUDA) torch through a looser range
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	# every other package at the exact version the suite last passed on (constraints.txt)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 up: $(STAMP)
@@ -34,3 +35,16 @@ bench-engine: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Re-resolve constraints.txt from pyproject.toml's ranges (newest releases) in a scratch venv.
+# Then run `make test` on the result and commit both if it passes: that is how versions move.
+lock:
+	rm -rf .venv-lock
+	python3 -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q --upgrade pip
+	.venv-lock/bin/python -m pip install -q torch==2.13.0
+	.venv-lock/bin/python -m pip install -q -e '.[dev]'
+	{ sed -n '1,/^[^#]/{/^#/p}' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable | grep -v '^-e' \
+	  | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-lock

@@ -70,7 +70,7 @@ def new_model(shape: ModelShape, tokenizer: PreTrainedTokenizerBase) -> LlamaFor
 
 def greedy_generate(model: LlamaForCausalLM, prompts: torch.Tensor, new_tokens: int) -> torch.Tensor:
     """Exactly `new_tokens` greedy tokens after each of the equal-length `prompts`: [N, P + new_tokens]."""
-    out = model.generate(  # type: ignore[misc]  # transformers' self-typed mixin confuses mypy
+    out = model.generate(
         prompts,
         attention_mask=torch.ones_like(prompts),
         max_new_tokens=new_tokens,

@@ -87,10 +87,10 @@ def decode_ms_per_token(model: LlamaForCausalLM, *, prompt_len: int = 64, steps:
     best = float("inf")
     for _ in range(repeats):
         cache = DynamicCache(config=model.config)
-        token = model(input_ids=prompt, past_key_values=cache, use_cache=True).logits[:, -1:].argmax(-1)
+        token = model(input_ids=prompt, cache=cache, use_cache=True).logits[:, -1:].argmax(-1)
         start = time.perf_counter()
         for _ in range(steps):
-            token = model(input_ids=token, past_key_values=cache, use_cache=True).logits[:, -1:].argmax(-1)
+            token = model(input_ids=token, cache=cache, use_cache=True).logits[:, -1:].argmax(-1)
         best = min(best, (time.perf_counter() - start) / steps)
     return best * 1000.0
 

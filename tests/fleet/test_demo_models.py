@@ -26,7 +26,7 @@ from fleet.demo_models import cache as demo_cache
 from fleet.demo_models.architecture import ModelShape
 from fleet.demo_models.corpus import chat_examples
 from fleet.demo_models.train import Recipe
-from tests.fixtures_models import TinyPair
+from tests.fixtures_models import DEMO_BUILD_TIMEOUT_S, TinyPair, needs_demo_models
 
 # The whole build pipeline at toy scale: a few seconds, same code paths as the real recipe.
 TINY_RECIPE = BuildRecipe(
@@ -224,6 +224,8 @@ def test_demo_recipe_is_versioned_by_fingerprint() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(DEMO_BUILD_TIMEOUT_S)
+@needs_demo_models
 def test_demo_models_are_fit_for_speculative_decoding(demo_models: DemoModels) -> None:
     metadata = demo_models.metadata()
     assert metadata["params"]["small"] * 2 < metadata["params"]["large"]

@@ -533,8 +533,9 @@ def test_dockerfile_installs_torch_first_and_runs_fleet_as_non_root() -> None:
     text = (K8S / "Dockerfile").read_text()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
     torch_at = next(i for i, ln in enumerate(text.splitlines()) if re.search(r"pip install .*torch==", ln))
-    project_at = next(i for i, ln in enumerate(text.splitlines()) if re.search(r"pip install /src\b", ln))
+    project_at = next(i for i, ln in enumerate(text.splitlines()) if re.search(r"pip install .*/src\s*(\\|$)", ln))
     assert torch_at < project_at, "torch must be installed (pinned) before the project"
+    assert "-c /src/constraints.txt" in text.splitlines()[project_at], "the versions the test suite passed on"
     pinned = re.search(r"ARG TORCH_VERSION=([\d.]+)", text)
     makefile_pin = re.search(r"pip install .*torch==([\d.]+)", (ROOT / "Makefile").read_text())
     assert pinned and makefile_pin and pinned[1] == makefile_pin[1], "the torch the Makefile pins"
@@ -550,5 +551,6 @@ def test_dockerfile_installs_torch_first_and_runs_fleet_as_non_root() -> None:
         if ln.strip() and not ln.startswith("#")
     ]
     assert ignore[0] == "*", "whitelist the build context"
+    assert "!constraints.txt" in ignore and "COPY pyproject.toml README.md constraints.txt /src/" in text
     for pkg in ("contracts", "router", "worker", "fleet"):
         assert f"COPY {pkg} /src/{pkg}" in text and f"!{pkg}/" in ignore

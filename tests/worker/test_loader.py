@@ -4,7 +4,6 @@ and generating through the engine in process (CPU)."""
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 from fleet.settings import ModelSettings, Quantization
+from tests.fixtures_models import DEMO_BUILD_TIMEOUT_S, needs_demo_models
 from tests.worker.engine.helpers import Pair, noisy_copy, own_tiny_target, prompts, req, run, without_eos
 from worker.engine.continuous import ContinuousEngine, EngineConfig
 from worker.loader import load_bundle, quantization_config
@@ -99,16 +99,9 @@ def test_quantized_target_and_draft_generate_through_the_engine(
         assert spec[f"r{i}"].tokens == plain[f"r{i}"].tokens
 
 
-_DEMO_CACHE = Path(os.environ.get("FLEET_TEST_CACHE_DIR", "~/.cache/llm-fleet-test")).expanduser()
-_DEMO_READY = os.environ.get("FLEET_TEST_BUILD_DEMO") == "1" or any(_DEMO_CACHE.glob("demo-v*/demo.json"))
-
-
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # with FLEET_TEST_BUILD_DEMO=1 the first run builds the demo models (minutes)
-@pytest.mark.skipif(
-    not _DEMO_READY,
-    reason="trained demo models not built in FLEET_TEST_CACHE_DIR; set FLEET_TEST_BUILD_DEMO=1 to build them here",
-)
+@pytest.mark.timeout(DEMO_BUILD_TIMEOUT_S)
+@needs_demo_models
 def test_the_demo_pair_loads_by_name_and_speculates_exactly(demo_models: Any) -> None:
     """The trained demo pair through `demo:` names: speculative greedy equals plain greedy."""
     cache_dir = demo_models.root.parent

@@ -87,7 +87,7 @@ class Forward:
             input_ids=tokens,
             position_ids=positions,
             attention_mask=mask,
-            past_key_values=self.cache,
+            cache=self.cache,
             use_cache=True,
         )
         return out.last_hidden_state  # type: ignore[no-any-return]

@@ -1,0 +1,51 @@
+"""The versions `make test` and `make up` install are pinned on purpose (constraints.txt), and every pin
+satisfies the range pyproject.toml declares: a new upstream release cannot change what CI runs."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pins() -> dict[str, Version]:
+    pins: dict[str, Version] = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, _, version = line.partition("==")
+        assert version, f"constraints.txt pins exact versions only: {line!r}"
+        pins[canonicalize_name(name)] = Version(version)
+    return pins
+
+
+def _declared() -> list[Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in project["dependencies"]]
+    for extra in project["optional-dependencies"].values():
+        reqs += [Requirement(r) for r in extra]
+    return reqs
+
+
+def test_every_declared_dependency_is_pinned_within_its_range() -> None:
+    pins = _pins()
+    for req in _declared():
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is declared but not pinned in constraints.txt"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{req.name}=={pins[name]} is outside {req}"
+
+
+def test_make_installs_the_project_under_the_constraints() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    install = [ln for ln in makefile.splitlines() if re.search(r"pip install .*-e '\.\[dev\]'", ln)]
+    assert install and all("-c constraints.txt" in ln for ln in install if "$(PY)" in ln), install
+    assert re.search(r"^\$\(STAMP\):.*constraints\.txt", makefile, re.M), "a changed pin reinstalls"
+    torch = re.search(r"pip install -q torch==([\d.]+)", makefile)
+    assert torch and _pins()["torch"] == Version(torch[1])
