@@ -187,15 +187,6 @@ def cases(reply: str, rng: random.Random) -> list[Case]:
         out.append(
             ("long-tenant", js(req(tenant="t" * 100_000)), b"application/json", ErrorCode.INVALID_REQUEST, rid(True))
         )
-        out.append(
-            (
-                "reply-to-fleet-topic",
-                js(req(reply_to=reply.split(".")[0] + ".control")),
-                b"application/json",
-                ErrorCode.INVALID_REQUEST,
-                None,
-            )
-        )
     for size in (524_289, 900_000):  # over limits.max_request_bytes (the DLQ copy still fits the record limit)
         out.append(
             (

@@ -253,7 +253,7 @@ async def test_an_unwritable_reply_to_neither_blocks_nor_repeats_the_batch(route
         elapsed = time.monotonic() - t0
         assert sorted(model.ids()) == sorted(valid)  # no batch was forwarded twice
     # one producer metadata wait (15 s) for the bad topic, not one per record
-    assert elapsed < 35, elapsed
+    assert elapsed < 45, elapsed  # the previous code took 15 s per record, serially
 
 
 async def test_a_32000_digit_prompt_classifies_fast(router_only: FleetProcs) -> None:
