@@ -47,14 +47,17 @@ class DecodeFailure(Exception):
         self.salvaged = salvaged or {}
 
 
-def content_type_from_headers(headers: Iterable[tuple[str, bytes]] | None) -> ContentType:
-    """The content type a message declares; JSON when it declares none.
+def content_type_from_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> ContentType:
+    """The content type a message declares (the first content-type header with a value); JSON when it
+    declares none.
 
     Raises DecodeFailure for a content type the fleet does not speak.
     """
     for name, value in headers or ():
-        if name.lower() == Headers.CONTENT_TYPE:
-            raw = value.decode("utf-8", "replace").split(";", 1)[0].strip().lower()
+        if isinstance(name, str) and name.lower() == Headers.CONTENT_TYPE:
+            if value is None:  # a header with a null value (legal in Kafka) declares nothing: the next may
+                continue
+            raw = bytes(value).decode("utf-8", "replace").split(";", 1)[0].strip().lower()
             try:
                 return _ALIASES[raw]
             except KeyError:
@@ -152,6 +155,6 @@ class Codec:
         return {}
 
 
-def headers_dict(headers: Iterable[tuple[str, bytes]] | None) -> dict[str, str]:
+def headers_dict(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, str]:
     """Kafka headers as a str->str dict (last value wins; undecodable bytes replaced)."""
     return {k: v.decode("utf-8", "replace") for k, v in (headers or ()) if isinstance(v, bytes | bytearray)}

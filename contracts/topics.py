@@ -62,3 +62,6 @@ class Headers:
     TIER = "fleet-tier"  # the tier `auto` chose
     ATTEMPT = "fleet-attempt"
     RUN_ID = "fleet-run-id"
+    DLQ_TRUNCATED = "fleet-dlq-truncated"  # on a DLQ copy cut to fit the size limit: the original value's bytes
+    DLQ_HEADERS_DROPPED = "fleet-dlq-headers-dropped"  # on a DLQ copy whose original headers did not fit: count
+    UNDELIVERABLE = "fleet-undeliverable"  # on a DLQ copy: the reply to this record could not be written (why)

@@ -11,7 +11,14 @@ from typing import Any, TypeVar
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAlreadyExistsError,
+)
 from aiokafka.helpers import create_ssl_context
 
 from fleet.settings import SecurityProtocol, Settings
@@ -60,6 +67,7 @@ def make_producer(settings: Settings, *, purpose: ProducerPurpose) -> AIOKafkaPr
         enable_idempotence=False,
         request_timeout_ms=15_000,
         retry_backoff_ms=100,
+        max_request_size=settings.kafka.max_request_bytes,
     )
 
 
@@ -131,22 +139,53 @@ async def ensure_topics(settings: Settings, topics: dict[str, int]) -> list[str]
         await admin.close()
 
 
+# Errors a commit must not retry: the group moved on (a rebalance), so these offsets are no longer ours to
+# commit. The caller drops the batch (the partition's new owner redoes it) or, if it still owns the
+# partition, redoes it from the committed offset.
+COMMIT_FATAL: tuple[type[BaseException], ...] = (CommitFailedError, IllegalStateError)
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Whether sending again may succeed. aiokafka marks most errors with `retriable`; a full send buffer
+    (KafkaTimeoutError) and a lost connection are transient too."""
+    if isinstance(exc, KafkaTimeoutError | KafkaConnectionError):
+        return True
+    return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
+
+
 async def with_retry(
-    what: str, fn: Callable[[], Awaitable[T]], *, stop: asyncio.Event | None = None, max_backoff_s: float = 5.0
+    what: str,
+    fn: Callable[[], Awaitable[T]],
+    *,
+    stop: asyncio.Event | None = None,
+    max_backoff_s: float = 5.0,
+    fatal: tuple[type[BaseException], ...] = (),
 ) -> T:
     """Call fn until it succeeds, backing off on Kafka errors and logging each failure.
 
     The fleet never exits because the broker is away: it waits and serves again when it returns.
+    Errors in `fatal` are raised at once (e.g. COMMIT_FATAL for commits: retrying them never succeeds).
+    When `stop` is set, the next failure (or a backoff in progress) raises that failure instead of retrying.
     """
     backoff = 0.2
     attempt = 0
     while True:
         try:
             return await fn()
+        except fatal:
+            raise
         except (KafkaError, OSError) as exc:
             attempt += 1
             if stop is not None and stop.is_set():
                 raise
             log.warning("kafka.retry", what=what, attempt=attempt, error=repr(exc), backoff_s=round(backoff, 2))
-            await asyncio.sleep(backoff)
+            if stop is None:
+                await asyncio.sleep(backoff)
+            else:
+                try:
+                    await asyncio.wait_for(stop.wait(), backoff)
+                except TimeoutError:
+                    pass
+                else:
+                    raise exc  # stopping: the last failure, as when stop was set before it
             backoff = min(max_backoff_s, backoff * 2)

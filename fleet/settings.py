@@ -54,6 +54,9 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     reply_partitions: int = 4
     replication_factor: int = 1
     client_id: str = "llm-fleet"
+    # the producers' max_request_size: a record over it fails at send(); DLQ copies are cut to fit it.
+    # Keep it at or under the brokers' message.max.bytes (1 MiB + 12 by default)
+    max_request_bytes: int = 1_048_576
 
     @property
     def embedded(self) -> bool:
@@ -129,6 +132,13 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     dedup_max_entries: int = 200_000
     overload_max_backlog: int = 1_000  # per model topic: refuse with `overloaded` above this
     est_tokens_per_s: float = 200.0  # per model, used to estimate queue wait for deadlines
+    # static group membership: a restart with the same id within the session timeout keeps the partitions
+    # (no rebalance). Unique per router replica (e.g. the pod name); None: dynamic membership
+    group_instance_id: str | None = None
+    classify_max_chars: int = 8_000  # the classifier reads this prefix of the prompt, never more
+    reply_max_attempts: int = 5  # a refusal's reply that keeps failing retriably is then recorded undeliverable
+    bad_topic_ttl_s: float = 60.0  # a reply topic that failed for good is not tried again for this long
+    health_interval_ms: int = 500  # the consume loop rewrites the health file at most this often
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -186,6 +196,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "FLEET_LOG_FORMAT": (None, "log_format"),
     "FLEET_LOG_LEVEL": (None, "log_level"),
     "FLEET_HEALTH_FILE": (None, "health_file"),
+    "FLEET_ROUTER_INSTANCE_ID": ("router", "group_instance_id"),
 }
 
 
@@ -207,7 +218,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     for var, (section, key) in ENV_VARS.items():
         if var in env and env[var] != "":
             target = data.setdefault(section, {}) if section else data
-            target[key] = env[var] if key.endswith(("servers", "password", "username")) else _env_value(env[var])
+            raw_text = key.endswith(("servers", "password", "username", "instance_id"))
+            target[key] = env[var] if raw_text else _env_value(env[var])
     try:
         return msgspec.convert(data, Settings, strict=False)
     except msgspec.ValidationError as exc:

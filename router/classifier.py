@@ -13,18 +13,27 @@ from dataclasses import dataclass
 from contracts.messages import Request
 from fleet.settings import TierSettings
 
+# Every pattern is linear on any input: no unbounded quantifier is followed by anything that can fail and
+# make it give characters back, repeats are bounded, and the number pattern cannot start inside a number
+# (the old `\d+\s*[-+*/^]\s*\d+` took 28 s on 32,000 digits). The text is also cut to a bounded prefix
+# first (`classify_max_chars`), so the cost of a request is bounded whatever its prompt.
 _CODE = re.compile(
-    r"```|\bdef\s+\w+\(|\bclass\s+\w+|\bimport\s+\w+|\breturn\b|[{};]\s*$|=>|\bfunction\b|#include|\bSELECT\b",
+    r"```|\bdef\s{1,8}\w{1,64}\(|\bclass\s{1,8}\w|\bimport\s{1,8}\w|\breturn\b|[{};][ \t]{0,16}$|=>|\bfunction\b"
+    r"|#include|\bSELECT\b",
     re.MULTILINE,
 )
 _MATH = re.compile(
-    r"\\(frac|int|sum|sqrt)|\d+\s*[-+*/^]\s*\d+|\b(prove|integral|derivative|equation|theorem|matrix|probability)\b",
+    r"\\(frac|int|sum|sqrt)|(?<!\d)\d{1,32}[ \t]{0,8}[-+*/^][ \t]{0,8}\d"
+    r"|\b(prove|integral|derivative|equation|theorem|matrix|probability)\b",
     re.IGNORECASE,
 )
 _REASONING = re.compile(
-    r"\b(step by step|explain why|reason|compare|analy[sz]e|trade-?offs?|first,? .* then|design|plan|evaluate)\b",
+    r"\b(step by step|explain why|reason|compare|analy[sz]e|trade-?offs?|first,? [^\n]{0,200}? then|design|plan"
+    r"|evaluate)\b",
     re.IGNORECASE,
 )
+
+DEFAULT_MAX_CHARS = 8_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +58,16 @@ def request_text(req: Request) -> str:
     return "\n".join(m.content for m in req.messages or ())
 
 
-def features(req: Request) -> Features:
+def features(req: Request, max_chars: int = DEFAULT_MAX_CHARS) -> Features:
+    """Features of the request; the patterns see only the first `max_chars` characters of its text."""
     text = request_text(req)
+    head = text[:max_chars]
     return Features(
         prompt_chars=len(text),
         max_tokens=req.max_tokens,
-        code=bool(_CODE.search(text)),
-        math=bool(_MATH.search(text)),
-        reasoning=bool(_REASONING.search(text)),
+        code=bool(_CODE.search(head)),
+        math=bool(_MATH.search(head)),
+        reasoning=bool(_REASONING.search(head)),
     )
 
 

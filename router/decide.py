@@ -13,7 +13,7 @@ import msgspec
 
 from contracts.codec import Codec, ContentType, DecodeFailure, content_type_from_headers
 from contracts.messages import ErrorCode, Request
-from contracts.validation import InvalidRequest, effective_deadline_ms, validate_request
+from contracts.validation import InvalidRequest, check_size, routed_deadline_ms, validate_request
 from fleet.settings import Settings
 from router.classifier import choose_tier, features
 
@@ -51,8 +51,35 @@ class Decider:
         self._codec = codec
         self._models = set(settings.model_names)
         self._tiers = {t.name: t for t in settings.router.tiers}
+        t = settings.kafka.topics
+        self._internal = {t.requests, t.dlq, t.control, t.status, t.usage}
 
-    def decide(self, value: bytes | None, headers: list[tuple[str, bytes]], timestamp_ms: int, now_ms: int) -> Decision:
+    def is_internal_topic(self, name: str) -> bool:
+        """A topic the fleet itself reads: replies never go there (with the shipped ACLs they would fail; without
+        them an error event would land among requests, control messages or status reports)."""
+        t = self._settings.kafka.topics
+        return name in self._internal or name.startswith(t.requests + ".")
+
+    def decide(
+        self, value: bytes | None, headers: list[tuple[str, bytes | None]], timestamp_ms: int, now_ms: int
+    ) -> Decision:
+        """The verdict on one intake record. Never raises: an unexpected failure on these bytes is a refusal."""
+        try:
+            return self._decide(value, headers, timestamp_ms, now_ms)
+        except Exception as exc:  # any input that trips the code is refused, never a crash or a skip
+            salvaged = self._codec.salvage(value or b"", ContentType.JSON) if len(value or b"") < 4 << 20 else {}
+            return Reject(
+                ErrorCode.INVALID_REQUEST,
+                f"request could not be processed: {type(exc).__name__}: {str(exc)[:200]}",
+                salvaged.get("id"),
+                salvaged.get("reply_to"),
+                True,
+                salvaged.get("encoding", "application/json"),
+            )
+
+    def _decide(
+        self, value: bytes | None, headers: list[tuple[str, bytes | None]], timestamp_ms: int, now_ms: int
+    ) -> Decision:
         try:
             ct = content_type_from_headers(headers)
         except DecodeFailure as exc:  # an unsupported content type: still answer the sender if we can
@@ -64,6 +91,18 @@ class Decider:
                 salvaged.get("reply_to"),
                 True,
                 salvaged.get("encoding", "application/json"),
+            )
+        try:
+            check_size(value, self._settings.limits)
+        except InvalidRequest as exc:  # before decoding: the reply and DLQ copy must not depend on the body
+            salvaged = self._codec.salvage(value or b"", ct)
+            return Reject(
+                exc.code,
+                exc.message,
+                salvaged.get("id"),
+                salvaged.get("reply_to"),
+                True,
+                salvaged.get("encoding", ct.value),
             )
         try:
             if not value:
@@ -82,8 +121,18 @@ class Decider:
             validate_request(req, self._settings.limits)
         except InvalidRequest as exc:
             return Reject(exc.code, exc.message, req.id or None, req.reply_to or None, True, ct.value)
-        deadline = effective_deadline_ms(req, timestamp_ms)
-        if deadline is not None and now_ms >= deadline:
+        if self.is_internal_topic(req.reply_to):
+            # refused without a reply: writing one there is what must not happen
+            return Reject(
+                ErrorCode.INVALID_REQUEST,
+                f"`reply_to` {req.reply_to!r} is a topic of the fleet itself",
+                req.id,
+                None,
+                True,
+                ct.value,
+            )
+        deadline = routed_deadline_ms(req, timestamp_ms, now_ms, self._settings.limits.max_timeout_ms)
+        if now_ms >= deadline:
             return Reject(
                 ErrorCode.EXPIRED,
                 f"deadline passed {now_ms - deadline} ms before routing",
@@ -95,7 +144,7 @@ class Decider:
         tier_name: str | None = None
         score: float | None = None
         if req.model == "auto":
-            score = features(req).score
+            score = features(req, self._settings.router.classify_max_chars).score
             tier = choose_tier(score, self._settings.router.tiers)
             model, tier_name = tier.model, tier.name
         elif req.model in self._models:

@@ -1,22 +1,48 @@
-"""The router's Kafka loop: consume `llm.requests` in group `llm-router`,
-decide, publish, and commit only after every publish of the batch is acknowledged."""
+"""The router's Kafka loop: consume `llm.requests` in group `llm-router`, decide, carry out the verdicts,
+and commit a partition's batch only when every record in it has reached its outcome.
+
+Outcomes of a record: forwarded (the model topic acknowledged it), refused (an error event on its
+`reply_to` where one can be addressed, and a DLQ copy for bad input), duplicate, or undeliverable (its
+refusal could not be written to `reply_to`: recorded as a DLQ copy with `fleet-error-code: undeliverable`).
+A send that fails retriably leaves its record, and every record after it, for a redo: the loop commits
+what came before, seeks back and tries again; records that already reached their outcome are not redone.
+Nothing a record holds can raise out of the loop (the decider turns any exception into a refusal), and
+every long-lived task is supervised: if the load task dies, the process exits non-zero.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import (
+    IllegalStateError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    UnknownTopicOrPartitionError,
+)
 
 from contracts.codec import Codec, ContentType, DecodeFailure
 from contracts.messages import Error, ErrorCode
 from contracts.topics import Headers
 from contracts.validation import is_topic_name
 from fleet.health import beat
-from fleet.kafka import ProducerPurpose, group_progress, make_consumer, make_producer, with_retry
+from fleet.kafka import (
+    COMMIT_FATAL,
+    ProducerPurpose,
+    group_progress,
+    is_retriable,
+    make_consumer,
+    make_producer,
+    with_retry,
+)
+from fleet.records import dlq_record
 from fleet.runtime import log_task_failure
 from fleet.settings import Settings
 from router.decide import Decider, Duplicate, Forward, Reject
@@ -25,9 +51,67 @@ from router.load import LoadTracker
 
 log = structlog.get_logger(__name__)
 
+UNDELIVERABLE = "undeliverable"  # DLQ code of a record whose refusal could not be written to its reply_to
+Header = tuple[str, bytes | None]
+
 
 def _ms() -> int:
     return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class RouterStats:
+    """Every outcome the loop reaches, counted once (the health file and the stop log report these)."""
+
+    consumed: int = 0
+    forwarded: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    overloaded: int = 0
+    dlq: int = 0
+    undeliverable: int = 0
+    redone: int = 0  # batches sought back after a retriable send failure
+    committed: int = 0  # records whose offsets the broker acknowledged as committed
+    commits_dropped: int = 0  # commits refused after a rebalance: the partition's owner redoes them
+
+
+class SendKind(enum.StrEnum):
+    FORWARD = "forward"
+    REPLY = "reply"
+    DLQ = "dlq"
+
+
+@dataclass(slots=True)
+class Send:
+    kind: SendKind
+    topic: str
+    value: bytes
+    key: bytes | None
+    headers: list[Header]
+    request_id: str | None = None
+    model: str | None = None
+
+
+@dataclass(slots=True)
+class Plan:
+    """What one record needs done, and how far it got."""
+
+    rec: ConsumerRecord[Any, Any]
+    decision: Forward | Reject | Duplicate | None  # None: reached its outcome in an earlier try of this batch
+    sends: list[Send] = field(default_factory=list)
+    failures: list[tuple[Send, BaseException]] = field(default_factory=list)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: RouterService) -> None:
+        self._service = service
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        for tp in revoked:
+            self._service.forget(tp)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("router.assigned", partitions=sorted(tp.partition for tp in assigned))
 
 
 class RouterService:
@@ -38,134 +122,325 @@ class RouterService:
         self.decider = Decider(settings, self.codec)
         self.dedup = DedupWindow(settings.router.dedup_window_s, settings.router.dedup_max_entries)
         self.load = LoadTracker(settings.router.overload_max_backlog)
-        self.counts: dict[str, int] = {"forwarded": 0, "rejected": 0, "duplicates": 0, "overloaded": 0}
+        self.stats = RouterStats()
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._stop = asyncio.Event()
+        # per partition: offsets past the committed one that already reached their outcome (a redo skips them)
+        self._completed: dict[TopicPartition, set[int]] = {}
+        self._reply_attempts: dict[tuple[TopicPartition, int], int] = {}
+        self._bad_topics: dict[str, float] = {}  # reply topic -> monotonic time until which it is not tried
+        self._last_beat = 0.0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return asdict(self.stats)
+
+    def forget(self, tp: TopicPartition) -> None:
+        """A partition left this router: its new owner starts from the committed offset."""
+        self._completed.pop(tp, None)
+        for key in [k for k in self._reply_attempts if k[0] == tp]:
+            del self._reply_attempts[key]
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        r = self.settings.router
         self._producer = make_producer(self.settings, purpose=ProducerPurpose.REQUESTS)
-        self._consumer = make_consumer(self.settings, self.topics.requests, group_id=self.topics.router_group)
+        extra: dict[str, Any] = {"group_instance_id": r.group_instance_id} if r.group_instance_id else {}
+        self._consumer = make_consumer(self.settings, group_id=self.topics.router_group, **extra)
+        self._consumer.subscribe([self.topics.requests], listener=_Rebalance(self))
+        if self.settings.limits.max_request_bytes + 4096 > self.settings.kafka.max_request_bytes:
+            log.warning(
+                "router.limits_exceed_record_size",
+                max_request_bytes=self.settings.limits.max_request_bytes,
+                producer_max_request_bytes=self.settings.kafka.max_request_bytes,
+            )
         await with_retry("router.producer.start", self._producer.start, stop=stop)
         await with_retry("router.consumer.start", self._consumer.start, stop=stop)
-        log.info("router.started", intake=self.topics.requests, group=self.topics.router_group)
+        log.info(
+            "router.started",
+            intake=self.topics.requests,
+            group=self.topics.router_group,
+            group_instance_id=r.group_instance_id,
+        )
         load_task = asyncio.create_task(self._poll_load(stop), name="load")
         load_task.add_done_callback(log_task_failure)
         try:
             while not stop.is_set():
+                if load_task.done():  # supervised: a dead helper ends the process (non-zero), never a zombie
+                    raise RuntimeError(f"router task {load_task.get_name()!r} ended") from (
+                        None if load_task.cancelled() else load_task.exception()
+                    )
                 try:
                     batch = await self._consumer.getmany(timeout_ms=100, max_records=500)
-                    for tp, records in batch.items():
-                        await self._handle_partition(tp, records)
                 except KafkaError as exc:
                     log.warning("router.kafka_error", error=repr(exc))
-                    await asyncio.sleep(0.5)
+                    await self._pause(0.5)
+                    continue
+                for tp, records in batch.items():
+                    if stop.is_set():
+                        break  # uncommitted: the partition's next owner (or this router's restart) redoes them
+                    await self._handle_partition(tp, records)
+                self._beat()
         finally:
             load_task.cancel()
             await asyncio.gather(load_task, return_exceptions=True)
             await self._consumer.stop()
             await self._producer.stop()
+            beat(self.settings.health_file, ready=False, **self.counts)
             log.info("router.stopped", **self.counts)
 
+    def _beat(self) -> None:
+        """Health is the consume loop's progress: a loop that stops turning stops beating."""
+        now = time.monotonic()
+        if now - self._last_beat >= self.settings.router.health_interval_ms / 1000:
+            self._last_beat = now
+            beat(self.settings.health_file, ready=True, **self.counts)
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    # -- one partition's batch -----------------------------------------------
     async def _handle_partition(self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:
         assert self._consumer is not None
         now_ms = _ms()
-        pending: list[asyncio.Future[Any]] = []
-        forwarded: list[str] = []
+        done = self._completed.setdefault(tp, set())
+        plans: list[Plan] = []
+        in_batch: set[str] = set()
         for rec in records:
+            self.stats.consumed += 1
+            if rec.offset in done:
+                plans.append(Plan(rec, None))
+                continue
             with structlog.contextvars.bound_contextvars(partition=tp.partition, offset=rec.offset):
-                pending.extend(await self._handle(rec, now_ms, forwarded))
-        try:
-            await asyncio.gather(*pending)
-        except KafkaError as exc:
-            # nothing is committed: rewind so the whole batch is tried again (at-least-once)
-            log.warning("router.publish_failed", error=repr(exc), first_offset=records[0].offset)
-            self._consumer.seek(tp, records[0].offset)
-            await asyncio.sleep(0.5)
+                plans.append(self._plan(tp, rec, now_ms, in_batch))
+        ok = await self._carry_out(plans)
+        if any(p.failures for p in plans):
+            # a second round for what failed for good: refusals of unforwardable requests, undeliverable
+            # replies. A reply's failure counts against it only while the broker answers (during a broker
+            # pause everything fails, and nothing is given up for that)
+            reachable = ok > 0 or await self._broker_reachable()
+            follow = [p for p in plans if p.failures and self._follow_up(tp, p, reachable)]
+            if follow:
+                await self._carry_out(follow)
+        redo_at: int | None = None
+        for p in plans:
+            for s in p.sends:
+                if s.kind is SendKind.FORWARD and not any(f[0] is s for f in p.failures):
+                    assert s.request_id is not None
+                    self.dedup.record(s.request_id, now_ms / 1000)  # a redo must not forward it again
+            if p.failures:
+                if redo_at is None:
+                    redo_at = p.rec.offset
+            else:
+                done.add(p.rec.offset)
+        if redo_at is None:
+            await self._commit(tp, records[-1].offset + 1)
             return
-        for rid in forwarded:
-            self.dedup.record(rid, now_ms / 1000)
-        await with_retry("router.commit", lambda: self._consumer.commit({tp: records[-1].offset + 1}))  # type: ignore[union-attr]
+        self.stats.redone += 1
+        first, err = next(f for p in plans for f in p.failures)
+        log.warning(
+            "router.redo",
+            partition=tp.partition,
+            from_offset=redo_at,
+            batch=len(records),
+            kind=first.kind.value,
+            topic=first.topic,
+            error=repr(err),
+        )
+        if redo_at > records[0].offset:
+            await self._commit(tp, redo_at)
+        try:
+            self._consumer.seek(tp, redo_at)
+        except IllegalStateError:  # the partition moved on: its new owner starts from the committed offset
+            self.forget(tp)
+        await self._pause(0.5)
 
-    async def _handle(
-        self, rec: ConsumerRecord[Any, Any], now_ms: int, forwarded: list[str]
-    ) -> list[asyncio.Future[Any]]:
+    async def _broker_reachable(self) -> bool:
         assert self._producer is not None
-        headers = list(rec.headers or ())
-        decision = self.decider.decide(rec.value, headers, rec.timestamp, now_ms)
-        if isinstance(decision, Forward) and self.dedup.seen(decision.request.id, now_ms / 1000):
+        try:
+            return bool(await asyncio.wait_for(self._producer.client.force_metadata_update(), 5.0))
+        except (TimeoutError, KafkaError, OSError):
+            return False
+
+    def _follow_up(self, tp: TopicPartition, p: Plan, reachable: bool) -> bool:
+        """Turn failures that retrying cannot fix into outcomes (new sends); True when there are any."""
+        keep: list[tuple[Send, BaseException]] = []
+        follow: list[Send] = []
+        for send, exc in p.failures:
+            if send.kind is SendKind.FORWARD and not is_retriable(exc):
+                too_big = isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError)
+                code = ErrorCode.INVALID_REQUEST if too_big else ErrorCode.INTERNAL
+                why = "request too large to forward" if too_big else f"forward to {send.topic} failed"
+                ct = p.decision.content_type.value if isinstance(p.decision, Forward) else ContentType.JSON.value
+                req = p.decision.request if isinstance(p.decision, Forward) else None
+                reject = Reject(code, f"{why}: {exc!r}"[:500], send.request_id, req.reply_to if req else None, True, ct)
+                self.stats.forwarded -= 1
+                self.stats.rejected += 1
+                follow += self._reject_sends(reject, p.rec)
+            elif send.kind is SendKind.REPLY and (reachable or not is_retriable(exc)):
+                attempts = self._reply_attempts.get((tp, p.rec.offset), 0) + 1
+                self._reply_attempts[(tp, p.rec.offset)] = attempts
+                # a topic the broker does not know after the producer's full metadata wait is gone for good
+                missing = isinstance(exc, UnknownTopicOrPartitionError)
+                if is_retriable(exc) and not missing and attempts < self.settings.router.reply_max_attempts:
+                    keep.append((send, exc))
+                    continue
+                if not is_retriable(exc) or missing:
+                    self._bad_topics[send.topic] = time.monotonic() + self.settings.router.bad_topic_ttl_s
+                follow.append(self._undeliverable(p.rec, send.topic, repr(exc)))
+            elif send.kind is SendKind.DLQ and not is_retriable(exc):
+                self.stats.undeliverable += 1  # nowhere left to write it: the log line is its record
+                log.error("router.dlq_failed", topic=send.topic, error=repr(exc), offset=p.rec.offset)
+            else:
+                keep.append((send, exc))
+        p.failures = keep
+        p.sends = follow
+        return bool(follow)
+
+    async def _carry_out(self, plans: list[Plan]) -> int:
+        """Start every send (in record order), then wait for all; failures are noted on their plan.
+        Returns how many sends succeeded."""
+        assert self._producer is not None
+        producer = self._producer
+
+        async def deliver(p: Plan, s: Send) -> bool:
+            try:
+                fut = await producer.send(s.topic, s.value, key=s.key, headers=s.headers)
+                await fut
+                return True
+            except Exception as exc:  # any failure of a send is an outcome to handle, never an escape
+                p.failures.append((s, exc))
+                return False
+
+        tasks = [asyncio.ensure_future(deliver(p, s)) for p in plans for s in p.sends]
+        return sum(await asyncio.gather(*tasks)) if tasks else 0
+
+    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        try:
+            await with_retry(
+                "router.commit", lambda: consumer.commit({tp: offset}), stop=self._stop, fatal=COMMIT_FATAL
+            )
+        except COMMIT_FATAL as exc:
+            # the group moved on between fetch and commit: these outcomes were reached, the new owner of
+            # the partition redoes them from the committed offset (duplicates are dropped by id downstream)
+            self.stats.commits_dropped += 1
+            log.warning("router.commit_dropped", partition=tp.partition, offset=offset, error=repr(exc))
+            self.forget(tp)
+            return
+        except KafkaError:
+            if self._stop.is_set():
+                return  # stopping: left uncommitted, redone after the restart
+            raise
+        done = self._completed.get(tp)
+        if done:
+            self.stats.committed += sum(1 for o in done if o < offset)
+            done.difference_update([o for o in done if o < offset])
+        for key in [k for k in self._reply_attempts if k[0] == tp and k[1] < offset]:
+            del self._reply_attempts[key]
+
+    # -- verdicts into sends ---------------------------------------------------
+    def _plan(self, tp: TopicPartition, rec: ConsumerRecord[Any, Any], now_ms: int, in_batch: set[str]) -> Plan:
+        headers: list[Header] = list(rec.headers or ())
+        decision = self.decider.decide(rec.value, headers, rec.timestamp or 0, now_ms)
+        if isinstance(decision, Forward) and (
+            decision.request.id in in_batch or self.dedup.seen(decision.request.id, now_ms / 1000)
+        ):
             decision = Duplicate(decision.request.id)
-        if isinstance(decision, Duplicate) or (isinstance(decision, Forward) and decision.request.id in forwarded):
-            self.counts["duplicates"] += 1
-            log.info("router.duplicate", request_id=getattr(decision, "request_id", None) or rec.key)
-            return []
+        if isinstance(decision, Duplicate):
+            self.stats.duplicates += 1
+            log.info("router.duplicate", request_id=decision.request_id)
+            return Plan(rec, decision)
         if isinstance(decision, Forward):
             req = decision.request
             reason = self.load.refusal(decision.model, req.deadline_ms, now_ms)
             if reason is not None:
-                self.counts["overloaded"] += 1
-                return await self.reject(
-                    Reject(ErrorCode.OVERLOADED, reason, req.id, req.reply_to, False, decision.content_type.value), rec
-                )
+                self.stats.overloaded += 1
+                reject = Reject(ErrorCode.OVERLOADED, reason, req.id, req.reply_to, False, decision.content_type.value)
+                return Plan(rec, reject, self._reject_sends(reject, rec))
+            in_batch.add(req.id)
             ct = decision.content_type
-            out_headers = [
+            out_headers: list[Header] = [
                 (Headers.CONTENT_TYPE, ct.value.encode()),
-                (Headers.INTAKE_MS, str(rec.timestamp).encode()),
+                (Headers.INTAKE_MS, str(now_ms).encode()),  # the router's own clock, not the producer's
             ]
             if decision.tier:
                 out_headers.append((Headers.TIER, decision.tier.encode()))
-            value = self.codec.encode(req, ct)
-            fut = await self._producer.send(
-                self.topics.model(decision.model), value, key=req.id.encode(), headers=out_headers
+            send = Send(
+                SendKind.FORWARD,
+                self.topics.model(decision.model),
+                self.codec.encode(req, ct),
+                req.id.encode(),
+                out_headers,
+                request_id=req.id,
+                model=decision.model,
             )
-            forwarded.append(req.id)
             self.load.forwarded(decision.model)
-            self.counts["forwarded"] += 1
+            self.stats.forwarded += 1
             log.debug(
                 "router.forward", request_id=req.id, model=decision.model, tier=decision.tier, score=decision.score
             )
-            return [fut]
-        assert isinstance(decision, Reject)
-        self.counts["rejected"] += 1
-        return await self.reject(decision, rec)
+            return Plan(rec, decision, [send])
+        self.stats.rejected += 1
+        return Plan(rec, decision, self._reject_sends(decision, rec))
 
-    async def reject(self, d: Reject, rec: ConsumerRecord[Any, Any]) -> list[asyncio.Future[Any]]:
+    def _reject_sends(self, d: Reject, rec: ConsumerRecord[Any, Any]) -> list[Send]:
         """An error event where the sender can be addressed, and a DLQ copy for bad input."""
-        assert self._producer is not None
-        futs: list[asyncio.Future[Any]] = []
         log.info("router.reject", request_id=d.request_id, code=d.code.value, reason=d.message[:200], dlq=d.to_dlq)
-        if d.request_id and d.reply_to and is_topic_name(d.reply_to):
-            ct = ContentType(d.content_type)
-            event = Error(id=d.request_id[:200], code=d.code, message=d.message, retriable=d.code.retriable)
-            try:
-                futs.append(
-                    await self._producer.send(
+        sends: list[Send] = []
+        if d.request_id and d.reply_to and is_topic_name(d.reply_to) and not self.decider.is_internal_topic(d.reply_to):
+            if self._bad_topics.get(d.reply_to, 0.0) > time.monotonic():
+                sends.append(self._undeliverable(rec, d.reply_to, "the topic failed for good recently"))
+            else:
+                try:
+                    ct = ContentType(d.content_type)
+                except ValueError:
+                    ct = ContentType.JSON
+                rid = d.request_id[:200]
+                event = Error(id=rid, code=d.code, message=d.message[:2000], retriable=d.code.retriable)
+                sends.append(
+                    Send(
+                        SendKind.REPLY,
                         d.reply_to,
                         self.codec.encode(event, ct),
-                        key=d.request_id[:200].encode(),
-                        headers=[(Headers.CONTENT_TYPE, ct.value.encode())],
+                        rid.encode("utf-8", "replace"),
+                        [(Headers.CONTENT_TYPE, ct.value.encode())],
+                        request_id=rid,
                     )
                 )
-            except KafkaError as exc:
-                log.warning("router.reply_failed", reply_to=d.reply_to, error=repr(exc))
         if d.to_dlq:
-            futs.append(await self.to_dlq(rec, d.code.value, d.message))
-        return futs
+            sends.append(self._dlq(rec, d.code.value, d.message))
+        return sends
 
-    async def to_dlq(self, rec: ConsumerRecord[Any, Any], code: str, reason: str) -> asyncio.Future[Any]:
-        assert self._producer is not None
-        headers = [(k, v) for k, v in (rec.headers or ()) if not k.startswith("fleet-error")]
-        headers += [
-            (Headers.ERROR_CODE, code.encode()),
-            (Headers.ERROR_REASON, reason[:1000].encode("utf-8", "replace")),
-            (Headers.SOURCE_TOPIC, rec.topic.encode()),
-            (Headers.SOURCE_PARTITION, str(rec.partition).encode()),
-            (Headers.SOURCE_OFFSET, str(rec.offset).encode()),
-        ]
-        fut: asyncio.Future[Any] = await self._producer.send(
-            self.topics.dlq, rec.value or b"", key=rec.key, headers=headers
+    def _undeliverable(self, rec: ConsumerRecord[Any, Any], topic: str, why: str) -> Send:
+        self.stats.undeliverable += 1
+        log.warning("router.undeliverable", reply_to=topic[:300], error=why[:300], offset=rec.offset)
+        send = self._dlq(rec, UNDELIVERABLE, f"the refusal could not be written to {topic[:249]!r}: {why}")
+        send.headers.append((Headers.UNDELIVERABLE, topic.encode("utf-8", "replace")[:300]))
+        return send
+
+    def _dlq(self, rec: ConsumerRecord[Any, Any], code: str, reason: str) -> Send:
+        self.stats.dlq += 1
+        value, key, headers = dlq_record(
+            rec.value,
+            rec.key,
+            rec.headers,
+            rec.topic,
+            rec.partition,
+            rec.offset,
+            code,
+            reason,
+            # room for the undeliverable header that may be added to this copy
+            self.settings.kafka.max_request_bytes - 512,
         )
-        return fut
+        return Send(SendKind.DLQ, self.topics.dlq, value, key, headers)
 
+    # -- the load view -----------------------------------------------------------
     async def _poll_load(self, stop: asyncio.Event, interval_s: float = 0.5) -> None:
         """Track each model topic's backlog (end offsets minus the worker group's commits)."""
         from aiokafka.admin import AIOKafkaAdminClient
@@ -186,7 +461,12 @@ class RouterService:
         workers: dict[str, tuple[str, int, int]] = {}  # worker id -> (model, capacity, ts_ms)
         try:
             while not stop.is_set():
-                for records in (await status.getmany(timeout_ms=0)).values():
+                try:
+                    fetched = await status.getmany(timeout_ms=0)
+                except KafkaError as exc:
+                    log.debug("router.status_poll_failed", error=repr(exc))
+                    fetched = {}
+                for records in fetched.values():
                     for r in records:
                         try:
                             st = self.codec.decode_status(r.value or b"")
@@ -211,7 +491,6 @@ class RouterService:
                         )
                     except KafkaError as exc:
                         log.debug("router.load_poll_failed", model=m.name, error=repr(exc))
-                beat(self.settings.health_file, ready=True, **self.counts)
                 await asyncio.sleep(interval_s)
         finally:
             await status.stop()

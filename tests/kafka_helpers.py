@@ -95,8 +95,11 @@ class RawPeer:
         content_type: bytes | None = b"application/json",
         key: bytes | None = None,
         topic: str | None = None,
+        headers: list[tuple[str, bytes | None]] | None = None,
     ) -> None:
-        headers = [("content-type", content_type)] if content_type is not None else []
+        """`headers`, when given, replace the content-type header (null values and duplicates allowed)."""
+        if headers is None:
+            headers = [("content-type", content_type)] if content_type is not None else []
         await self.producer.send_and_wait(topic or self.settings.kafka.topics.requests, value, key=key, headers=headers)
 
     async def wait_for(self, pred: Any, what: str, timeout_s: float = 30) -> Any:

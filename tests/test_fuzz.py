@@ -133,6 +133,70 @@ def cases(reply: str, rng: random.Random) -> list[Case]:
         )
     for _ in range(10):
         out.append(("empty", b"", b"application/json", ErrorCode.INVALID_ENCODING, None))
+    # router-side inputs of issue 9: each used to raise out of the router's loop or skip records
+    mp = b"application/msgpack"
+    for _ in range(3):
+        out.append(
+            (
+                "msgpack-ext",
+                msgspec.msgpack.encode(req(metadata={"x": msgspec.msgpack.Ext(1, b"\x00")})),
+                mp,
+                ErrorCode.INVALID_REQUEST,
+                rid(True),
+            )
+        )
+        out.append(
+            (
+                "msgpack-int-key",
+                msgspec.msgpack.encode(req(metadata={"x": {7: 1}})),
+                mp,
+                ErrorCode.INVALID_REQUEST,
+                rid(True),
+            )
+        )
+        out.append(
+            (
+                "msgpack-bytes",
+                msgspec.msgpack.encode(req(metadata={"x": b"\x00"})),
+                mp,
+                ErrorCode.INVALID_REQUEST,
+                rid(True),
+            )
+        )
+        out.append(
+            (
+                "timeout-2**64",
+                msgspec.msgpack.encode(req(timeout_ms=2**64 - 1)),
+                mp,
+                ErrorCode.INVALID_REQUEST,
+                rid(True),
+            )
+        )
+        out.append(
+            (
+                "deadline-2**64",
+                msgspec.msgpack.encode(req(deadline_ms=2**64 - 1)),
+                mp,
+                ErrorCode.INVALID_REQUEST,
+                rid(True),
+            )
+        )
+        out.append(
+            ("tiny-temperature", js(req(temperature=1e-30)), b"application/json", ErrorCode.INVALID_REQUEST, rid(True))
+        )
+        out.append(
+            ("long-tenant", js(req(tenant="t" * 100_000)), b"application/json", ErrorCode.INVALID_REQUEST, rid(True))
+        )
+    for size in (524_289, 900_000):  # over limits.max_request_bytes (the DLQ copy still fits the record limit)
+        out.append(
+            (
+                "over-max-request-bytes",
+                js(req(prompt="p" * size)),
+                b"application/json",
+                ErrorCode.INVALID_REQUEST,
+                rid(True),
+            )
+        )
     for _ in range(10):
         out.append(
             (
@@ -171,3 +235,6 @@ async def test_fuzz_intake_and_control(model_fleet: FleetProcs) -> None:
         assert r.usage.completion_tokens >= 1
     for name in ("router", "worker-large", "worker-small"):
         assert model_fleet.procs[name].poll() is None, f"{name} died"
+    from tests.router.test_router_outcomes import intake_fully_committed
+
+    await intake_fully_committed(model_fleet)
