@@ -112,6 +112,23 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     simulated_tokens_per_s: float = 100.0  # simulated engine only
 
 
+class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The worker process's tunables (every model's worker shares them)."""
+
+    revoke_grace_s: float = 5.0  # a revoked partition's requests may finish this long before they are abandoned
+    drain_grace_s: float = 30.0  # SIGTERM: in-flight requests may finish this long; k8s grace must exceed it
+    max_attempts: int = 3  # a request that fails alone in the engine this often goes to the DLQ as `poison`
+    engine_watchdog_s: float = 120.0  # work held and no engine step for this long: the engine is hung, exit non-zero
+    deadline_grace_ms: int = 500  # past a deadline by this much, the worker answers `expired` itself
+    send_backoff_max_ms: int = 5_000  # outbox: retriable send failures back off up to this
+    metadata_attempts: int = 2  # outbox: sends to a topic the broker does not know before it is undeliverable
+    dead_topic_ttl_s: float = 30.0  # outbox: an undeliverable topic fails fast this long
+    dlq_max_value_bytes: int = 900_000  # a DLQ copy's value is cut to this (noted in a header) to fit the broker
+    answered_ids: int = 10_000  # terminal events kept to answer a re-send of an id finished here
+    commit_retry_ms: int = 500  # a failed commit is retried after this
+    group_instance_id: str | None = None  # static membership: a stable name per worker (the pod name); model appended
+
+
 class TierSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str  # e.g. "simple", "complex"
     model: str
@@ -149,6 +166,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             ),
         ]
     )
+    worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     cache_dir: str = "~/.cache/llm-fleet"
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
@@ -186,6 +204,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "FLEET_LOG_FORMAT": (None, "log_format"),
     "FLEET_LOG_LEVEL": (None, "log_level"),
     "FLEET_HEALTH_FILE": (None, "health_file"),
+    "FLEET_WORKER_INSTANCE_ID": ("worker", "group_instance_id"),
 }
 
 
@@ -207,7 +226,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     for var, (section, key) in ENV_VARS.items():
         if var in env and env[var] != "":
             target = data.setdefault(section, {}) if section else data
-            target[key] = env[var] if key.endswith(("servers", "password", "username")) else _env_value(env[var])
+            raw = key.endswith(("servers", "password", "username", "instance_id"))  # names stay strings
+            target[key] = env[var] if raw else _env_value(env[var])
     try:
         return msgspec.convert(data, Settings, strict=False)
     except msgspec.ValidationError as exc:

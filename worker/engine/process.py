@@ -119,6 +119,7 @@ class ProcessEngine:
         self._closed = False
         self._dead = False
         self._failure: str | None = None
+        self.steps_seen = 0  # steps the process reported: the worker's watchdog reads progress from it
         if not self._out.poll(_START_TIMEOUT_S):
             self._kill()
             raise EngineDied(f"engine process for {model.name!r} did not start in {_START_TIMEOUT_S:.0f} s")
@@ -151,6 +152,11 @@ class ProcessEngine:
             raise self._gone()
         return self._stats
 
+    def kill(self) -> None:
+        """SIGKILL the process at once (the worker's watchdog found it hung: `close` would wait for it)."""
+        self._closed = True
+        self._kill()
+
     def close(self) -> None:
         if self._closed:
             return
@@ -176,6 +182,7 @@ class ProcessEngine:
             return outputs
         while True:
             kind, payload, stats = self._recv()
+            self.steps_seen += 1
             self._stats = stats or self._stats
             if kind == "failed":
                 if not outputs:
