@@ -110,6 +110,7 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     engine: EngineKind = EngineKind.CONTINUOUS
     engine_process: bool = True  # run the model in its own process, apart from the worker's Kafka loop (and GIL)
     simulated_tokens_per_s: float = 100.0  # simulated engine only
+    simulated_fail_marker: str | None = None  # simulated engine only: a step raises while a prompt holding it runs
 
 
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
