@@ -133,7 +133,7 @@ async def test_worker_survives_any_bytes_and_every_record_gets_an_outcome(fuzz_f
             for n, (value, headers) in enumerate(corpus(reply, rng)):
                 await big.send_and_wait(topics.model(MODEL), value, key=str(n).encode(), headers=headers)
             for value, headers in control_corpus():
-                await big.send_and_wait(topics.control, value, headers=headers)
+                await big.send_and_wait(topics.control, value, key=b"fuzz", headers=headers)
             rid = f"after-fuzz-{uuid.uuid4().hex[:6]}"
             ok = {"id": rid, "reply_to": reply, "prompt": "still there?", "model": MODEL, "max_tokens": 4}
             await peer.send(json.dumps(ok).encode(), topic=topics.model(MODEL))
