@@ -301,8 +301,12 @@ class WorkerService:
     def _admit(self, tp: TopicPartition, rec: ConsumerRecord[Any, Any]) -> None:
         headers = list(rec.headers or ())
         hdrs = {k: v for k, v in headers}
+        ct = _content_type(headers)
+        if ct is None:
+            reason = "the content-type header is null or names no supported type"
+            self._reject(tp, rec, ErrorCode.INVALID_ENCODING, reason, None, None)
+            return
         try:
-            ct = content_type_from_headers(headers)
             req = self.codec.decode_request(rec.value or b"", ct)
             validate_request(req, self.settings.limits)
         except (DecodeFailure, InvalidRequest) as exc:
@@ -752,8 +756,12 @@ class WorkerService:
             await consumer.stop()
 
     def _on_control(self, rec: ConsumerRecord[Any, Any]) -> None:
+        ct = _content_type(list(rec.headers or ()))
+        if ct is None:
+            log.warning("worker.bad_control", code=ErrorCode.INVALID_ENCODING.value, reason="unreadable content-type")
+            return
         try:
-            msg = self.codec.decode_control(rec.value or b"", content_type_from_headers(list(rec.headers or ())))
+            msg = self.codec.decode_control(rec.value or b"", ct)
         except DecodeFailure as exc:
             log.warning("worker.bad_control", code=exc.code.value, reason=exc.message[:200], offset=rec.offset)
             return
@@ -829,6 +837,14 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
             return [TopicPartition(topic, p) for p in sorted(parts)]
         await asyncio.sleep(0.1)
     raise KafkaError(f"topic {topic} has no partitions (does it exist?)")
+
+
+def _content_type(headers: list[tuple[str, Any]]) -> ContentType | None:
+    """The record's content type; None when its header is unreadable (a null value, say)."""
+    try:
+        return content_type_from_headers(headers)
+    except Exception:  # DecodeFailure for an unknown type; AttributeError for a null value; ...
+        return None
 
 
 def _header_ms(raw: bytes | None, fallback: int) -> int:
