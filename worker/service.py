@@ -95,7 +95,7 @@ class WorkerService:
             "answered_again": 0,
             "expired_by_worker": 0,
         }
-        self._answered: OrderedDict[str, Done | Error] = OrderedDict()  # request id -> terminal event sent
+        self._answered: OrderedDict[str, Done] = OrderedDict()  # request id -> the `done` sent for it
         # isolating a failing engine step: groups of run ids that run alone, one group at a time
         self._groups: deque[list[str]] = deque()
         self._group: set[str] | None = None  # the group in the engine now (None: not isolating)
@@ -384,6 +384,8 @@ class WorkerService:
     def _launch(self, state: RequestState) -> None:
         req = state.request
         max_tokens = min(req.max_tokens, self.max_model_len - len(state.prompt_ids))
+        if not self.engine.has_unfinished():
+            self._progress_s = time.monotonic()  # the watchdog counts from here, not from the end of an idle spell
         try:
             self.engine.add_request(
                 EngineRequest(
@@ -507,9 +509,8 @@ class WorkerService:
         futs = [self._send_event(state, ev) for ev in events]
         self._forget(state.run_id)
         terminal = events[-1]
-        if isinstance(terminal, Done | Error):
-            self._remember_answer(state.request.id, terminal)
         if isinstance(terminal, Done):
+            self._remember_answer(state.request.id, terminal)  # errors are not replayed: a retry may fare better
             self.counts["done"] += 1
             self.counts["tokens"] += terminal.usage.completion_tokens
         else:
@@ -519,7 +520,7 @@ class WorkerService:
         log.debug("worker.finished", request_id=state.request.id, run_id=state.run_id, kind=kind.value)
         self._track(futs, state.partition, state.offset)
 
-    def _remember_answer(self, request_id: str, terminal: Done | Error) -> None:
+    def _remember_answer(self, request_id: str, terminal: Done) -> None:
         self._answered[request_id] = terminal
         self._answered.move_to_end(request_id)
         while len(self._answered) > self.tun.answered_ids:
