@@ -80,7 +80,7 @@ async def fault_fleet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
             ],
             prefix=PREFIX,
             partitions=1,  # one partition: a stuck offset would hold every later request's commit
-            extra="[worker]\nmetadata_attempts = 1\nmax_attempts = 2",
+            extra="[worker]\nmetadata_attempts = 1\nmax_attempts = 2\nengine_watchdog_s = 2.0",
         )
         async with started(cfg, bootstrap, d, [(MODEL, "worker")]) as fleet:
             yield fleet
@@ -275,3 +275,17 @@ async def test_usage_for_every_run_that_used_tokens(fault_fleet: FleetProcs) -> 
     finally:
         await reader.stop()
     assert len(seen) == 1 and seen[0].finish == "cancelled" and seen[0].completion_tokens > 0 and seen[0].run_id
+
+
+async def test_the_watchdog_leaves_a_worker_that_was_idle_alone(fault_fleet: FleetProcs) -> None:
+    """Finding 9's watchdog (2 s here) counts from when an idle engine gets work, not from the start of
+    the idle spell: a request after a longer idle spell is served by the same worker."""
+    fleet = fault_fleet
+    pid = fleet.procs["worker"].pid
+    await asyncio.sleep(3.0)
+    async with RawPeer(fleet.settings, REPLIES) as peer:
+        rid = f"after-idle-{uuid.uuid4().hex[:6]}"
+        await peer.send(_request(rid, max_tokens=200), topic=_model_topic(fleet))
+        await peer.reply(rid, Done, timeout_s=30)
+    assert fleet.procs["worker"].poll() is None and fleet.procs["worker"].pid == pid
+    assert '"worker.engine_stalled"' not in fleet.log("worker")
