@@ -139,7 +139,8 @@ class WorkerStatus(msgspec.Struct, frozen=True, tag="worker_status", tag_field="
 
 
 class UsageRecord(msgspec.Struct, frozen=True, tag="usage", tag_field="type", kw_only=True):
-    """One record per finished request on `llm.usage` (billing, dashboards)."""
+    """One record per generation run that consumed tokens (done, length, cancelled, expired) on
+    `llm.usage` (billing, dashboards); a reader that dedups by `run_id` counts each run once."""
 
     id: str
     model: str
@@ -149,3 +150,4 @@ class UsageRecord(msgspec.Struct, frozen=True, tag="usage", tag_field="type", kw
     cost: float
     ts_ms: int
     finish: str
+    run_id: str | None = None  # the generation run: a reader counts each run once (a redo is another run)

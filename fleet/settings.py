@@ -113,6 +113,24 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     engine: EngineKind = EngineKind.CONTINUOUS
     engine_process: bool = True  # run the model in its own process, apart from the worker's Kafka loop (and GIL)
     simulated_tokens_per_s: float = 100.0  # simulated engine only
+    simulated_fail_marker: str | None = None  # simulated engine only: a step raises while a prompt holding it runs
+
+
+class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The worker process's tunables (every model's worker shares them)."""
+
+    revoke_grace_s: float = 5.0  # a revoked partition's requests may finish this long before they are abandoned
+    drain_grace_s: float = 30.0  # SIGTERM: in-flight requests may finish this long; k8s grace must exceed it
+    max_attempts: int = 3  # a request that fails alone in the engine this often goes to the DLQ as `poison`
+    engine_watchdog_s: float = 120.0  # work held and no engine step for this long: the engine is hung, exit non-zero
+    deadline_grace_ms: int = 500  # past a deadline by this much, the worker answers `expired` itself
+    send_backoff_max_ms: int = 5_000  # outbox: retriable send failures back off up to this
+    metadata_attempts: int = 2  # outbox: sends to a topic the broker does not know before it is undeliverable
+    dead_topic_ttl_s: float = 30.0  # outbox: an undeliverable topic fails fast this long
+    dlq_max_value_bytes: int = 900_000  # a DLQ copy's value is cut to this (noted in a header) to fit the broker
+    answered_ids: int = 10_000  # terminal events kept to answer a re-send of an id finished here
+    commit_retry_ms: int = 500  # a failed commit is retried after this
+    group_instance_id: str | None = None  # static membership: a stable name per worker (the pod name); model appended
 
 
 class TierSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -159,6 +177,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             ),
         ]
     )
+    worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     cache_dir: str = "~/.cache/llm-fleet"
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
@@ -197,6 +216,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "FLEET_LOG_LEVEL": (None, "log_level"),
     "FLEET_HEALTH_FILE": (None, "health_file"),
     "FLEET_ROUTER_INSTANCE_ID": ("router", "group_instance_id"),
+    "FLEET_WORKER_INSTANCE_ID": ("worker", "group_instance_id"),
 }
 
 
@@ -218,8 +238,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     for var, (section, key) in ENV_VARS.items():
         if var in env and env[var] != "":
             target = data.setdefault(section, {}) if section else data
-            raw_text = key.endswith(("servers", "password", "username", "instance_id"))
-            target[key] = env[var] if raw_text else _env_value(env[var])
+            raw = key.endswith(("servers", "password", "username", "instance_id"))  # names stay strings
+            target[key] = env[var] if raw else _env_value(env[var])
     try:
         return msgspec.convert(data, Settings, strict=False)
     except msgspec.ValidationError as exc:

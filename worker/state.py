@@ -43,7 +43,8 @@ class RequestState:
     finished: bool = False
     record: Any = None  # the ConsumerRecord, kept for the DLQ
     prompt_ids: list[int] = field(default_factory=list)
-    attempts: int = 0
+    attempts: int = 0  # times the engine failed with this request among the ones it held, charged to it
+    in_engine: bool = False  # False while held back (isolating a failing step's culprit)
 
     def on_output(self, out: StepOutput, now_s: float) -> list[Chunk]:
         """Absorb one step's output; returns chunks to send now."""

@@ -11,7 +11,6 @@ the group, lag-based scaling with minutes of stabilisation).
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 from dataclasses import dataclass
@@ -31,9 +30,9 @@ OVERLAYS = ("dev", "prod")
 
 
 def _drain_grace_s() -> float:
-    from worker.service import WorkerService
+    from fleet.settings import WorkerSettings
 
-    return float(inspect.signature(WorkerService.__init__).parameters["drain_grace_s"].default)
+    return WorkerSettings().drain_grace_s
 
 
 def _quantity(q: str | int | float) -> float:

@@ -24,3 +24,15 @@ def test_partitions_are_independent_and_forget_abandons() -> None:
     assert t.to_commit() == {"a": 0, "b": 6}
     t.forget("a")
     assert t.unfinished() == 0 and t.partitions() == ["b"]
+
+
+def test_offsets_count_as_committed_only_when_confirmed_and_a_failed_commit_is_handed_out_again() -> None:
+    t: OffsetTracker[str] = OffsetTracker()
+    t.take("p0", 0)
+    t.finish("p0", 0)
+    out = t.to_commit()
+    assert out == {"p0": 1} and t.committed("p0") is None and t.uncommitted_partitions() == ["p0"]
+    t.failed(out)
+    assert t.to_commit() == {"p0": 1}  # retried
+    t.confirmed({"p0": 1})
+    assert t.committed("p0") == 1 and t.uncommitted_partitions() == [] and t.to_commit() == {}

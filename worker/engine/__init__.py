@@ -85,7 +85,8 @@ def build_process_engine(model: ModelSettings, cache_dir: Path, *, log_format: s
 def build_simulated_engine(model: ModelSettings, cache_dir: Path) -> BuiltEngine:
     from worker.engine.simulated import ByteTokenizer, SimulatedEngine
 
-    engine = SimulatedEngine(tokens_per_s=model.simulated_tokens_per_s, max_running=model.max_running)
+    fail_on = model.simulated_fail_marker.encode() if model.simulated_fail_marker else None
+    engine = SimulatedEngine(tokens_per_s=model.simulated_tokens_per_s, max_running=model.max_running, fail_on=fail_on)
     return engine, ByteTokenizer(), model.max_model_len
 
 

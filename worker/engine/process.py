@@ -6,8 +6,8 @@ fetcher) holds it about an eighth of the time, and every model step waits for
 it between torch ops, while the loop waits for the step's Python. vLLM v1 runs
 its engine core in a separate process for the same reason. Here the child
 process owns the model and steps on its own whenever it has work; the worker
-sends it `add`/`abort` commands over one pipe and reads step outputs from
-another.
+sends it typed commands (AddCmd, AbortCmd, CloseCmd) over one pipe and reads typed
+events (Ready, Outputs, StepFailed) from another.
 
     worker process                         engine process
     add_request / abort_request  --cmd-->  inbox -> engine.step() loop
@@ -29,8 +29,8 @@ import signal
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
+import msgspec
 import structlog
 
 from fleet.settings import ModelSettings
@@ -47,6 +47,50 @@ class EngineFailed(RuntimeError):
     """A step raised inside the engine process; the message carries the child's exception."""
 
 
+# -- the messages on the two pipes (pickled: the payloads are the engine API's own dataclasses) -------
+
+
+class AddCmd(msgspec.Struct, frozen=True, tag="add"):
+    request: EngineRequest
+
+
+class AbortCmd(msgspec.Struct, frozen=True, tag="abort"):
+    request_id: str
+    reason: FinishKind
+
+
+class CloseCmd(msgspec.Struct, frozen=True, tag="close"):
+    pass
+
+
+Command = AddCmd | AbortCmd | CloseCmd
+
+
+class Ready(msgspec.Struct, frozen=True, tag="ready"):
+    max_model_len: int
+    stats: EngineStats
+
+
+class StartFailed(msgspec.Struct, frozen=True, tag="start_failed"):
+    error: str
+
+
+class Outputs(msgspec.Struct, frozen=True, tag="outputs"):
+    """One step's outputs (possibly none: a prefill chunk); every step sends one, which is the progress
+    the worker's watchdog reads. Stats ride along at most every _STATS_EVERY_S."""
+
+    outputs: list[StepOutput]
+    stats: EngineStats | None = None
+
+
+class StepFailed(msgspec.Struct, frozen=True, tag="step_failed"):
+    error: str
+    stats: EngineStats
+
+
+Event = Ready | StartFailed | Outputs | StepFailed
+
+
 def _serve(
     model: ModelSettings, cache_dir: Path, cmd: Connection, out: Connection, log_format: str, log_level: str
 ) -> None:
@@ -61,22 +105,22 @@ def _serve(
     try:
         engine, _tokenizer, max_model_len = build_engine(model, cache_dir)
     except Exception as exc:  # reported to the worker, which exits with it
-        out.send(("error", f"{type(exc).__name__}: {exc}", None))
+        out.send(StartFailed(f"{type(exc).__name__}: {exc}"))
         return
-    out.send(("ready", max_model_len, engine.stats()))
+    out.send(Ready(max_model_len, engine.stats()))
     stats_at = time.monotonic()
     while True:
         idle = not engine.has_unfinished()
         while cmd.poll(None if idle else 0):
             try:
-                kind, *args = cmd.recv()
+                msg: Command = cmd.recv()
             except EOFError:  # the worker is gone
                 return
-            if kind == "add":
-                engine.add_request(args[0])
-            elif kind == "abort":
-                engine.abort_request(args[0], args[1])
-            elif kind == "close":
+            if isinstance(msg, AddCmd):
+                engine.add_request(msg.request)
+            elif isinstance(msg, AbortCmd):
+                engine.abort_request(msg.request_id, msg.reason)
+            else:
                 engine.close()
                 return
             idle = False
@@ -86,13 +130,13 @@ def _serve(
             outputs = engine.step()
         except Exception as exc:  # the worker restarts or poisons the requests, as with an in-process engine
             log.exception("engine_process.step_failed")
-            out.send(("failed", f"{type(exc).__name__}: {exc}", engine.stats()))
+            out.send(StepFailed(f"{type(exc).__name__}: {exc}", engine.stats()))
             continue
         now = time.monotonic()
         stats = None
         if now - stats_at >= _STATS_EVERY_S or not engine.has_unfinished():
             stats, stats_at = engine.stats(), now
-        out.send(("outputs", outputs, stats))
+        out.send(Outputs(outputs, stats))
 
 
 class ProcessEngine:
@@ -119,15 +163,17 @@ class ProcessEngine:
         self._closed = False
         self._dead = False
         self._failure: str | None = None
+        self.steps_seen = 0  # steps the process reported: the worker's watchdog reads progress from it
         if not self._out.poll(_START_TIMEOUT_S):
             self._kill()
             raise EngineDied(f"engine process for {model.name!r} did not start in {_START_TIMEOUT_S:.0f} s")
         msg = self._recv()
-        if msg[0] != "ready":
+        if not isinstance(msg, Ready):
             self._kill()
-            raise EngineFailed(f"engine process for {model.name!r} failed to start: {msg[1]}")
-        self.max_model_len: int = msg[1]
-        self._stats: EngineStats = msg[2]
+            error = msg.error if isinstance(msg, StartFailed | StepFailed) else repr(msg)
+            raise EngineFailed(f"engine process for {model.name!r} failed to start: {error}")
+        self.max_model_len: int = msg.max_model_len
+        self._stats: EngineStats = msg.stats
         log.info("engine_process.started", pid=self._proc.pid, model=model.name)
 
     # -- called from the event-loop thread ------------------------------------------------------------
@@ -135,11 +181,11 @@ class ProcessEngine:
     def add_request(self, request: EngineRequest) -> None:
         check_prompt_len(len(request.prompt_token_ids), self.max_model_len)
         self._unfinished.add(request.request_id)
-        self._send(("add", request))
+        self._send(AddCmd(request))
 
     def abort_request(self, request_id: str, reason: FinishKind) -> None:
         if request_id in self._unfinished and not self._dead:
-            self._send(("abort", request_id, reason))
+            self._send(AbortCmd(request_id, reason))
 
     def has_unfinished(self) -> bool:
         return bool(self._unfinished)
@@ -151,12 +197,17 @@ class ProcessEngine:
             raise self._gone()
         return self._stats
 
+    def kill(self) -> None:
+        """SIGKILL the process at once (the worker's watchdog found it hung: `close` would wait for it)."""
+        self._closed = True
+        self._kill()
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         try:
-            self._cmd.send(("close",))
+            self._cmd.send(CloseCmd())
         except OSError:
             pass
         self._proc.join(timeout=10)
@@ -175,14 +226,18 @@ class ProcessEngine:
                 raise self._gone()
             return outputs
         while True:
-            kind, payload, stats = self._recv()
-            self._stats = stats or self._stats
-            if kind == "failed":
+            msg = self._recv()
+            self.steps_seen += 1
+            if isinstance(msg, StepFailed):
+                self._stats = msg.stats
                 if not outputs:
-                    raise EngineFailed(payload)
-                self._failure = payload  # hand over what the earlier steps produced first
+                    raise EngineFailed(msg.error)
+                self._failure = msg.error  # hand over what the earlier steps produced first
                 return outputs
-            batch: list[StepOutput] = payload
+            if not isinstance(msg, Outputs):
+                raise EngineFailed(f"unexpected message from the engine process: {type(msg).__name__}")
+            self._stats = msg.stats or self._stats
+            batch = msg.outputs
             for o in batch:
                 if o.finished is not None:
                     self._unfinished.discard(o.request_id)
@@ -192,7 +247,7 @@ class ProcessEngine:
 
     # -- plumbing -------------------------------------------------------------------------------------
 
-    def _send(self, msg: tuple[Any, ...]) -> None:
+    def _send(self, msg: Command) -> None:
         if self._dead:
             raise self._gone()
         try:
@@ -200,9 +255,9 @@ class ProcessEngine:
         except OSError as exc:
             raise self._gone() from exc
 
-    def _recv(self) -> tuple[Any, ...]:
+    def _recv(self) -> Event:
         try:
-            msg: tuple[Any, ...] = self._out.recv()
+            msg: Event = self._out.recv()
         except (EOFError, OSError) as exc:
             raise self._gone() from exc
         return msg

@@ -27,6 +27,12 @@ def probs(logits: torch.Tensor, temperature: float | torch.Tensor, top_p: float 
     (one value per row). -> probs: [..., V] (float32, each row sums to 1)
     """
     p = torch.softmax(logits.float() / temperature, dim=-1)
+    # a tiny temperature (0 < T < ~1e-37 in float32) overflows logits / T to inf and softmax to NaN, which
+    # multinomial refuses for the whole batch: such a row gets its T -> 0 limit, greedy (one-hot at the argmax)
+    bad = ~torch.isfinite(p).all(dim=-1, keepdim=True)  # [..., 1]
+    if bool(bad.any()):
+        onehot = torch.zeros_like(p).scatter_(-1, logits.argmax(dim=-1, keepdim=True), 1.0)
+        p = torch.where(bad, onehot, p)
     if isinstance(top_p, float | int):
         if top_p >= 1.0:
             return p

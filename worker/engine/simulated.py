@@ -23,11 +23,13 @@ class SimulatedEngine:
         max_running: int = 32,
         vocab_size: int = 256,
         eos_token_id: int | None = None,
+        fail_on: bytes | None = None,
     ) -> None:
         self._step_s = 1.0 / tokens_per_s  # every running sequence gets one token per step
         self._max_running = max_running
         self._vocab = vocab_size
         self._eos = eos_token_id
+        self._fail_on = fail_on  # tests of failure isolation: a step raises while a prompt holding these bytes runs
         self._lock = threading.Lock()
         self._inbox: deque[EngineRequest] = deque()
         self._aborts: dict[str, FinishKind] = {}
@@ -70,6 +72,10 @@ class SimulatedEngine:
         while self._waiting and len(self._running) < self._max_running:
             req = self._waiting.popleft()
             self._running[req.request_id] = (req, 0)
+        if self._fail_on is not None:
+            for req, _ in self._running.values():
+                if self._fail_on in bytes(i % 256 for i in req.prompt_token_ids):
+                    raise RuntimeError(f"simulated failure: request {req.request_id} holds the fail marker")
         if self._running:
             time.sleep(self._step_s)
         now = time.time()

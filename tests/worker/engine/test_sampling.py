@@ -112,3 +112,16 @@ def test_ngram_search_matches_whole_tokens_only() -> None:
     assert sampling.ngram_propose([256, 65536, 7, 1, 256], 2) == [65536, 7]
     assert sampling.ngram_propose([65536, 1, 9, 256], 2) == []
     assert sampling.ngram_propose([5, 6, 5, 6, 5, 6], 3) == [5, 6]  # the latest match, overlapping the tail
+
+
+def test_a_tiny_temperature_row_samples_greedily_and_spares_its_batchmates() -> None:
+    """Issue 9 finding 7: T = 1e-40 overflows logits / T to NaN probabilities, and multinomial raised for
+    the whole batch. The row gets its T -> 0 limit (one-hot at the argmax); the other row is untouched."""
+    logits = torch.tensor([[0.1, 2.0, 0.3], [0.5, 0.2, 0.9]])  # [2, V]
+    temps = torch.tensor([[1e-40], [1.0]])
+    p = sampling.probs(logits, temps, torch.tensor([[1.0], [0.9]]))
+    assert torch.isfinite(p).all()
+    assert p[0].tolist() == [0.0, 1.0, 0.0]
+    assert p[1].sum().item() == pytest.approx(1.0)
+    g = torch.Generator().manual_seed(0)
+    assert sampling.next_token(logits[0], SamplingParams(max_tokens=1, temperature=1e-40), g) == 1
