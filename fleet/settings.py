@@ -127,7 +127,6 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     send_backoff_max_ms: int = 5_000  # outbox: retriable send failures back off up to this
     metadata_attempts: int = 2  # outbox: sends to a topic the broker does not know before it is undeliverable
     dead_topic_ttl_s: float = 30.0  # outbox: an undeliverable topic fails fast this long
-    dlq_max_value_bytes: int = 900_000  # a DLQ copy's value is cut to this (noted in a header) to fit the broker
     answered_ids: int = 10_000  # terminal events kept to answer a re-send of an id finished here
     commit_retry_ms: int = 500  # a failed commit is retried after this
     group_instance_id: str | None = None  # static membership: a stable name per worker (the pod name); model appended

@@ -22,6 +22,7 @@ import asyncio
 import enum
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,6 @@ from fleet.settings import WorkerSettings
 log = structlog.get_logger(__name__)
 
 _LANE_IDLE_S = 30.0  # a lane with nothing to send for this long ends (reply topics come and go)
-TRUNCATED_HEADER = "fleet-truncated-from"  # on a DLQ copy whose value was cut: the original size in bytes
 
 
 class Delivery(enum.StrEnum):
@@ -47,7 +47,7 @@ class _Item:
     topic: str
     value: bytes
     key: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, bytes | None]]
     result: asyncio.Future[Delivery]
     what: str  # for logs: the request id, or what the record is
     failures: int = 0
@@ -77,7 +77,13 @@ class Outbox:
         self.retries = 0
 
     def submit(
-        self, topic: str, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]] | None = None, what: str
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None,
+        headers: Sequence[tuple[str, bytes | None]] | None = None,
+        what: str,
     ) -> asyncio.Future[Delivery]:
         """Queue one record; never blocks, never raises. The future says how it ended."""
         result: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
@@ -237,10 +243,3 @@ def _retriable(exc: BaseException) -> bool:
     if isinstance(exc, KafkaError):
         return bool(exc.retriable)
     return isinstance(exc, OSError)  # a connection dropped; anything else is a fact about the record
-
-
-def fit_value(value: bytes, max_bytes: int) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """A DLQ copy's value cut to `max_bytes`, with the header that says so (none when it fits)."""
-    if len(value) <= max_bytes:
-        return value, []
-    return value[:max_bytes], [(TRUNCATED_HEADER, str(len(value)).encode())]

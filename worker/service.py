@@ -35,11 +35,12 @@ from contracts.topics import Headers
 from contracts.validation import InvalidRequest, is_topic_name, validate_request
 from fleet.health import beat
 from fleet.kafka import ProducerPurpose, make_consumer, make_producer, with_retry
+from fleet.records import dlq_record
 from fleet.settings import ModelSettings, Settings
 from worker.engine.api import Engine, EngineDied, EngineRequest, FinishKind, SamplingParams, StepOutput
 from worker.inputs import prompt_token_ids
 from worker.offsets import OffsetTracker
-from worker.outbox import Delivery, Outbox, fit_value
+from worker.outbox import Delivery, Outbox
 from worker.output import ChunkCoalescer, IncrementalDetokenizer
 from worker.state import RequestState
 
@@ -432,18 +433,17 @@ class WorkerService:
             ev = Error(id=request_id[:200], code=code, message=message, retriable=code.retriable)
             futs.append(self._send(reply_to, request_id[:200], ev, ct))
         if dlq:
-            value, cut = fit_value(rec.value or b"", self.tun.dlq_max_value_bytes)
-            kept = [(k, v or b"") for k, v in (rec.headers or ()) if not k.startswith("fleet-error")][:64]
-            headers = [
-                *kept,
-                (Headers.ERROR_CODE, code.value.encode()),
-                (Headers.ERROR_REASON, message[:1000].encode()),
-                (Headers.SOURCE_TOPIC, rec.topic.encode()),
-                (Headers.SOURCE_PARTITION, str(rec.partition).encode()),
-                (Headers.SOURCE_OFFSET, str(rec.offset).encode()),
-                *cut,
-            ]
-            key = rec.key if isinstance(rec.key, bytes) and len(rec.key) <= 1024 else None
+            value, key, headers = dlq_record(
+                rec.value,
+                rec.key if isinstance(rec.key, bytes) else None,
+                rec.headers,
+                rec.topic,
+                rec.partition,
+                rec.offset,
+                code.value,
+                message,
+                self.settings.kafka.max_request_bytes,
+            )
             futs.append(self._outbox.submit(self.topics.dlq, value, key=key, headers=headers, what=f"dlq {code.value}"))
         self.counts["errors"] += 1
         self._track(futs, tp, rec.offset)

@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.codec import Codec
 from contracts.messages import Chunk, Done, Error, ErrorCode, UsageRecord
+from contracts.topics import Headers
 from fleet.broker import broker_binary, free_port, port_is_open
 from fleet.kafka import connection_kwargs, group_progress
 from fleet.runtime import die_with_parent
@@ -165,7 +166,7 @@ async def test_admission_failure_is_the_record_outcome_not_the_end_of_intake(fau
     healthy. Now the copy is cut to fit (noted in a header) and the next request is answered."""
     fleet = fault_fleet
     rid = f"huge-{uuid.uuid4().hex[:6]}"
-    value = _request(rid, prompt="x" * 1_047_000)
+    value = _request(rid, prompt="x" * 1_048_576)  # over the producer's 1 MiB limit by itself
     async with RawPeer(fleet.settings, REPLIES) as peer:
         await peer.producer.stop()
         from aiokafka import AIOKafkaProducer
@@ -181,7 +182,7 @@ async def test_admission_failure_is_the_record_outcome_not_the_end_of_intake(fau
             lambda r: (
                 not isinstance(r, Chunk | Done | Error)
                 and header(r, "fleet-source-topic") == _model_topic(fleet)
-                and header(r, "fleet-truncated-from") == str(len(value))
+                and header(r, Headers.DLQ_TRUNCATED) == str(len(value))
             ),
             "a truncated DLQ copy",
         )
