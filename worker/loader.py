@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 import torch
 
+from fleet.model_paths import resolve_model_path
 from fleet.settings import ModelSettings, Quantization
 
 log = structlog.get_logger(__name__)
@@ -43,10 +44,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_path(spec: str, cache_dir: Path) -> Path:
-    """A model directory: "demo:large" / "demo:small" name the demo models (built on first use);
-    anything else is a path, which must exist."""
-    from fleet.demo_models import resolve_model_path
-
+    """A model directory: "demo:large" / "demo:small" name the built demo models (`fleet up` and
+    `fleet models build` build them; a worker never trains); anything else is a path, which must exist."""
     return resolve_model_path(spec, cache_dir)
 
 

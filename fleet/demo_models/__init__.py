@@ -8,8 +8,9 @@ trained on this machine on the Python standard library's source and saved in Hug
 """
 
 from fleet.demo_models.build import DEMO_RECIPE, BuildRecipe, build_demo_models
-from fleet.demo_models.cache import DemoModels, demo_dir_name, ensure_demo_models, resolve_model_path
+from fleet.demo_models.cache import DemoModels, ensure_demo_models, resolve_model_path
 from fleet.demo_models.tiny import build_tiny_checkpoint
+from fleet.model_paths import demo_dir_name
 
 __all__ = [
     "DEMO_RECIPE",

@@ -22,11 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from fleet.demo_models.build import DEMO_RECIPE, BuildRecipe, build_demo_models
-
-RECIPE_VERSION = 1
-METADATA_FILE = "demo.json"
-DEMO_PREFIX = "demo:"
-DEMO_NAMES = ("large", "small")
+from fleet.model_paths import DEMO_NAMES, DEMO_PREFIX, METADATA_FILE, demo_dir_name, demo_metadata
+from fleet.model_paths import resolve_model_path as resolve_built_model_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +45,10 @@ class DemoModels:
         return loaded
 
 
-def demo_dir_name(seed: int) -> str:
-    """Versioned, so a recipe change that bumps RECIPE_VERSION builds next to the old models."""
-    return f"demo-v{RECIPE_VERSION}-seed{seed}"
-
-
 def _is_complete(root: Path, recipe: BuildRecipe) -> bool:
     """A build counts only if its metadata was written (last) and matches the current recipe."""
-    try:
-        metadata = json.loads((root / METADATA_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    return bool(metadata.get("fingerprint") == recipe.fingerprint()) and all(
-        (root / name / "model.safetensors").is_file() for name in DEMO_NAMES
-    )
+    metadata = demo_metadata(root)
+    return metadata is not None and metadata.get("fingerprint") == recipe.fingerprint()
 
 
 @contextlib.contextmanager
@@ -132,26 +119,8 @@ def ensure_demo_models(
 
 
 def resolve_model_path(spec: str, cache_dir: Path, *, build_missing: bool = True) -> Path:
-    """Map a model spec from the settings to a checkpoint directory.
-
-    "demo:large" and "demo:small" are the built demo models (built now if missing and `build_missing`);
-    anything else is a filesystem path, which must exist.
-    """
-    if spec.startswith(DEMO_PREFIX):
-        which = spec.removeprefix(DEMO_PREFIX)
-        if which not in DEMO_NAMES:
-            raise ValueError(f"unknown demo model {spec!r}; expected one of {[DEMO_PREFIX + n for n in DEMO_NAMES]}")
-        root = cache_dir.expanduser() / demo_dir_name(0)
-        if build_missing:
-            models = ensure_demo_models(cache_dir)
-        elif _is_complete(root, DEMO_RECIPE):
-            models = DemoModels.at(root)
-        else:
-            raise FileNotFoundError(
-                f"demo model {spec!r} is not built in {cache_dir}; build it with `python -m fleet.demo_models`"
-            )
-        return models.large if which == "large" else models.small
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"model path {spec!r} does not exist (resolved to {path})")
-    return path
+    """`fleet.model_paths.resolve_model_path`, building the demo models first (or again, when the recipe
+    changed) if `spec` names one and `build_missing`."""
+    if build_missing and spec.startswith(DEMO_PREFIX) and spec.removeprefix(DEMO_PREFIX) in DEMO_NAMES:
+        ensure_demo_models(cache_dir)
+    return resolve_built_model_path(spec, cache_dir)
