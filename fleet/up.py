@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,79 +16,21 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 
-from contracts.codec import Codec, DecodeFailure
-from contracts.messages import WorkerStatus
 from fleet.broker import EmbeddedBroker
 from fleet.kafka import connection_kwargs, ensure_topics, fleet_topics, group_progress, make_consumer
-from fleet.runtime import spawn_cli
 from fleet.settings import WORKERS_ON_HOST_ENV, EngineKind, Settings
+from fleet.status import StatusReader, wait_for_workers
+from fleet.supervisor import FleetProcesses
 
 log = structlog.get_logger(__name__)
 console = Console(stderr=True)
 
 
-@dataclass
-class Fleet:
-    settings: Settings
-    bootstrap: str
-    logs_dir: Path
-    config: str | None = None  # the TOML file the children must read too
-    broker: EmbeddedBroker | None = None
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    @property
-    def workers_on_host(self) -> int:
-        return len(self.settings.models)
-
-    def spawn(self, name: str, *args: str) -> None:
-        env = dict(os.environ, FLEET_KAFKA_BOOTSTRAP=self.bootstrap, FLEET_LOG_FORMAT="json")
-        env.setdefault(WORKERS_ON_HOST_ENV, str(self.workers_on_host))
-        if self.config:
-            env["FLEET_CONFIG"] = self.config
-        self.procs[name] = spawn_cli(list(args), env=env, log_file=self.logs_dir / f"{name}.log")
-
-    async def died(self) -> str:
-        """The name of the first child process that exits."""
-        while True:
-            for name, p in self.procs.items():
-                if p.poll() is not None:
-                    return name
-            await asyncio.sleep(0.2)
-
-    def stop_children(self, grace_s: float = 40.0) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        for name, p in self.procs.items():
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("up.kill", process=name)
-                p.kill()
-                p.wait()
-
-
-async def wait_for_workers(settings: Settings, models: list[str], timeout_s: float) -> dict[str, WorkerStatus]:
-    """Read llm.fleet.status until every model has reported at least once."""
-    codec = Codec()
-    seen: dict[str, WorkerStatus] = {}
-    consumer = make_consumer(settings, settings.kafka.topics.status, group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        deadline = time.monotonic() + timeout_s
-        while set(models) - set(seen) and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                for r in records:
-                    try:
-                        st = codec.decode_status(r.value or b"")
-                    except DecodeFailure:
-                        continue
-                    seen[st.model] = st
-    finally:
-        await consumer.stop()
-    return seen
+def children(settings: Settings, logs_dir: Path, config: str | None) -> FleetProcesses:
+    """The router and workers `fleet up` starts: they read the same config file and know how many
+    workers share this host (each takes its share of the CPU threads) unless the environment says."""
+    on_host = os.environ.get(WORKERS_ON_HOST_ENV, str(len(settings.models)))
+    return FleetProcesses(settings.kafka.bootstrap, logs_dir, config, env={WORKERS_ON_HOST_ENV: on_host})
 
 
 class StatusLine:
@@ -98,33 +38,23 @@ class StatusLine:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.codec = Codec()
-        self.latest: dict[str, WorkerStatus] = {}
+        self.status = StatusReader(settings, from_start=False)
         self._last_intake: tuple[float, int] | None = None
 
     async def run(self, stop: asyncio.Event, until: float | None) -> None:
         s = self.settings
-        t = s.kafka.topics
-        status = make_consumer(s, t.status, group_id=None)
         ends = make_consumer(s, group_id=None)
         admin = AIOKafkaAdminClient(**connection_kwargs(s))
-        await status.start()
+        await self.status.start()
         await ends.start()
         await admin.start()
         try:
             while not stop.is_set() and (until is None or time.monotonic() < until):
-                batch = await status.getmany(timeout_ms=1000)
-                for records in batch.values():
-                    for r in records:
-                        try:
-                            st = self.codec.decode_status(r.value or b"")
-                            self.latest[st.worker_id] = st
-                        except DecodeFailure:
-                            pass
+                await self.status.poll(timeout_ms=1000)
                 console.print(await self.line(ends, admin), end="\r", soft_wrap=True, highlight=False)
         finally:
             console.print()
-            await status.stop()
+            await self.status.stop()
             await ends.stop()
             await admin.close()
 
@@ -141,7 +71,7 @@ class StatusLine:
         if self._last_intake:
             rate = (total - self._last_intake[1]) / max(1e-6, now - self._last_intake[0])
         self._last_intake = (now, total)
-        fresh = [st for st in self.latest.values() if time.time() * 1000 - st.ts_ms < 5000]
+        fresh = self.status.fresh(5000)
         in_flight = sum(st.running + st.waiting for st in fresh)
         lags = []
         for m in s.models:
@@ -180,10 +110,11 @@ async def up(
     logs_dir = settings.cache_path / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
     k = settings.kafka
-    fleet = Fleet(settings, k.bootstrap, logs_dir, config=config)
+    procs = children(settings, logs_dir, config)
+    broker: EmbeddedBroker | None = None
     if k.embedded:
-        fleet.broker = EmbeddedBroker(k.embedded_host, k.embedded_port, log_file=logs_dir / "broker.log")
-        await fleet.broker.start()
+        broker = EmbeddedBroker(k.embedded_host, k.embedded_port, log_file=logs_dir / "broker.log")
+        await broker.start()
         console.print(f"[green]broker[/] Tansu (embedded, memory-only) on {k.bootstrap}")
     else:
         console.print(f"[green]broker[/] using {k.bootstrap} ({k.security_protocol.value})")
@@ -199,12 +130,12 @@ async def up(
 
             console.print("[green]models[/] checking the demo models (built once: about 5 minutes on 2 cores)")
             await asyncio.to_thread(ensure_demo_models, settings.cache_path, progress=True)
-        fleet.spawn("router", "router")
+        procs.start_router()
         for m in settings.models:
-            fleet.spawn(f"worker-{m.name}", "worker", "--model", m.name)
+            procs.start_worker(m.name)
         console.print(f"[green]processes[/] router + {len(settings.models)} workers; logs in {logs_dir}")
         which, result = await first(
-            wait_for_workers(settings, settings.model_names, worker_timeout_s), stop.wait(), fleet.died()
+            wait_for_workers(settings, settings.model_names, worker_timeout_s), stop.wait(), procs.died()
         )
         if which == 1:
             return 130
@@ -232,9 +163,9 @@ async def up(
         return 0
     finally:
         console.print("[yellow]stopping[/]: draining workers, then the broker")
-        await asyncio.to_thread(fleet.stop_children)
-        if fleet.broker:
-            await fleet.broker.stop()
+        await asyncio.to_thread(procs.stop_all)
+        if broker is not None:
+            await broker.stop()
 
 
 async def smoke_request(settings: Settings) -> None:

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from fleet.broker import EmbeddedBroker, free_port
 from fleet.kafka import ensure_topics, fleet_topics
-from fleet.runtime import spawn_cli
-from fleet.settings import Settings, load_settings
+from fleet.supervisor import FleetProcesses, toml_value
 
 
 @pytest.fixture(scope="session")
@@ -31,66 +26,12 @@ def broker() -> Iterator[str]:
     b.stop_sync()
 
 
-def toml_value(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return str(v)
+class FleetProcs(FleetProcesses):
+    """A test fleet's router and worker processes (the fleet supervisor), as FleetProcs(config, bootstrap, logs);
+    kill, restart and stop them at will."""
 
-
-@dataclass
-class FleetProcs:
-    """Router and worker processes of one test fleet; kill, restart and stop them at will."""
-
-    config: Path
-    bootstrap: str
-    logs: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    @property
-    def settings(self) -> Settings:
-        return load_settings(self.config, env={"FLEET_KAFKA_BOOTSTRAP": self.bootstrap})
-
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        env = dict(
-            os.environ,
-            FLEET_KAFKA_BOOTSTRAP=self.bootstrap,
-            FLEET_CONFIG=str(self.config),
-            FLEET_LOG_FORMAT="json",
-            PYTHONUNBUFFERED="1",
-        )
-        p = spawn_cli(list(args), env=env, log_file=self.logs / f"{name}.log")
-        self.procs[name] = p
-        return p
-
-    def start_router(self, name: str = "router") -> None:
-        self.start(name, "router")
-
-    def start_worker(self, model: str, name: str | None = None) -> str:
-        name = name or f"worker-{model}"
-        self.start(name, "worker", "--model", model)
-        return name
-
-    def signal(self, name: str, sig: int) -> None:
-        self.procs[name].send_signal(sig)
-
-    def wait(self, name: str, timeout_s: float = 60) -> int:
-        return self.procs[name].wait(timeout_s)
-
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")
-
-    def stop_all(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+    def __init__(self, config: Path, bootstrap: str, logs: Path) -> None:
+        super().__init__(bootstrap, logs, config)
 
 
 def write_config(
@@ -133,7 +74,7 @@ def write_config(
 
 async def wait_ready(fleet: FleetProcs, models: list[str], timeout_s: float = 180) -> None:
     """Until every model's worker has reported on the status topic and holds partitions."""
-    from fleet.up import wait_for_workers
+    from fleet.status import wait_for_workers
 
     async def died() -> None:
         while all(p.poll() is None for p in fleet.procs.values()):  # noqa: ASYNC110 - a bounded poll, not a wait for one event

@@ -11,8 +11,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from contracts.codec import Codec, content_type_from_headers
 from contracts.messages import Chunk, Done, Error, WorkerStatus
-from fleet.kafka import ensure_topics, make_consumer
+from fleet.kafka import ensure_topics
 from fleet.settings import Settings
+from fleet.status import StatusReader
 
 
 async def first_status(
@@ -20,21 +21,8 @@ async def first_status(
 ) -> WorkerStatus:
     """The first worker status on the status topic that `match`es: from now on, or from the topic's
     start with `from_start`. A worker's id carries its pid: `{model}-{host}-{pid}-{suffix}`."""
-    codec = Codec()
-    c = make_consumer(
-        settings, settings.kafka.topics.status, group_id=None, auto_offset_reset="earliest" if from_start else "latest"
-    )
-    await c.start()
-    try:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                for records in (await c.getmany(timeout_ms=100)).values():
-                    for r in records:
-                        st = codec.decode_status(r.value or b"")
-                        if match(st):
-                            return st
-    finally:
-        await c.stop()
+    async with StatusReader(settings, from_start=from_start) as reader:
+        return await reader.first(match, timeout_s)
 
 
 def status_pid(st: WorkerStatus) -> int:

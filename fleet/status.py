@@ -1,0 +1,112 @@
+"""The one reader of the status topic (`llm.fleet.status`): every worker's latest report.
+
+The router's load view, `fleet up`'s readiness and status line, the benchmarks and the tests read worker
+status through this. A record that does not decode is logged and skipped (a bad status never stops a
+reader).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import structlog
+
+from contracts.codec import Codec, DecodeFailure
+from contracts.messages import WorkerStatus
+from fleet.kafka import make_consumer, with_retry
+from fleet.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class StatusReader:
+    """Reads the status topic from its start (`from_start`) or from now; `latest` maps worker id to its
+    newest report. Use as `async with StatusReader(settings) as r:` or `start()`/`stop()`."""
+
+    def __init__(self, settings: Settings, *, from_start: bool = True, **consumer_overrides: Any) -> None:
+        self.settings = settings
+        self.latest: dict[str, WorkerStatus] = {}
+        self._codec = Codec()
+        self._consumer = make_consumer(
+            settings,
+            settings.kafka.topics.status,
+            group_id=None,
+            auto_offset_reset="earliest" if from_start else "latest",
+            **consumer_overrides,
+        )
+
+    async def start(self, stop: asyncio.Event | None = None) -> None:
+        await with_retry("status.start", self._consumer.start, stop=stop)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def __aenter__(self) -> StatusReader:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def poll(self, timeout_ms: int = 0) -> list[WorkerStatus]:
+        """The reports that arrived since the last poll (waiting up to `timeout_ms` for the first)."""
+        out: list[WorkerStatus] = []
+        for records in (await self._consumer.getmany(timeout_ms=timeout_ms)).values():
+            for r in records:
+                try:
+                    st = self._codec.decode_status(r.value or b"")
+                except DecodeFailure as exc:
+                    log.warning("status.bad_record", reason=exc.message[:200], offset=r.offset)
+                    continue
+                self.latest[st.worker_id] = st
+                out.append(st)
+        return out
+
+    def fresh(self, within_ms: float, *, model: str | None = None, now_ms: float | None = None) -> list[WorkerStatus]:
+        """The latest report of each worker (of `model`) sent within the last `within_ms`."""
+        now_ms = time.time() * 1000 if now_ms is None else now_ms
+        return [
+            st for st in self.latest.values() if now_ms - st.ts_ms < within_ms and (model is None or st.model == model)
+        ]
+
+    async def first(self, match: Callable[[WorkerStatus], bool], timeout_s: float) -> WorkerStatus:
+        """The first report from now on that `match`es; TimeoutError after `timeout_s`."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for st in await self.poll(timeout_ms=100):
+                    if match(st):
+                        return st
+
+
+async def wait_for_workers(
+    settings: Settings,
+    models: list[str],
+    timeout_s: float,
+    *,
+    count: int = 1,
+    within_ms: float | None = None,
+    check: Callable[[], None] | None = None,
+) -> dict[str, WorkerStatus]:
+    """Until `count` distinct workers of every model in `models` have reported (within the last
+    `within_ms` if given), or `timeout_s` passes; returns the latest report per model seen so far.
+    `check` is called between polls (to fail fast when a process died)."""
+
+    def ready() -> dict[str, list[WorkerStatus]]:
+        window = float("inf") if within_ms is None else within_ms
+        return {m: reader.fresh(window, model=m) for m in models}
+
+    async with StatusReader(settings) as reader:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(len(sts) >= count for sts in ready().values()):
+                break
+            if check is not None:
+                check()
+            await reader.poll(timeout_ms=200)
+        return {m: max(sts, key=lambda st: st.ts_ms) for m, sts in ready().items() if sts}

@@ -1,0 +1,131 @@
+"""One supervisor for a fleet's child processes (`python -m fleet.cli router|worker ...`): `fleet up`, the
+benchmarks and the test fixtures all start, signal, watch and stop routers and workers through it.
+
+Children die with their parent (see `fleet.runtime.spawn_cli`), log to `<logs>/<name>.log`, and read the
+same configuration file as the parent. `stop_all` is a drain: SIGTERM to every child, then SIGKILL for
+any still running when the grace is spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from fleet.runtime import spawn_cli
+from fleet.settings import Settings, load_settings
+
+log = structlog.get_logger(__name__)
+
+CLEAN_EXITS = (0, -signal.SIGKILL, -signal.SIGTERM)  # how a child may end without having failed
+
+
+def toml_value(v: object) -> str:
+    """A Python scalar as a TOML value (for configuration files that tests and benchmarks write)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(v)
+
+
+@dataclass
+class FleetProcesses:
+    """The router and worker processes of one fleet, by name."""
+
+    bootstrap: str
+    logs: Path
+    config: Path | str | None = None  # the TOML file the children read (None: FLEET_CONFIG if set, else defaults)
+    env: Mapping[str, str] = field(default_factory=dict)  # extra environment for every child
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the children run with."""
+        env = {"FLEET_KAFKA_BOOTSTRAP": self.bootstrap}
+        if self.config is None and os.environ.get("FLEET_CONFIG"):
+            env["FLEET_CONFIG"] = os.environ["FLEET_CONFIG"]
+        return load_settings(self.config, env=env)
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """`python -m fleet.cli ARGS` as the child `name`."""
+        env = dict(os.environ, FLEET_KAFKA_BOOTSTRAP=self.bootstrap, FLEET_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
+        env.update(self.env)
+        if self.config is not None:
+            env["FLEET_CONFIG"] = str(self.config)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        p = spawn_cli(list(args), env=env, log_file=self.logs / f"{name}.log")
+        self.procs[name] = p
+        return p
+
+    def start_router(self, name: str = "router") -> str:
+        self.start(name, "router")
+        return name
+
+    def start_worker(self, model: str, name: str | None = None) -> str:
+        """A worker of `model`, named `worker-<model>` (then `worker-<model>-1`, ...) unless `name` is given."""
+        if name is None:
+            name = f"worker-{model}"
+            n = 0
+            while name in self.procs:
+                n += 1
+                name = f"worker-{model}-{n}"
+        self.start(name, "worker", "--model", model)
+        return name
+
+    def running(self, prefix: str = "") -> list[str]:
+        """Names of the children still running (those starting with `prefix`)."""
+        return [n for n, p in self.procs.items() if n.startswith(prefix) and p.poll() is None]
+
+    def workers(self) -> list[str]:
+        return self.running("worker-")
+
+    def signal(self, name: str, sig: int) -> None:
+        self.procs[name].send_signal(sig)
+
+    def stop(self, name: str, *, kill: bool = False) -> None:
+        """SIGTERM (drain) or SIGKILL to one child; does not wait."""
+        p = self.procs[name]
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+
+    def wait(self, name: str, timeout_s: float = 60) -> int:
+        return self.procs[name].wait(timeout_s)
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def check_alive(self) -> None:
+        """Raise if a child has failed (exited other than by a clean stop), with the tail of its log."""
+        for name, p in self.procs.items():
+            if p.poll() is not None and p.returncode not in CLEAN_EXITS:
+                raise RuntimeError(f"{name} exited with {p.returncode}:\n{self.log(name)[-2000:]}")
+
+    async def died(self) -> str:
+        """The name of the first child that exits (for a caller that must stop when any does)."""
+        while True:
+            for name, p in self.procs.items():
+                if p.poll() is not None:
+                    return name
+            await asyncio.sleep(0.2)
+
+    def stop_all(self, grace_s: float = 40.0) -> None:
+        """Drain every child: SIGTERM, wait up to `grace_s` in all, SIGKILL the rest."""
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for name, p in self.procs.items():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("supervisor.kill", process=name, grace_s=grace_s)
+                p.kill()
+                p.wait()
