@@ -21,6 +21,7 @@ up: $(STAMP)
 	$(VENV)/bin/fleet up
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache  # the layers contract in pyproject.toml
 	$(PY) -m pytest -q -m "not gpu"
 
 test-fast: $(STAMP)
@@ -28,6 +29,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check contracts router worker fleet benchmarks tests
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
 
 bench-engine: $(STAMP)

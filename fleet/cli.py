@@ -190,16 +190,20 @@ def models_build(
     typer.echo(f"large: {built.large}\nsmall: {built.small}")
 
 
-def _mount_bench() -> None:
-    try:
-        from benchmarks.cli import bench_app
-    except ImportError:
-        return
-    app.add_typer(bench_app, name="bench")
+COMMANDS_GROUP = "fleet.commands"  # entry points: name -> a typer app mounted as `fleet NAME`
+
+
+def _mount_plugins() -> None:
+    """Command groups that packages above this one register (`fleet bench` comes from `benchmarks`):
+    found through entry points, so the CLI never imports a higher layer."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=COMMANDS_GROUP):
+        app.add_typer(ep.load(), name=ep.name)
 
 
 def main() -> None:
-    _mount_bench()
+    _mount_plugins()
     app()
 
 

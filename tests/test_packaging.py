@@ -49,3 +49,12 @@ def test_make_installs_the_project_under_the_constraints() -> None:
     assert re.search(r"^\$\(STAMP\):.*constraints\.txt", makefile, re.M), "a changed pin reinstalls"
     torch = re.search(r"pip install -q torch==([\d.]+)", makefile)
     assert torch and _pins()["torch"] == Version(torch[1])
+
+
+def test_make_test_checks_the_layers_first() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ntest: $(STAMP)\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert "lint-imports" in recipe[0] and "pytest" in recipe[-1], recipe
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layers = next(c for c in contracts if c["type"] == "layers")["layers"]
+    assert layers[0] == "benchmarks" and layers[-1] == "contracts" and "router | worker" in layers
