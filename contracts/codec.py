@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from contracts.errors import FleetError
 from contracts.messages import ControlMessage, ErrorCode, ReplyEvent, Request, UsageRecord, WorkerStatus
 from contracts.topics import Headers
 
@@ -33,7 +34,7 @@ _ALIASES = {
 }
 
 
-class DecodeFailure(Exception):
+class DecodeFailure(FleetError):
     """A message could not be decoded into its contract type.
 
     `code` is the error code to report; `salvaged` holds whatever `id` and
@@ -41,9 +42,8 @@ class DecodeFailure(Exception):
     """
 
     def __init__(self, code: ErrorCode, message: str, salvaged: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code.value)
+        self.code: ErrorCode = code  # the wire code (a str enum, so still a str)
         self.salvaged = salvaged or {}
 
 

@@ -7,6 +7,7 @@ import re
 
 import msgspec
 
+from contracts.errors import FleetError
 from contracts.messages import ErrorCode, Request
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -42,11 +43,12 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     min_temperature: float = 1e-2
 
 
-class InvalidRequest(Exception):
+class InvalidRequest(FleetError):
+    """A request that decodes but breaks a rule of the contract or a configured limit."""
+
     def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code.value)
+        self.code: ErrorCode = code  # the wire code (a str enum, so still a str)
 
 
 def _fail(message: str, code: ErrorCode = ErrorCode.INVALID_REQUEST) -> InvalidRequest:

@@ -20,13 +20,16 @@ from types import TracebackType
 
 import structlog
 
+from contracts.errors import FleetError
 from fleet.runtime import die_with_parent
 
 log = structlog.get_logger(__name__)
 
 
-class BrokerError(RuntimeError):
-    retriable = False
+class BrokerError(FleetError, RuntimeError):
+    """The embedded broker could not be started or stopped."""
+
+    default_code = "broker"
 
 
 def broker_binary() -> str:

@@ -114,8 +114,9 @@ def generate(
     config: ConfigOpt = None,
 ) -> None:
     """Send one request through Kafka and stream the reply to the terminal."""
+    from contracts.errors import FleetError
     from contracts.messages import Chunk, Done
-    from fleet.client import FleetClient, FleetError
+    from fleet.client import FleetClient
 
     s = _settings(config)
 

@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from contracts.codec import Codec, ContentType, DecodeFailure, content_type_from_headers
+from contracts.errors import FleetError
 from contracts.messages import Cancel, ChatMessage, Chunk, Done, Error, ErrorCode, Priority, Request, Timings, Usage
 from contracts.topics import Headers
 from fleet.kafka import ProducerPurpose, ensure_topics, make_consumer, make_producer
@@ -36,20 +37,13 @@ from fleet.settings import Settings, load_settings
 log = structlog.get_logger(__name__)
 
 
-class FleetError(Exception):
-    """Base of the client's errors. `retriable` says whether sending again may succeed."""
-
-    retriable = False
-
-
 class RequestFailed(FleetError):
-    """The fleet answered with an `error` event."""
+    """The fleet answered with an `error` event (`code`, `message` and `retriable` are the event's)."""
 
     def __init__(self, event: Error) -> None:
-        super().__init__(f"{event.code.value}: {event.message}")
+        super().__init__(f"{event.code.value}: {event.message}", code=event.code.value, retriable=event.retriable)
         self.event = event
-        self.code = event.code
-        self.retriable = event.retriable
+        self.code: ErrorCode = event.code  # the wire code (a str enum, so still a str)
 
 
 class InvalidRequestError(RequestFailed):
@@ -64,14 +58,15 @@ class OverloadedError(RequestFailed):
     pass
 
 
-class CancelledError(RequestFailed):
-    pass
+class RequestCancelled(RequestFailed):
+    """A cancel stopped the request (not asyncio's CancelledError: nothing here cancels a task)."""
 
 
 class FleetTimeout(FleetError, TimeoutError):
     """No terminal event arrived within the client's timeout (the broker may be unreachable)."""
 
-    retriable = True
+    default_code = "timeout"
+    default_retriable = True
 
 
 _ERRORS: dict[ErrorCode, type[RequestFailed]] = {
@@ -81,7 +76,7 @@ _ERRORS: dict[ErrorCode, type[RequestFailed]] = {
     ErrorCode.UNKNOWN_MODEL: InvalidRequestError,
     ErrorCode.EXPIRED: ExpiredError,
     ErrorCode.OVERLOADED: OverloadedError,
-    ErrorCode.CANCELLED: CancelledError,
+    ErrorCode.CANCELLED: RequestCancelled,
 }
 
 

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from contracts import Chunk, Codec, ContentType, Done, Error, ErrorCode, Request
-from fleet.client import CancelledError, FleetClient, FleetTimeout
+from fleet.client import FleetClient, FleetTimeout, RequestCancelled
 from tests.fixtures_kafka import FleetProcs
 from tests.kafka_helpers import RawPeer, header
 
@@ -213,7 +213,7 @@ async def test_cancel_stops_a_long_generation(model_fleet: FleetProcs) -> None:
         i = rid()
         seen = 0
         t0 = time.monotonic()
-        with pytest.raises(CancelledError):
+        with pytest.raises(RequestCancelled):
             async for ev in c.stream("def long():", model="large", max_tokens=3000, timeout_s=120, request_id=i):
                 if isinstance(ev, Chunk):
                     seen += 1

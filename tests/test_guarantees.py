@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from contracts import Chunk, Codec, Done
-from fleet.client import CancelledError, ExpiredError, FleetClient, OverloadedError
+from fleet.client import ExpiredError, FleetClient, OverloadedError, RequestCancelled
 from fleet.kafka import make_consumer
 from tests.fixtures_kafka import FleetProcs
 
@@ -50,7 +50,7 @@ async def test_deadline_during_generation_expires_and_frees_the_slot(model_fleet
 async def test_cancel_frees_the_slot(model_fleet: FleetProcs) -> None:
     async with FleetClient(model_fleet.settings) as c:
         rid = f"cancel-{uuid.uuid4().hex[:8]}"
-        with pytest.raises(CancelledError):
+        with pytest.raises(RequestCancelled):
             async for ev in c.stream("class Cancelled:", model="large", max_tokens=3000, timeout_s=60, request_id=rid):
                 if isinstance(ev, Chunk) and ev.seq == 0:
                     await c.cancel(rid)

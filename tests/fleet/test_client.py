@@ -9,7 +9,7 @@ import uuid
 from aiokafka import AIOKafkaProducer
 
 from contracts import Chunk, Codec, Done, Error, ErrorCode, FinishReason, Timings, Usage
-from fleet.client import CancelledError, FleetClient, Restart
+from fleet.client import FleetClient, RequestCancelled, Restart
 from fleet.settings import load_settings
 
 
@@ -84,7 +84,7 @@ async def test_generate_counts_restarts_and_errors_raise_typed(broker: str) -> N
         )
         try:
             await c.generate("p", request_id="g2", timeout_s=20)
-            raise AssertionError("expected CancelledError")
-        except CancelledError as exc:
+            raise AssertionError("expected RequestCancelled")
+        except RequestCancelled as exc:
             assert exc.code is ErrorCode.CANCELLED and not exc.retriable
         await player

@@ -17,6 +17,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from contracts.errors import FleetError
+
 
 class FinishKind(enum.StrEnum):
     STOP = "stop"  # end-of-sequence token (or a stop string, via abort_request)
@@ -88,11 +90,14 @@ def check_prompt_len(n: int, max_model_len: int) -> None:
         raise ValueError(f"prompt of {n} tokens; this engine takes 1..{max_model_len - 1}")
 
 
-class EngineDied(RuntimeError):
+class EngineDied(FleetError, RuntimeError):
     """The engine can no longer run (its process is gone); the requests it held are lost with it.
 
     Unlike an ordinary exception from `step()`, retrying in this engine is pointless: the worker
     stops and leaves those requests uncommitted for another worker."""
+
+    default_code = "engine_died"
+    default_retriable = True  # for the request: another worker can serve it
 
 
 @runtime_checkable
