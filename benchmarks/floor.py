@@ -19,9 +19,8 @@ import base64
 import contextlib
 import os
 import signal
-import subprocess
-import sys
-import time
+import tempfile
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -31,6 +30,7 @@ from contracts.codec import Codec, DecodeFailure, content_type_from_headers
 from contracts.messages import Chunk, Done, FinishReason, Timings, Usage
 from contracts.topics import Headers
 from fleet.settings import Settings
+from fleet.supervisor import FleetProcesses
 
 ECHO_MODEL = "echo"
 
@@ -125,39 +125,29 @@ def _echo(request_id: str, reply_to: str) -> list[Chunk | Done]:
 
 
 class FloorRelays:
-    """Start the relay and echo processes for the floor under `prefix`; `async with`."""
+    """The relay and echo processes of the floor under `prefix` (through the fleet's process supervisor);
+    `async with`. `roles` picks which hops run (the router-throughput benchmark needs only the relay)."""
 
-    def __init__(self, settings: Settings, prefix: str) -> None:
+    def __init__(
+        self, settings: Settings, prefix: str, *, roles: tuple[str, ...] = ("relay", "echo"), logs: Path | None = None
+    ) -> None:
         self.settings = floor_settings(settings, prefix)
         self.prefix = prefix
-        self._procs: list[subprocess.Popen[bytes]] = []
+        self.roles = roles
+        self._procs = FleetProcesses(
+            self.settings.kafka.bootstrap,
+            logs or Path(tempfile.mkdtemp(prefix="bench-floor-")),
+            env={"BENCH_FLOOR_SETTINGS": encode_settings(self.settings)},
+        )
 
     async def __aenter__(self) -> FloorRelays:
         from fleet.kafka import ensure_topics
 
         await ensure_topics(self.settings, floor_topics(self.settings))
-        self._spawn()
+        for role in self.roles:
+            args = (role, "--bootstrap", self.settings.kafka.bootstrap, "--prefix", self.prefix)
+            self._procs.start(role, *args, module="benchmarks.floor")
         return self
-
-    def _spawn(self) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", BENCH_FLOOR_SETTINGS=encode_settings(self.settings))
-        for role in ("relay", "echo"):
-            self._procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "benchmarks.floor",
-                        role,
-                        "--bootstrap",
-                        self.settings.kafka.bootstrap,
-                        "--prefix",
-                        self.prefix,
-                    ],
-                    env=env,
-                    start_new_session=True,
-                )
-            )
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -165,22 +155,12 @@ class FloorRelays:
         await asyncio.to_thread(self.stop_sync)
 
     def stop_sync(self) -> None:
-        for p in self._procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for p in self._procs:
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        self._procs.clear()
+        self._procs.stop_all(grace_s=10)
 
     def check_alive(self) -> None:
-        for p in self._procs:
+        for name, p in self._procs.procs.items():
             if p.poll() is not None:
-                raise RuntimeError(f"floor process {p.args!r} exited with {p.returncode}")
+                raise RuntimeError(f"floor {name} exited with {p.returncode}:\n{self._procs.log(name)[-2000:]}")
 
 
 def main(argv: list[str] | None = None) -> None:

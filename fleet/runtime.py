@@ -19,12 +19,14 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def spawn_cli(args: list[str], *, env: Mapping[str, str], log_file: Path) -> subprocess.Popen[bytes]:
-    """`python -m fleet.cli ARGS` as a child that dies with this process, output appended to `log_file`
-    (how `fleet up`, the benchmarks and the tests start routers and workers)."""
+def spawn_cli(
+    args: list[str], *, env: Mapping[str, str], log_file: Path, module: str = "fleet.cli"
+) -> subprocess.Popen[bytes]:
+    """`python -m fleet.cli ARGS` (or another `module`) as a child that dies with this process, output
+    appended to `log_file` (how `fleet up`, the benchmarks and the tests start routers and workers)."""
     with open(log_file, "ab") as out:  # the child keeps its own descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "fleet.cli", *args],
+            [sys.executable, "-m", module, *args],
             env=dict(env),
             stdout=out,
             stderr=subprocess.STDOUT,

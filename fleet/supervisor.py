@@ -54,14 +54,14 @@ class FleetProcesses:
             env["FLEET_CONFIG"] = os.environ["FLEET_CONFIG"]
         return load_settings(self.config, env=env)
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        """`python -m fleet.cli ARGS` as the child `name`."""
+    def start(self, name: str, *args: str, module: str = "fleet.cli") -> subprocess.Popen[bytes]:
+        """`python -m fleet.cli ARGS` (or another `module`, e.g. a benchmark's stand-in) as the child `name`."""
         env = dict(os.environ, FLEET_KAFKA_BOOTSTRAP=self.bootstrap, FLEET_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
         env.update(self.env)
         if self.config is not None:
             env["FLEET_CONFIG"] = str(self.config)
         self.logs.mkdir(parents=True, exist_ok=True)
-        p = spawn_cli(list(args), env=env, log_file=self.logs / f"{name}.log")
+        p = spawn_cli(list(args), env=env, log_file=self.logs / f"{name}.log", module=module)
         self.procs[name] = p
         return p
 
