@@ -86,8 +86,8 @@ async def no_pause(seconds: float) -> None:
 async def test_a_retried_error_reply_does_not_write_the_dlq_copy_again() -> None:
     svc = RouterService(S)
     producer, consumer = ScriptedProducer(reply_failures=2), RecordingConsumer()
-    svc._producer = producer  # type: ignore[assignment]
-    svc._consumer = consumer  # type: ignore[assignment]
+    svc._producer = producer
+    svc._consumer = consumer
     svc._pause = no_pause  # type: ignore[method-assign]
     records = [
         record(0, {"id": "bad", "reply_to": REPLY, "prompt": "x", "model": "no-such-model"}),
@@ -127,8 +127,8 @@ async def test_a_retried_dlq_copy_does_not_resend_the_acknowledged_reply() -> No
             return await super().send(topic, value, key, headers)
 
     producer, consumer = DlqFailsOnce(reply_failures=0), RecordingConsumer()
-    svc._producer = producer  # type: ignore[assignment]
-    svc._consumer = consumer  # type: ignore[assignment]
+    svc._producer = producer
+    svc._consumer = consumer
     svc._pause = no_pause  # type: ignore[method-assign]
     records = [record(0, {"id": "bad", "reply_to": REPLY, "prompt": "x", "model": "no-such-model"})]
     await svc._handle_partition(TP, records)
