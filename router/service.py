@@ -5,7 +5,9 @@ Outcomes of a record: forwarded (the model topic acknowledged it), refused (an e
 `reply_to` where one can be addressed, and a DLQ copy for bad input), duplicate, or undeliverable (its
 refusal could not be written to `reply_to`: recorded as a DLQ copy with `fleet-error-code: undeliverable`).
 A send that fails retriably leaves its record, and every record after it, for a redo: the loop commits
-what came before, seeks back and tries again; records that already reached their outcome are not redone.
+what came before, seeks back and tries again; records that already reached their outcome are not redone,
+and a record whose outcome was partly written (its DLQ copy acknowledged, its error reply not) is not
+decided again: the redo sends only what is still missing, so each part of an outcome is written once.
 Nothing a record holds can raise out of the loop (the decider turns any exception into a refusal), and
 every long-lived task is supervised: if the load task dies, the process exits non-zero.
 """
@@ -128,6 +130,8 @@ class RouterService:
         self._stop = asyncio.Event()
         # per partition: offsets past the committed one that already reached their outcome (a redo skips them)
         self._completed: dict[TopicPartition, set[int]] = {}
+        # per partition: offset -> (decision, sends still to be acknowledged) of records partly carried out
+        self._unfinished: dict[TopicPartition, dict[int, tuple[Forward | Reject | Duplicate | None, list[Send]]]] = {}
         self._reply_attempts: dict[tuple[TopicPartition, int], int] = {}
         self._bad_topics: dict[str, float] = {}  # reply topic -> monotonic time until which it is not tried
         self._last_beat = 0.0
@@ -139,6 +143,7 @@ class RouterService:
     def forget(self, tp: TopicPartition) -> None:
         """A partition left this router: its new owner starts from the committed offset."""
         self._completed.pop(tp, None)
+        self._unfinished.pop(tp, None)
         for key in [k for k in self._reply_attempts if k[0] == tp]:
             del self._reply_attempts[key]
 
@@ -208,12 +213,18 @@ class RouterService:
         assert self._consumer is not None
         now_ms = _ms()
         done = self._completed.setdefault(tp, set())
+        unfinished = self._unfinished.setdefault(tp, {})
         plans: list[Plan] = []
         in_batch: set[str] = set()
         for rec in records:
             self.stats.consumed += 1
             if rec.offset in done:
                 plans.append(Plan(rec, None))
+                continue
+            if rec.offset in unfinished:  # decided in an earlier try: only what was not acknowledged is sent
+                decision, missing = unfinished[rec.offset]
+                in_batch.update(m.request_id for m in missing if m.kind is SendKind.FORWARD and m.request_id)
+                plans.append(Plan(rec, decision, missing))
                 continue
             with structlog.contextvars.bound_contextvars(partition=tp.partition, offset=rec.offset):
                 plans.append(self._plan(tp, rec, now_ms, in_batch))
@@ -235,8 +246,10 @@ class RouterService:
             if p.failures:
                 if redo_at is None:
                     redo_at = p.rec.offset
+                unfinished[p.rec.offset] = (p.decision, [f[0] for f in p.failures])
             else:
                 done.add(p.rec.offset)
+                unfinished.pop(p.rec.offset, None)
         if redo_at is None:
             await self._commit(tp, records[-1].offset + 1)
             return
@@ -343,6 +356,10 @@ class RouterService:
             done.difference_update([o for o in done if o < offset])
         for key in [k for k in self._reply_attempts if k[0] == tp and k[1] < offset]:
             del self._reply_attempts[key]
+        unfinished = self._unfinished.get(tp)
+        if unfinished:
+            for o in [o for o in unfinished if o < offset]:
+                del unfinished[o]
 
     # -- verdicts into sends ---------------------------------------------------
     def _plan(self, tp: TopicPartition, rec: ConsumerRecord[Any, Any], now_ms: int, in_batch: set[str]) -> Plan:

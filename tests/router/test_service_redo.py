@@ -1,0 +1,138 @@
+"""The router loop's redo path with a scripted producer (no broker): when part of a record's outcome was
+acknowledged and part failed retriably, the redo sends only the missing part, so a refused record's DLQ
+copy is written once however often its error reply is retried."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from typing import Any
+
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import RequestTimedOutError
+
+from fleet.settings import Settings
+from router.service import RouterService
+
+S = Settings()
+TP = TopicPartition(S.kafka.topics.requests, 0)
+REPLY = "llm.replies.redo"
+
+
+class ScriptedProducer:
+    """Acknowledges every send except the first `reply_failures` sends to REPLY (a retriable timeout)."""
+
+    def __init__(self, reply_failures: int) -> None:
+        self.reply_failures = reply_failures
+        self.tries: Counter[str] = Counter()
+        self.acked: list[tuple[str, bytes, list[tuple[str, bytes | None]]]] = []
+
+        class Client:
+            async def force_metadata_update(self) -> bool:
+                return True
+
+        self.client = Client()
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes | None]] | None = None
+    ) -> asyncio.Future[None]:
+        self.tries[topic] += 1
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if topic == REPLY and self.tries[topic] <= self.reply_failures:
+            fut.set_exception(RequestTimedOutError())
+        else:
+            self.acked.append((topic, value, list(headers or [])))
+            fut.set_result(None)
+        return fut
+
+    def acked_to(self, topic: str) -> int:
+        return sum(1 for t, _, _ in self.acked if t == topic)
+
+
+class RecordingConsumer:
+    def __init__(self) -> None:
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(dict(offsets))
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def record(offset: int, body: dict[str, Any]) -> ConsumerRecord[Any, Any]:
+    value = json.dumps(body).encode()
+    return ConsumerRecord(
+        topic=TP.topic,
+        partition=TP.partition,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=None,
+        value=value,
+        checksum=None,
+        serialized_key_size=0,
+        serialized_value_size=len(value),
+        headers=[("content-type", b"application/json")],
+    )
+
+
+async def no_pause(seconds: float) -> None:
+    return None
+
+
+async def test_a_retried_error_reply_does_not_write_the_dlq_copy_again() -> None:
+    svc = RouterService(S)
+    producer, consumer = ScriptedProducer(reply_failures=2), RecordingConsumer()
+    svc._producer = producer
+    svc._consumer = consumer
+    svc._pause = no_pause  # type: ignore[method-assign]
+    records = [
+        record(0, {"id": "bad", "reply_to": REPLY, "prompt": "x", "model": "no-such-model"}),
+        record(1, {"id": "good", "reply_to": REPLY, "prompt": "x", "model": S.models[0].name}),
+    ]
+    for attempt in range(3):  # the reply fails twice (retriably), then goes through
+        await svc._handle_partition(TP, records)
+        if attempt < 2:
+            assert consumer.seeks[-1] == (TP, 0)  # redone from the refused record
+    assert consumer.commits[-1] == {TP: 2}
+    dlq = S.kafka.topics.dlq
+    assert producer.tries[dlq] == 1 and producer.acked_to(dlq) == 1  # one DLQ copy, whatever the retries
+    assert producer.tries[REPLY] == 3 and producer.acked_to(REPLY) == 1
+    model_topic = S.kafka.topics.model(S.models[0].name)
+    assert producer.tries[model_topic] == 1  # the forward after it was acknowledged once, never redone
+    st = svc.stats
+    assert (st.rejected, st.dlq, st.forwarded, st.redone, st.committed) == (1, 1, 1, 2, 2)
+
+
+async def test_a_retried_dlq_copy_does_not_resend_the_acknowledged_reply() -> None:
+    svc = RouterService(S)
+    dlq = S.kafka.topics.dlq
+
+    class DlqFailsOnce(ScriptedProducer):
+        async def send(
+            self,
+            topic: str,
+            value: bytes,
+            key: bytes | None = None,
+            headers: list[tuple[str, bytes | None]] | None = None,
+        ) -> asyncio.Future[None]:
+            if topic == dlq and self.tries[topic] == 0:
+                self.tries[topic] += 1
+                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                fut.set_exception(RequestTimedOutError())
+                return fut
+            return await super().send(topic, value, key, headers)
+
+    producer, consumer = DlqFailsOnce(reply_failures=0), RecordingConsumer()
+    svc._producer = producer
+    svc._consumer = consumer
+    svc._pause = no_pause  # type: ignore[method-assign]
+    records = [record(0, {"id": "bad", "reply_to": REPLY, "prompt": "x", "model": "no-such-model"})]
+    await svc._handle_partition(TP, records)
+    assert consumer.seeks == [(TP, 0)] and not consumer.commits
+    await svc._handle_partition(TP, records)
+    assert consumer.commits == [{TP: 1}]
+    assert producer.acked_to(REPLY) == 1 and producer.acked_to(dlq) == 1
