@@ -1,12 +1,11 @@
-"""The in-process baseline: the worker's engine and output processing, without Kafka.
+"""The in-process baseline: the worker's engine driver and output processing, without Kafka.
 
-It drives the same `Engine` the worker drives, the same way (requests added
-from the event loop, `step()` in one worker thread, one call at a time), with
-the same tokenizer, input processing (`worker.inputs`) and output processing
-(`worker.state.RequestState`: detokenization and chunk coalescing with the
-fleet's `chunk_interval_ms` / `chunk_max_tokens`). A chunk counts as
-"received" the moment the worker would hand it to its Kafka producer, so the
-difference from the fleet's numbers is what Kafka and the fleet's services add.
+It drives the `Engine` through the worker's own engine driver (`worker.driver.EngineDriver`: requests
+added from the event loop, `step()` in one worker thread, one call at a time, output processing by
+`worker.state.RequestState`: detokenization and chunk coalescing with the fleet's
+`chunk_interval_ms` / `chunk_max_tokens`), with the same tokenizer and input processing
+(`worker.inputs`). A chunk counts as "received" the moment the driver hands it to the worker's
+outbox, so the difference from the fleet's numbers is what Kafka and the fleet's services add.
 """
 
 from __future__ import annotations
@@ -19,14 +18,12 @@ from typing import Any
 
 from benchmarks.datasets import BenchRequest
 from benchmarks.metrics import RequestTrace
-from contracts.codec import ContentType
 from contracts.messages import ChatMessage, Chunk, Done, Error, Request
 from contracts.validation import InvalidRequest
 from fleet.settings import Settings
-from worker.engine.api import Engine, EngineRequest, FinishKind, SamplingParams, StepOutput
+from worker.driver import EngineDriver, Update
+from worker.engine.api import Engine, FinishKind
 from worker.inputs import prompt_token_ids
-from worker.output import ChunkCoalescer, IncrementalDetokenizer
-from worker.state import RequestState
 
 
 class InProcessEngine:
@@ -39,24 +36,30 @@ class InProcessEngine:
         self.model = model
         self.max_model_len = max_model_len
         self._ids = itertools.count()
-        self._live: dict[str, tuple[RequestState, RequestTrace, asyncio.Future[None]]] = {}
-        self._wake = asyncio.Event()
+        self._driver = EngineDriver(
+            engine,
+            tokenizer,
+            model=model,
+            max_model_len=max_model_len,
+            latency=settings.latency,
+            max_attempts=settings.worker.max_attempts,
+            clock=time.perf_counter,  # the traces' clock
+        )
+        self._live: dict[str, tuple[RequestTrace, asyncio.Future[None]]] = {}  # run id -> trace, done
         self._loop_task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> InProcessEngine:
-        self._loop_task = asyncio.create_task(self._engine_loop(), name="inprocess-engine")
+        self._loop_task = asyncio.create_task(self._driver.run(self._on_update), name="inprocess-engine")
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._driver.close()
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        for _, trace, fut in self._live.values():
-            trace.error = trace.error or "aborted"
-            if not fut.done():
-                fut.set_result(None)
+        self._fail_all("aborted")
 
     async def send(self, breq: BenchRequest) -> RequestTrace:
         trace = RequestTrace(send_s=time.perf_counter(), prompt_tokens=breq.prompt_len)
@@ -75,69 +78,50 @@ class InProcessEngine:
         except InvalidRequest as exc:
             trace.error = exc.code.value
             return trace
-        lat = self.settings.latency
-        state = RequestState(
-            request=req,
-            run_id=rid,
-            partition=None,
-            offset=0,
-            content_type=ContentType.JSON,
-            intake_s=trace.send_s,
-            detok=IncrementalDetokenizer(self.tokenizer, req.stop),
-            coalescer=ChunkCoalescer(lat.chunk_interval_ms, lat.chunk_max_tokens),
-            model=self.model,
-        )
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._live[rid] = (state, trace, fut)
-        self.engine.add_request(
-            EngineRequest(
-                request_id=rid,
-                prompt_token_ids=ids,
-                params=SamplingParams(max_tokens=min(breq.output_len, self.max_model_len - len(ids))),
-                arrival_s=time.time(),
-            )
-        )
-        self._wake.set()
+        state = self._driver.add(req, ids, intake_s=trace.send_s)
+        self._live[state.run_id] = (trace, fut)
         await fut
         return trace
 
-    async def _engine_loop(self) -> None:
-        while True:
-            if not self.engine.has_unfinished():
-                self._wake.clear()
-                if not self.engine.has_unfinished():
-                    await self._wake.wait()
+    def _on_update(self, upd: Update) -> None:
+        for ev in upd.requests:
+            entry = self._live.get(ev.state.run_id)
+            if entry is None:
                 continue
-            outs = await asyncio.to_thread(self.engine.step)
-            now = time.perf_counter()
-            for out in outs:
-                self._on_output(out, now)
-
-    def _on_output(self, out: StepOutput, now: float) -> None:
-        entry = self._live.get(out.request_id)
-        if entry is None:
-            return
-        state, trace, fut = entry
-        for _ in state.on_output(out, now):
-            trace.token_event_s.append(now)
-        finish = out.finished
-        if finish is None and state.detok.stopped:
-            self.engine.abort_request(state.run_id, FinishKind.ABANDONED)
-            finish = FinishKind.STOP
-        if finish is None:
-            return
-        del self._live[out.request_id]
-        if finish is FinishKind.ABANDONED:
-            trace.error = "abandoned"
-        else:
-            for ev in state.finish(finish, now):
-                if isinstance(ev, Chunk):
+            trace, fut = entry
+            now = upd.at_s
+            for _ in ev.chunks:
+                trace.token_event_s.append(now)
+            if ev.finished is None:
+                continue
+            del self._live[ev.state.run_id]
+            if ev.finished is FinishKind.ABANDONED:
+                trace.error = "abandoned"
+            for final in ev.final:
+                if isinstance(final, Chunk):
                     trace.token_event_s.append(now)
-                elif isinstance(ev, Done):
+                elif isinstance(final, Done):
                     trace.done_s = now
-                    trace.output_tokens = ev.usage.completion_tokens
-                    trace.prompt_tokens = ev.usage.prompt_tokens
-                elif isinstance(ev, Error):
-                    trace.error = ev.code.value
-        if not fut.done():
-            fut.set_result(None)
+                    trace.output_tokens = final.usage.completion_tokens
+                    trace.prompt_tokens = final.usage.prompt_tokens
+                elif isinstance(final, Error):
+                    trace.error = final.code.value
+            if not fut.done():
+                fut.set_result(None)
+        for p in upd.poisoned:
+            self._fail_one(p.state.run_id, "poison")
+        if upd.engine_died is not None:
+            self._fail_all("engine_died")
+
+    def _fail_one(self, run_id: str, error: str) -> None:
+        entry = self._live.pop(run_id, None)
+        if entry is not None:
+            trace, fut = entry
+            trace.error = trace.error or error
+            if not fut.done():
+                fut.set_result(None)
+
+    def _fail_all(self, error: str) -> None:
+        for run_id in list(self._live):
+            self._fail_one(run_id, error)

@@ -1,7 +1,7 @@
 """Per-request state in the worker and the reply events it turns into.
 
-Pure: no Kafka, no torch. The service feeds StepOutputs in and sends the
-events that come out.
+Pure: no Kafka, no torch. The engine driver (worker/driver.py) feeds StepOutputs in and hands the
+events that come out to the worker or the in-process benchmark.
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
-"""The engine interface the worker's Kafka loop drives.
+"""The engine interface the worker's engine driver (worker/driver.py) drives.
 
-The async loop owns Kafka; the engine owns compute. The loop calls
+The worker's async loops own Kafka; the engine owns compute. The driver calls
 `add_request`/`abort_request` from the event-loop thread at any time (they
 only enqueue, so they are thread-safe) and runs `step()` in one worker thread,
 one call at a time. Each step is one scheduler iteration: requests join the
 running batch between steps and leave it the step they finish.
 
 Tokens in, tokens out: tokenisation, chat templates, detokenisation and stop
-strings live in the worker's input and output processing, which call
-`abort_request(..., FinishKind.STOP)` when a stop string appears.
+strings live in the worker's input and output processing; when a stop string
+appears the driver calls `abort_request(..., FinishKind.ABANDONED)` to free the
+slot and answers the request as stopped itself.
 """
 
 from __future__ import annotations

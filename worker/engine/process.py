@@ -7,7 +7,9 @@ it between torch ops, while the loop waits for the step's Python. vLLM v1 runs
 its engine core in a separate process for the same reason. Here the child
 process owns the model and steps on its own whenever it has work; the worker
 sends it typed commands (AddCmd, AbortCmd, CloseCmd) over one pipe and reads typed
-events (Ready, Outputs, StepFailed) from another.
+events (Ready, Outputs, StepFailed) from another. Commands go out through a sender thread:
+`add_request` and `abort_request` never block the event loop, even when the engine process stops
+reading and its pipe fills.
 
     worker process                         engine process
     add_request / abort_request  --cmd-->  inbox -> engine.step() loop
@@ -25,7 +27,9 @@ and Kafka hands that work to a healthy worker.
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
 import signal
+import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -162,6 +166,12 @@ class ProcessEngine:
         self._unfinished: set[str] = set()
         self._closed = False
         self._dead = False
+        # commands go out through a thread: a send blocks once the pipe's buffer (64 KiB) is full, which
+        # a stopped or hung engine process never empties, and the event loop must not block on it (its
+        # watchdog is what ends such a process)
+        self._outgoing: queue.SimpleQueue[Command | None] = queue.SimpleQueue()
+        self._send_failed = False
+        self._sender = threading.Thread(target=self._send_commands, name=f"engine-{model.name}-cmd", daemon=True)
         self._failure: str | None = None
         self.steps_seen = 0  # steps the process reported: the worker's watchdog reads progress from it
         if not self._out.poll(_START_TIMEOUT_S):
@@ -174,6 +184,7 @@ class ProcessEngine:
             raise EngineFailed(f"engine process for {model.name!r} failed to start: {error}")
         self.max_model_len: int = msg.max_model_len
         self._stats: EngineStats = msg.stats
+        self._sender.start()
         log.info("engine_process.started", pid=self._proc.pid, model=model.name)
 
     # -- called from the event-loop thread ------------------------------------------------------------
@@ -201,17 +212,16 @@ class ProcessEngine:
         """SIGKILL the process at once (the worker's watchdog found it hung: `close` would wait for it)."""
         self._closed = True
         self._kill()
+        self._stop_sender()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        try:
-            self._cmd.send(CloseCmd())
-        except OSError:
-            pass
+        self._outgoing.put(CloseCmd())
         self._proc.join(timeout=10)
         self._kill()
+        self._stop_sender()
 
     # -- called from the worker thread that steps ----------------------------------------------------
 
@@ -248,12 +258,25 @@ class ProcessEngine:
     # -- plumbing -------------------------------------------------------------------------------------
 
     def _send(self, msg: Command) -> None:
-        if self._dead:
+        """Queue a command for the sender thread: never blocks."""
+        if self._dead or self._send_failed:
             raise self._gone()
-        try:
-            self._cmd.send(msg)
-        except OSError as exc:
-            raise self._gone() from exc
+        self._outgoing.put(msg)
+
+    def _send_commands(self) -> None:
+        """The sender thread: commands in order onto the pipe until None (or the pipe breaks)."""
+        while (msg := self._outgoing.get()) is not None:
+            try:
+                self._cmd.send(msg)
+            except OSError:  # the process is gone: the next add raises EngineDied, step() notices too
+                self._send_failed = True
+                return
+
+    def _stop_sender(self) -> None:
+        """After the process ended: a send blocked on its full pipe fails, and the thread ends."""
+        if self._sender.is_alive():
+            self._outgoing.put(None)
+            self._sender.join(timeout=5)
 
     def _recv(self) -> Event:
         try:

@@ -1,0 +1,82 @@
+"""Control: every worker of the model reads every control message (no group) and acts on the
+requests it holds. Today that is `Cancel`; one odd record is logged and skipped, never the end
+of cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from contracts.codec import Codec, DecodeFailure
+from contracts.messages import Cancel, ErrorCode
+from fleet.kafka import make_consumer, with_retry
+from fleet.settings import Settings
+from worker.driver import EngineDriver
+from worker.inputs import record_content_type
+from worker.replies import Replies
+
+log = structlog.get_logger(__name__)
+
+
+class Control:
+    def __init__(self, settings: Settings, driver: EngineDriver, replies: Replies, codec: Codec) -> None:
+        self._settings = settings
+        self._driver = driver
+        self._replies = replies
+        self._codec = codec
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self._settings
+        topic = settings.kafka.topics.control
+        consumer = make_consumer(
+            settings, group_id=None, fetch_max_wait_ms=settings.latency.background_fetch_max_wait_ms
+        )
+        await with_retry("worker.control.start", consumer.start, stop=stop)
+        try:
+            parts = await with_retry("worker.control.partitions", lambda: _partitions(consumer, topic), stop=stop)
+            consumer.assign(parts)
+            await consumer.seek_to_end(*parts)
+            while not stop.is_set():
+                try:
+                    batch = await consumer.getmany(timeout_ms=50)
+                except KafkaError as exc:
+                    log.warning("worker.control_fetch_error", error=repr(exc))
+                    await asyncio.sleep(0.5)
+                    continue
+                for records in batch.values():
+                    for rec in records:
+                        try:
+                            self.on_record(rec)
+                        except Exception:  # one odd record never disables cancellation
+                            log.exception("worker.control_failed", offset=rec.offset)
+        finally:
+            await consumer.stop()
+
+    def on_record(self, rec: ConsumerRecord[Any, Any]) -> None:
+        ct = record_content_type(list(rec.headers or ()))
+        if ct is None:
+            log.warning("worker.bad_control", code=ErrorCode.INVALID_ENCODING.value, reason="unreadable content-type")
+            return
+        try:
+            msg = self._codec.decode_control(rec.value or b"", ct)
+        except DecodeFailure as exc:
+            log.warning("worker.bad_control", code=exc.code.value, reason=exc.message[:200], offset=rec.offset)
+            return
+        if isinstance(msg, Cancel):
+            held = bool(self._driver.by_request.get(msg.id))
+            self._replies.deliver(self._driver.cancel(msg.id))
+            log.info("worker.cancel", request_id=msg.id[:200], held=held)
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    for _ in range(50):
+        await consumer.topics()  # refreshes cluster metadata
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return [TopicPartition(topic, p) for p in sorted(parts)]
+        await asyncio.sleep(0.1)
+    raise KafkaError(f"topic {topic} has no partitions (does it exist?)")

@@ -1,0 +1,168 @@
+"""Intake: consume the model topic, admit each record into the engine driver, and hold back when the
+worker holds `max_inflight` uncommitted requests (backpressure).
+
+Every record gets an outcome here or later: refused with a code (an error reply and, except for a
+passed deadline, a DLQ copy), answered again from memory (a re-sent id this worker finished), or
+started in the driver, whose terminal event finishes its offset. Any exception while admitting one
+record becomes that record's `internal` refusal, never the end of intake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from contracts.codec import Codec, DecodeFailure
+from contracts.messages import ErrorCode
+from contracts.topics import Headers
+from contracts.validation import InvalidRequest, validate_request
+from fleet.settings import ModelSettings, Settings
+from worker.commits import Commits
+from worker.driver import EngineDriver
+from worker.engine.api import EngineDied
+from worker.inputs import prompt_token_ids, record_content_type
+from worker.replies import Replies
+
+log = structlog.get_logger(__name__)
+
+
+class Intake:
+    def __init__(
+        self,
+        settings: Settings,
+        model: ModelSettings,
+        consumer: AIOKafkaConsumer,
+        driver: EngineDriver,
+        replies: Replies,
+        commits: Commits,
+        codec: Codec,
+        *,
+        on_engine_died: Callable[[str], None],
+    ) -> None:
+        self._settings = settings
+        self._bound = model.max_inflight
+        self._consumer = consumer
+        self._driver = driver
+        self._replies = replies
+        self._commits = commits
+        self._codec = codec
+        self._on_engine_died = on_engine_died
+        self.paused = False
+        self.beat_s = time.monotonic()  # the last turn of the loop: readiness reads it
+        self.consumed = 0
+        self.answered_again = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        bound = self._bound
+        resume_at = bound - max(1, bound // 4)  # hysteresis: no pause/resume flapping at the bound
+        while not stop.is_set():
+            self.beat_s = time.monotonic()
+            uncommitted = self._commits.uncommitted
+            room = bound - uncommitted
+            if room <= 0 or (self.paused and uncommitted > resume_at):
+                self._set_paused(True)
+                await asyncio.sleep(0.01)
+                continue
+            self._set_paused(False)
+            try:
+                batch = await self._consumer.getmany(timeout_ms=50, max_records=room)
+            except KafkaError as exc:
+                log.warning("worker.fetch_error", error=repr(exc))
+                await asyncio.sleep(0.5)
+                continue
+            for tp, records in batch.items():
+                for rec in records:
+                    self.admit_safely(tp, rec)
+
+    def stop_taking(self) -> None:
+        """Draining: take nothing more (the loop may still run; it stays paused)."""
+        self._consumer.pause(*self._consumer.assignment())
+        self.paused = True
+
+    def reapply(self, assigned: set[TopicPartition]) -> None:
+        """After a rebalance (which resumes everything): pause the new partitions if intake is paused."""
+        if self.paused:
+            self._consumer.pause(*assigned)
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused == self.paused:
+            return
+        self.paused = paused
+        parts = self._consumer.assignment()
+        if paused:
+            self._consumer.pause(*parts)
+        else:
+            self._consumer.resume(*parts)
+        log.info("worker.paused" if paused else "worker.resumed", uncommitted=self._commits.uncommitted)
+
+    def admit_safely(self, tp: TopicPartition, rec: ConsumerRecord[Any, Any]) -> None:
+        """Any exception while admitting one record becomes that record's outcome (`internal`, with a
+        DLQ copy), never the end of intake."""
+        self._commits.take(tp, rec.offset)
+        self.consumed += 1
+        try:
+            self._admit(tp, rec)
+        except Exception as exc:
+            log.exception("worker.admit_failed", partition=tp.partition, offset=rec.offset)
+            try:
+                reason = f"the worker failed on this record: {exc!r}"[:1000]
+                self._replies.reject(tp, rec, ErrorCode.INTERNAL, reason, None, None)
+            except Exception:  # not even a DLQ copy: the record still gets its outcome (logged, committed)
+                log.exception("worker.reject_failed", partition=tp.partition, offset=rec.offset)
+                self._commits.finish(tp, rec.offset)
+
+    def _admit(self, tp: TopicPartition, rec: ConsumerRecord[Any, Any]) -> None:
+        headers = list(rec.headers or ())
+        hdrs = {k: v for k, v in headers}
+        reject = self._replies.reject
+        ct = record_content_type(headers)
+        if ct is None:
+            reason = "the content-type header is null or names no supported type"
+            reject(tp, rec, ErrorCode.INVALID_ENCODING, reason, None, None)
+            return
+        try:
+            req = self._codec.decode_request(rec.value or b"", ct)
+            validate_request(req, self._settings.limits)
+        except (DecodeFailure, InvalidRequest) as exc:
+            salvaged = getattr(exc, "salvaged", {})
+            rid = salvaged.get("id") if isinstance(exc, DecodeFailure) else req.id
+            reply_to = salvaged.get("reply_to") if isinstance(exc, DecodeFailure) else req.reply_to
+            reject(tp, rec, exc.code, exc.message, rid, reply_to)
+            return
+        answered = self._replies.answered(req.id)
+        if answered is not None and req.id not in self._driver.by_request:
+            # a re-send (or a redelivery) of an id this worker finished: the same answer, not a new run
+            self.answered_again += 1
+            log.info("worker.answered_again", request_id=req.id[:200], run_id=answered.run_id)
+            fut = self._replies.send(req.reply_to, req.id, answered, ct)
+            self._replies.track([fut], tp, rec.offset)
+            return
+        intake_s = _header_ms(hdrs.get(Headers.INTAKE_MS), rec.timestamp) / 1000
+        now = time.time()
+        if req.deadline_ms is not None and now * 1000 >= req.deadline_ms:
+            late_ms = now * 1000 - req.deadline_ms
+            reason = f"deadline passed {late_ms:.0f} ms before the worker took it"
+            reject(tp, rec, ErrorCode.EXPIRED, reason, req.id, req.reply_to, ct, dlq=False)
+            return
+        try:
+            ids = prompt_token_ids(req, self._driver.tokenizer, self._driver.max_model_len)
+        except InvalidRequest as exc:
+            reject(tp, rec, exc.code, exc.message, req.id, req.reply_to, ct)
+            return
+        try:
+            self._driver.add(req, ids, content_type=ct, intake_s=intake_s, partition=tp, offset=rec.offset, record=rec)
+        except EngineDied as exc:  # uncommitted: Kafka hands it to another worker
+            self._on_engine_died(str(exc))
+
+
+def _header_ms(raw: bytes | None, fallback: int) -> int:
+    try:
+        return int(raw) if raw else fallback
+    except ValueError:
+        return fallback

@@ -1,0 +1,58 @@
+"""Rebalance handling: what the worker does when the group moves partitions.
+
+Revoked: stop taking from them, let their requests finish within `revoke_grace_s`, commit what
+finished (a failed commit is retried), and abandon the rest uncommitted for the new owner.
+Assigned: a rebalance resumes every partition, so backpressure is applied again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+
+from fleet.settings import WorkerSettings
+from worker.commits import Commits
+from worker.driver import EngineDriver
+from worker.intake import Intake
+
+log = structlog.get_logger(__name__)
+
+
+class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, settings: WorkerSettings, intake: Intake, driver: EngineDriver, commits: Commits) -> None:
+        self._settings = settings
+        self._intake = intake
+        self._driver = driver
+        self._commits = commits
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("worker.assigned", partitions=sorted(tp.partition for tp in assigned))
+        self._intake.reapply(set(assigned))
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Stop taking from revoked partitions, let their requests finish within the grace,
+        commit what finished (retrying a failed commit), abandon the rest uncommitted for the new owner."""
+        if not revoked:
+            return
+        offsets = self._commits.offsets
+        held = [s for s in self._driver.states.values() if s.partition in revoked]
+        log.info("worker.revoked", partitions=sorted(tp.partition for tp in revoked), in_flight=len(held))
+        deadline = time.monotonic() + self._settings.revoke_grace_s
+        while any(offsets.unfinished(tp) for tp in revoked) and time.monotonic() < deadline:  # noqa: ASYNC110 - a bounded poll, not a wait for one event
+            await asyncio.sleep(0.02)
+        for attempt in range(3):
+            if await self._commits.commit_now(only=revoked) or not any(
+                tp in revoked for tp in offsets.uncommitted_partitions()
+            ):
+                break
+            log.warning("worker.revoke_commit_retry", attempt=attempt + 1)
+            await asyncio.sleep(self._settings.commit_retry_ms / 1000)
+        self._driver.abandon_where(lambda s: s.partition in revoked)
+        for tp in revoked:
+            offsets.forget(tp)

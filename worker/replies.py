@@ -1,0 +1,175 @@
+"""What the worker sends: the driver's events as reply records, refusals (an error reply and a DLQ
+copy), usage records; and each request's offset finished once its records have their outcome.
+
+Everything goes through the outbox (worker/outbox.py): nothing here awaits a send, so the engine
+loop never waits on Kafka and one unwritable destination never blocks a partition. The offset of a
+request is finished (worker/commits.py) once every record that ends it is delivered or recorded
+undeliverable; a request whose outcome is unknown when the outbox closes stays uncommitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from typing import Any
+
+import structlog
+
+from contracts.codec import Codec, ContentType
+from contracts.messages import Chunk, Done, Error, ErrorCode, UsageRecord
+from contracts.topics import Headers
+from contracts.validation import is_topic_name
+from fleet.records import dlq_record
+from fleet.settings import ModelSettings, Settings
+from worker.commits import Commits
+from worker.driver import Update
+from worker.engine.api import FinishKind
+from worker.outbox import Delivery, Outbox
+from worker.state import RequestState
+
+log = structlog.get_logger(__name__)
+
+_TOKEN_USING = (FinishKind.STOP, FinishKind.LENGTH, FinishKind.CANCELLED, FinishKind.EXPIRED)
+
+
+class Replies:
+    def __init__(
+        self, settings: Settings, model: ModelSettings, outbox: Outbox, usage: Outbox, commits: Commits, codec: Codec
+    ) -> None:
+        self._settings = settings
+        self._model = model
+        self._topics = settings.kafka.topics
+        self._outbox = outbox
+        self._usage = usage
+        self._commits = commits
+        self._codec = codec
+        self._answered: OrderedDict[str, Done] = OrderedDict()  # request id -> the `done` sent for it
+        self._tasks: set[asyncio.Task[None]] = set()  # one per request waiting for its records' outcome
+        self.done = 0
+        self.errors = 0
+        self.tokens = 0
+
+    # -- the driver's events -------------------------------------------------------------------------
+    def deliver(self, upd: Update) -> None:
+        """Send what an Update holds; a request that ended is counted, its usage recorded, and its
+        offset finished once its final events have their outcome."""
+        for ev in upd.requests:
+            state = ev.state
+            for chunk in ev.chunks:
+                self.send_event(state, chunk)
+            if ev.finished is None or ev.finished is FinishKind.ABANDONED:
+                continue  # running, or given up: no terminal event, the offset stays for a redo
+            futs = [self.send_event(state, e) for e in ev.final]
+            terminal = ev.final[-1]
+            if isinstance(terminal, Done):
+                self._remember_answer(state.request.id, terminal)  # errors are not replayed: a retry may fare better
+                self.done += 1
+                self.tokens += terminal.usage.completion_tokens
+            else:
+                self.errors += 1
+            if ev.finished in _TOKEN_USING:
+                self._send_usage(state, ev.finished)
+            self.track(futs, state.partition, state.offset)
+        for p in upd.poisoned:
+            s = p.state
+            self.reject(
+                s.partition, s.record, ErrorCode.POISON, p.reason, s.request.id, s.request.reply_to, s.content_type
+            )
+
+    def answered(self, request_id: str) -> Done | None:
+        """The `done` this worker sent for `request_id`, if it is still remembered."""
+        return self._answered.get(request_id)
+
+    def _remember_answer(self, request_id: str, terminal: Done) -> None:
+        self._answered[request_id] = terminal
+        self._answered.move_to_end(request_id)
+        while len(self._answered) > self._settings.worker.answered_ids:
+            self._answered.popitem(last=False)
+
+    # -- records -------------------------------------------------------------------------------------
+    def send_event(self, state: RequestState, ev: Chunk | Done | Error) -> asyncio.Future[Delivery]:
+        return self.send(state.request.reply_to, state.request.id, ev, state.content_type)
+
+    def send(self, topic: str, key: str, ev: Any, ct: ContentType) -> asyncio.Future[Delivery]:
+        value = self._codec.encode(ev, ct)
+        headers = [(Headers.CONTENT_TYPE, ct.value.encode())]
+        return self._outbox.submit(topic, value, key=key.encode(), headers=headers, what=key)
+
+    def reject(
+        self,
+        tp: Any,
+        rec: Any,
+        code: ErrorCode,
+        message: str,
+        request_id: str | None,
+        reply_to: str | None,
+        ct: ContentType = ContentType.JSON,
+        *,
+        dlq: bool = True,
+    ) -> None:
+        """Refuse a record (`rec`, a ConsumerRecord from partition `tp`): an error event to its reply
+        topic (when it names one) and a DLQ copy (cut to fit, noted in a header); the offset is
+        finished once both have their outcome."""
+        log.info("worker.reject", request_id=request_id, code=code.value, reason=message[:200], dlq=dlq)
+        futs: list[asyncio.Future[Delivery]] = []
+        if isinstance(request_id, str) and request_id and isinstance(reply_to, str) and is_topic_name(reply_to):
+            ev = Error(id=request_id[:200], code=code, message=message, retriable=code.retriable)
+            futs.append(self.send(reply_to, request_id[:200], ev, ct))
+        if dlq:
+            value, key, headers = dlq_record(
+                rec.value,
+                rec.key if isinstance(rec.key, bytes) else None,
+                rec.headers,
+                rec.topic,
+                rec.partition,
+                rec.offset,
+                code.value,
+                message,
+                self._settings.kafka.max_request_bytes,
+            )
+            futs.append(
+                self._outbox.submit(self._topics.dlq, value, key=key, headers=headers, what=f"dlq {code.value}")
+            )
+        self.errors += 1
+        self.track(futs, tp, rec.offset)
+
+    def _send_usage(self, state: RequestState, kind: FinishKind) -> None:
+        """One usage record per run that consumed tokens, whatever way it ended; retried until delivered."""
+        prompt, completion = state.num_prompt_tokens, state.detok.num_tokens
+        if not prompt and not completion:
+            return
+        m = self._model
+        cost = (prompt * m.price_per_1k_prompt + completion * m.price_per_1k_completion) / 1000
+        rec = UsageRecord(
+            id=state.request.id,
+            model=m.name,
+            tenant=state.request.tenant,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost=round(cost, 8),
+            ts_ms=int(time.time() * 1000),
+            finish=kind.value,
+            run_id=state.run_id,
+        )
+        self._usage.submit(self._topics.usage, self._codec.encode(rec), key=state.request.id.encode(), what="usage")
+
+    # -- outcomes ------------------------------------------------------------------------------------
+    def track(self, futs: list[asyncio.Future[Delivery]], tp: Any, offset: int) -> None:
+        """Finish the offset once every record of the request has its outcome (delivered or undeliverable)."""
+        task = asyncio.ensure_future(self._await_outcome(futs, tp, offset))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _await_outcome(self, futs: list[asyncio.Future[Delivery]], tp: Any, offset: int) -> None:
+        try:
+            await asyncio.gather(*futs)
+        except asyncio.CancelledError:
+            # the outbox closed first: the terminal event may not have landed, leave the offset for a redo
+            log.info("worker.outcome_unknown", partition=tp.partition, offset=offset)
+            return
+        self._commits.finish(tp, offset)
+
+    async def settle(self) -> None:
+        """Wait until every tracked request knows its outcome (after the outbox closed)."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
