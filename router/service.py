@@ -320,17 +320,25 @@ class RouterService:
         assert self._producer is not None
         producer = self._producer
 
-        async def deliver(p: Plan, s: Send) -> bool:
-            try:
-                fut = await producer.send(s.topic, s.value, key=s.key, headers=s.headers)
-                await fut
-                return True
-            except Exception as exc:  # any failure of a send is an outcome to handle, never an escape
-                p.failures.append((s, exc))
-                return False
-
-        tasks = [asyncio.ensure_future(deliver(p, s)) for p in plans for s in p.sends]
-        return sum(await asyncio.gather(*tasks)) if tasks else 0
+        # Sends start one after another in record order (as a bare relay does): one task per send made
+        # every send race for the accumulator's batch, and each full batch woke them all to retry.
+        started: list[tuple[Plan, Send, asyncio.Future[Any]]] = []
+        for p in plans:
+            for s in p.sends:
+                try:
+                    started.append((p, s, await producer.send(s.topic, s.value, key=s.key, headers=s.headers)))
+                except Exception as exc:  # any failure of a send is an outcome to handle, never an escape
+                    p.failures.append((s, exc))
+        if not started:
+            return 0
+        acks = await asyncio.gather(*(fut for _, _, fut in started), return_exceptions=True)
+        ok = 0
+        for (p, s, _), ack in zip(started, acks, strict=True):
+            if isinstance(ack, BaseException):
+                p.failures.append((s, ack))
+            else:
+                ok += 1
+        return ok
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         assert self._consumer is not None
