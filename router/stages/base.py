@@ -11,15 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import msgspec
+
 from contracts.codec import ContentType
 from contracts.messages import ErrorCode, ReplyEvent, Request
 
 Header = tuple[str, bytes | None]
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
-    """One intake record in its current state: the raw record in, what the stages so far made of it."""
+class Context(msgspec.Struct, frozen=True):
+    """One intake record in its current state: the raw record in, what the stages so far made of it
+    (a msgspec struct: `msgspec.structs.replace` is a few times cheaper than `dataclasses.replace`)."""
 
     value: bytes | None
     headers: list[Header]

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import msgspec
 
 from contracts.messages import ErrorCode
@@ -28,4 +26,4 @@ class Deadline:
             msg = f"deadline passed {now - deadline} ms before routing"
             return Reject(ErrorCode.EXPIRED, msg, req.id, req.reply_to, False, ctx.content_type.value)
         routed = msgspec.structs.replace(req, deadline_ms=deadline, timeout_ms=None)
-        return Continue(dataclasses.replace(ctx, request=routed))
+        return Continue(msgspec.structs.replace(ctx, request=routed))

@@ -3,7 +3,7 @@ A record that fails is refused to the DLQ, answered where its id and reply_to ca
 
 from __future__ import annotations
 
-import dataclasses
+import msgspec
 
 from contracts.codec import Codec, ContentType, DecodeFailure, content_type_from_headers
 from contracts.messages import ErrorCode
@@ -40,4 +40,4 @@ class Decode:
         except DecodeFailure as exc:
             s = exc.salvaged
             return Reject(exc.code, exc.message, s.get("id"), s.get("reply_to"), True, s.get("encoding", JSON))
-        return Continue(dataclasses.replace(ctx, content_type=ct, request=req))
+        return Continue(msgspec.structs.replace(ctx, content_type=ct, request=req))

@@ -3,8 +3,6 @@ tier name to its model, a known model name to itself; anything else is refused `
 
 from __future__ import annotations
 
-import dataclasses
-
 import msgspec
 
 from contracts.messages import ErrorCode
@@ -39,4 +37,4 @@ class ResolveModel:
             msg = f"unknown model {req.model[:100]!r}; known: {sorted(self._models)} or 'auto'"
             return Reject(ErrorCode.UNKNOWN_MODEL, msg, req.id, req.reply_to, True, ctx.content_type.value)
         routed = req if model == req.model else msgspec.structs.replace(req, model=model)
-        return Continue(dataclasses.replace(ctx, request=routed, model=model, tier=tier_name, score=score))
+        return Continue(msgspec.structs.replace(ctx, request=routed, model=model, tier=tier_name, score=score))
