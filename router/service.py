@@ -30,7 +30,7 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from contracts.codec import Codec, ContentType, DecodeFailure
+from contracts.codec import Codec, ContentType
 from contracts.messages import Error, ErrorCode
 from contracts.topics import Headers
 from contracts.validation import is_topic_name
@@ -38,7 +38,6 @@ from fleet.health import beat
 from fleet.kafka import (
     COMMIT_FATAL,
     ProducerPurpose,
-    group_progress,
     is_retriable,
     make_consumer,
     make_producer,
@@ -47,9 +46,11 @@ from fleet.kafka import (
 from fleet.records import dlq_record
 from fleet.runtime import log_task_failure
 from fleet.settings import Settings
-from router.decide import Decider, Duplicate, Forward, Reject
-from router.dedup import DedupWindow
-from router.load import LoadTracker
+from router.feeds import feed_load
+from router.pipeline import Pipeline, build_pipeline
+from router.stages.base import Answer, Context, Drop, Forward, Outcome, Reject, verdict_code
+from router.stages.validate import InternalTopics
+from router.views import Views
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +76,12 @@ class RouterStats:
     redone: int = 0  # batches sought back after a retriable send failure
     committed: int = 0  # records whose offsets the broker acknowledged as committed
     commits_dropped: int = 0  # commits refused after a rebalance: the partition's owner redoes them
+    answered: int = 0  # replies the router sent itself
+    verdicts: dict[str, int] = field(default_factory=dict)  # "<stage>.<code>": every verdict of the pipeline
+
+    def verdict(self, stage: str, outcome: Outcome) -> None:
+        key = f"{stage}.{verdict_code(outcome)}"
+        self.verdicts[key] = self.verdicts.get(key, 0) + 1
 
 
 class SendKind(enum.StrEnum):
@@ -99,7 +106,7 @@ class Plan:
     """What one record needs done, and how far it got."""
 
     rec: ConsumerRecord[Any, Any]
-    decision: Forward | Reject | Duplicate | None  # None: reached its outcome in an earlier try of this batch
+    decision: Outcome | None  # None: reached its outcome in an earlier try of this batch
     sends: list[Send] = field(default_factory=list)
     failures: list[tuple[Send, BaseException]] = field(default_factory=list)
 
@@ -121,9 +128,9 @@ class RouterService:
         self.settings = settings
         self.topics = settings.kafka.topics
         self.codec = Codec()
-        self.decider = Decider(settings, self.codec)
-        self.dedup = DedupWindow(settings.router.dedup_window_s, settings.router.dedup_max_entries)
-        self.load = LoadTracker(settings.router.overload_max_backlog)
+        self.views = Views.from_settings(settings)
+        self.pipeline = Pipeline(build_pipeline(settings, self.views, self.codec), self.codec)
+        self._internal = InternalTopics(settings)
         self.stats = RouterStats()
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -131,7 +138,7 @@ class RouterService:
         # per partition: offsets past the committed one that already reached their outcome (a redo skips them)
         self._completed: dict[TopicPartition, set[int]] = {}
         # per partition: offset -> (decision, sends still to be acknowledged) of records partly carried out
-        self._unfinished: dict[TopicPartition, dict[int, tuple[Forward | Reject | Duplicate | None, list[Send]]]] = {}
+        self._unfinished: dict[TopicPartition, dict[int, tuple[Outcome | None, list[Send]]]] = {}
         self._reply_attempts: dict[tuple[TopicPartition, int], int] = {}
         self._bad_topics: dict[str, float] = {}  # reply topic -> monotonic time until which it is not tried
         self._last_beat = 0.0
@@ -168,7 +175,7 @@ class RouterService:
             group=self.topics.router_group,
             group_instance_id=r.group_instance_id,
         )
-        load_task = asyncio.create_task(self._poll_load(stop), name="load")
+        load_task = asyncio.create_task(feed_load(self.settings, self.views.load, stop), name="load")
         load_task.add_done_callback(log_task_failure)
         try:
             while not stop.is_set():
@@ -215,19 +222,20 @@ class RouterService:
         done = self._completed.setdefault(tp, set())
         unfinished = self._unfinished.setdefault(tp, {})
         plans: list[Plan] = []
-        in_batch: set[str] = set()
-        for rec in records:
-            self.stats.consumed += 1
-            if rec.offset in done:
-                plans.append(Plan(rec, None))
-                continue
-            if rec.offset in unfinished:  # decided in an earlier try: only what was not acknowledged is sent
-                decision, missing = unfinished[rec.offset]
-                in_batch.update(m.request_id for m in missing if m.kind is SendKind.FORWARD and m.request_id)
-                plans.append(Plan(rec, decision, missing))
-                continue
-            with structlog.contextvars.bound_contextvars(partition=tp.partition, offset=rec.offset):
-                plans.append(self._plan(tp, rec, now_ms, in_batch))
+        self.views.dedup.begin_batch()
+        with structlog.contextvars.bound_contextvars(partition=tp.partition):
+            for rec in records:
+                self.stats.consumed += 1
+                if rec.offset in done:
+                    plans.append(Plan(rec, None))
+                elif rec.offset in unfinished:  # decided in an earlier try: only what was not acknowledged is sent
+                    decision, missing = unfinished[rec.offset]
+                    for m in missing:  # forwards of an earlier try still unacknowledged: never forwarded twice
+                        if m.kind is SendKind.FORWARD and m.request_id:
+                            self.views.dedup.forwarding(m.request_id)
+                    plans.append(Plan(rec, decision, missing))
+                else:
+                    plans.append(self._plan(rec, now_ms))
         ok = await self._carry_out(plans)
         if any(p.failures for p in plans):
             # a second round for what failed for good: refusals of unforwardable requests, undeliverable
@@ -242,7 +250,7 @@ class RouterService:
             for s in p.sends:
                 if s.kind is SendKind.FORWARD and not any(f[0] is s for f in p.failures):
                     assert s.request_id is not None
-                    self.dedup.record(s.request_id, now_ms / 1000)  # a redo must not forward it again
+                    self.views.dedup.forwarded(s.request_id, now_ms)  # a redo must not forward it again
             if p.failures:
                 if redo_at is None:
                     redo_at = p.rec.offset
@@ -320,17 +328,25 @@ class RouterService:
         assert self._producer is not None
         producer = self._producer
 
-        async def deliver(p: Plan, s: Send) -> bool:
-            try:
-                fut = await producer.send(s.topic, s.value, key=s.key, headers=s.headers)
-                await fut
-                return True
-            except Exception as exc:  # any failure of a send is an outcome to handle, never an escape
-                p.failures.append((s, exc))
-                return False
-
-        tasks = [asyncio.ensure_future(deliver(p, s)) for p in plans for s in p.sends]
-        return sum(await asyncio.gather(*tasks)) if tasks else 0
+        # Sends start one after another in record order (as a bare relay does): one task per send made
+        # every send race for the accumulator's batch, and each full batch woke them all to retry.
+        started: list[tuple[Plan, Send, asyncio.Future[Any]]] = []
+        for p in plans:
+            for s in p.sends:
+                try:
+                    started.append((p, s, await producer.send(s.topic, s.value, key=s.key, headers=s.headers)))
+                except Exception as exc:  # any failure of a send is an outcome to handle, never an escape
+                    p.failures.append((s, exc))
+        if not started:
+            return 0
+        acks = await asyncio.gather(*(fut for _, _, fut in started), return_exceptions=True)
+        ok = 0
+        for (p, s, _), ack in zip(started, acks, strict=True):
+            if isinstance(ack, BaseException):
+                p.failures.append((s, ack))
+            else:
+                ok += 1
+        return ok
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         assert self._consumer is not None
@@ -362,55 +378,67 @@ class RouterService:
                 del unfinished[o]
 
     # -- verdicts into sends ---------------------------------------------------
-    def _plan(self, tp: TopicPartition, rec: ConsumerRecord[Any, Any], now_ms: int, in_batch: set[str]) -> Plan:
-        headers: list[Header] = list(rec.headers or ())
-        decision = self.decider.decide(rec.value, headers, rec.timestamp or 0, now_ms)
-        if isinstance(decision, Forward) and (
-            decision.request.id in in_batch or self.dedup.seen(decision.request.id, now_ms / 1000)
-        ):
-            decision = Duplicate(decision.request.id)
-        if isinstance(decision, Duplicate):
-            self.stats.duplicates += 1
-            log.info("router.duplicate", request_id=decision.request_id)
-            return Plan(rec, decision)
-        if isinstance(decision, Forward):
-            req = decision.request
-            reason = self.load.refusal(decision.model, req.deadline_ms, now_ms)
-            if reason is not None:
+    def _plan(self, rec: ConsumerRecord[Any, Any], now_ms: int) -> Plan:
+        """Run the pipeline on one record and turn its outcome into sends."""
+        stage, outcome = self.pipeline.run(Context(rec.value, list(rec.headers or ()), rec.timestamp or 0, now_ms))
+        self.stats.verdict(stage, outcome)
+        if isinstance(outcome, Forward):
+            return Plan(rec, outcome, self._forward_sends(outcome, now_ms))
+        if isinstance(outcome, Reject):
+            if outcome.code is ErrorCode.OVERLOADED:
                 self.stats.overloaded += 1
-                reject = Reject(ErrorCode.OVERLOADED, reason, req.id, req.reply_to, False, decision.content_type.value)
-                return Plan(rec, reject, self._reject_sends(reject, rec))
-            in_batch.add(req.id)
-            ct = decision.content_type
-            out_headers: list[Header] = [
-                (Headers.CONTENT_TYPE, ct.value.encode()),
-                (Headers.INTAKE_MS, str(now_ms).encode()),  # the router's own clock, not the producer's
-            ]
-            if decision.tier:
-                out_headers.append((Headers.TIER, decision.tier.encode()))
-            send = Send(
-                SendKind.FORWARD,
-                self.topics.model(decision.model),
-                self.codec.encode(req, ct),
-                req.id.encode(),
-                out_headers,
-                request_id=req.id,
-                model=decision.model,
-            )
-            self.load.forwarded(decision.model)
-            self.stats.forwarded += 1
-            log.debug(
-                "router.forward", request_id=req.id, model=decision.model, tier=decision.tier, score=decision.score
-            )
-            return Plan(rec, decision, [send])
-        self.stats.rejected += 1
-        return Plan(rec, decision, self._reject_sends(decision, rec))
+            else:
+                self.stats.rejected += 1
+            return Plan(rec, outcome, self._reject_sends(outcome, rec))
+        if isinstance(outcome, Drop):
+            self.stats.duplicates += 1
+            log.info("router.duplicate", request_id=outcome.request_id, offset=rec.offset, stage=stage)
+            return Plan(rec, outcome)
+        self.stats.answered += 1
+        return Plan(rec, outcome, [self._answer_send(outcome)])
+
+    def _forward_sends(self, d: Forward, now_ms: int) -> list[Send]:
+        req, ct = d.request, d.content_type
+        self.views.dedup.forwarding(req.id)
+        self.views.load.forwarded(d.model)
+        self.stats.forwarded += 1
+        headers: list[Header] = [
+            (Headers.CONTENT_TYPE, ct.value.encode()),
+            (Headers.INTAKE_MS, str(now_ms).encode()),  # the router's own clock, not the producer's
+        ]
+        if d.tier:
+            headers.append((Headers.TIER, d.tier.encode()))
+        value, key = self.codec.encode(req, ct), req.id.encode()
+        log.debug("router.forward", request_id=req.id, model=d.model, tier=d.tier, score=d.score)
+        return [
+            Send(SendKind.FORWARD, topic, value, key, list(headers), request_id=req.id, model=d.model)
+            for topic in d.topics
+        ]
+
+    def _answer_send(self, a: Answer) -> Send:
+        ct = a.content_type
+        rid = a.request_id[:200]
+        return Send(
+            SendKind.REPLY,
+            a.reply_to,
+            self.codec.encode(a.event, ct),
+            rid.encode("utf-8", "replace"),
+            [(Headers.CONTENT_TYPE, ct.value.encode())],
+            request_id=rid,
+        )
 
     def _reject_sends(self, d: Reject, rec: ConsumerRecord[Any, Any]) -> list[Send]:
         """An error event where the sender can be addressed, and a DLQ copy for bad input."""
-        log.info("router.reject", request_id=d.request_id, code=d.code.value, reason=d.message[:200], dlq=d.to_dlq)
+        log.info(
+            "router.reject",
+            request_id=d.request_id,
+            code=d.code.value,
+            reason=d.message[:200],
+            dlq=d.to_dlq,
+            offset=rec.offset,
+        )
         sends: list[Send] = []
-        if d.request_id and d.reply_to and is_topic_name(d.reply_to) and not self.decider.is_internal_topic(d.reply_to):
+        if d.request_id and d.reply_to and is_topic_name(d.reply_to) and d.reply_to not in self._internal:
             if self._bad_topics.get(d.reply_to, 0.0) > time.monotonic():
                 sends.append(self._undeliverable(rec, d.reply_to, "the topic failed for good recently"))
             else:
@@ -456,60 +484,3 @@ class RouterService:
             self.settings.kafka.max_request_bytes - 512,
         )
         return Send(SendKind.DLQ, self.topics.dlq, value, key, headers)
-
-    # -- the load view -----------------------------------------------------------
-    async def _poll_load(self, stop: asyncio.Event, interval_s: float = 0.5) -> None:
-        """Track each model topic's backlog (end offsets minus the worker group's commits)."""
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        from fleet.kafka import connection_kwargs
-
-        admin = AIOKafkaAdminClient(**connection_kwargs(self.settings))
-        ends = make_consumer(self.settings, group_id=None)
-        status = make_consumer(
-            self.settings,
-            self.topics.status,
-            group_id=None,
-            fetch_max_wait_ms=self.settings.latency.background_fetch_max_wait_ms,
-        )
-        await with_retry("router.admin.start", admin.start, stop=stop)
-        await with_retry("router.ends.start", ends.start, stop=stop)
-        await with_retry("router.status.start", status.start, stop=stop)
-        workers: dict[str, tuple[str, int, int]] = {}  # worker id -> (model, capacity, ts_ms)
-        try:
-            while not stop.is_set():
-                try:
-                    fetched = await status.getmany(timeout_ms=0)
-                except KafkaError as exc:
-                    log.debug("router.status_poll_failed", error=repr(exc))
-                    fetched = {}
-                for records in fetched.values():
-                    for r in records:
-                        try:
-                            st = self.codec.decode_status(r.value or b"")
-                        except DecodeFailure as exc:
-                            log.warning("router.bad_status", reason=exc.message[:200], offset=r.offset)
-                            continue
-                        workers[st.worker_id] = (st.model, st.capacity, st.ts_ms)
-                fresh_ms = _ms() - 3 * self.settings.latency.status_interval_ms - 1000
-                for m in self.settings.models:
-                    topic = self.topics.model(m.name)
-                    try:
-                        known = ends.partitions_for_topic(topic) or range(self.settings.kafka.model_partitions)
-                        progress = await group_progress(ends, admin, topic, known, self.topics.worker_group(m.name))
-                        cap = sum(c for model, c, ts in workers.values() if model == m.name and ts >= fresh_ms)
-                        end, done = sum(e for e, _ in progress), sum(c for _, c in progress)
-                        self.load.update(m.name, end, done, time.monotonic(), cap)
-                        log.debug(
-                            "router.load",
-                            model=m.name,
-                            backlog=self.load.models[m.name].backlog,
-                            drain_per_s=round(self.load.models[m.name].drain_per_s, 2),
-                        )
-                    except KafkaError as exc:
-                        log.debug("router.load_poll_failed", model=m.name, error=repr(exc))
-                await asyncio.sleep(interval_s)
-        finally:
-            await status.stop()
-            await ends.stop()
-            await admin.close()

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from contracts import Request
-from router.classifier import features
+from router.policies.classify import features
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@ import json
 
 from contracts import Codec, ContentType, ErrorCode, Request
 from fleet.settings import Settings
-from router.classifier import choose_tier, features
 from router.decide import Decider, Forward, Reject
-from router.dedup import DedupWindow
+from router.policies.classify import choose_tier, features
+from router.policies.dedup import DedupWindow
 
 S = Settings()
 D = Decider(S, Codec())

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from router.load import LoadTracker
+from router.policies.overload import LoadTracker
 
 
 def test_backlog_bound_refuses() -> None:

@@ -2,7 +2,7 @@
 
 The window lives in the router's memory (an insertion-ordered dict, pruned by
 age and size). A router restart starts with an empty window, unless it is
-rebuilt from the per-model topics (see RouterService.rebuild_dedup).
+rebuilt from the per-model topics.
 """
 
 from __future__ import annotations

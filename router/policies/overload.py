@@ -2,7 +2,7 @@
 
 Backlog is the per-model topic's lag behind its worker group's committed
 offsets (requests published but not finished); the drain rate is how fast
-the committed offsets move. Pure: the service feeds the numbers in.
+the committed offsets move. Pure: the router's load feed (router/feeds.py) puts the numbers in.
 """
 
 from __future__ import annotations

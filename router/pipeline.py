@@ -1,0 +1,77 @@
+"""The router's decision: an ordered list of pure stages, built from settings, run on each intake record.
+
+    decode -> validate -> deadline -> resolve_model -> dedup -> overload -> route
+
+Each stage (router/stages/<name>.py) returns Continue or an outcome (Reject, Drop, Answer, Forward) that
+ends the run; the Kafka loop (router/service.py) carries the outcome out. A new policy is one module here
+and one line in `build_pipeline`.
+"""
+
+from __future__ import annotations
+
+from contracts.codec import Codec, ContentType
+from contracts.messages import ErrorCode
+from fleet.settings import Settings
+from router.stages.base import Context, Continue, Outcome, Reject, Stage
+from router.stages.deadline import Deadline
+from router.stages.decode import Decode
+from router.stages.dedup import Dedup
+from router.stages.overload import Overload
+from router.stages.resolve_model import ResolveModel
+from router.stages.route import Route
+from router.stages.validate import InternalTopics, Validate
+from router.views import Views
+
+SALVAGE_MAX_BYTES = 4 << 20  # a body that tripped a stage is searched for its id and reply_to only below this
+
+
+def request_stages(settings: Settings, codec: Codec) -> list[Stage]:
+    """The stages that look at the record alone (no view)."""
+    return [
+        Decode(settings, codec),
+        Validate(settings, InternalTopics(settings)),
+        Deadline(settings),
+        ResolveModel(settings),
+    ]
+
+
+def build_pipeline(settings: Settings, views: Views, codec: Codec) -> list[Stage]:
+    """The order, in one place."""
+    return [
+        *request_stages(settings, codec),
+        Dedup(views.dedup),
+        Overload(views.load),
+        Route(settings.kafka.topics),
+    ]
+
+
+class Pipeline:
+    """Runs the stages on one record. Never raises: an unexpected failure on these bytes is a refusal."""
+
+    def __init__(self, stages: list[Stage], codec: Codec) -> None:
+        self.stages = stages
+        self._codec = codec
+
+    def run(self, ctx: Context) -> tuple[str, Outcome]:
+        """The stage that decided, and its outcome."""
+        name = "pipeline"
+        try:
+            for stage in self.stages:
+                name = stage.name
+                v = stage(ctx)
+                if not isinstance(v, Continue):
+                    return name, v
+                ctx = v.ctx
+        except Exception as exc:  # any input that trips the code is refused, never a crash or a skip
+            value = ctx.value or b""
+            s = self._codec.salvage(value, ContentType.JSON) if len(value) < SALVAGE_MAX_BYTES else {}
+            message = f"request could not be processed: {type(exc).__name__}: {str(exc)[:200]}"
+            return name, Reject(
+                ErrorCode.INVALID_REQUEST,
+                message,
+                s.get("id"),
+                s.get("reply_to"),
+                True,
+                s.get("encoding", ContentType.JSON.value),
+            )
+        return name, Reject(ErrorCode.INTERNAL, "no stage decided", None, None, True)

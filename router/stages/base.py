@@ -1,0 +1,96 @@
+"""What a stage sees and what it may say. A stage is pure: no Kafka, no clock (the time is `ctx.now_ms`).
+
+A stage returns `Continue` (with the context as it leaves it: a decoded or changed request, a chosen model)
+or one of the outcomes that end the pipeline: `Reject` (an error code for the sender, and a DLQ copy for
+bad input), `Drop` (nothing is sent: a duplicate), `Answer` (a reply the router sends itself) or `Forward`
+(the publishes: the model topic, later a shadow copy). The Kafka loop (router/service.py) carries them out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import msgspec
+
+from contracts.codec import ContentType
+from contracts.messages import ErrorCode, ReplyEvent, Request
+
+Header = tuple[str, bytes | None]
+
+
+class Context(msgspec.Struct, frozen=True):
+    """One intake record in its current state: the raw record in, what the stages so far made of it
+    (a msgspec struct: `msgspec.structs.replace` is a few times cheaper than `dataclasses.replace`)."""
+
+    value: bytes | None
+    headers: list[Header]
+    timestamp_ms: int  # the record's timestamp (the producer's clock)
+    now_ms: int  # the router's clock when the batch was fetched
+    content_type: ContentType = ContentType.JSON
+    request: Request | None = None  # decoded; the deadline stage makes its deadline absolute
+    model: str | None = None
+    tier: str | None = None
+    score: float | None = None  # the classifier's score when the model was "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class Continue:
+    ctx: Context
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    code: ErrorCode
+    message: str
+    request_id: str | None  # where the error can be addressed, if at all
+    reply_to: str | None
+    to_dlq: bool  # bad input goes to the DLQ; operational refusals (expired, overloaded) do not
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Nothing is sent and the record is done (a duplicate of a request already forwarded)."""
+
+    code: str
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A reply the router sends itself instead of forwarding (e.g. from a cache)."""
+
+    request_id: str
+    reply_to: str
+    event: ReplyEvent
+    content_type: ContentType = ContentType.JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    request: Request  # model resolved, deadline made absolute
+    model: str
+    tier: str | None
+    score: float | None
+    content_type: ContentType = ContentType.JSON  # as the sender encoded it; replies and the forward use it too
+    topics: tuple[str, ...] = ()  # where it is published: the model topic first
+
+
+Outcome = Reject | Drop | Answer | Forward
+Verdict = Continue | Outcome
+
+
+class Stage(Protocol):
+    name: str
+
+    def __call__(self, ctx: Context) -> Verdict: ...
+
+
+def verdict_code(v: Outcome) -> str:
+    """The code a verdict is counted under (RouterStats.verdicts: `<stage>.<code>`)."""
+    if isinstance(v, Reject):
+        return v.code.value
+    if isinstance(v, Drop):
+        return v.code
+    return "answer" if isinstance(v, Answer) else "forward"

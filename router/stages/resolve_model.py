@@ -1,0 +1,40 @@
+"""Resolve the model: "auto" goes to the tier the classifier's score picks (router/policies/classify.py), a
+tier name to its model, a known model name to itself; anything else is refused `unknown_model`."""
+
+from __future__ import annotations
+
+import msgspec
+
+from contracts.messages import ErrorCode
+from fleet.settings import Settings
+from router.policies.classify import choose_tier, features
+from router.stages.base import Context, Continue, Reject, Verdict
+
+
+class ResolveModel:
+    name = "resolve_model"
+
+    def __init__(self, settings: Settings) -> None:
+        self._models = set(settings.model_names)
+        self._tiers = {t.name: t for t in settings.router.tiers}
+        self._tier_list = settings.router.tiers
+        self._classify_max_chars = settings.router.classify_max_chars
+
+    def __call__(self, ctx: Context) -> Verdict:
+        req = ctx.request
+        assert req is not None, "resolve_model runs after decode"
+        tier_name: str | None = None
+        score: float | None = None
+        if req.model == "auto":
+            score = features(req, self._classify_max_chars).score
+            tier = choose_tier(score, self._tier_list)
+            model, tier_name = tier.model, tier.name
+        elif req.model in self._models:
+            model = req.model
+        elif req.model in self._tiers:
+            model, tier_name = self._tiers[req.model].model, req.model
+        else:
+            msg = f"unknown model {req.model[:100]!r}; known: {sorted(self._models)} or 'auto'"
+            return Reject(ErrorCode.UNKNOWN_MODEL, msg, req.id, req.reply_to, True, ctx.content_type.value)
+        routed = req if model == req.model else msgspec.structs.replace(req, model=model)
+        return Continue(msgspec.structs.replace(ctx, request=routed, model=model, tier=tier_name, score=score))
