@@ -174,7 +174,8 @@ async def measure(n: int, repeats: int, partitions: int, logs: Path) -> list[Run
 def summary(runs: list[Run]) -> dict[str, float]:
     by = {k: [r for r in runs if r.kind == k] for k in ("router", "relay")}
     ratios = [
-        rt.per_s / rl.per_s for rt, rl in zip(by["router"], by["relay"], strict=True)  # same repeat, side by side
+        rt.per_s / rl.per_s
+        for rt, rl in zip(by["router"], by["relay"], strict=True)  # same repeat, side by side
     ]
     return {
         "router_per_s_median": statistics.median(r.per_s for r in by["router"]),
