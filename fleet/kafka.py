@@ -65,7 +65,7 @@ def make_producer(settings: Settings, *, purpose: ProducerPurpose) -> AIOKafkaPr
         # no idempotence: the dev broker does not support it through aiokafka, and at-least-once
         # plus id-based dedup at the client gives the same guarantee to users
         enable_idempotence=False,
-        request_timeout_ms=15_000,
+        request_timeout_ms=lat.request_timeout_ms,
         retry_backoff_ms=100,
         max_request_size=settings.kafka.max_request_bytes,
     )

@@ -89,6 +89,9 @@ class LatencySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     rebalance_timeout_ms: int = 10_000
     max_poll_interval_ms: int = 300_000
     status_interval_ms: int = 1_000
+    # how long a produce (and a send's wait for a topic's metadata) may take before it fails: a reply topic
+    # the broker does not know costs this per try before the outbox records it undeliverable
+    request_timeout_ms: int = 15_000
 
 
 class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

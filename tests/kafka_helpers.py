@@ -115,3 +115,29 @@ def header(record: Any, name: str) -> str | None:
         if k == name:
             return bytes(v).decode()
     return None
+
+
+async def worker_group_progress(
+    settings: Settings, model: str, timeout_s: float, *, interval_s: float = 0.3
+) -> list[tuple[int, int]]:
+    """(log end, committed offset) per partition of `model`'s topic for its worker group, polled until
+    every committed offset equals its end or `timeout_s` passes (the caller asserts)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from fleet.kafka import connection_kwargs, group_progress
+
+    topic, group = settings.kafka.topics.model(model), settings.kafka.topics.worker_group(model)
+    ends = AIOKafkaConsumer(**connection_kwargs(settings))
+    admin = AIOKafkaAdminClient(**connection_kwargs(settings))
+    await ends.start()
+    await admin.start()
+    try:
+        t0 = time.monotonic()
+        while True:
+            progress = await group_progress(ends, admin, topic, range(settings.kafka.model_partitions), group)
+            if all(end == committed for end, committed in progress) or time.monotonic() - t0 > timeout_s:
+                return progress
+            await asyncio.sleep(interval_s)
+    finally:
+        await admin.close()
+        await ends.stop()

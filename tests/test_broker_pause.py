@@ -148,7 +148,11 @@ async def test_a_broker_pause_under_backlog_loses_nothing_and_answers_nothing_tw
         lost = [rid for rid, evs in terminal.items() if not evs]
         twice = [rid for rid, evs in terminal.items() if len(evs) > 1]
         assert not lost and not twice, f"lost {len(lost)}, answered twice {len(twice)} of {N}"
-        assert outcomes.count("done") == N, {o: outcomes.count(o) for o in set(outcomes)}
+        # every request served, or refused `overloaded` (typed, retriable): right after the pause the router's
+        # drain-rate estimate is near zero, so some of the backlog behind it is refused rather than queued
+        assert len(outcomes) == N and set(outcomes) <= {"done", "overloaded"}, {
+            o: outcomes.count(o) for o in set(outcomes)
+        }
         assert all(p.poll() is None for p in fleet.procs.values()), {n: p.poll() for n, p in fleet.procs.items()}
         # every intake record reached its outcome and the router's commits say so
         admin = AIOKafkaAdminClient(**connection_kwargs(s))

@@ -30,9 +30,14 @@ def _request(rid: str, reply_to: str, **fields: object) -> bytes:
     return json.dumps(body).encode()
 
 
-@pytest.fixture
-async def one_partition_pair(broker: str, tmp_path: Path, tiny_checkpoint: Path) -> AsyncIterator[FleetProcs]:
-    """Two workers of one model on a one-partition topic: one serves, the other waits to take over."""
+@pytest.fixture(scope="module")
+async def one_partition_pair(
+    broker: str, tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path
+) -> AsyncIterator[FleetProcs]:
+    """Two workers of one model on a one-partition topic: one serves, the other waits to take over.
+    Shared by this module's tests (one fleet start, not two): the hung-engine test, which stops an engine
+    and ends a worker, comes last in the file."""
+    tmp_path = tmp_path_factory.mktemp("enfault")
     cfg = write_config(
         tmp_path / "fleet.toml",
         [{"name": "m", "path": str(tiny_checkpoint), "max_running": 8}],

@@ -6,23 +6,19 @@ partition of the model topic (every record reached an outcome). Simulated engine
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 from contracts.messages import Done
-from fleet.kafka import connection_kwargs, group_progress
 from tests.fixtures_kafka import FleetProcs, started, write_config
-from tests.kafka_helpers import RawPeer
+from tests.kafka_helpers import RawPeer, worker_group_progress
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +33,7 @@ async def fuzz_fleet(broker: str, tmp_path_factory: pytest.TempPathFactory) -> A
         [{"name": MODEL, "path": "none", "engine": "simulated", "simulated_tokens_per_s": 500.0}],
         prefix="wfuzz",
         partitions=2,
+        extra="request_timeout_ms = 3000",  # [latency]: the '.' reply topic is given up after 2 x 3 s, not 2 x 15 s
     )
     async with started(cfg, broker, d, [(MODEL, "worker")]) as fleet:
         yield fleet
@@ -100,26 +97,6 @@ def control_corpus() -> list[tuple[bytes | None, Headers]]:
     ]
 
 
-async def _assert_committed_to_end(fleet: FleetProcs, timeout_s: float) -> None:
-    s = fleet.settings
-    topic, group = s.kafka.topics.model(MODEL), s.kafka.topics.worker_group(MODEL)
-    ends = AIOKafkaConsumer(**connection_kwargs(s))
-    admin = AIOKafkaAdminClient(**connection_kwargs(s))
-    await ends.start()
-    await admin.start()
-    try:
-        t0 = time.monotonic()
-        while True:
-            progress = await group_progress(ends, admin, topic, range(s.kafka.model_partitions), group)
-            if all(end == committed for end, committed in progress) or time.monotonic() - t0 > timeout_s:
-                break
-            await asyncio.sleep(0.5)
-    finally:
-        await admin.close()
-        await ends.stop()
-    assert all(end == committed for end, committed in progress), progress
-
-
 async def test_worker_survives_any_bytes_and_every_record_gets_an_outcome(fuzz_fleet: FleetProcs) -> None:
     fleet = fuzz_fleet
     worker_pid = fleet.procs["worker"].pid
@@ -142,4 +119,5 @@ async def test_worker_survives_any_bytes_and_every_record_gets_an_outcome(fuzz_f
         await big.stop()
     assert done.usage.completion_tokens == 4
     assert fleet.procs["worker"].poll() is None and fleet.procs["worker"].pid == worker_pid
-    await _assert_committed_to_end(fleet, timeout_s=60)  # '.' waits one metadata timeout per try
+    progress = await worker_group_progress(fleet.settings, MODEL, timeout_s=60, interval_s=0.5)  # '.' waits one
+    assert all(end == committed for end, committed in progress), progress  # metadata timeout per try

@@ -19,16 +19,14 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.codec import Codec
 from contracts.messages import Chunk, Done, Error, ErrorCode, UsageRecord
 from contracts.topics import Headers
 from fleet.broker import broker_binary, free_port, port_is_open
-from fleet.kafka import connection_kwargs, group_progress
 from fleet.runtime import die_with_parent
 from tests.fixtures_kafka import FleetProcs, started, write_config
-from tests.kafka_helpers import RawPeer, header
+from tests.kafka_helpers import RawPeer, header, worker_group_progress
 
 pytestmark = pytest.mark.slow
 
@@ -97,26 +95,6 @@ def _request(rid: str, reply_to: str = REPLIES, **fields: object) -> bytes:
     return json.dumps(body).encode()
 
 
-async def _committed_equals_end(fleet: FleetProcs, timeout_s: float) -> tuple[int, int]:
-    """Until the worker group's committed offset on the model topic equals its log end."""
-    s = fleet.settings
-    topic, group = s.kafka.topics.model(MODEL), s.kafka.topics.worker_group(MODEL)
-    ends = AIOKafkaConsumer(**connection_kwargs(s))
-    admin = AIOKafkaAdminClient(**connection_kwargs(s))
-    await ends.start()
-    await admin.start()
-    try:
-        t0 = time.monotonic()
-        while True:
-            ((end, committed),) = await group_progress(ends, admin, topic, [0], group)
-            if end == committed or time.monotonic() - t0 > timeout_s:
-                return end, committed
-            await asyncio.sleep(0.3)
-    finally:
-        await admin.close()
-        await ends.stop()
-
-
 def _model_topic(fleet: FleetProcs) -> str:
     return fleet.settings.kafka.topics.model(MODEL)
 
@@ -133,7 +111,7 @@ async def test_unwritable_reply_to_is_recorded_and_commits_move_on(fault_fleet: 
             await peer.send(_request(rid), topic=_model_topic(fleet))
         for rid in good:
             await peer.reply(rid, Done, timeout_s=30)
-    end, committed = await _committed_equals_end(fleet, timeout_s=15)
+    ((end, committed),) = await worker_group_progress(fleet.settings, MODEL, timeout_s=15)
     assert committed == end, f"the worker's commits stopped at {committed} (log end {end})"
     log = fleet.log("worker")
     assert '"worker.undeliverable"' in log and LOCKED in log
@@ -155,7 +133,8 @@ async def test_missing_reply_topic_stalls_nothing_else(fault_fleet: FleetProcs) 
         await peer.reply(rid, Done, timeout_s=30)
         waited = time.monotonic() - t0
     assert waited < 5, f"a good request waited {waited:.1f} s behind a missing reply topic"
-    end, committed = await _committed_equals_end(fleet, timeout_s=40)  # one metadata wait (15 s), then recorded
+    # one metadata wait (15 s), then recorded
+    ((end, committed),) = await worker_group_progress(fleet.settings, MODEL, timeout_s=40)
     assert committed == end
     assert '"worker.undeliverable"' in fleet.log("worker")
 
