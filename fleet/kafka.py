@@ -146,9 +146,10 @@ COMMIT_FATAL: tuple[type[BaseException], ...] = (CommitFailedError, IllegalState
 
 
 def is_retriable(exc: BaseException) -> bool:
-    """Whether sending again may succeed. aiokafka marks most errors with `retriable`; a full send buffer
-    (KafkaTimeoutError) and a lost connection are transient too."""
-    if isinstance(exc, KafkaTimeoutError | KafkaConnectionError):
+    """Whether sending again may succeed (router and worker outbox alike). aiokafka marks most errors with
+    `retriable`; a full send buffer (KafkaTimeoutError) and a lost connection (KafkaConnectionError, or an
+    OSError from the socket) are transient too; anything else is a fact about the record."""
+    if isinstance(exc, KafkaTimeoutError | KafkaConnectionError | OSError):
         return True
     return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
 

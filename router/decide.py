@@ -6,9 +6,10 @@ tools that need the verdict on some bytes; the router itself runs the whole pipe
 from __future__ import annotations
 
 from contracts.codec import Codec
+from fleet.records import Header
 from fleet.settings import Settings
 from router.pipeline import Pipeline, request_stages
-from router.stages.base import Context, Forward, Header, Outcome, Reject
+from router.stages.base import Context, Forward, Outcome, Reject
 from router.stages.route import Route
 
 __all__ = ["Decider", "Forward", "Reject"]

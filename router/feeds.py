@@ -37,15 +37,13 @@ async def feed_load(settings: Settings, load: LoadTracker, stop: asyncio.Event, 
                 await status.poll(timeout_ms=0)
             except KafkaError as exc:
                 log.debug("router.status_poll_failed", error=repr(exc))
-            fresh_ms = int(time.time() * 1000) - 3 * settings.latency.status_interval_ms - 1000
+            fresh_within_ms = 3 * settings.latency.status_interval_ms + 1000
             for m in settings.models:
                 topic = topics.model(m.name)
                 try:
                     known = ends.partitions_for_topic(topic) or range(settings.kafka.model_partitions)
                     progress = await group_progress(ends, admin, topic, known, topics.worker_group(m.name))
-                    cap = sum(
-                        st.capacity for st in status.latest.values() if st.model == m.name and st.ts_ms >= fresh_ms
-                    )
+                    cap = sum(st.capacity for st in status.fresh(fresh_within_ms, model=m.name))
                     end, done = sum(e for e, _ in progress), sum(c for _, c in progress)
                     load.update(m.name, end, done, time.monotonic(), cap)
                     log.debug(

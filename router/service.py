@@ -43,7 +43,7 @@ from fleet.kafka import (
     make_producer,
     with_retry,
 )
-from fleet.records import dlq_record
+from fleet.records import Header, dlq_record
 from fleet.runtime import log_task_failure
 from fleet.settings import Settings
 from router.feeds import feed_load
@@ -55,7 +55,6 @@ from router.views import Views
 log = structlog.get_logger(__name__)
 
 UNDELIVERABLE = "undeliverable"  # DLQ code of a record whose refusal could not be written to its reply_to
-Header = tuple[str, bytes | None]
 
 
 def _ms() -> int:
@@ -311,7 +310,10 @@ class RouterService:
                     keep.append((send, exc))
                     continue
                 if not is_retriable(exc) or missing:
-                    self._bad_topics[send.topic] = time.monotonic() + self.settings.router.bad_topic_ttl_s
+                    now = time.monotonic()
+                    # expired entries go when a new one comes: the map holds at most one TTL's worth of names
+                    self._bad_topics = {t: until for t, until in self._bad_topics.items() if until > now}
+                    self._bad_topics[send.topic] = now + self.settings.router.bad_topic_ttl_s
                 follow.append(self._undeliverable(p.rec, send.topic, repr(exc)))
             elif send.kind is SendKind.DLQ and not is_retriable(exc):
                 self.stats.undeliverable += 1  # nowhere left to write it: the log line is its record

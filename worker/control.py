@@ -11,12 +11,11 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from contracts.codec import Codec, DecodeFailure
-from contracts.messages import Cancel, ErrorCode
+from contracts.codec import Codec, DecodeFailure, content_type_from_headers
+from contracts.messages import Cancel
 from fleet.kafka import make_consumer, with_retry
 from fleet.settings import Settings
 from worker.driver import EngineDriver
-from worker.inputs import record_content_type
 from worker.replies import Replies
 
 log = structlog.get_logger(__name__)
@@ -57,12 +56,8 @@ class Control:
             await consumer.stop()
 
     def on_record(self, rec: ConsumerRecord[Any, Any]) -> None:
-        ct = record_content_type(list(rec.headers or ()))
-        if ct is None:
-            log.warning("worker.bad_control", code=ErrorCode.INVALID_ENCODING.value, reason="unreadable content-type")
-            return
         try:
-            msg = self._codec.decode_control(rec.value or b"", ct)
+            msg = self._codec.decode_control(rec.value or b"", content_type_from_headers(rec.headers))
         except DecodeFailure as exc:
             log.warning("worker.bad_control", code=exc.code.value, reason=exc.message[:200], offset=rec.offset)
             return

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts.codec import ContentType, content_type_from_headers
 from contracts.messages import ErrorCode, Request
 from contracts.validation import InvalidRequest
 
@@ -31,11 +30,3 @@ def prompt_token_ids(req: Request, tokenizer: Any, max_model_len: int) -> list[i
             ErrorCode.PROMPT_TOO_LONG, f"prompt is {len(ids)} tokens; this model takes at most {max_model_len - 1}"
         )
     return ids
-
-
-def record_content_type(headers: list[tuple[str, Any]]) -> ContentType | None:
-    """The record's content type; None when its header is unreadable (a null value, say)."""
-    try:
-        return content_type_from_headers(headers)
-    except Exception:  # DecodeFailure for an unknown type; AttributeError for a null value; ...
-        return None

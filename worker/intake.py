@@ -18,7 +18,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from contracts.codec import Codec, DecodeFailure
+from contracts.codec import Codec, DecodeFailure, content_type_from_headers
 from contracts.messages import ErrorCode
 from contracts.topics import Headers
 from contracts.validation import InvalidRequest, validate_request
@@ -26,7 +26,7 @@ from fleet.settings import ModelSettings, Settings
 from worker.commits import Commits
 from worker.driver import EngineDriver
 from worker.engine.api import EngineDied
-from worker.inputs import prompt_token_ids, record_content_type
+from worker.inputs import prompt_token_ids
 from worker.replies import Replies
 
 log = structlog.get_logger(__name__)
@@ -119,14 +119,9 @@ class Intake:
 
     def _admit(self, tp: TopicPartition, rec: ConsumerRecord[Any, Any]) -> None:
         headers = list(rec.headers or ())
-        hdrs = {k: v for k, v in headers}
         reject = self._replies.reject
-        ct = record_content_type(headers)
-        if ct is None:
-            reason = "the content-type header is null or names no supported type"
-            reject(tp, rec, ErrorCode.INVALID_ENCODING, reason, None, None)
-            return
         try:
+            ct = content_type_from_headers(headers)  # an unknown type is an invalid_encoding refusal, as below
             req = self._codec.decode_request(rec.value or b"", ct)
             validate_request(req, self._settings.limits)
         except (DecodeFailure, InvalidRequest) as exc:
@@ -143,7 +138,8 @@ class Intake:
             fut = self._replies.send(req.reply_to, req.id, answered, ct)
             self._replies.track([fut], tp, rec.offset)
             return
-        intake_s = _header_ms(hdrs.get(Headers.INTAKE_MS), rec.timestamp) / 1000
+        raw_intake = next((v for k, v in headers if k == Headers.INTAKE_MS), None)
+        intake_s = _header_ms(raw_intake, rec.timestamp) / 1000
         now = time.time()
         if req.deadline_ms is not None and now * 1000 >= req.deadline_ms:
             late_ms = now * 1000 - req.deadline_ms
@@ -162,7 +158,9 @@ class Intake:
 
 
 def _header_ms(raw: bytes | None, fallback: int) -> int:
+    """An epoch-ms header, or `fallback` when it is missing, not a number, or not a plausible time."""
     try:
-        return int(raw) if raw else fallback
+        value = int(raw[:20]) if raw and len(raw) <= 20 else fallback
     except ValueError:
         return fallback
+    return value if 0 < value < 2**53 else fallback

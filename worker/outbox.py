@@ -28,8 +28,9 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownTopicOrPartitionError
+from aiokafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
 
+from fleet.kafka import is_retriable
 from fleet.settings import WorkerSettings
 
 log = structlog.get_logger(__name__)
@@ -98,9 +99,6 @@ class Outbox:
             return result
         self._enqueue(item)
         return result
-
-    def pending(self) -> int:
-        return len(self._pending)
 
     async def close(self, timeout_s: float) -> None:
         """Let queued records go out for up to `timeout_s`, then cancel what is left (left uncommitted)."""
@@ -184,7 +182,7 @@ class Outbox:
                 self._dead[item.topic] = time.monotonic() + self._settings.dead_topic_ttl_s
                 self._give_up(item, f"topic unknown to the broker after {item.metadata_failures} tries: {exc!r}")
                 return
-        elif not _retriable(exc):
+        elif not is_retriable(exc):
             self._give_up(item, repr(exc))
             return
         self.retries += 1
@@ -235,11 +233,3 @@ class Outbox:
         except Exception:  # metadata not there yet: not proof of anything
             return False
         return self._known_topic in known and topic not in known
-
-
-def _retriable(exc: BaseException) -> bool:
-    if isinstance(exc, KafkaTimeoutError):  # the buffer did not drain in time: the broker is slow or away
-        return True
-    if isinstance(exc, KafkaError):
-        return bool(exc.retriable)
-    return isinstance(exc, OSError)  # a connection dropped; anything else is a fact about the record

@@ -152,11 +152,11 @@ class WorkerService:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # a fatal exit leaves what is queued uncommitted for the next owner; a drain lets it go out first
+            await outbox.close(timeout_s=0 if self._fatal is not None else 5.0)
             if self._fatal is None:
-                await outbox.close(timeout_s=5.0)
                 await replies.settle()
             await usage.close(timeout_s=2.0)
-            await outbox.close(timeout_s=0)
             await commits.commit_now()
             await consumer.stop()  # leaves the group (a static member stays until its session ends)
             await usage_producer.stop()
@@ -166,6 +166,8 @@ class WorkerService:
             log.info(
                 "worker.stopped",
                 undeliverable=outbox.undeliverable + usage.undeliverable,
+                delivered=outbox.delivered + usage.delivered,
+                send_retries=outbox.retries + usage.retries,
                 done=replies.done,
                 errors=replies.errors,
                 abandoned=counts.abandoned,

@@ -15,8 +15,7 @@ import msgspec
 
 from contracts.codec import ContentType
 from contracts.messages import ErrorCode, ReplyEvent, Request
-
-Header = tuple[str, bytes | None]
+from fleet.records import Header
 
 
 class Context(msgspec.Struct, frozen=True):

@@ -29,3 +29,18 @@ def test_a_misspelled_key_is_an_error(tmp_path: Path) -> None:
     cfg.write_text('[kafka]\ntopic_prefx = "x"\n')
     with pytest.raises(ValueError, match="topic_prefx"):
         load_settings(cfg, env={})
+
+
+def test_instance_ids_from_the_environment_stay_strings() -> None:
+    """A pod name like "007" must not become the int 7; an empty variable means dynamic membership."""
+    s = load_settings(env={"FLEET_ROUTER_INSTANCE_ID": "007", "FLEET_WORKER_INSTANCE_ID": "worker-0"})
+    assert s.router.group_instance_id == "007" and s.worker.group_instance_id == "worker-0"
+    empty = load_settings(env={"FLEET_ROUTER_INSTANCE_ID": "", "FLEET_WORKER_INSTANCE_ID": ""})
+    assert empty.router.group_instance_id is None and empty.worker.group_instance_id is None
+
+
+def test_request_timeout_is_a_latency_setting(tmp_path: Path) -> None:
+    cfg = tmp_path / "f.toml"
+    cfg.write_text("[latency]\nrequest_timeout_ms = 3000\n")
+    assert load_settings(cfg, env={}).latency.request_timeout_ms == 3000
+    assert load_settings(env={}).latency.request_timeout_ms == 15_000

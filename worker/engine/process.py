@@ -26,12 +26,17 @@ and Kafka hands that work to a healthy worker.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import multiprocessing as mp
 import queue
 import signal
+import struct
+import termios
 import threading
 import time
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 import msgspec
@@ -166,10 +171,12 @@ class ProcessEngine:
         self._unfinished: set[str] = set()
         self._closed = False
         self._dead = False
-        # commands go out through a thread: a send blocks once the pipe's buffer (64 KiB) is full, which
-        # a stopped or hung engine process never empties, and the event loop must not block on it (its
-        # watchdog is what ends such a process)
-        self._outgoing: queue.SimpleQueue[Command | None] = queue.SimpleQueue()
+        # a send blocks once the pipe's buffer (64 KiB) is full, which a stopped or hung engine process never
+        # empties, and the event loop must not block on it (its watchdog is what ends such a process): a
+        # command that does not fit in the free space goes out through a thread instead
+        self._outgoing: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._order = threading.Lock()  # inline writes wait while the thread still holds earlier commands
+        self._queued = 0  # commands handed to the thread and not yet written
         self._send_failed = False
         self._sender = threading.Thread(target=self._send_commands, name=f"engine-{model.name}-cmd", daemon=True)
         self._failure: str | None = None
@@ -218,7 +225,8 @@ class ProcessEngine:
         if self._closed:
             return
         self._closed = True
-        self._outgoing.put(CloseCmd())
+        with contextlib.suppress(EngineDied):  # already gone: nothing to close
+            self._send(CloseCmd())
         self._proc.join(timeout=10)
         self._kill()
         self._stop_sender()
@@ -258,19 +266,34 @@ class ProcessEngine:
     # -- plumbing -------------------------------------------------------------------------------------
 
     def _send(self, msg: Command) -> None:
-        """Queue a command for the sender thread: never blocks."""
+        """Write a command to the pipe now when it fits in the pipe's free space (the common case: no thread
+        hop on the way to the engine), else queue it for the sender thread; never blocks, keeps the order."""
         if self._dead or self._send_failed:
             raise self._gone()
-        self._outgoing.put(msg)
+        data = ForkingPickler.dumps(msg)
+        with self._order:
+            if self._queued == 0 and len(data) + _FRAME_BYTES <= _pipe_room(self._cmd):
+                try:
+                    self._cmd.send_bytes(data)
+                except OSError:  # the process is gone
+                    self._send_failed = True
+                    raise self._gone() from None
+                return
+            self._queued += 1
+        self._outgoing.put(bytes(data))
 
     def _send_commands(self) -> None:
-        """The sender thread: commands in order onto the pipe until None (or the pipe breaks)."""
-        while (msg := self._outgoing.get()) is not None:
+        """The sender thread: queued commands in order onto the pipe until None (or the pipe breaks); it may
+        block on a full pipe, which only it ever does."""
+        while (data := self._outgoing.get()) is not None:
             try:
-                self._cmd.send(msg)
+                self._cmd.send_bytes(data)
             except OSError:  # the process is gone: the next add raises EngineDied, step() notices too
                 self._send_failed = True
                 return
+            finally:
+                with self._order:
+                    self._queued -= 1
 
     def _stop_sender(self) -> None:
         """After the process ended: a send blocked on its full pipe fails, and the thread ends."""
@@ -295,3 +318,21 @@ class ProcessEngine:
         if self._proc.is_alive():
             self._proc.kill()
             self._proc.join(timeout=5)
+
+
+_FRAME_BYTES = 16  # Connection.send_bytes adds a 4-byte length (12 bytes for messages over 2 GiB)
+_F_GETPIPE_SZ = 1032  # Linux fcntl: the pipe's capacity
+_PAGE = 4096
+
+
+def _pipe_room(conn: Connection) -> int:
+    """Bytes a write to this pipe end surely takes without blocking: only an empty pipe is counted (its
+    capacity less a page), because the kernel stores a pipe in pages and partly filled pages make the
+    free byte count overstate what fits; 0 where the pipe holds data or cannot be asked."""
+    try:
+        fd = conn.fileno()
+        queued = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+        capacity = int(fcntl.fcntl(fd, _F_GETPIPE_SZ))
+    except OSError:
+        return 0
+    return capacity - _PAGE if queued == 0 else 0

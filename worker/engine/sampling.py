@@ -20,19 +20,23 @@ def greedy(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(dim=-1)
 
 
+MIN_DIVISOR_T = 1e-6  # logits up to ~3e32 stay finite divided by this
+
+
 def probs(logits: torch.Tensor, temperature: float | torch.Tensor, top_p: float | torch.Tensor = 1.0) -> torch.Tensor:
     """The distribution a sampled request draws from: softmax(logits / T), cut to the top-p nucleus.
 
     logits: [..., V]; temperature, top_p: scalars, or tensors that broadcast against logits[..., :1]
     (one value per row). -> probs: [..., V] (float32, each row sums to 1)
     """
-    p = torch.softmax(logits.float() / temperature, dim=-1)
     # a tiny temperature (0 < T < ~1e-37 in float32) overflows logits / T to inf and softmax to NaN, which
-    # multinomial refuses for the whole batch: such a row gets its T -> 0 limit, greedy (one-hot at the argmax)
-    bad = ~torch.isfinite(p).all(dim=-1, keepdim=True)  # [..., 1]
-    if bool(bad.any()):
-        onehot = torch.zeros_like(p).scatter_(-1, logits.argmax(dim=-1, keepdim=True), 1.0)
-        p = torch.where(bad, onehot, p)
+    # multinomial refuses for the whole batch; at MIN_DIVISOR_T softmax is already one-hot at the argmax (the
+    # T -> 0 limit) for any realistic logits, so clamping there changes no distribution and needs no host sync
+    if isinstance(temperature, torch.Tensor):
+        temperature = temperature.clamp(min=MIN_DIVISOR_T)
+    else:
+        temperature = max(float(temperature), MIN_DIVISOR_T)
+    p = torch.softmax(logits.float() / temperature, dim=-1)
     if isinstance(top_p, float | int):
         if top_p >= 1.0:
             return p
