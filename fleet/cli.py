@@ -16,7 +16,7 @@ from fleet.settings import Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="llm-fleet: LLM inference behind Kafka.")
 contracts_app = typer.Typer(no_args_is_help=True, help="The public wire contract.")
-models_app = typer.Typer(no_args_is_help=True, help="Demo models.")
+models_app = typer.Typer(no_args_is_help=True, help="Model checkpoints: convert GGUF, build the demo pair.")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(models_app, name="models")
 
@@ -109,7 +109,9 @@ def generate(
     temperature: Annotated[float, typer.Option()] = 0.0,
     top_p: Annotated[float, typer.Option()] = 1.0,
     seed: Annotated[int | None, typer.Option()] = None,
-    chat: Annotated[bool, typer.Option(help="send as a chat message (applies the chat template)")] = False,
+    chat: Annotated[
+        bool, typer.Option("--chat/--raw", help="a chat turn (the model's chat template) or a raw completion")
+    ] = True,
     timeout_s: Annotated[float, typer.Option()] = 60.0,
     config: ConfigOpt = None,
 ) -> None:

@@ -1,14 +1,18 @@
 """Where a model spec from the settings points: a checkpoint directory on disk.
 
-"demo:large" and "demo:small" name the demo models in the cache directory; anything else is a path,
-which must exist. Lower layer: the worker's loader uses this, and it imports nothing of the demo-model
-training code (`fleet.demo_models` builds the models; `fleet up` and `fleet models build` run it first).
+"gguf:MODULE/FILE.gguf" (or "gguf:/path/FILE.gguf") names a GGUF checkpoint, served from its converted
+directory in the cache (`fleet.gguf_models` converts it; `fleet up`, `fleet models prepare` and each worker
+run that first). "demo:large" and "demo:small" name the demo models in the cache directory; anything else
+is a path, which must exist. Lower layer: the worker's loader uses this, and it imports nothing of the
+demo-model training code (`fleet.demo_models` builds the models; `fleet up` and `fleet models build` run it).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from fleet import gguf_models
 
 RECIPE_VERSION = 1
 METADATA_FILE = "demo.json"  # written last by a build: its presence marks a complete build
@@ -33,7 +37,15 @@ def demo_metadata(root: Path) -> dict[str, object] | None:
 
 
 def resolve_model_path(spec: str, cache_dir: Path) -> Path:
-    """The checkpoint directory for `spec`; never builds anything."""
+    """The checkpoint directory for `spec`; never builds or converts anything."""
+    if gguf_models.is_gguf_spec(spec):
+        path = gguf_models.converted_path(spec, cache_dir)
+        if not gguf_models.is_complete(path):
+            raise FileNotFoundError(
+                f"model {spec!r} is not converted yet in {cache_dir}; run `fleet models prepare` "
+                "(a worker and `fleet up` do it before they load)"
+            )
+        return path
     if spec.startswith(DEMO_PREFIX):
         which = spec.removeprefix(DEMO_PREFIX)
         if which not in DEMO_NAMES:

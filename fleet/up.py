@@ -18,6 +18,7 @@ from rich.console import Console
 
 from fleet.broker import EmbeddedBroker
 from fleet.kafka import connection_kwargs, ensure_topics, fleet_topics, group_progress, make_consumer
+from fleet.preparation import PreparationFailed, demo_to_build, gguf_to_convert, model_specs, prepare_demo, prepare_gguf
 from fleet.settings import WORKERS_ON_HOST_ENV, EngineKind, Settings
 from fleet.status import StatusReader, wait_for_workers
 from fleet.supervisor import FleetProcesses
@@ -111,6 +112,17 @@ async def up(
     logs_dir.mkdir(parents=True, exist_ok=True)
     k = settings.kafka
     procs = children(settings, logs_dir, config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if not await prepare_models(settings, stop):
+            console.print("[yellow]stopped[/] while preparing models; nothing half-written is left")
+            return 130
+    except (PreparationFailed, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]models[/] {exc}")
+        return 1
     broker: EmbeddedBroker | None = None
     if k.embedded:
         broker = EmbeddedBroker(k.embedded_host, k.embedded_port, log_file=logs_dir / "broker.log")
@@ -118,18 +130,9 @@ async def up(
         console.print(f"[green]broker[/] Tansu (embedded, memory-only) on {k.bootstrap}")
     else:
         console.print(f"[green]broker[/] using {k.bootstrap} ({k.security_protocol.value})")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
         created = await ensure_topics(settings, fleet_topics(settings))
         console.print(f"[green]topics[/] {len(created)} created, prefix '{k.topic_prefix}'")
-        if any(m.engine is EngineKind.CONTINUOUS and "demo:" in (m.path + str(m.draft_path)) for m in settings.models):
-            from fleet.demo_models import ensure_demo_models
-
-            console.print("[green]models[/] checking the demo models (built once: about 5 minutes on 2 cores)")
-            await asyncio.to_thread(ensure_demo_models, settings.cache_path, progress=True)
         procs.start_router()
         for m in settings.models:
             procs.start_worker(m.name)
@@ -168,17 +171,35 @@ async def up(
             await broker.stop()
 
 
+async def prepare_models(settings: Settings, stop: asyncio.Event) -> bool:
+    """Convert GGUF checkpoints and build the demo pair if the configuration names them and they are missing,
+    in child processes that Ctrl-C stops at once (nothing half-written stays). False when stopped."""
+    real = [m for m in settings.models if m.engine is EngineKind.CONTINUOUS]
+    specs = model_specs(real)
+    cache = settings.cache_path
+    todo = gguf_to_convert(specs, cache)
+    if todo:
+        console.print(f"[green]models[/] converting {', '.join(todo)} to Hugging Face format (once; ~30 s on 2 cores)")
+        if not await prepare_gguf(real, cache, stop):
+            return False
+    if demo_to_build(specs, cache):
+        console.print("[green]models[/] building the demo models (once: about 5 minutes on 2 cores)")
+        if not await prepare_demo(cache, stop):
+            return False
+    return True
+
+
 async def smoke_request(settings: Settings) -> None:
     """One request through the whole fleet, streamed to the terminal: the proof that it works."""
     from contracts.messages import Chunk, Done
     from fleet.client import FleetClient
 
-    prompt = "def fibonacci(n):"
-    console.print(f"[green]smoke[/] model=auto prompt={prompt!r}")
+    question = "What is the capital of France?"
+    console.print(f"[green]smoke[/] model=auto, chat: {question!r}")
     async with FleetClient(settings) as client:
         t0 = time.perf_counter()
         first: float | None = None
-        async for ev in client.stream(prompt, max_tokens=48):
+        async for ev in client.stream(messages=[{"role": "user", "content": question}], max_tokens=48):
             if isinstance(ev, Chunk):
                 first = first or time.perf_counter()
                 sys.stdout.write(ev.text)
@@ -199,11 +220,11 @@ def print_howto(settings: Settings) -> None:
     console.print(
         f"""
 [bold]Send requests[/]
-  fleet generate "def quicksort(xs):"                  # streams a reply ('auto' picks the model)
-  fleet generate --model large "import os"
-  python: async with fleet.client.FleetClient() as c: print((await c.generate("hi")).text)
+  fleet generate "Write a Python function that reverses a string."   # a chat turn; 'auto' picks the model
+  fleet generate --model large --raw "def fibonacci(n):"              # a raw completion, no chat template
+  python: async with fleet.client.FleetClient() as c: print((await c.generate(messages=[...])).text)
   any Kafka client: produce JSON to [cyan]{t.requests}[/] on {b} with header content-type: application/json
-    {{"id": "req-1", "reply_to": "my.replies", "prompt": "def add(a, b):", "max_tokens": 32}}
+    {{"id": "req-1", "reply_to": "my.replies", "messages": [{{"role": "user", "content": "Hi"}}], "max_tokens": 32}}
   and read events keyed by the id from [cyan]my.replies[/] ({{"type": "chunk"...}}, then "done" or "error").
 Ctrl-C stops everything cleanly.
 """,

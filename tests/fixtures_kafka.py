@@ -41,9 +41,10 @@ def write_config(
     prefix: str = "llm",
     tiers: list[tuple[str, str, float]] | None = None,
     partitions: int = 2,
+    cache_dir: Path | None = None,
 ) -> Path:
     lines = [
-        f"cache_dir = {toml_value(str(path.parent / 'cache'))}",
+        f"cache_dir = {toml_value(str(cache_dir or path.parent / 'cache'))}",
         'log_level = "debug"',
         "[kafka]",
         f"topic_prefix = {toml_value(prefix)}",

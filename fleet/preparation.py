@@ -1,0 +1,135 @@
+"""Preparing models before anything loads them, in child processes that a stop ends at once.
+
+Converting a GGUF (`fleet.gguf_models`) or training the demo pair (`fleet.demo_models`) runs as
+`python -m MODULE ...`: the child holds the cache entry's lock and writes into its own staging directory.
+The parent awaits it against its stop event; on stop it sends SIGTERM (the child removes its staging
+directory and exits), SIGKILL after a short grace, and then removes whatever a killed child left. Ctrl-C in
+a terminal reaches the child directly as well (same process group), with the same result.
+
+Workers prepare only what converts in seconds (GGUF); they never train. `fleet up` prepares everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO
+
+import structlog
+
+from fleet import gguf_models
+from fleet.cache_dirs import remove_staging_of
+from fleet.model_paths import DEMO_PREFIX, demo_dir_name, demo_metadata
+from fleet.runtime import die_with_parent
+from fleet.settings import ModelSettings
+
+log = structlog.get_logger(__name__)
+
+STOP_GRACE_S = 3.0  # a child that has not exited this long after SIGTERM is killed
+
+
+def model_specs(models: Iterable[ModelSettings]) -> list[str]:
+    """Every checkpoint spec the models name (targets and drafts), each once, in order."""
+    specs: list[str] = []
+    for m in models:
+        for spec in (m.path, m.draft_path):
+            if spec is not None and spec not in specs:
+                specs.append(spec)
+    return specs
+
+
+def gguf_to_convert(specs: Iterable[str], cache_dir: Path) -> list[str]:
+    """The `gguf:` specs without a complete converted entry (a missing package raises FileNotFoundError)."""
+    return [
+        s
+        for s in specs
+        if gguf_models.is_gguf_spec(s) and not gguf_models.is_complete(gguf_models.converted_path(s, cache_dir))
+    ]
+
+
+def demo_to_build(specs: Iterable[str], cache_dir: Path) -> bool:
+    return any(s.startswith(DEMO_PREFIX) for s in specs) and demo_metadata(cache_dir / demo_dir_name(0)) is None
+
+
+def conversion_command(specs: list[str], cache_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "fleet.gguf_models", "--cache-dir", str(cache_dir), *specs]
+
+
+def demo_build_command(cache_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "fleet.demo_models", "--cache-dir", str(cache_dir)]
+
+
+async def run_child(
+    argv: list[str], stop: asyncio.Event, *, cache_dir: Path, output: IO[bytes] | None = None
+) -> int | None:
+    """Run a preparation child to its end (its exit status) or until `stop` is set (None; it is then
+    stopped and its staging directories removed)."""
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=output, stderr=output, preexec_fn=die_with_parent)
+    waiter = asyncio.ensure_future(proc.wait())
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if waiter.done():
+        return waiter.result()
+    log.info("preparation.stopping", pid=proc.pid, command=argv[2])
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(asyncio.shield(waiter), STOP_GRACE_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await waiter
+    removed = remove_staging_of(cache_dir, proc.pid)
+    log.info("preparation.stopped", pid=proc.pid, returncode=proc.returncode, removed=[str(p) for p in removed])
+    return None
+
+
+class PreparationFailed(RuntimeError):
+    pass
+
+
+def _made(cache_dir: Path) -> Path:
+    cache_dir = cache_dir.expanduser()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return cache_dir
+
+
+def _conversions(models: Iterable[ModelSettings], cache_dir: Path) -> tuple[Path, list[str]]:
+    cache_dir = cache_dir.expanduser()
+    todo = gguf_to_convert(model_specs(models), cache_dir)
+    return (_made(cache_dir) if todo else cache_dir), todo
+
+
+async def prepare_gguf(
+    models: Iterable[ModelSettings], cache_dir: Path, stop: asyncio.Event, *, output: IO[bytes] | None = None
+) -> bool:
+    """Convert the models' GGUF checkpoints that are not converted yet. False when `stop` ended it first;
+    raises PreparationFailed when the conversion failed."""
+    cache_dir, todo = _conversions(models, cache_dir)
+    if not todo:
+        return True
+    log.info("preparation.converting", specs=todo, cache_dir=str(cache_dir))
+    rc = await run_child(conversion_command(todo, cache_dir), stop, cache_dir=cache_dir, output=output)
+    if rc is None:
+        return False
+    if rc != 0:
+        raise PreparationFailed(f"converting {todo} failed (exit {rc})")
+    return True
+
+
+async def prepare_demo(cache_dir: Path, stop: asyncio.Event, *, output: IO[bytes] | None = None) -> bool:
+    """Train the demo pair if it is not built. False when `stop` ended it first."""
+    cache_dir = _made(cache_dir)
+    rc = await run_child(demo_build_command(cache_dir), stop, cache_dir=cache_dir, output=output)
+    if rc is None:
+        return False
+    if rc != 0:
+        raise PreparationFailed(f"building the demo models failed (exit {rc})")
+    return True
