@@ -1,4 +1,5 @@
-"""`fleet bench`: serving benchmark through Kafka with baselines, and simulated fleet scaling."""
+"""`fleet bench`: serving benchmark through Kafka with baselines, simulated fleet scaling, and the
+correctness smoke set."""
 
 from __future__ import annotations
 
@@ -165,6 +166,45 @@ def scale(
     typer.echo(files["md"].read_text())
     for kind, path in files.items():
         typer.echo(f"{kind}: {path}")
+
+
+@bench_app.command("smoke")
+def smoke(
+    config: ConfigOpt = None,
+    bootstrap: BootstrapOpt = None,
+    model: Annotated[list[str] | None, typer.Option(help="configured models to ask (default: all)")] = None,
+    max_tokens: Annotated[int, typer.Option(help="max_tokens per answer")] = 64,
+    reference: Annotated[
+        bool, typer.Option(help="compare full-precision models with transformers' own greedy generate")
+    ] = True,
+    start_fleet: Annotated[bool, typer.Option(help="start an embedded broker, router and workers first")] = False,
+    machine: MachineOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Correctness smoke set: questions with unambiguous answers through the whole fleet (greedy); exits 1 if
+    any check fails."""
+    from benchmarks.report import RESULTS_DIR
+    from benchmarks.smoke_set import publish, run_smoke_set
+
+    settings = _settings(config, bootstrap)
+    models = model or settings.model_names
+
+    async def main() -> bool:
+        if start_fleet:
+            from benchmarks.embedded import embedded_fleet
+
+            async with embedded_fleet(settings, models, config=Path(config) if config else None) as running:
+                results = await run_smoke_set(running, models, max_tokens=max_tokens, reference=reference)
+        else:
+            results = await run_smoke_set(settings, models, max_tokens=max_tokens, reference=reference)
+        files = publish(results, out or RESULTS_DIR, machine=machine, max_tokens=max_tokens)
+        typer.echo(files["md"].read_text())
+        for kind, path in files.items():
+            typer.echo(f"{kind}: {path}")
+        return all(r.passed for r in results)
+
+    if not _run(main()):
+        raise typer.Exit(1)
 
 
 T = TypeVar("T")

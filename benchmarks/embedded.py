@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 
 from benchmarks.procs import Procs, wait_workers
+from fleet.preparation import demo_to_build, model_specs, prepare_demo, prepare_gguf
 from fleet.settings import EngineKind, Settings
 
 
@@ -31,13 +32,11 @@ async def embedded_fleet(
     )
     procs = Procs(broker.bootstrap, logs, config)
     try:
-        wanted = [settings.model(m) for m in models]
-        if any(m.engine is EngineKind.CONTINUOUS and "demo:" in f"{m.path} {m.draft_path}" for m in wanted):
-            import fleet.demo_models as demo
-
-            ensure = getattr(demo, "ensure_demo_models", None)  # builds the demo models once (minutes)
-            if ensure is not None:
-                await asyncio.to_thread(ensure, settings.cache_path, progress=True)
+        wanted = [m for m in (settings.model(name) for name in models) if m.engine is EngineKind.CONTINUOUS]
+        never = asyncio.Event()  # a cancelled run stops the preparation child (fleet.preparation.run_child)
+        await prepare_gguf(wanted, settings.cache_path, never)  # a GGUF is converted once (seconds)
+        if demo_to_build(model_specs(wanted), settings.cache_path):
+            await prepare_demo(settings.cache_path, never)  # the demo pair is trained once (minutes)
         await ensure_topics(running, fleet_topics(running))
         procs.start("router", "router")
         for m in models:

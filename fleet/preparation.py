@@ -67,17 +67,27 @@ async def run_child(
     argv: list[str], stop: asyncio.Event, *, cache_dir: Path, output: IO[bytes] | None = None
 ) -> int | None:
     """Run a preparation child to its end (its exit status) or until `stop` is set (None; it is then
-    stopped and its staging directories removed)."""
+    stopped and its staging directories removed). Cancelling the caller stops the child the same way."""
     proc = await asyncio.create_subprocess_exec(*argv, stdout=output, stderr=output, preexec_fn=die_with_parent)
     waiter = asyncio.ensure_future(proc.wait())
     stopper = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        await asyncio.shield(_stop_child(proc, waiter, cache_dir))
+        raise
     finally:
         stopper.cancel()
     if waiter.done():
         return waiter.result()
-    log.info("preparation.stopping", pid=proc.pid, command=argv[2])
+    await _stop_child(proc, waiter, cache_dir)
+    return None
+
+
+async def _stop_child(proc: asyncio.subprocess.Process, waiter: asyncio.Future[int], cache_dir: Path) -> None:
+    """SIGTERM (the child removes its staging directory and exits), SIGKILL after the grace, then remove
+    what a killed child left."""
+    log.info("preparation.stopping", pid=proc.pid)
     with contextlib.suppress(ProcessLookupError):
         proc.send_signal(signal.SIGTERM)
     try:
@@ -88,7 +98,6 @@ async def run_child(
         await waiter
     removed = remove_staging_of(cache_dir, proc.pid)
     log.info("preparation.stopped", pid=proc.pid, returncode=proc.returncode, removed=[str(p) for p in removed])
-    return None
 
 
 class PreparationFailed(RuntimeError):

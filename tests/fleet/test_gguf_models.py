@@ -111,24 +111,40 @@ def _entries(path: Path) -> list[str]:
     return [p.name for p in path.iterdir()]
 
 
-async def test_a_stop_ends_a_child_that_ignores_sigterm_and_removes_its_staging(tmp_path: Path) -> None:
-    """The worst case: the child ignores SIGTERM, so it is killed after the grace and cannot clean up itself."""
+def _stubborn_builder(cache_dir: Path) -> list[str]:
+    """A child that starts a build in the cache and ignores SIGTERM (so it is killed and cannot clean up)."""
     script = (
         "import os, signal, sys, time\n"
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-        f"os.mkdir(os.path.join({str(tmp_path)!r}, '.entry.tmp-%d' % os.getpid()))\n"
-        "print('staging', flush=True)\n"
+        f"os.mkdir(os.path.join({str(cache_dir)!r}, '.entry.tmp-%d' % os.getpid()))\n"
         "time.sleep(60)\n"
     )
-    stop = asyncio.Event()
-    task = asyncio.ensure_future(run_child([sys.executable, "-c", script], stop, cache_dir=tmp_path))
-    for _ in range(200):
-        if _entries(tmp_path):
-            break
+    return [sys.executable, "-c", script]
+
+
+async def _until_building(cache_dir: Path) -> None:
+    for _ in range(400):
+        if _entries(cache_dir):
+            return
         await asyncio.sleep(0.05)
-    assert _entries(tmp_path), "the child started its build"
+    raise AssertionError("the child never started its build")
+
+
+async def test_a_stop_ends_a_child_that_ignores_sigterm_and_removes_its_staging(tmp_path: Path) -> None:
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(run_child(_stubborn_builder(tmp_path), stop, cache_dir=tmp_path))
+    await _until_building(tmp_path)
     stop.set()
     assert await asyncio.wait_for(task, 30) is None
+    assert _entries(tmp_path) == []
+
+
+async def test_cancelling_the_caller_stops_the_child_too(tmp_path: Path) -> None:
+    task = asyncio.ensure_future(run_child(_stubborn_builder(tmp_path), asyncio.Event(), cache_dir=tmp_path))
+    await _until_building(tmp_path)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 30)
     assert _entries(tmp_path) == []
 
 
