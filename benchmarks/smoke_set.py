@@ -6,7 +6,8 @@ prompt it records the answer and checks that
 
 - the answer holds what the question asks for (a capital, a sum, a function body),
 - the streamed chunks join to exactly the final text,
-- generation ended on the model's stop token, and no special token leaked into the text,
+- generation ended on the model's stop token (or ran to `max_tokens` exactly), and no special token
+  leaked into the text,
 - for a full-precision model, the text equals transformers' own greedy `generate` on the same checkpoint
   (`--reference`), token for token after decoding.
 
@@ -69,7 +70,9 @@ async def ask(client: FleetClient, model: str, prompt: SmokePrompt, max_tokens: 
             checks = {
                 "answer": all(e in ev.text for e in prompt.expect),
                 "stream = final text": "".join(streamed) == ev.text,
-                "stopped on the stop token": ev.finish_reason.value == "stop",
+                # ended on the stop token, or ran to max_tokens exactly: anything else is a serving defect
+                "finish reason": (ev.finish_reason.value, ev.usage.completion_tokens == max_tokens)
+                in (("stop", False), ("length", True)),
                 "no special token in text": not any(t in ev.text for t in SPECIAL_TOKENS),
             }
             return SmokeResult(
