@@ -193,6 +193,34 @@ def models_build(
     typer.echo(f"large: {built.large}\nsmall: {built.small}")
 
 
+@models_app.command("prepare")
+def models_prepare(config: ConfigOpt = None) -> None:
+    """Convert the configured GGUF checkpoints (and build the demo pair, if configured) into the cache, as
+    `fleet up` does before it starts anything; Ctrl-C stops it and leaves nothing half-written."""
+    from fleet.preparation import PreparationFailed, model_specs
+    from fleet.runtime import run_service
+    from fleet.settings import EngineKind
+    from fleet.up import prepare_models
+
+    s = _settings(config)
+    outcome: list[int] = []
+
+    async def main(stop: asyncio.Event) -> None:
+        try:
+            outcome.append(0 if await prepare_models(s, stop) else 130)
+        except (PreparationFailed, FileNotFoundError, ValueError) as exc:
+            typer.echo(f"fleet: {exc}", err=True)
+            outcome.append(1)
+
+    run_service(main)
+    if outcome == [0]:
+        from fleet.model_paths import resolve_model_path
+
+        for spec in model_specs(m for m in s.models if m.engine is EngineKind.CONTINUOUS):
+            typer.echo(f"{spec}: {resolve_model_path(spec, s.cache_path)}")
+    raise typer.Exit(outcome[0] if outcome else 130)
+
+
 COMMANDS_GROUP = "fleet.commands"  # entry points: name -> a typer app mounted as `fleet NAME`
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -224,3 +225,15 @@ def test_the_converted_directory_generates_what_the_gguf_does(smollm2: PreparedS
             do_sample=False,
         )[0]
     )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(PREPARE_TIMEOUT_S)
+@needs_smollm2
+def test_fleet_models_prepare_finds_the_conversion_and_says_where(smollm2: PreparedSmolLM2) -> None:
+    env = dict(os.environ, FLEET_CACHE_DIR=str(smollm2.cache_dir))
+    out = subprocess.run(
+        [sys.executable, "-m", "fleet.cli", "models", "prepare"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"{SMOLLM2_135M_INSTRUCT}: {smollm2.path}" in out.stdout
