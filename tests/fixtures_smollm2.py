@@ -3,7 +3,8 @@ fleet prepares it, once per test session (one conversion: ~25 s of CPU).
 
 `smollm2` first interrupts two `fleet up` runs on a fresh cache while they convert (Ctrl-C to the process
 group, as a terminal sends it, and SIGINT to `fleet up` alone), then converts with two converter processes
-started together, as workers started in parallel on a fresh machine do. It records what each step did; the
+started together, as workers started in parallel on a fresh machine do, then interrupts a third `fleet up`
+while its workers load the converted model. It records what each step did; the
 tests in tests/fleet/test_gguf_models.py assert on those records, the rest use the converted directory.
 """
 
@@ -44,10 +45,12 @@ class Interrupted:
     """One `fleet up` stopped while it converted the model."""
 
     how: str  # "group": SIGINT to the process group (a terminal's Ctrl-C); "parent": SIGINT to `fleet up` only
-    saw_staging: bool  # a conversion was in progress (its staging directory existed) when the signal went
+    moment: str  # "converting" or "starting workers"
+    reached: bool  # the moment came (a staging directory existed; the workers had been started) before the signal
     exit_code: int
     exit_s: float  # from the signal to `fleet up`'s exit
     left: list[str]  # cache-dir entries other than lock files and logs afterwards
+    processes_left: list[str]  # pids still in `fleet up`'s process group after it exited
     log: str
 
 
@@ -63,8 +66,21 @@ def _entries(cache_dir: Path) -> list[str]:
     return sorted(p.name for p in cache_dir.iterdir() if not p.name.endswith(".lock") and p.name != "logs")
 
 
-def interrupt_fleet_up(cache_dir: Path, how: str, log_file: Path) -> Interrupted:
-    """Start `fleet up` on `cache_dir`, wait until its conversion is under way, interrupt, watch it exit."""
+def _converting(cache_dir: Path, log_file: Path) -> bool:
+    return bool(list(cache_dir.glob(".gguf-*.tmp-*")))
+
+
+def _starting_workers(cache_dir: Path, log_file: Path) -> bool:
+    return "processes" in log_file.read_text(errors="replace")
+
+
+MOMENTS = {"converting": _converting, "starting workers": _starting_workers}
+
+
+def interrupt_fleet_up(cache_dir: Path, how: str, log_file: Path, moment: str = "converting") -> Interrupted:
+    """Start `fleet up` on `cache_dir`, wait for the `moment` (its conversion under way, or its workers
+    starting), interrupt it `how`, and watch it exit."""
+    reached = MOMENTS[moment]
     env = dict(os.environ, FLEET_CACHE_DIR=str(cache_dir), FLEET_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
     with log_file.open("wb") as out:
         proc = subprocess.Popen(
@@ -76,13 +92,13 @@ def interrupt_fleet_up(cache_dir: Path, how: str, log_file: Path) -> Interrupted
         )
     try:
         deadline = time.monotonic() + 120
-        saw_staging = False
+        saw = False
         while time.monotonic() < deadline and proc.poll() is None:
-            if list(cache_dir.glob(".gguf-*.tmp-*")):
-                saw_staging = True
+            if reached(cache_dir, log_file):
+                saw = True
                 break
             time.sleep(0.05)
-        time.sleep(1.0)  # into the conversion, not at its first step
+        time.sleep(1.0)  # into the step, not at its first instruction
         t0 = time.monotonic()
         if how == "group":
             os.killpg(proc.pid, signal.SIGINT)
@@ -90,11 +106,14 @@ def interrupt_fleet_up(cache_dir: Path, how: str, log_file: Path) -> Interrupted
             proc.send_signal(signal.SIGINT)
         code = proc.wait(60)
         exit_s = time.monotonic() - t0
+        leftovers = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None or leftovers:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    return Interrupted(how, saw_staging, code, exit_s, _entries(cache_dir), log_file.read_text(errors="replace"))
+    return Interrupted(
+        how, moment, saw, code, exit_s, _entries(cache_dir), leftovers, log_file.read_text(errors="replace")
+    )
 
 
 def convert_in_parallel(cache_dir: Path, n: int = 2) -> list[dict[str, object]]:
@@ -119,4 +138,7 @@ def smollm2(tmp_path_factory: pytest.TempPathFactory) -> PreparedSmolLM2:
     for how in ("group", "parent"):
         prepared.interrupted.append(interrupt_fleet_up(cache_dir, how, logs / f"up-{how}.log"))
     prepared.converters = convert_in_parallel(cache_dir)
+    prepared.interrupted.append(
+        interrupt_fleet_up(cache_dir, "group", logs / "up-starting.log", moment="starting workers")
+    )
     return prepared

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from fleet.preparation import prepare_gguf
 from fleet.settings import Settings
 from worker.engine import build_worker_engine
+from worker.engine.process import StartCancelled
 from worker.service import WorkerService
 
 
@@ -16,6 +18,18 @@ async def run_worker(settings: Settings, model_name: str, stop: asyncio.Event) -
     # meanwhile ends the conversion and this worker, leaving nothing half-written
     if not await prepare_gguf([model], settings.cache_path, stop):
         return
-    engine, tokenizer, max_model_len = await asyncio.to_thread(build_worker_engine, settings, model)
+    cancel = threading.Event()  # a stop while the engine process loads kills it: Ctrl-C never waits for a load
+    relay = asyncio.ensure_future(_set_when(stop, cancel))
+    try:
+        engine, tokenizer, max_model_len = await asyncio.to_thread(build_worker_engine, settings, model, cancel)
+    except StartCancelled:
+        return
+    finally:
+        relay.cancel()
     service = WorkerService(settings, model, engine, tokenizer, max_model_len=max_model_len)
     await service.run(stop)
+
+
+async def _set_when(stop: asyncio.Event, cancel: threading.Event) -> None:
+    await stop.wait()
+    cancel.set()

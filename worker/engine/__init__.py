@@ -9,6 +9,7 @@ what they need when called.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,12 +82,15 @@ def warm_up(engine: Engine, vocab_size: int, prompt_tokens: int = 16, max_tokens
         engine.step()
 
 
-def build_process_engine(model: ModelSettings, cache_dir: Path, *, log_format: str, log_level: str) -> BuiltEngine:
-    """The continuous engine in its own process; the worker keeps only the tokenizer."""
+def build_process_engine(
+    model: ModelSettings, cache_dir: Path, *, log_format: str, log_level: str, cancel: threading.Event | None = None
+) -> BuiltEngine:
+    """The continuous engine in its own process; the worker keeps only the tokenizer. Setting `cancel` while
+    the process loads kills it and raises StartCancelled."""
     from worker.engine.process import ProcessEngine
     from worker.loader import load_tokenizer, resolve_path
 
-    engine = ProcessEngine(model, cache_dir, log_format=log_format, log_level=log_level)
+    engine = ProcessEngine(model, cache_dir, log_format=log_format, log_level=log_level, cancel=cancel)
     try:
         tokenizer = load_tokenizer(resolve_path(model.path, cache_dir))
     except Exception:
@@ -114,10 +118,11 @@ def build_engine(model: ModelSettings, cache_dir: Path) -> BuiltEngine:
     return ENGINES[model.engine](model, cache_dir)
 
 
-def build_worker_engine(settings: Settings, model: ModelSettings) -> BuiltEngine:
-    """The worker's engine: the model in its own process when `engine_process` is set (the default)."""
+def build_worker_engine(settings: Settings, model: ModelSettings, cancel: threading.Event | None = None) -> BuiltEngine:
+    """The worker's engine: the model in its own process when `engine_process` is set (the default), whose
+    start `cancel` can cut short (an engine loading in this process cannot be interrupted)."""
     if model.engine is EngineKind.CONTINUOUS and model.engine_process:
         return build_process_engine(
-            model, settings.cache_path, log_format=settings.log_format, log_level=settings.log_level
+            model, settings.cache_path, log_format=settings.log_format, log_level=settings.log_level, cancel=cancel
         )
     return build_engine(model, settings.cache_path)

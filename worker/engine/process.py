@@ -49,7 +49,12 @@ log = structlog.get_logger(__name__)
 
 _POLL_S = 0.05  # how long step() waits for output before returning an empty batch
 _START_TIMEOUT_S = 900.0  # loading a large checkpoint can take minutes
+_START_POLL_S = 0.1  # how often a loading engine process is checked for a cancelled start
 _STATS_EVERY_S = 0.25  # stats sent with outputs at most this often, and whenever the engine runs dry
+
+
+class StartCancelled(RuntimeError):
+    """The worker was told to stop while its engine process was still loading; the process was killed."""
 
 
 class EngineFailed(RuntimeError):
@@ -154,7 +159,13 @@ class ProcessEngine:
     simulated = False
 
     def __init__(
-        self, model: ModelSettings, cache_dir: Path, *, log_format: str = "json", log_level: str = "info"
+        self,
+        model: ModelSettings,
+        cache_dir: Path,
+        *,
+        log_format: str = "json",
+        log_level: str = "info",
+        cancel: threading.Event | None = None,
     ) -> None:
         ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited threads or torch state
         cmd_r, self._cmd = ctx.Pipe(duplex=False)
@@ -181,9 +192,14 @@ class ProcessEngine:
         self._sender = threading.Thread(target=self._send_commands, name=f"engine-{model.name}-cmd", daemon=True)
         self._failure: str | None = None
         self.steps_seen = 0  # steps the process reported: the worker's watchdog reads progress from it
-        if not self._out.poll(_START_TIMEOUT_S):
-            self._kill()
-            raise EngineDied(f"engine process for {model.name!r} did not start in {_START_TIMEOUT_S:.0f} s")
+        started = time.monotonic()
+        while not self._out.poll(_START_POLL_S):  # the load takes seconds to minutes; a stop must not wait for it
+            if cancel is not None and cancel.is_set():
+                self._kill()
+                raise StartCancelled(f"stopped while the engine process for {model.name!r} was loading")
+            if time.monotonic() - started > _START_TIMEOUT_S:
+                self._kill()
+                raise EngineDied(f"engine process for {model.name!r} did not start in {_START_TIMEOUT_S:.0f} s")
         msg = self._recv()
         if not isinstance(msg, Ready):
             self._kill()

@@ -3,8 +3,10 @@ end requests with their reason, and a dead engine process is reported, never wai
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from fleet.settings import ModelSettings
 from tests.worker.engine.helpers import Pair, prompts, req, run
 from worker.engine import build_engine
 from worker.engine.api import EngineDied, FinishKind
-from worker.engine.process import ProcessEngine
+from worker.engine.process import ProcessEngine, StartCancelled
 
 
 def _settings(pair: Pair) -> ModelSettings:
@@ -73,3 +75,15 @@ def test_an_idle_engine_process_death_shows_in_stats(process_engine: ProcessEngi
     process_engine._proc.join(timeout=10)
     with pytest.raises(EngineDied):
         process_engine.stats()
+
+
+def test_a_cancelled_start_kills_the_loading_process(engine_pair: Pair, tmp_path: Path) -> None:
+    """A worker told to stop while its engine loads does not wait for the load (Ctrl-C during `fleet up`)."""
+    cancel = threading.Event()
+    timer = threading.Timer(0.3, cancel.set)  # while the spawned interpreter is still importing and loading
+    timer.start()
+    children_before = {p.pid for p in mp.active_children()}
+    with pytest.raises(StartCancelled, match="stopped while the engine process"):
+        ProcessEngine(_settings(engine_pair), tmp_path, log_format="console", log_level="warning", cancel=cancel)
+    timer.join()
+    assert {p.pid for p in mp.active_children()} <= children_before  # the loading process is gone, reaped
