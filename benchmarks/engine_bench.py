@@ -72,8 +72,14 @@ def _with_ngram(cfg: BenchConfig, args: argparse.Namespace) -> bool:
     return cfg.speculate and args.spec_method in ("hybrid", "ngram")
 
 
+def _needs_draft(args: argparse.Namespace, keys: list[str]) -> bool:
+    """Whether any configuration to run proposes with the draft model (prompt lookup needs none)."""
+    return any(_with_draft(CONFIGS[k], args) for k in keys)
+
+
 def _bundles(args: argparse.Namespace, keys: list[str]) -> dict[Quantization, ModelBundle]:
     out: dict[Quantization, ModelBundle] = {}
+    draft = args.draft if _needs_draft(args, keys) else None
     for key in keys:
         q = CONFIGS[key].quantization
         if q in out:
@@ -81,7 +87,7 @@ def _bundles(args: argparse.Namespace, keys: list[str]) -> dict[Quantization, Mo
         ms = ModelSettings(
             name="bench",
             path=args.target,
-            draft_path=args.draft if q is Quantization.NONE else None,
+            draft_path=draft if q is Quantization.NONE else None,
             quantization=q,
             max_model_len=args.max_model_len,
         )
@@ -131,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     defaults, engine_defaults = ModelSettings(name="x", path="x"), EngineConfig()
     p = argparse.ArgumentParser(prog="python -m benchmarks.engine_bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--target", default="demo:large")
-    p.add_argument("--draft", default="demo:small")
+    p.add_argument(
+        "--draft",
+        default="demo:small",
+        help="the draft model for --spec-method draft/hybrid ('none': no draft; with --spec-method ngram, or "
+        "without configuration c, none is loaded whatever this says)",
+    )
     p.add_argument("--cache-dir", default="~/.cache/llm-fleet")
     p.add_argument("--configs", default="abcde", help="which of a-e to run")
     p.add_argument("--concurrency", default="1,4,16,32")
@@ -174,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     keys = [k for k in args.configs if k in CONFIGS]
+    if args.draft.lower() in ("", "none"):
+        args.draft = None
+    if _needs_draft(args, keys) and args.draft is None:
+        p.error(f"--spec-method {args.spec_method} needs a draft model; use --spec-method ngram or name --draft")
+    if not _needs_draft(args, keys):
+        args.draft = None  # nothing loads it, and the report says so
     bundles = _bundles(args, keys)
     tokenizer = next(iter(bundles.values())).tokenizer
     prompts = load_prompts(tokenizer, n=64, prompt_len=args.prompt_len, seed=0)

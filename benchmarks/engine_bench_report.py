@@ -115,7 +115,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"load average (1 min) before/after {params['loadavg_1m_before_after']} (a shared machine). "
         f"Date {meta['date']}, commit `{meta['commit']}`. Each point: the median-throughput of "
         f"{params['repeats']} run(s).",
-        f"Target `{params['target']}`, draft `{params['draft']}`; prompts {params['prompt_len']} tokens, "
+        f"Target `{params['target']}`, "
+        + (f"draft `{params['draft']}`" if params.get("draft") else "no draft model")
+        + f"; prompts {params['prompt_len']} tokens, "
         f"outputs {params['output_len']} tokens (greedy, EOS ignored); closed loop, `c` clients; "
         f"speculation ({params['spec_method']}): up to {params['spec_tokens']} tokens while at most "
         f"{params['spec_max_batch']} sequences run or wait.",

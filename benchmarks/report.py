@@ -91,14 +91,14 @@ def overhead_sentence(point: ServingPoint) -> str:
     o = point.overhead
     if o is None:
         return "Overhead not computed (a baseline was skipped)."
-    verdict = "meets" if o.meets_goal else "misses"
+    verdict = "meets it" if o.meets_goal else "misses it"
     if o.overhead_p50_ms < 0 or o.overhead_p99_ms < 0:
         verdict += " (a negative overhead means run-to-run noise, e.g. a shared CPU, exceeds what the fleet adds)"
     return (
         f"Fleet TTFT overhead over the in-process engine: p50 {_f(o.overhead_p50_ms)} ms "
         f"= {_f(o.x_floor_p50, 2)}x the raw 3-hop floor ({_f(o.floor_p50_ms)} ms); "
         f"p99 {_f(o.overhead_p99_ms)} ms = {_f(o.x_floor_p99, 2)}x the floor ({_f(o.floor_p99_ms)} ms). "
-        f"Goal: p50 <= {o.goal_x_floor_p50}x, p99 <= {o.goal_x_floor_p99}x: {verdict} it."
+        f"Goal: p50 <= {o.goal_x_floor_p50}x, p99 <= {o.goal_x_floor_p99}x: {verdict}."
     )
 
 

@@ -85,3 +85,18 @@ def test_markdown_has_the_note_the_paired_repeats_and_the_transformers_line() ->
     assert "(a) 2/2" in md
     params["note"] = ""
     assert "Note:" not in markdown(report)
+    params["draft"] = None
+    md = markdown(report)
+    assert "no draft model" in md and "draft `" not in md
+
+
+def test_prompt_lookup_needs_no_draft_model() -> None:
+    from benchmarks.engine_bench import _needs_draft
+
+    for method, configs, needed in (
+        ("ngram", "abcde", False),
+        ("hybrid", "abcde", True),
+        ("draft", "c", True),
+        ("hybrid", "abde", False),
+    ):
+        assert _needs_draft(SimpleNamespace(spec_method=method), list(configs)) is needed

@@ -84,3 +84,20 @@ def test_scale_report_files(tmp_path: Path) -> None:
     assert read_scale(files["json"]) == report
     md = files["md"].read_text()
     assert md.count("SIMULATED") >= 2 and "join" in md
+
+
+def test_overhead_sentence_reads_as_a_sentence() -> None:
+    import dataclasses
+
+    from benchmarks.report import overhead_sentence
+    from benchmarks.schema import Overhead
+
+    base = Overhead(5.0, 8.0, 10.0, 12.0, 0.5, 0.67, meets_goal=True)
+    point = dataclasses.replace(_point(1.0, 0.012), overhead=base)
+    assert overhead_sentence(point).endswith("p99 <= 2.0x: meets it.")
+    neg = dataclasses.replace(point, overhead=dataclasses.replace(base, overhead_p50_ms=-3.0, x_floor_p50=-0.3))
+    assert overhead_sentence(neg).endswith(
+        ": meets it (a negative overhead means run-to-run noise, e.g. a shared CPU, exceeds what the fleet adds)."
+    )
+    missed = dataclasses.replace(point, overhead=dataclasses.replace(base, x_floor_p50=2.0, meets_goal=False))
+    assert overhead_sentence(missed).endswith(": misses it.")
