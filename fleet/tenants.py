@@ -18,11 +18,14 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from contracts.topics import Headers
+
 SCHEME = "sha256"
 KEY_PREFIX = "fk_"  # makes a leaked key recognisable to secret scanners
 MAX_KEY_BYTES = 256  # a header longer than this is not a key this module minted: refused before hashing
 _SALT_BYTES = 16
 _KEY_BYTES = 32
+_KEY_HEADER = Headers.API_KEY.lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,7 @@ class KeyHash:
         return cls(salt, digest)
 
     def matches(self, key: bytes) -> bool:
+        # hmac.compare_digest: the time taken does not depend on where two digests differ
         return hmac.compare_digest(_digest(self.salt, key), self.digest)
 
     def __str__(self) -> str:
@@ -66,6 +70,12 @@ def mint_key() -> tuple[str, KeyHash]:
     return key, hash_key(key)
 
 
+def key_values(headers: Iterable[tuple[object, object]]) -> list[object]:
+    """The values of every `fleet-api-key` header, under any spelling of the name (header names are
+    case-sensitive in Kafka; a key sent under another spelling is still a secret, and still counted)."""
+    return [v for k, v in headers if isinstance(k, str) and k.lower() == _KEY_HEADER]
+
+
 class KeyRing:
     """Tenant name by API key, over the configured hashes. Every configured hash is checked (no early exit),
     so the time taken does not say which tenant, or whether any, came close."""
@@ -76,9 +86,10 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def tenant_of(self, key: bytes | None) -> str | None:
-        if not key or len(key) > MAX_KEY_BYTES:
+    def tenant_of(self, key: object) -> str | None:
+        if not isinstance(key, bytes | bytearray) or not key or len(key) > MAX_KEY_BYTES:
             return None
+        key = bytes(key)
         found: str | None = None
         for tenant, h in self._entries:
             if h.matches(key) and found is None:

@@ -13,18 +13,7 @@ from dataclasses import dataclass
 from contracts.messages import ErrorCode
 from contracts.topics import Headers, Topics
 from fleet.settings import Settings, TenantSettings
-from fleet.tenants import KeyRing
-
-_KEY_HEADER = Headers.API_KEY.lower()
-
-
-def is_key_header(name: object) -> bool:
-    """Header names are case-sensitive in Kafka; a key sent under any spelling is still a secret."""
-    return isinstance(name, str) and name.lower() == _KEY_HEADER
-
-
-def without_key(headers: Iterable[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:
-    return [(k, v) for k, v in headers if not is_key_header(k)]
+from fleet.tenants import KeyRing, key_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +52,12 @@ class Tenants:
             if t is not None:  # the broker's ACLs let only this tenant write here
                 return Identified(t, "topic")
             return Refused(ErrorCode.UNAUTHENTICATED, "this intake topic belongs to no configured tenant")
-        keys = [v for k, v in headers if is_key_header(k)]
+        keys = key_values(headers)
         if not keys:
             return Refused(ErrorCode.UNAUTHENTICATED, f"an API key is required: send it in header `{Headers.API_KEY}`")
         if len(keys) > 1:  # which copy would count is a guess; one sender, one key
             return Refused(ErrorCode.UNAUTHENTICATED, f"{len(keys)} `{Headers.API_KEY}` headers; send exactly one")
-        key = keys[0]
-        name = self._keys.tenant_of(bytes(key)) if isinstance(key, bytes | bytearray) else None
+        name = self._keys.tenant_of(keys[0])
         if name is None:
             return Refused(ErrorCode.UNAUTHENTICATED, "the API key is not valid")
         return Identified(self._by_name[name], "key")
