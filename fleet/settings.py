@@ -285,6 +285,13 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
 }
 
 
+def toml_string(value: str) -> str:
+    """A TOML basic string (JSON's escaping is valid TOML for the characters a name or hash holds)."""
+    import json
+
+    return json.dumps(value)
+
+
 def _env_value(raw: str) -> Any:
     try:
         return tomllib.loads(f"v = {raw}")["v"]
