@@ -26,6 +26,8 @@ class ErrorCode(enum.StrEnum):
     CANCELLED = "cancelled"  # a cancel message stopped the request
     POISON = "poison"  # the worker failed on this message repeatedly; it went to the DLQ
     INTERNAL = "internal"  # an unexpected failure inside the fleet
+    UNAUTHENTICATED = "unauthenticated"  # tenants are configured and the request carries no valid API key
+    FORBIDDEN = "forbidden"  # the tenant may not do this: another tenant's name, a reply topic, a model
 
     @property
     def retriable(self) -> bool:

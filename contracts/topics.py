@@ -43,10 +43,36 @@ class Topics(msgspec.Struct, frozen=True):
         Prefixed like the topics, so two fleets sharing a cluster never share a group."""
         return f"{self.prefix}-worker-{model}"
 
+    @property
+    def replies(self) -> str:
+        """The reply namespace: `<prefix>.replies` and the topics under it are the only ones of the fleet's
+        namespace a request may name as `reply_to` (the shipped ACLs let router and workers write there)."""
+        return f"{self.prefix}.replies"
+
     def model(self, name: str) -> str:
-        if not _MODEL_NAME.match(name) or name == "dlq":
+        if not _MODEL_NAME.match(name) or name == "dlq" or name == "t" or name.startswith("t."):
             raise ValueError(f"model name {name!r} is not a valid topic suffix")
         return f"{self.prefix}.requests.{name}"
+
+    def tenant_intake(self, tenant: str) -> str:
+        """A tenant's own intake topic (`llm.requests.t.<tenant>`): installations that authenticate producers
+        with Kafka ACLs give each tenant Write on its topic alone, and the topic then names the tenant."""
+        if not _MODEL_NAME.match(tenant):
+            raise ValueError(f"tenant name {tenant!r} is not a valid topic suffix")
+        return f"{self.prefix}.requests.t.{tenant}"
+
+    def tenant_of_intake(self, topic: str) -> str | None:
+        """The tenant whose intake topic this is, or None for the shared intake (or any other topic)."""
+        head = f"{self.prefix}.requests.t."
+        return topic[len(head) :] if topic.startswith(head) and len(topic) > len(head) else None
+
+    def is_fleet_topic(self, name: str) -> bool:
+        """A topic of the fleet's own namespace that is not a reply topic: intake (shared and per tenant),
+        model topics, DLQ, control, status, usage, and whatever later issues add under `<prefix>.`. No reply
+        may be written there: an error event would land among requests, control messages or usage."""
+        if name == self.replies or name.startswith(self.replies + "."):
+            return False
+        return name == self.prefix or name.startswith(self.prefix + ".")
 
 
 class Headers:
@@ -64,4 +90,7 @@ class Headers:
     RUN_ID = "fleet-run-id"
     DLQ_TRUNCATED = "fleet-dlq-truncated"  # on a DLQ copy cut to fit the size limit: the original value's bytes
     DLQ_HEADERS_DROPPED = "fleet-dlq-headers-dropped"  # on a DLQ copy whose original headers did not fit: count
+    # the caller's API key (a secret): read by the router's authenticate stage and the workers' cancel check,
+    # never forwarded, never copied to the DLQ (fleet/records.py drops it), never logged
+    API_KEY = "fleet-api-key"
     UNDELIVERABLE = "fleet-undeliverable"  # on a DLQ copy: the reply to this record could not be written (why)

@@ -19,6 +19,8 @@ contracts_app = typer.Typer(no_args_is_help=True, help="The public wire contract
 models_app = typer.Typer(no_args_is_help=True, help="Model checkpoints: convert GGUF, build the demo pair.")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(models_app, name="models")
+tenants_app = typer.Typer(no_args_is_help=True, help="Tenants: API keys and the [[tenants]] config.")
+app.add_typer(tenants_app, name="tenants")
 
 ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help="TOML config file (or FLEET_CONFIG)")]
 
@@ -219,6 +221,27 @@ def models_prepare(config: ConfigOpt = None) -> None:
         for spec in model_specs(m for m in s.models if m.engine is EngineKind.CONTINUOUS):
             typer.echo(f"{spec}: {resolve_model_path(spec, s.cache_path)}")
     raise typer.Exit(outcome[0] if outcome else 130)
+
+
+@tenants_app.command("add")
+def tenants_add(
+    name: Annotated[str, typer.Argument(help="the tenant's name (also its intake topic's suffix)")],
+) -> None:
+    """Mint an API key for a new tenant: the key is printed once (to stderr), the TOML to add to the
+    fleet's config (with the key's salted hash, never the key) to stdout. To rotate a key, add the new
+    hash to the tenant's `api_key_hashes` and remove the old one once callers have switched."""
+    from contracts.topics import Topics
+    from fleet.settings import toml_string
+    from fleet.tenants import mint_key
+
+    try:
+        Topics().tenant_intake(name)
+    except ValueError:
+        typer.echo(f"fleet: tenant name {name!r} must be 1-100 characters of [A-Za-z0-9._-]", err=True)
+        raise typer.Exit(2) from None
+    key, h = mint_key()
+    typer.echo(f"API key for tenant {name!r} (shown once; send it in header fleet-api-key):\n{key}\n", err=True)
+    typer.echo(f"[[tenants]]\nname = {toml_string(name)}\napi_key_hashes = [{toml_string(str(h))}]")
 
 
 COMMANDS_GROUP = "fleet.commands"  # entry points: name -> a typer app mounted as `fleet NAME`

@@ -121,7 +121,14 @@ class FleetClient:
         reply_topic: str | None = None,
         content_type: ContentType = ContentType.JSON,
         default_timeout_s: float = 120.0,
+        api_key: str | None = None,
+        tenant: str | None = None,
     ) -> None:
+        """`api_key` (from `fleet tenants add`) goes in the `fleet-api-key` header of every request and
+        cancel; `tenant` names the tenant it belongs to, which puts the default reply topic under the
+        tenant's default reply prefix, `<prefix>.replies.<tenant>.<random>`: this client's own topic, which
+        no other tenant may name. Without a tenant the default is the shared `<prefix>.replies` (an
+        installation without tenants, as before)."""
         settings = settings or load_settings()
         if bootstrap:
             import msgspec
@@ -131,7 +138,10 @@ class FleetClient:
             )
         self.settings = settings
         self.topics = settings.kafka.topics
-        self.reply_topic = reply_topic or f"{settings.kafka.topic_prefix}.replies"
+        self.api_key = api_key
+        self.tenant = tenant
+        default_reply = f"{self.topics.replies}.{tenant}.{uuid.uuid4().hex[:12]}" if tenant else self.topics.replies
+        self.reply_topic = reply_topic or default_reply
         self.content_type = content_type
         self.default_timeout_s = default_timeout_s
         self.codec = Codec()
@@ -232,7 +242,7 @@ class FleetClient:
             seed=seed,
             timeout_ms=max(1, int(timeout_s * 1000)),
             priority=priority,
-            tenant=tenant,
+            tenant=tenant if tenant is not None else self.tenant,
             metadata=metadata or {},
         )
 
@@ -242,8 +252,14 @@ class FleetClient:
             self.topics.requests,
             self.codec.encode(req, self.content_type),
             key=req.id.encode(),
-            headers=[(Headers.CONTENT_TYPE, self.content_type.value.encode())],
+            headers=self._headers(self.content_type),
         )
+
+    def _headers(self, ct: ContentType) -> list[tuple[str, bytes]]:
+        headers = [(Headers.CONTENT_TYPE, ct.value.encode())]
+        if self.api_key:
+            headers.append((Headers.API_KEY, self.api_key.encode()))
+        return headers
 
     async def stream(self, prompt: str | None = None, **kw: Any) -> AsyncIterator[StreamEvent]:
         """Yield Chunk events then the Done; a Restart marks a generation redone from scratch.
@@ -313,5 +329,5 @@ class FleetClient:
             self.topics.control,
             self.codec.encode(Cancel(request_id)),
             key=request_id.encode(),
-            headers=[(Headers.CONTENT_TYPE, ContentType.JSON.value.encode())],
+            headers=self._headers(ContentType.JSON),  # with tenants, workers act only on the sender's own
         )

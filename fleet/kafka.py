@@ -104,6 +104,8 @@ def fleet_topics(settings: Settings) -> dict[str, int]:
     }
     for m in settings.models:
         out[t.model(m.name)] = k.model_partitions
+    for tenant in settings.tenants:  # the router reads these too; producers on them are authenticated by ACLs
+        out[t.tenant_intake(tenant.name)] = k.intake_partitions
     return out
 
 

@@ -21,6 +21,7 @@ Header = tuple[str, bytes | None]
 _SLACK_BYTES = 128
 _MAX_KEY_BYTES = 1024
 _MAX_REASON_BYTES = 1000
+_KEY = Headers.API_KEY.lower()
 
 
 def record_size(key: bytes | None, value: bytes | None, headers: list[Header]) -> int:
@@ -41,7 +42,8 @@ def dlq_record(
 ) -> tuple[bytes, bytes | None, list[Header]]:
     """(value, key, headers) of the DLQ copy of one record, at most `max_bytes` as the producer counts.
 
-    The original headers are kept (minus any fleet-error/source headers, which this copy sets afresh);
+    The original headers are kept (minus any fleet-error/source headers, which this copy sets afresh, and
+    minus `fleet-api-key` under any spelling: a caller's secret is never copied anywhere);
     `fleet-error-code` and `fleet-error-reason` say why, `fleet-source-*` where it came from. When the copy
     had to be cut, `fleet-dlq-truncated` holds the original value's length in bytes and, where the
     original headers had to go, `fleet-dlq-headers-dropped` their count."""
@@ -56,7 +58,7 @@ def dlq_record(
     original = [
         (k, None if v is None else bytes(v))
         for k, v in (headers or ())
-        if isinstance(k, str) and k not in own_names and not k.startswith("fleet-error")
+        if isinstance(k, str) and k not in own_names and not k.startswith("fleet-error") and k.lower() != _KEY
     ]
     body = value or b""
     out = original + ours

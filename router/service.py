@@ -98,6 +98,7 @@ class Send:
     headers: list[Header]
     request_id: str | None = None
     model: str | None = None
+    tenant: str | None = None  # a forward's authenticated tenant: with the id, its dedup key
 
 
 @dataclass(slots=True)
@@ -159,7 +160,9 @@ class RouterService:
         self._producer = make_producer(self.settings, purpose=ProducerPurpose.REQUESTS)
         extra: dict[str, Any] = {"group_instance_id": r.group_instance_id} if r.group_instance_id else {}
         self._consumer = make_consumer(self.settings, group_id=self.topics.router_group, **extra)
-        self._consumer.subscribe([self.topics.requests], listener=_Rebalance(self))
+        # the shared intake, and each tenant's own (the topic names the tenant: fleet_topics creates them)
+        intake = [self.topics.requests, *(self.topics.tenant_intake(t.name) for t in self.settings.tenants)]
+        self._consumer.subscribe(intake, listener=_Rebalance(self))
         if self.settings.limits.max_request_bytes + 4096 > self.settings.kafka.max_request_bytes:
             log.warning(
                 "router.limits_exceed_record_size",
@@ -170,10 +173,17 @@ class RouterService:
         await with_retry("router.consumer.start", self._consumer.start, stop=stop)
         log.info(
             "router.started",
-            intake=self.topics.requests,
+            intake=intake,
             group=self.topics.router_group,
             group_instance_id=r.group_instance_id,
+            tenants=[t.name for t in self.settings.tenants],
         )
+        if not self.settings.tenants:
+            log.warning(
+                "router.default_tenant",
+                note="no [[tenants]] configured: one default tenant, no API keys checked, the body's `tenant` is "
+                "passed on unchecked",
+            )
         load_task = asyncio.create_task(feed_load(self.settings, self.views.load, stop), name="load")
         load_task.add_done_callback(log_task_failure)
         try:
@@ -231,7 +241,7 @@ class RouterService:
                     decision, missing = unfinished[rec.offset]
                     for m in missing:  # forwards of an earlier try still unacknowledged: never forwarded twice
                         if m.kind is SendKind.FORWARD and m.request_id:
-                            self.views.dedup.forwarding(m.request_id)
+                            self.views.dedup.forwarding(m.tenant, m.request_id)
                     plans.append(Plan(rec, decision, missing))
                 else:
                     plans.append(self._plan(rec, now_ms))
@@ -249,7 +259,7 @@ class RouterService:
             for s in p.sends:
                 if s.kind is SendKind.FORWARD and not any(f[0] is s for f in p.failures):
                     assert s.request_id is not None
-                    self.views.dedup.forwarded(s.request_id, now_ms)  # a redo must not forward it again
+                    self.views.dedup.forwarded(s.tenant, s.request_id, now_ms)  # a redo must not forward it again
             if p.failures:
                 if redo_at is None:
                     redo_at = p.rec.offset
@@ -382,7 +392,8 @@ class RouterService:
     # -- verdicts into sends ---------------------------------------------------
     def _plan(self, rec: ConsumerRecord[Any, Any], now_ms: int) -> Plan:
         """Run the pipeline on one record and turn its outcome into sends."""
-        stage, outcome = self.pipeline.run(Context(rec.value, list(rec.headers or ()), rec.timestamp or 0, now_ms))
+        ctx = Context(rec.value, list(rec.headers or ()), rec.timestamp or 0, now_ms, topic=rec.topic or "")
+        stage, outcome = self.pipeline.run(ctx)
         self.stats.verdict(stage, outcome)
         if isinstance(outcome, Forward):
             return Plan(rec, outcome, self._forward_sends(outcome, now_ms))
@@ -401,7 +412,8 @@ class RouterService:
 
     def _forward_sends(self, d: Forward, now_ms: int) -> list[Send]:
         req, ct = d.request, d.content_type
-        self.views.dedup.forwarding(req.id)
+        tenant = d.tenant
+        self.views.dedup.forwarding(tenant, req.id)
         self.views.load.forwarded(d.model)
         self.stats.forwarded += 1
         headers: list[Header] = [
@@ -413,7 +425,7 @@ class RouterService:
         value, key = self.codec.encode(req, ct), req.id.encode()
         log.debug("router.forward", request_id=req.id, model=d.model, tier=d.tier, score=d.score)
         return [
-            Send(SendKind.FORWARD, topic, value, key, list(headers), request_id=req.id, model=d.model)
+            Send(SendKind.FORWARD, topic, value, key, list(headers), request_id=req.id, model=d.model, tenant=tenant)
             for topic in d.topics
         ]
 

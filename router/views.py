@@ -10,27 +10,31 @@ from fleet.settings import Settings
 from router.policies.dedup import DedupWindow
 from router.policies.overload import LoadTracker
 
+DedupKey = tuple[str | None, str]  # (authenticated tenant, request id); None: the default tenant
+
 
 class DedupView:
-    """Ids forwarded within the window, and those being forwarded by the batch in hand (not yet acknowledged)."""
+    """(tenant, id) keys forwarded within the window, and those being forwarded by the batch in hand (not yet
+    acknowledged). Keyed by tenant too: one tenant's id never makes another tenant's request a duplicate."""
 
     def __init__(self, window_s: float, max_entries: int) -> None:
         self.window = DedupWindow(window_s, max_entries)
-        self._in_batch: set[str] = set()
+        self._in_batch: set[DedupKey] = set()
 
     def begin_batch(self) -> None:
         """A new batch: nothing of it is being forwarded yet."""
         self._in_batch = set()
 
-    def seen(self, request_id: str, now_ms: int) -> bool:
-        return request_id in self._in_batch or self.window.seen(request_id, now_ms / 1000)
+    def seen(self, tenant: str | None, request_id: str, now_ms: int) -> bool:
+        key = (tenant, request_id)
+        return key in self._in_batch or self.window.seen(key, now_ms / 1000)
 
-    def forwarding(self, request_id: str) -> None:
-        self._in_batch.add(request_id)
+    def forwarding(self, tenant: str | None, request_id: str) -> None:
+        self._in_batch.add((tenant, request_id))
 
-    def forwarded(self, request_id: str, now_ms: int) -> None:
+    def forwarded(self, tenant: str | None, request_id: str, now_ms: int) -> None:
         """Acknowledged by the broker: a redo must not forward it again."""
-        self.window.record(request_id, now_ms / 1000)
+        self.window.record((tenant, request_id), now_ms / 1000)
 
 
 @dataclass(slots=True)

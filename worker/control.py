@@ -1,6 +1,7 @@
 """Control: every worker of the model reads every control message (no group) and acts on the
 requests it holds. Today that is `Cancel`; one odd record is logged and skipped, never the end
-of cancellation."""
+of cancellation. With tenants configured a cancel carries the sender's API key (`fleet-api-key`) and
+stops only that tenant's runs of the id; one without a valid key is logged and ignored."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from contracts.codec import Codec, DecodeFailure, content_type_from_headers
 from contracts.messages import Cancel
 from fleet.kafka import make_consumer, with_retry
 from fleet.settings import Settings
+from fleet.tenants import KeyRing, key_values
 from worker.driver import EngineDriver
 from worker.replies import Replies
 
@@ -27,6 +29,7 @@ class Control:
         self._driver = driver
         self._replies = replies
         self._codec = codec
+        self._keys = KeyRing((t.name, h) for t in settings.tenants for h in t.api_key_hashes)
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self._settings
@@ -63,8 +66,17 @@ class Control:
             return
         if isinstance(msg, Cancel):
             held = bool(self._driver.by_request.get(msg.id))
-            self._replies.deliver(self._driver.cancel(msg.id))
-            log.info("worker.cancel", request_id=msg.id[:200], held=held)
+            if not self._settings.tenants:  # the default tenant: any cancel stops the id, as before
+                self._replies.deliver(self._driver.cancel(msg.id))
+                log.info("worker.cancel", request_id=msg.id[:200], held=held)
+                return
+            keys = key_values(rec.headers or ())
+            tenant = self._keys.tenant_of(keys[0]) if len(keys) == 1 else None
+            if tenant is None:  # a cancel reaches only the sender's own requests: it must say who it is
+                log.warning("worker.cancel_unauthenticated", request_id=msg.id[:200], held=held)
+                return
+            self._replies.deliver(self._driver.cancel(msg.id, tenant=tenant, any_tenant=False))
+            log.info("worker.cancel", request_id=msg.id[:200], held=held, tenant=tenant)
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

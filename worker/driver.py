@@ -125,12 +125,15 @@ class EngineDriver:
         Raises `EngineDied` when the engine is gone; the request then stays in `states`."""
         return self._start(request, prompt_ids, content_type, intake_s, partition, offset, record, 0, launch=True)
 
-    def cancel(self, request_id: str) -> Update:
-        """Cancel every run of `request_id`: the engine ends a running one at its next step; one held
-        back while isolating ends now (its events are in the returned Update)."""
+    def cancel(self, request_id: str, *, tenant: str | None = None, any_tenant: bool = True) -> Update:
+        """Cancel every run of `request_id` (only those of `tenant` unless `any_tenant`): the engine ends a
+        running one at its next step; one held back while isolating ends now (its events are in the
+        returned Update)."""
         upd = Update(at_s=self._clock())
         for run_id in list(self.by_request.get(request_id, ())):
             state = self.states[run_id]
+            if not any_tenant and state.request.tenant != tenant:
+                continue  # another tenant's request under the same id: not the sender's to stop
             if state.in_engine:
                 self.engine.abort_request(run_id, FinishKind.CANCELLED)
             else:  # held back while isolating: nothing to stop, answer now

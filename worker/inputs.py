@@ -1,5 +1,5 @@
-"""Input processing: a record's content type, and a validated request to prompt token ids (chat
-template for `messages`)."""
+"""Input processing: a record's content type, where its replies may go, and a validated request to prompt
+token ids (chat template for `messages`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,24 @@ from typing import Any
 
 from contracts.messages import ErrorCode, Request
 from contracts.validation import InvalidRequest
+from fleet.settings import Settings
+
+
+def reply_refusal(settings: Settings, req: Request) -> str | None:
+    """Why the worker may not write replies to `req.reply_to` (None: it may), re-checking the router's rule:
+    never a topic of the fleet itself, and with tenants configured only under the request's tenant's reply
+    prefixes (the tenant is the one the router authenticated)."""
+    if settings.kafka.topics.is_fleet_topic(req.reply_to):
+        return f"`reply_to` {req.reply_to[:250]!r} is a topic of the fleet itself"
+    if not settings.tenants:
+        return None
+    tenant = settings.tenant(req.tenant)
+    if tenant is None:
+        return f"tenant {(req.tenant or '')[:128]!r} is not configured"
+    prefixes = settings.reply_prefixes(tenant)
+    if not req.reply_to.startswith(tuple(prefixes)):
+        return f"`reply_to` {req.reply_to[:250]!r} is not under tenant {tenant.name!r}'s reply prefixes {prefixes}"
+    return None
 
 
 def prompt_token_ids(req: Request, tokenizer: Any, max_model_len: int) -> list[int]:

@@ -26,7 +26,7 @@ from fleet.settings import ModelSettings, Settings
 from worker.commits import Commits
 from worker.driver import EngineDriver
 from worker.engine.api import EngineDied
-from worker.inputs import prompt_token_ids
+from worker.inputs import prompt_token_ids, reply_refusal
 from worker.replies import Replies
 
 log = structlog.get_logger(__name__)
@@ -130,7 +130,11 @@ class Intake:
             reply_to = salvaged.get("reply_to") if isinstance(exc, DecodeFailure) else req.reply_to
             reject(tp, rec, exc.code, exc.message, rid, reply_to)
             return
-        answered = self._replies.answered(req.id)
+        refusal = reply_refusal(self._settings, req)
+        if refusal is not None:  # the router refuses these: a record here did not come through it
+            reject(tp, rec, ErrorCode.FORBIDDEN, refusal, req.id, None, ct)  # no reply to a topic it may not name
+            return
+        answered = self._replies.answered(req.tenant, req.id)
         if answered is not None and req.id not in self._driver.by_request:
             # a re-send (or a redelivery) of an id this worker finished: the same answer, not a new run
             self.answered_again += 1

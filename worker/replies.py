@@ -44,7 +44,7 @@ class Replies:
         self._usage = usage
         self._commits = commits
         self._codec = codec
-        self._answered: OrderedDict[str, Done] = OrderedDict()  # request id -> the `done` sent for it
+        self._answered: OrderedDict[tuple[str | None, str], Done] = OrderedDict()  # (tenant, id) -> its `done`
         self._tasks: set[asyncio.Task[None]] = set()  # one per request waiting for its records' outcome
         self.done = 0
         self.errors = 0
@@ -63,7 +63,9 @@ class Replies:
             futs = [self.send_event(state, e) for e in ev.final]
             terminal = ev.final[-1]
             if isinstance(terminal, Done):
-                self._remember_answer(state.request.id, terminal)  # errors are not replayed: a retry may fare better
+                self._remember_answer(
+                    state.request.tenant, state.request.id, terminal
+                )  # errors are not replayed: a retry may fare better
                 self.done += 1
                 self.tokens += terminal.usage.completion_tokens
             else:
@@ -77,13 +79,16 @@ class Replies:
                 s.partition, s.record, ErrorCode.POISON, p.reason, s.request.id, s.request.reply_to, s.content_type
             )
 
-    def answered(self, request_id: str) -> Done | None:
-        """The `done` this worker sent for `request_id`, if it is still remembered."""
-        return self._answered.get(request_id)
+    def answered(self, tenant: str | None, request_id: str) -> Done | None:
+        """The `done` this worker sent for `request_id` of `tenant`, if it is still remembered. Keyed by the
+        tenant too: another tenant's request under the same id is a request of its own, never answered with
+        this text (the router sets the authenticated tenant on what it forwards)."""
+        return self._answered.get((tenant, request_id))
 
-    def _remember_answer(self, request_id: str, terminal: Done) -> None:
-        self._answered[request_id] = terminal
-        self._answered.move_to_end(request_id)
+    def _remember_answer(self, tenant: str | None, request_id: str, terminal: Done) -> None:
+        key = (tenant, request_id)
+        self._answered[key] = terminal
+        self._answered.move_to_end(key)
         while len(self._answered) > self._settings.worker.answered_ids:
             self._answered.popitem(last=False)
 

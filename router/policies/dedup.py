@@ -1,4 +1,6 @@
-"""Idempotent intake: a request id seen within the window is not routed again.
+"""Idempotent intake: a request key seen within the window is not routed again. The key is (tenant, id):
+one tenant's id never shadows another's (a request pre-sent under a victim's id would otherwise have the
+victim's own request dropped as its duplicate).
 
 The window lives in the router's memory (an insertion-ordered dict, pruned by
 age and size). A router restart starts with an empty window, unless it is
@@ -8,25 +10,26 @@ rebuilt from the per-model topics.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Hashable
 
 
 class DedupWindow:
     def __init__(self, window_s: float, max_entries: int) -> None:
         self._window_s = window_s
         self._max = max_entries
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._seen: OrderedDict[Hashable, float] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._seen)
 
-    def seen(self, request_id: str, now_s: float) -> bool:
-        """True if the id was recorded within the window (does not record it)."""
+    def seen(self, key: Hashable, now_s: float) -> bool:
+        """True if the key was recorded within the window (does not record it)."""
         self._prune(now_s)
-        return request_id in self._seen
+        return key in self._seen
 
-    def record(self, request_id: str, at_s: float) -> None:
-        self._seen[request_id] = at_s
-        self._seen.move_to_end(request_id)
+    def record(self, key: Hashable, at_s: float) -> None:
+        self._seen[key] = at_s
+        self._seen.move_to_end(key)
         while len(self._seen) > self._max:
             self._seen.popitem(last=False)
 

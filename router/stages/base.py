@@ -16,6 +16,7 @@ import msgspec
 from contracts.codec import ContentType
 from contracts.messages import ErrorCode, ReplyEvent, Request
 from fleet.records import Header
+from fleet.settings import TenantSettings
 
 
 class Context(msgspec.Struct, frozen=True):
@@ -31,6 +32,8 @@ class Context(msgspec.Struct, frozen=True):
     model: str | None = None
     tier: str | None = None
     score: float | None = None  # the classifier's score when the model was "auto"
+    topic: str = ""  # the intake topic it came from (a tenant's own topic names the tenant)
+    tenant: TenantSettings | None = None  # authenticated (None: no tenants configured, the default tenant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,7 @@ class Forward:
     score: float | None
     content_type: ContentType = ContentType.JSON  # as the sender encoded it; replies and the forward use it too
     topics: tuple[str, ...] = ()  # where it is published: the model topic first
+    tenant: str | None = None  # authenticated (None: the default tenant); the request carries it too
 
 
 Outcome = Reject | Drop | Answer | Forward

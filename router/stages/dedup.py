@@ -1,4 +1,5 @@
-"""Dedup: a request id forwarded within the window (or earlier in this batch) is dropped as a duplicate."""
+"""Dedup: a request whose (tenant, id) was forwarded within the window (or earlier in this batch) is dropped
+as a duplicate. The tenant is the authenticated one (None without tenants configured)."""
 
 from __future__ import annotations
 
@@ -17,4 +18,5 @@ class Dedup:
     def __call__(self, ctx: Context) -> Verdict:
         assert ctx.request is not None, "dedup runs after decode"
         rid = ctx.request.id
-        return Drop(DUPLICATE, rid) if self._view.seen(rid, ctx.now_ms) else Continue(ctx)
+        tenant = ctx.tenant.name if ctx.tenant is not None else None
+        return Drop(DUPLICATE, rid) if self._view.seen(tenant, rid, ctx.now_ms) else Continue(ctx)

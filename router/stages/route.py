@@ -15,4 +15,6 @@ class Route:
     def __call__(self, ctx: Context) -> Verdict:
         req = ctx.request
         assert req is not None and ctx.model is not None, "route runs after resolve_model"
-        return Forward(req, ctx.model, ctx.tier, ctx.score, ctx.content_type, (self._topics.model(ctx.model),))
+        tenant = ctx.tenant.name if ctx.tenant is not None else None
+        topics = (self._topics.model(ctx.model),)
+        return Forward(req, ctx.model, ctx.tier, ctx.score, ctx.content_type, topics, tenant)

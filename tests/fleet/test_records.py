@@ -32,3 +32,10 @@ def test_an_oversized_copy_is_cut_to_fit_and_says_so() -> None:
     assert body.startswith(value) and len(value) > 60_000
     assert h["fleet-dlq-truncated"] == b"300000" and h["fleet-dlq-headers-dropped"] == b"1"
     assert key is not None and len(key) <= 1024 and len(h["fleet-error-reason"] or b"") <= 1000
+
+
+def test_a_dlq_copy_never_carries_an_api_key_under_any_spelling() -> None:
+    headers = [("content-type", b"application/json"), ("fleet-api-key", b"fk_secret"), ("Fleet-API-Key", b"fk_2")]
+    value, _, out = dlq_record(b"{}", b"k", headers, "llm.requests", 0, 7, "unauthenticated", "no", 1 << 20)
+    assert value == b"{}" and [k for k, _ in out if "api-key" in k.lower()] == []
+    assert ("content-type", b"application/json") in out and not any(b"fk_" in (v or b"") for _, v in out)

@@ -194,6 +194,7 @@ def test_kafka_topics_are_the_contracts_topics(env: Env) -> None:
     t, k = env.topics, env.settings.kafka
     expected = {t.requests, t.dlq, t.control, t.status, t.usage, f"{k.topic_prefix}.replies"}
     expected |= {t.model(m) for m in env.settings.model_names}
+    expected |= {t.tenant_intake(x.name) for x in env.settings.tenants}
     got = [d["spec"]["topicName"] for d in env.of("KafkaTopic")]
     assert sorted(got) == sorted(expected)
     for d in env.of("KafkaTopic"):
@@ -445,6 +446,7 @@ def _required_acls(s: Settings) -> dict[str, set[ACL]]:
     return {
         "router": {
             ("topic", "literal", t.requests, "Read"),  # intake consumer
+            ("topic", "prefix", t.tenant_intake("x")[:-1], "Read"),  # and every tenant's own intake topic
             ("group", "literal", t.router_group, "Read"),
             *{("topic", "literal", t.model(m), "Write") for m in models},  # forward (Write implies the
             ("topic", "literal", t.dlq, "Write"),  # Describe that end_offsets of the model topics need)
@@ -465,6 +467,12 @@ def _required_acls(s: Settings) -> dict[str, set[ACL]]:
             ("topic", "literal", t.requests, "Write"),
             ("topic", "literal", t.control, "Write"),
             ("topic", "literal", replies, "Read"),
+        },
+        # the template of a tenant whose producers Kafka authenticates: its own intake topic only
+        "tenant-example": {
+            ("topic", "literal", t.tenant_intake("example"), "Write"),
+            ("topic", "literal", t.control, "Write"),
+            ("topic", "prefix", f"{replies}.example.", "Read"),
         },
         "keda": {
             *{("topic", "literal", t.model(m), "Describe") for m in models},

@@ -7,6 +7,7 @@ import json
 from contracts import Codec, ContentType, ErrorCode, Request
 from fleet.settings import Settings
 from router.pipeline import Pipeline, build_pipeline
+from router.policies.tenants import Tenants
 from router.stages.base import Context, Continue, Drop, Forward, Reject
 from router.stages.deadline import Deadline
 from router.stages.decode import Decode
@@ -50,9 +51,9 @@ def test_decode_refuses_an_empty_body() -> None:
 
 
 def test_validate_refuses_a_reply_to_of_the_fleet_itself_without_a_reply() -> None:
-    stage = Validate(S, InternalTopics(S))
+    stage = Validate(S, InternalTopics(S), Tenants(S))
     v = stage(ctx(id="a", reply_to=S.kafka.topics.requests, prompt="x"))
-    assert isinstance(v, Reject) and v.code is ErrorCode.INVALID_REQUEST and v.reply_to is None and v.to_dlq
+    assert isinstance(v, Reject) and v.code is ErrorCode.FORBIDDEN and v.reply_to is None and v.to_dlq
     assert isinstance(stage(ctx(id="a", reply_to="r", prompt="x")), Continue)
     v = stage(ctx(id="a", reply_to="r", prompt="x", max_tokens=0))
     assert isinstance(v, Reject) and v.reply_to == "r"
@@ -84,11 +85,11 @@ def test_dedup_drops_an_id_in_the_window_or_already_in_this_batch() -> None:
     stage = Dedup(view)
     c = ctx(id="a", reply_to="r", prompt="x", now=1000)
     assert isinstance(stage(c), Continue)
-    view.forwarding("a")  # being forwarded by this batch
+    view.forwarding(None, "a")  # being forwarded by this batch
     assert stage(c) == Drop("duplicate", "a")
     view.begin_batch()
     assert isinstance(stage(c), Continue)
-    view.forwarded("a", 1000)  # acknowledged: in the window for 10 s
+    view.forwarded(None, "a", 1000)  # acknowledged: in the window for 10 s
     assert isinstance(stage(c), Drop)
     assert isinstance(stage(ctx(id="a", reply_to="r", prompt="x", now=12_000)), Continue)
 
@@ -112,12 +113,23 @@ def test_route_forwards_to_the_models_topic() -> None:
 def test_the_pipeline_runs_in_order_and_names_the_deciding_stage() -> None:
     views = Views.from_settings(S)
     stages = build_pipeline(S, views, CODEC)
-    assert [s.name for s in stages] == ["decode", "validate", "deadline", "resolve_model", "dedup", "overload", "route"]
+    assert [s.name for s in stages] == [
+        "decode",
+        "authenticate",
+        "validate",
+        "tenant_limits",
+        "deadline",
+        "resolve_model",
+        "allowed_models",
+        "dedup",
+        "overload",
+        "route",
+    ]
     p = Pipeline(stages, CODEC)
     body = json.dumps({"id": "a", "reply_to": "r", "prompt": "x", "model": "small"}).encode()
     stage, out = p.run(Context(body, list(JSON), 1000, 1000))
     assert stage == "route" and isinstance(out, Forward) and out.model == "small"
-    views.dedup.forwarding("a")
+    views.dedup.forwarding(None, "a")
     assert p.run(Context(body, list(JSON), 1000, 1000)) == ("dedup", Drop("duplicate", "a"))
     stage, out = p.run(Context(b"{", list(JSON), 1000, 1000))
     assert stage == "decode" and isinstance(out, Reject)

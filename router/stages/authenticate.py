@@ -1,0 +1,36 @@
+"""Authenticate: the tenant comes from the intake topic (the topic names it; Kafka ACLs decide who may
+write there) or from the API key in `fleet-api-key`, never from the body alone. A missing or wrong key is
+refused `unauthenticated`, a body naming another tenant `forbidden`, both with a DLQ copy (which never
+holds the key: fleet/records.py drops that header). The request goes on carrying the authenticated tenant,
+so the workers' usage records bill it. Without tenants configured everything passes as before."""
+
+from __future__ import annotations
+
+import msgspec
+
+from contracts.messages import ErrorCode
+from router.policies.tenants import Refused, Tenants
+from router.stages.base import Context, Continue, Reject, Verdict
+
+
+class Authenticate:
+    name = "authenticate"
+
+    def __init__(self, tenants: Tenants) -> None:
+        self._tenants = tenants
+
+    def __call__(self, ctx: Context) -> Verdict:
+        req = ctx.request
+        assert req is not None, "authenticate runs after decode"
+        ct = ctx.content_type.value
+        who = self._tenants.identify(ctx.topic, ctx.headers)
+        if isinstance(who, Refused):
+            return Reject(who.code, who.message, req.id or None, req.reply_to or None, True, ct)
+        t = who.tenant
+        if t is None:
+            return Continue(ctx)
+        if req.tenant is not None and req.tenant != t.name:
+            msg = f"`tenant` {req.tenant[:128]!r} is not the tenant this request authenticated as"
+            return Reject(ErrorCode.FORBIDDEN, msg, req.id or None, req.reply_to or None, True, ct)
+        routed = req if req.tenant == t.name else msgspec.structs.replace(req, tenant=t.name)
+        return Continue(msgspec.structs.replace(ctx, request=routed, tenant=t))

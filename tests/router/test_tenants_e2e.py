@@ -1,0 +1,97 @@
+"""Tenants end to end through a real broker, a real router process and a simulated-engine worker (timed
+token emission, no model): each refusal comes back as its error event with a DLQ copy that holds no key,
+serving goes on afterwards, a tenant's own intake topic authenticates by topic, and no key reaches a log."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from contracts import Done, Error, ErrorCode
+from fleet.tenants import mint_key
+from tests.fixtures_kafka import FleetProcs, started, write_config
+from tests.kafka_helpers import RawPeer, header
+
+KEY, HASH = mint_key()
+WRONG, _ = mint_key()
+
+
+@pytest.fixture(scope="module")
+async def tenant_fleet(broker: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FleetProcs]:
+    d = tmp_path_factory.mktemp("tenantfleet")
+    tenants = (
+        f'[[tenants]]\nname = "alpha"\napi_key_hashes = ["{HASH}"]\nmax_tokens = 64\n'
+        '[[tenants]]\nname = "gamma"\n'  # its intake topic is its only way in
+    )
+    cfg = write_config(
+        d / "fleet.toml",
+        [{"name": "sim", "path": "none", "engine": "simulated", "simulated_tokens_per_s": 400.0}],
+        prefix="ten",
+        tiers=[("only", "sim", float("inf"))],
+        extra=tenants,
+    )
+    async with started(cfg, broker, d, [("sim", "worker-sim")]) as fleet:
+        yield fleet
+
+
+def body(reply_to: str, **kw: object) -> tuple[str, bytes]:
+    rid = f"t-{uuid.uuid4().hex[:8]}"
+    return rid, json.dumps({"id": rid, "reply_to": reply_to, "prompt": "hi", "max_tokens": 4, **kw}).encode()
+
+
+def no_key(record: object) -> bool:
+    names = [k.lower() for k, _ in record.headers or ()]  # type: ignore[attr-defined]
+    values = b"".join(v or b"" for _, v in record.headers or ())  # type: ignore[attr-defined]
+    return "fleet-api-key" not in names and KEY.encode() not in values and WRONG.encode() not in values
+
+
+async def test_refusals_come_back_with_keyless_dlq_copies_and_serving_goes_on(tenant_fleet: FleetProcs) -> None:
+    reply = f"ten.replies.alpha.e2e-{uuid.uuid4().hex[:6]}"
+    ct = ("content-type", b"application/json")
+    async with RawPeer(tenant_fleet.settings, reply) as peer:
+        cases = [
+            ([ct], ErrorCode.UNAUTHENTICATED, {}),  # no key
+            ([ct, ("fleet-api-key", WRONG.encode())], ErrorCode.UNAUTHENTICATED, {}),
+            ([ct, ("fleet-api-key", KEY.encode()), ("fleet-api-key", KEY.encode())], ErrorCode.UNAUTHENTICATED, {}),
+            ([ct, ("fleet-api-key", KEY.encode())], ErrorCode.FORBIDDEN, {"tenant": "gamma"}),  # claims another
+            ([ct, ("fleet-api-key", KEY.encode())], ErrorCode.INVALID_REQUEST, {"max_tokens": 65}),  # over ceiling
+        ]
+        for headers, code, extra in cases:
+            rid, value = body(reply, **extra)
+            await peer.send(value, headers=list(headers))
+            err = await peer.reply(rid, Error)
+            assert err.code is code and KEY not in err.message, (code, err)
+            copy = await peer.dlq_record(value)
+            assert header(copy, "fleet-error-code") == code.value and no_key(copy)
+        # a reply_to outside the tenant's prefixes: no reply there, a DLQ copy
+        _, value = body("ten.replies.gamma.stolen")
+        await peer.send(value, headers=[ct, ("fleet-api-key", KEY.encode())])
+        copy = await peer.dlq_record(value)
+        assert header(copy, "fleet-error-code") == "forbidden" and no_key(copy)
+        # and serving goes on: a request with the key is answered
+        rid, value = body(reply)
+        await peer.send(value, headers=[ct, ("fleet-api-key", KEY.encode())])
+        done = await peer.reply(rid, Done)
+        assert done.usage.completion_tokens > 0
+    for name in tenant_fleet.procs:
+        log = tenant_fleet.log(name)
+        assert KEY not in log and WRONG not in log, f"a key reached the {name} log"
+
+
+async def test_a_tenants_intake_topic_authenticates_by_topic(tenant_fleet: FleetProcs) -> None:
+    reply = f"ten.replies.gamma.e2e-{uuid.uuid4().hex[:6]}"
+    topic = tenant_fleet.settings.kafka.topics.tenant_intake("gamma")
+    async with RawPeer(tenant_fleet.settings, reply) as peer:
+        rid, value = body(reply)
+        await peer.send(value, topic=topic)  # no key: the topic names the tenant
+        assert isinstance(await peer.reply(rid, Done), Done)
+        rid, value = body(reply, tenant="alpha")  # the topic's tenant, not the body's claim
+        await peer.send(value, topic=topic)
+        err = await peer.reply(rid, Error)
+        assert err.code is ErrorCode.FORBIDDEN
+        rid, value = body(reply)  # the same body on the shared intake, without a key: unauthenticated
+        await peer.send(value)
+        assert (await peer.reply(rid, Error)).code is ErrorCode.UNAUTHENTICATED
