@@ -21,13 +21,13 @@ import hashlib
 import importlib.util
 import json
 import re
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from fleet.cache_dirs import ensure_entry, write_json
+from fleet.runtime import run_interruptible
 
 GGUF_PREFIX = "gguf:"
 CONVERSION_VERSION = 1  # bump when `convert` changes what it writes: entries are named by it
@@ -146,25 +146,19 @@ def ensure_converted(spec: str, cache_dir: Path, *, force: bool = False) -> tupl
     return ensure_entry(cache_dir, entry_name(source), is_complete, lambda s: _convert_into(source, s), force=force)
 
 
-def _exit_on_sigterm() -> None:
-    """SIGTERM raises SystemExit, so `finally` blocks remove the staging directory (Ctrl-C already raises)."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fleet.gguf_models", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache-dir", type=Path, required=True, help="where converted models are kept")
     parser.add_argument("--force", action="store_true", help="convert again even if a complete entry exists")
     parser.add_argument("specs", nargs="+", help="gguf:MODULE/FILE.gguf or gguf:/path/to/FILE.gguf")
     args = parser.parse_args(argv)
-    _exit_on_sigterm()
-    for spec in args.specs:
+    return run_interruptible(lambda: _prepare(args.specs, args.cache_dir, force=args.force), "fleet.gguf_models")
+
+
+def _prepare(specs: list[str], cache_dir: Path, *, force: bool) -> int:
+    for spec in specs:
         try:
-            path, converted = ensure_converted(spec, args.cache_dir, force=args.force)
+            path, converted = ensure_converted(spec, cache_dir, force=force)
         except (FileNotFoundError, ValueError) as exc:
             print(f"fleet.gguf_models: {exc}", file=sys.stderr)
             return 2

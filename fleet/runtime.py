@@ -47,6 +47,22 @@ def run_service(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     asyncio.run(runner())
 
 
+def run_interruptible(main: Callable[[], int], name: str) -> int:
+    """Run a one-shot command (a model conversion, the demo build) so that Ctrl-C and SIGTERM end it at
+    once: both unwind the stack (its `finally` blocks remove half-written files) and it exits 130 or 143
+    with one line instead of a traceback."""
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; nothing half-written is left", file=sys.stderr)
+        return 130
+
+
 def log_task_failure(task: asyncio.Task[object]) -> None:
     """Done-callback for background tasks: a task that dies must say so, never fail silently."""
     import structlog

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from fleet.demo_models.cache import ensure_demo_models
+from fleet.runtime import run_interruptible
 from fleet.settings import Settings
 
 
@@ -19,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild even if a complete build exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    return run_interruptible(lambda: _build(args), "fleet.demo_models")
+
+
+def _build(args: argparse.Namespace) -> int:
     models = ensure_demo_models(args.cache_dir, seed=args.seed, progress=not args.no_progress, force=args.force)
     metadata = models.metadata()
     summary = {

@@ -241,3 +241,20 @@ def test_fleet_models_prepare_finds_the_conversion_and_says_where(smollm2: Prepa
     )
     assert out.returncode == 0, out.stderr
     assert f"{SMOLLM2_135M_INSTRUCT}: {smollm2.path}" in out.stdout
+
+
+@pytest.mark.parametrize(("sig", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_preparation_command_ends_quietly_on_a_signal_and_cleans_up(tmp_path: Path, sig: str, code: int) -> None:
+    """Ctrl-C reaches the converter with the rest of the terminal's process group, at any line of it (a
+    clean-clone run caught it inside `import torch`): one line, no traceback, and its `finally` ran."""
+    script = (
+        "import os, signal, time\n"
+        "from fleet.runtime import run_interruptible\n"
+        "def main():\n"
+        f"    try:\n        os.kill(os.getpid(), signal.{sig}); time.sleep(5); return 0\n"
+        f"    finally:\n        open({str(tmp_path / 'cleaned')!r}, 'w').close()\n"
+        "raise SystemExit(run_interruptible(main, 'demo'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == code and "Traceback" not in out.stderr, out.stderr
+    assert (tmp_path / "cleaned").exists()

@@ -248,7 +248,7 @@ async def test_an_unwritable_reply_to_neither_blocks_nor_repeats_the_batch(route
             )
             assert header(rec, "fleet-undeliverable") == ".."
         rec = await peer.dlq_record(js(internal))
-        assert header(rec, "fleet-error-code") == "invalid_request"
+        assert header(rec, "fleet-error-code") == "forbidden"
         await intake_fully_committed(router_only)
         elapsed = time.monotonic() - t0
         assert sorted(model.ids()) == sorted(valid)  # no batch was forwarded twice
