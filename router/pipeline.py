@@ -42,7 +42,7 @@ def request_stages(settings: Settings, codec: Codec) -> list[Stage]:
         Validate(settings, InternalTopics(settings), tenants),
         TenantLimits(),
         Deadline(settings),
-        ResolveModel(settings),
+        ResolveModel(settings, tenants),
         AllowedModels(tenants),
     ]
 

@@ -1,20 +1,23 @@
-"""Resolve the model: "auto" goes to the tier the classifier's score picks (router/policies/classify.py), a
-tier name to its model, a known model name to itself; anything else is refused `unknown_model`."""
+"""Resolve the model: "auto" goes to the tier the classifier's score picks (router/policies/classify.py) among
+the tiers the request's tenant may use, a tier name to its model, a known model name to itself; anything else
+is refused `unknown_model`."""
 
 from __future__ import annotations
 
 import msgspec
 
 from contracts.messages import ErrorCode
-from fleet.settings import Settings
+from fleet.settings import Settings, TenantSettings, TierSettings
 from router.policies.classify import choose_tier, features
+from router.policies.tenants import Tenants
 from router.stages.base import Context, Continue, Reject, Verdict
 
 
 class ResolveModel:
     name = "resolve_model"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tenants: Tenants | None = None) -> None:
+        self._tenants = tenants
         self._models = set(settings.model_names)
         self._tiers = {t.name: t for t in settings.router.tiers}
         self._tier_list = settings.router.tiers
@@ -27,7 +30,7 @@ class ResolveModel:
         score: float | None = None
         if req.model == "auto":
             score = features(req, self._classify_max_chars).score
-            tier = choose_tier(score, self._tier_list)
+            tier = choose_tier(score, self._tiers_for(ctx.tenant))
             model, tier_name = tier.model, tier.name
         elif req.model in self._models:
             model = req.model
@@ -38,3 +41,12 @@ class ResolveModel:
             return Reject(ErrorCode.UNKNOWN_MODEL, msg, req.id, req.reply_to, True, ctx.content_type.value)
         routed = req if model == req.model else msgspec.structs.replace(req, model=model)
         return Continue(msgspec.structs.replace(ctx, request=routed, model=model, tier=tier_name, score=score))
+
+    def _tiers_for(self, tenant: TenantSettings | None) -> list[TierSettings]:
+        """The tiers "auto" may choose for this tenant: those it may use (all of them when it has no list, or
+        when it may use none: allowed_models then refuses whatever is chosen)."""
+        if tenant is None or tenant.allowed_models is None or self._tenants is None:
+            return self._tier_list
+        tenants = self._tenants
+        allowed = [t for t in self._tier_list if tenants.model_allowed(tenant, t.model, t.name)]
+        return allowed or self._tier_list

@@ -218,7 +218,12 @@ def test_allowed_models_by_model_tier_or_auto() -> None:
         stage, v = run(S, body(model=model), key)
         assert stage == "allowed_models" and isinstance(v, Reject) and v.code is ErrorCode.FORBIDDEN, model
         assert v.to_dlq and v.reply_to == "llm.replies.alpha.x" and "simple" in v.message
-    # "auto" choosing the complex tier is forbidden too (the classifier is not restricted to allowed tiers)
+    # "auto" chooses among the tiers the tenant may use: a prompt the classifier scores complex still goes to
+    # alpha's one allowed tier instead of being refused
+    hard = "Prove, step by step, that the algorithm below is correct and analyse its complexity. " * 40
+    assert run(DEFAULT, body(model="auto", prompt=hard), [])[1].model == "large"  # type: ignore[union-attr]
+    stage, v = run(S, body(model="auto", prompt=hard), key)
+    assert isinstance(v, Forward) and v.model == "small", (stage, v)
     assert not T.model_allowed(S.tenants[0], "large", "complex")
     assert T.model_allowed(S.tenants[1], "large", "complex")  # beta: allowed_models None, all
     assert AllowedModels(T).name == "allowed_models"
