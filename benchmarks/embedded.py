@@ -11,8 +11,8 @@ from pathlib import Path
 import msgspec
 
 from benchmarks.procs import Procs, wait_workers
-from fleet.preparation import demo_to_build, model_specs, prepare_demo, prepare_gguf
-from fleet.settings import EngineKind, Settings
+from fleet.preparation import prepare_models
+from fleet.settings import Settings
 
 
 @contextlib.asynccontextmanager
@@ -32,11 +32,9 @@ async def embedded_fleet(
     )
     procs = Procs(broker.bootstrap, logs, config)
     try:
-        wanted = [m for m in (settings.model(name) for name in models) if m.engine is EngineKind.CONTINUOUS]
-        never = asyncio.Event()  # a cancelled run stops the preparation child (fleet.preparation.run_child)
-        await prepare_gguf(wanted, settings.cache_path, never)  # a GGUF is converted once (seconds)
-        if demo_to_build(model_specs(wanted), settings.cache_path):
-            await prepare_demo(settings.cache_path, never)  # the demo pair is trained once (minutes)
+        # a GGUF is converted once (seconds), the demo pair trained once (minutes); a cancelled run stops the
+        # preparation child (fleet.preparation.run_child), so the event is never set
+        await prepare_models([settings.model(name) for name in models], settings.cache_path, asyncio.Event())
         await ensure_topics(running, fleet_topics(running))
         procs.start("router", "router")
         for m in models:

@@ -199,17 +199,17 @@ def models_build(
 def models_prepare(config: ConfigOpt = None) -> None:
     """Convert the configured GGUF checkpoints (and build the demo pair, if configured) into the cache, as
     `fleet up` does before it starts anything; Ctrl-C stops it and leaves nothing half-written."""
-    from fleet.preparation import PreparationFailed, model_specs
+    from fleet.preparation import PreparationFailed, model_specs, prepare_models
     from fleet.runtime import run_service
     from fleet.settings import EngineKind
-    from fleet.up import prepare_models
 
     s = _settings(config)
     outcome: list[int] = []
 
     async def main(stop: asyncio.Event) -> None:
         try:
-            outcome.append(0 if await prepare_models(s, stop) else 130)
+            ok = await prepare_models(s.models, s.cache_path, stop, say=lambda m: typer.echo(f"models: {m}", err=True))
+            outcome.append(0 if ok else 130)
         except (PreparationFailed, FileNotFoundError, ValueError) as exc:
             typer.echo(f"fleet: {exc}", err=True)
             outcome.append(1)

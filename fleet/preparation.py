@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
@@ -25,7 +25,7 @@ from fleet import gguf_models
 from fleet.cache_dirs import remove_staging_of
 from fleet.model_paths import DEMO_PREFIX, demo_dir_name, demo_metadata
 from fleet.runtime import die_with_parent
-from fleet.settings import ModelSettings
+from fleet.settings import EngineKind, ModelSettings
 
 log = structlog.get_logger(__name__)
 
@@ -52,7 +52,8 @@ def gguf_to_convert(specs: Iterable[str], cache_dir: Path) -> list[str]:
 
 
 def demo_to_build(specs: Iterable[str], cache_dir: Path) -> bool:
-    return any(s.startswith(DEMO_PREFIX) for s in specs) and demo_metadata(cache_dir / demo_dir_name(0)) is None
+    root = cache_dir.expanduser() / demo_dir_name(0)
+    return any(s.startswith(DEMO_PREFIX) for s in specs) and demo_metadata(root) is None
 
 
 def conversion_command(specs: list[str], cache_dir: Path) -> list[str]:
@@ -116,6 +117,15 @@ def _conversions(models: Iterable[ModelSettings], cache_dir: Path) -> tuple[Path
     return (_made(cache_dir) if todo else cache_dir), todo
 
 
+def _finished(rc: int | None, what: str) -> bool:
+    """A preparation child's exit: True when it succeeded, False when a stop ended it; raises when it failed."""
+    if rc is None:
+        return False
+    if rc != 0:
+        raise PreparationFailed(f"{what} failed (exit {rc})")
+    return True
+
+
 async def prepare_gguf(
     models: Iterable[ModelSettings], cache_dir: Path, stop: asyncio.Event, *, output: IO[bytes] | None = None
 ) -> bool:
@@ -126,19 +136,35 @@ async def prepare_gguf(
         return True
     log.info("preparation.converting", specs=todo, cache_dir=str(cache_dir))
     rc = await run_child(conversion_command(todo, cache_dir), stop, cache_dir=cache_dir, output=output)
-    if rc is None:
-        return False
-    if rc != 0:
-        raise PreparationFailed(f"converting {todo} failed (exit {rc})")
-    return True
+    return _finished(rc, f"converting {todo}")
 
 
 async def prepare_demo(cache_dir: Path, stop: asyncio.Event, *, output: IO[bytes] | None = None) -> bool:
     """Train the demo pair if it is not built. False when `stop` ended it first."""
     cache_dir = _made(cache_dir)
     rc = await run_child(demo_build_command(cache_dir), stop, cache_dir=cache_dir, output=output)
-    if rc is None:
-        return False
-    if rc != 0:
-        raise PreparationFailed(f"building the demo models failed (exit {rc})")
+    return _finished(rc, "building the demo models")
+
+
+async def prepare_models(
+    models: Iterable[ModelSettings],
+    cache_dir: Path,
+    stop: asyncio.Event,
+    *,
+    say: Callable[[str], None] = lambda _: None,
+) -> bool:
+    """Everything the models need before any process loads them (`fleet up`, `fleet models prepare`, the
+    benchmarks' own fleets): GGUF conversions, then the demo pair's build, each only if missing. False when
+    `stop` ended it; raises PreparationFailed (or FileNotFoundError for a GGUF package not installed)."""
+    real = [m for m in models if m.engine is EngineKind.CONTINUOUS]
+    specs = model_specs(real)
+    todo = gguf_to_convert(specs, cache_dir)
+    if todo:
+        say(f"converting {', '.join(todo)} to Hugging Face format (once; ~30 s on 2 cores)")
+        if not await prepare_gguf(real, cache_dir, stop):
+            return False
+    if demo_to_build(specs, cache_dir):
+        say("building the demo models (once: about 5 minutes on 2 cores)")
+        if not await prepare_demo(cache_dir, stop):
+            return False
     return True

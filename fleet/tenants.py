@@ -17,6 +17,7 @@ import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from contracts.topics import Headers
 
@@ -76,12 +77,26 @@ def key_values(headers: Iterable[tuple[object, object]]) -> list[object]:
     return [v for k, v in headers if isinstance(k, str) and k.lower() == _KEY_HEADER]
 
 
+class _Tenant(Protocol):
+    """What a key ring reads of a configured tenant (fleet.settings.TenantSettings, which imports this module)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def api_key_hashes(self) -> list[str]: ...
+
+
 class KeyRing:
     """Tenant name by API key, over the configured hashes. Every configured hash is checked (no early exit),
     so the time taken does not say which tenant, or whether any, came close."""
 
     def __init__(self, hashes: Iterable[tuple[str, str]]) -> None:
         self._entries = [(tenant, KeyHash.parse(h)) for tenant, h in hashes]
+
+    @classmethod
+    def of(cls, tenants: Iterable[_Tenant]) -> KeyRing:
+        """The ring of every configured tenant's keys (the router authenticates with it, workers check cancels)."""
+        return cls((t.name, h) for t in tenants for h in t.api_key_hashes)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -18,8 +18,8 @@ from rich.console import Console
 
 from fleet.broker import EmbeddedBroker
 from fleet.kafka import connection_kwargs, ensure_topics, fleet_topics, group_progress, make_consumer
-from fleet.preparation import PreparationFailed, demo_to_build, gguf_to_convert, model_specs, prepare_demo, prepare_gguf
-from fleet.settings import WORKERS_ON_HOST_ENV, EngineKind, Settings
+from fleet.preparation import PreparationFailed, prepare_models
+from fleet.settings import WORKERS_ON_HOST_ENV, Settings
 from fleet.status import StatusReader, wait_for_workers
 from fleet.supervisor import FleetProcesses
 
@@ -117,7 +117,7 @@ async def up(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        if not await prepare_models(settings, stop):
+        if not await prepare_models(settings.models, settings.cache_path, stop, say=_say_models):
             console.print("[yellow]stopped[/] while preparing models; nothing half-written is left")
             return 130
     except (PreparationFailed, FileNotFoundError, ValueError) as exc:
@@ -171,22 +171,8 @@ async def up(
             await broker.stop()
 
 
-async def prepare_models(settings: Settings, stop: asyncio.Event) -> bool:
-    """Convert GGUF checkpoints and build the demo pair if the configuration names them and they are missing,
-    in child processes that Ctrl-C stops at once (nothing half-written stays). False when stopped."""
-    real = [m for m in settings.models if m.engine is EngineKind.CONTINUOUS]
-    specs = model_specs(real)
-    cache = settings.cache_path
-    todo = gguf_to_convert(specs, cache)
-    if todo:
-        console.print(f"[green]models[/] converting {', '.join(todo)} to Hugging Face format (once; ~30 s on 2 cores)")
-        if not await prepare_gguf(real, cache, stop):
-            return False
-    if demo_to_build(specs, cache):
-        console.print("[green]models[/] building the demo models (once: about 5 minutes on 2 cores)")
-        if not await prepare_demo(cache, stop):
-            return False
-    return True
+def _say_models(message: str) -> None:
+    console.print(f"[green]models[/] {message}")
 
 
 async def smoke_request(settings: Settings) -> None:

@@ -29,7 +29,7 @@ class Control:
         self._driver = driver
         self._replies = replies
         self._codec = codec
-        self._keys = KeyRing((t.name, h) for t in settings.tenants for h in t.api_key_hashes)
+        self._keys = KeyRing.of(settings.tenants)
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self._settings

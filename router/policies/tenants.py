@@ -34,7 +34,7 @@ class Tenants:
     def __init__(self, settings: Settings) -> None:
         self._topics: Topics = settings.kafka.topics
         self._by_name = {t.name: t for t in settings.tenants}
-        self._keys = KeyRing((t.name, h) for t in settings.tenants for h in t.api_key_hashes)
+        self._keys = KeyRing.of(settings.tenants)
         self._reply_prefixes = {t.name: tuple(settings.reply_prefixes(t)) for t in settings.tenants}
         self._tiers = {t.name: t.model for t in settings.router.tiers}
 
