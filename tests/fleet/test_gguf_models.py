@@ -16,7 +16,7 @@ import torch
 from fleet import gguf_models
 from fleet.cache_dirs import build_into_place, ensure_entry, remove_staging_of
 from fleet.model_paths import resolve_model_path
-from fleet.preparation import gguf_to_convert, model_specs, prepare_gguf, run_child
+from fleet.preparation import PreparationFailed, gguf_to_convert, model_specs, prepare_gguf, prepare_models, run_child
 from fleet.settings import SMOLLM2_135M_INSTRUCT, ModelSettings
 from tests.fixtures_smollm2 import PREPARE_TIMEOUT_S, PreparedSmolLM2, needs_smollm2
 
@@ -258,3 +258,25 @@ def test_a_preparation_command_ends_quietly_on_a_signal_and_cleans_up(tmp_path: 
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == code and "Traceback" not in out.stderr, out.stderr
     assert (tmp_path / "cleaned").exists()
+
+
+@pytest.mark.parametrize("marker", [b"", b"not json", b"[1, 2]", b'{"version": "1"}', b"\xff\xfe"])
+def test_a_garbled_marker_is_not_a_complete_entry(tmp_path: Path, marker: bytes) -> None:
+    entry = tmp_path / "entry"
+    entry.mkdir()
+    (entry / "config.json").write_text("{}")
+    (entry / "model.safetensors").write_bytes(b"")
+    (entry / gguf_models.MARKER_FILE).write_bytes(marker)
+    assert not gguf_models.is_complete(entry)
+
+
+async def test_a_gguf_that_does_not_load_fails_the_preparation_and_leaves_nothing(tmp_path: Path) -> None:
+    """A corrupt or truncated GGUF: the converter exits non-zero, the caller gets PreparationFailed (fleet up
+    prints it, a worker exits with it), and neither an entry nor a staging directory stays in the cache."""
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 60)
+    cache = tmp_path / "cache"
+    model = ModelSettings(name="m", path=f"gguf:{bad}")
+    with pytest.raises(PreparationFailed, match="converting"):
+        await prepare_models([model], cache, asyncio.Event())
+    assert _entries(cache) == [f"{gguf_models.entry_name(bad)}.lock"]
