@@ -81,27 +81,33 @@ async def ask(client: FleetClient, model: str, prompt: SmokePrompt, max_tokens: 
     raise RuntimeError(f"no terminal event for {prompt.question!r}")
 
 
-def reference_answers(
-    model: ModelSettings, settings: Settings, prompts: list[SmokePrompt], max_tokens: int
-) -> list[str]:
-    """transformers' own greedy answers on the model's checkpoint (full precision only)."""
+def greedy_chat_answers(path: Path, questions: list[str], max_tokens: int) -> list[str]:
+    """transformers' own greedy answers to single-turn chats on a checkpoint (full precision), stop token and
+    special tokens removed: what the fleet's answers are compared with."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from fleet.model_paths import resolve_model_path
-
-    path = resolve_model_path(model.path, settings.cache_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     lm: Any = AutoModelForCausalLM.from_pretrained(path).eval()  # type: ignore[no-untyped-call]
     out = []
-    for p in prompts:
+    for q in questions:
         ids = tokenizer.apply_chat_template(
-            [{"role": "user", "content": p.question}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+            [{"role": "user", "content": q}], add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
         with torch.no_grad():
             tokens = lm.generate(**ids, max_new_tokens=max_tokens, do_sample=False)[0, ids["input_ids"].shape[1] :]
         out.append(tokenizer.decode(tokens, skip_special_tokens=True))
     return out
+
+
+def reference_answers(
+    model: ModelSettings, settings: Settings, prompts: list[SmokePrompt], max_tokens: int
+) -> list[str]:
+    """transformers' greedy answers on the model's checkpoint (full precision only)."""
+    from fleet.model_paths import resolve_model_path
+
+    path = resolve_model_path(model.path, settings.cache_path)
+    return greedy_chat_answers(path, [p.question for p in prompts], max_tokens)
 
 
 async def run_smoke_set(

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-import torch
 
+from benchmarks.smoke_set import greedy_chat_answers
 from contracts import Chunk, Done, FinishReason
 from fleet.client import FleetClient
 from fleet.settings import SMOLLM2_135M_INSTRUCT
@@ -45,19 +45,7 @@ async def real_fleet(
 
 def reference_answers(smollm2: PreparedSmolLM2) -> list[str]:
     """transformers' own greedy answers on the converted checkpoint (full precision), stop token removed."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(smollm2.path)
-    model = AutoModelForCausalLM.from_pretrained(smollm2.path).eval()
-    out = []
-    for q in QUESTIONS:
-        ids = tokenizer.apply_chat_template(
-            [{"role": "user", "content": q}], add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-        with torch.no_grad():
-            tokens = model.generate(**ids, max_new_tokens=MAX_TOKENS, do_sample=False)[0, ids["input_ids"].shape[1] :]
-        out.append(tokenizer.decode(tokens, skip_special_tokens=True))
-    return out
+    return greedy_chat_answers(smollm2.path, QUESTIONS, MAX_TOKENS)
 
 
 async def ask(fleet: FleetProcs, model: str, question: str) -> tuple[str, Done]:
