@@ -28,10 +28,12 @@ class ErrorCode(enum.StrEnum):
     INTERNAL = "internal"  # an unexpected failure inside the fleet
     UNAUTHENTICATED = "unauthenticated"  # tenants are configured and the request carries no valid API key
     FORBIDDEN = "forbidden"  # the tenant may not do this: another tenant's name, a reply topic, a model
+    RATE_LIMITED = "rate_limited"  # over the tenant's requests/s or tokens/min: retry after `retry_after_ms`
+    BUDGET_EXCEEDED = "budget_exceeded"  # the tenant's day or month budget is spent: not before it rolls over
 
     @property
     def retriable(self) -> bool:
-        return self in (ErrorCode.OVERLOADED, ErrorCode.INTERNAL)
+        return self in (ErrorCode.OVERLOADED, ErrorCode.INTERNAL, ErrorCode.RATE_LIMITED)
 
 
 class FinishReason(enum.StrEnum):
@@ -107,6 +109,8 @@ class Error(msgspec.Struct, frozen=True, tag="error", tag_field="type", kw_only=
     retriable: bool = False
     seq: int | None = None
     run_id: str = ""
+    # rate_limited: when a retry can pass; budget_exceeded: when the period rolls over
+    retry_after_ms: int | None = None
 
 
 ReplyEvent = Chunk | Done | Error

@@ -33,6 +33,11 @@ class Topics(msgspec.Struct, frozen=True):
         return f"{self.prefix}.usage"
 
     @property
+    def tenant_state(self) -> str:
+        """Compacted, keyed by tenant: the owning router's snapshot of a tenant's rate-limit and budget counters."""
+        return f"{self.prefix}.tenants.state"
+
+    @property
     def router_group(self) -> str:
         """Consumer group of the routers (`llm-router` with the default prefix)."""
         return f"{self.prefix}-router"

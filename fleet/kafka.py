@@ -105,8 +105,17 @@ def fleet_topics(settings: Settings) -> dict[str, int]:
     for m in settings.models:
         out[t.model(m.name)] = k.model_partitions
     for tenant in settings.tenants:  # the router reads these too; producers on them are authenticated by ACLs
-        out[t.tenant_intake(tenant.name)] = k.intake_partitions
+        # one partition: its router owns the tenant's counters (router/stages/owner.py)
+        out[t.tenant_intake(tenant.name)] = 1
+    if any(tenant.limited for tenant in settings.tenants):
+        out[t.tenant_state] = 1  # compacted (COMPACTED_TOPICS): the latest snapshot of each tenant's counters
     return out
+
+
+def topic_configs(settings: Settings, name: str) -> dict[str, str]:
+    """Broker configs a fleet topic is created with: the tenant-state snapshots are compacted (the latest per
+    tenant is all a router reads)."""
+    return {"cleanup.policy": "compact"} if name == settings.kafka.topics.tenant_state else {}
 
 
 async def group_progress(
@@ -127,7 +136,7 @@ async def ensure_topics(settings: Settings, topics: dict[str, int]) -> list[str]
     try:
         existing = set(await admin.list_topics())
         new = [
-            NewTopic(name, partitions, settings.kafka.replication_factor)
+            NewTopic(name, partitions, settings.kafka.replication_factor, topic_configs=topic_configs(settings, name))
             for name, partitions in topics.items()
             if name not in existing
         ]

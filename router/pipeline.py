@@ -1,10 +1,10 @@
 """The router's decision: an ordered list of pure stages, built from settings, run on each intake record.
 
-    decode -> authenticate -> validate -> tenant_limits -> deadline -> resolve_model -> allowed_models
-           -> dedup -> overload -> route
+    decode -> authenticate -> owner -> validate -> tenant_limits -> deadline -> resolve_model
+           -> allowed_models -> dedup -> overload -> rate_limit -> budget -> route
 
-Tenant rate limits, budgets and priority lanes slot in after allowed_models (they need the tenant and the
-model), each a stage of its own.
+The owner stage moves a limited tenant's record to the router that holds its counters; rate_limit and budget
+come last before route, so a request they count is one that is forwarded.
 
 Each stage (router/stages/<name>.py) returns Continue or an outcome (Reject, Drop, Answer, Forward) that
 ends the run; the Kafka loop (router/service.py) carries the outcome out. A new policy is one module here
@@ -20,10 +20,13 @@ from router.policies.tenants import Tenants
 from router.stages.allowed_models import AllowedModels
 from router.stages.authenticate import Authenticate
 from router.stages.base import Context, Continue, Outcome, Reject, Stage
+from router.stages.budget import Budget
 from router.stages.deadline import Deadline
 from router.stages.decode import Decode
 from router.stages.dedup import Dedup
 from router.stages.overload import Overload
+from router.stages.owner import Owner
+from router.stages.rate_limit import RateLimit
 from router.stages.resolve_model import ResolveModel
 from router.stages.route import Route
 from router.stages.tenant_limits import TenantLimits
@@ -39,6 +42,7 @@ def request_stages(settings: Settings, codec: Codec) -> list[Stage]:
     return [
         Decode(settings, codec),
         Authenticate(tenants),
+        Owner(settings.kafka.topics),
         Validate(settings, InternalTopics(settings), tenants),
         TenantLimits(),
         Deadline(settings),
@@ -53,6 +57,8 @@ def build_pipeline(settings: Settings, views: Views, codec: Codec) -> list[Stage
         *request_stages(settings, codec),
         Dedup(views.dedup),
         Overload(views.load),
+        RateLimit(views.accounts, settings.router),
+        Budget(views.accounts, settings),
         Route(settings.kafka.topics),
     ]
 

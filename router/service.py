@@ -18,6 +18,7 @@ import asyncio
 import enum
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
@@ -48,8 +49,10 @@ from fleet.runtime import log_task_failure
 from fleet.settings import Settings
 from router.feeds import feed_load
 from router.pipeline import Pipeline, build_pipeline
-from router.stages.base import Answer, Context, Drop, Forward, Outcome, Reject, verdict_code
+from router.policies.accounts import Held
+from router.stages.base import Answer, Context, Drop, Forward, Hold, Move, Outcome, Reject, verdict_code
 from router.stages.validate import InternalTopics
+from router.tenant_store import TenantStore
 from router.views import Views
 
 log = structlog.get_logger(__name__)
@@ -76,6 +79,8 @@ class RouterStats:
     committed: int = 0  # records whose offsets the broker acknowledged as committed
     commits_dropped: int = 0  # commits refused after a rebalance: the partition's owner redoes them
     answered: int = 0  # replies the router sent itself
+    moved: int = 0  # records sent on to the router that owns their tenant's counters
+    held: int = 0  # batch requests held for their tenant's rate (each counted once per hold)
     verdicts: dict[str, int] = field(default_factory=dict)  # "<stage>.<code>": every verdict of the pipeline
 
     def verdict(self, stage: str, outcome: Outcome) -> None:
@@ -85,6 +90,7 @@ class RouterStats:
 
 class SendKind(enum.StrEnum):
     FORWARD = "forward"
+    MOVE = "move"
     REPLY = "reply"
     DLQ = "dlq"
 
@@ -99,6 +105,7 @@ class Send:
     request_id: str | None = None
     model: str | None = None
     tenant: str | None = None  # a forward's authenticated tenant: with the id, its dedup key
+    partition: int | None = None  # a move goes to the owner's partition
 
 
 @dataclass(slots=True)
@@ -118,9 +125,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         for tp in revoked:
             self._service.forget(tp)
+            tenant = self._service.store.owned_partition(tp)
+            if tenant is not None:
+                await self._service.store.hand_over(tenant.name)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        log.info("router.assigned", partitions=sorted(tp.partition for tp in assigned))
+        log.info("router.assigned", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
+        await self._service.take_over(assigned)
 
 
 class RouterService:
@@ -132,6 +143,9 @@ class RouterService:
         self.pipeline = Pipeline(build_pipeline(settings, self.views, self.codec), self.codec)
         self._internal = InternalTopics(settings)
         self.stats = RouterStats()
+        self.store = TenantStore(settings, self.views.accounts)
+        self._held: dict[TopicPartition, dict[int, ConsumerRecord[Any, Any]]] = {}  # paced batch records, by offset
+        self._fetched_end: dict[TopicPartition, int] = {}  # per partition: past the last record fetched
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._stop = asyncio.Event()
@@ -151,6 +165,8 @@ class RouterService:
         """A partition left this router: its new owner starts from the committed offset."""
         self._completed.pop(tp, None)
         self._unfinished.pop(tp, None)
+        self._held.pop(tp, None)
+        self._fetched_end.pop(tp, None)
         for key in [k for k in self._reply_attempts if k[0] == tp]:
             del self._reply_attempts[key]
 
@@ -170,6 +186,7 @@ class RouterService:
                 producer_max_request_bytes=self.settings.kafka.max_request_bytes,
             )
         await with_retry("router.producer.start", self._producer.start, stop=stop)
+        await self.store.start(self._producer, stop)  # before the group join: assignments load accounts
         await with_retry("router.consumer.start", self._consumer.start, stop=stop)
         log.info(
             "router.started",
@@ -184,14 +201,19 @@ class RouterService:
                 note="no [[tenants]] configured: one default tenant, no API keys checked, the body's `tenant` is "
                 "passed on unchecked",
             )
-        load_task = asyncio.create_task(feed_load(self.settings, self.views.load, stop), name="load")
-        load_task.add_done_callback(log_task_failure)
+        tasks = [
+            asyncio.create_task(feed_load(self.settings, self.views.load, stop), name="load"),
+            asyncio.create_task(self.store.run(stop), name="tenant-accounts"),
+        ]
+        for task in tasks:
+            task.add_done_callback(log_task_failure)
         try:
             while not stop.is_set():
-                if load_task.done():  # supervised: a dead helper ends the process (non-zero), never a zombie
-                    raise RuntimeError(f"router task {load_task.get_name()!r} ended") from (
-                        None if load_task.cancelled() else load_task.exception()
-                    )
+                for task in tasks:
+                    if task.done():  # supervised: a dead helper ends the process (non-zero), never a zombie
+                        raise RuntimeError(f"router task {task.get_name()!r} ended") from (
+                            None if task.cancelled() else task.exception()
+                        )
                 try:
                     batch = await self._consumer.getmany(timeout_ms=100, max_records=500)
                 except KafkaError as exc:
@@ -202,11 +224,15 @@ class RouterService:
                     if stop.is_set():
                         break  # uncommitted: the partition's next owner (or this router's restart) redoes them
                     await self._handle_partition(tp, records)
+                if self._held:
+                    await self._release_held()
                 self._beat()
         finally:
-            load_task.cancel()
-            await asyncio.gather(load_task, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self._consumer.stop()
+            await self.store.stop()
             await self._producer.stop()
             beat(self.settings.health_file, ready=False, **self.counts)
             log.info("router.stopped", **self.counts)
@@ -230,12 +256,14 @@ class RouterService:
         now_ms = _ms()
         done = self._completed.setdefault(tp, set())
         unfinished = self._unfinished.setdefault(tp, {})
+        held = self._held.get(tp, {})
+        self._fetched_end[tp] = records[-1].offset + 1
         plans: list[Plan] = []
         self.views.dedup.begin_batch()
         with structlog.contextvars.bound_contextvars(partition=tp.partition):
             for rec in records:
                 self.stats.consumed += 1
-                if rec.offset in done:
+                if rec.offset in done or rec.offset in held:
                     plans.append(Plan(rec, None))
                 elif rec.offset in unfinished:  # decided in an earlier try: only what was not acknowledged is sent
                     decision, missing = unfinished[rec.offset]
@@ -256,6 +284,10 @@ class RouterService:
                 await self._carry_out(follow)
         redo_at: int | None = None
         for p in plans:
+            if isinstance(p.decision, Hold) and not p.failures:
+                self._hold(tp, p.rec, p.decision)
+            if p.rec.offset in self._held.get(tp, {}):
+                continue  # its outcome comes when the pacer releases it
             for s in p.sends:
                 if s.kind is SendKind.FORWARD and not any(f[0] is s for f in p.failures):
                     assert s.request_id is not None
@@ -268,7 +300,7 @@ class RouterService:
                 done.add(p.rec.offset)
                 unfinished.pop(p.rec.offset, None)
         if redo_at is None:
-            await self._commit(tp, records[-1].offset + 1)
+            await self._commit(tp, self._commit_point(tp, records[-1].offset + 1))
             return
         self.stats.redone += 1
         first, err = next(f for p in plans for f in p.failures)
@@ -282,12 +314,77 @@ class RouterService:
             error=repr(err),
         )
         if redo_at > records[0].offset:
-            await self._commit(tp, redo_at)
+            await self._commit(tp, self._commit_point(tp, redo_at))
         try:
             self._consumer.seek(tp, redo_at)
         except IllegalStateError:  # the partition moved on: its new owner starts from the committed offset
             self.forget(tp)
         await self._pause(0.5)
+
+    def _commit_point(self, tp: TopicPartition, offset: int) -> int:
+        """Where a partition may be committed to: `offset`, or before its first held record."""
+        held = self._held.get(tp)
+        return min(offset, min(held)) if held else offset
+
+    # -- tenant accounts and paced batch work ------------------------------------------------------------
+    async def take_over(self, assigned: list[TopicPartition]) -> None:
+        """Assigned partitions that own a tenant's counters: load them, and start past what they reflect."""
+        assert self._consumer is not None
+        consumer = self._consumer
+        for tp in assigned:
+            tenant = self.store.owned_partition(tp)
+            if tenant is None:
+                continue
+            committed = await with_retry("router.committed", partial(consumer.committed, tp), stop=self._stop)
+            start = await self.store.take_over(tenant, committed, self._stop)
+            if start > (committed or 0):
+                consumer.seek(tp, start)
+
+    def _hold(self, tp: TopicPartition, rec: ConsumerRecord[Any, Any], h: Hold) -> None:
+        account = self.views.accounts.get(h.tenant)
+        if account is None:  # cannot happen: the rate stage held it on this account
+            return
+        self._held.setdefault(tp, {})[rec.offset] = rec
+        account.held.append(Held((tp, rec.offset), h.tokens))
+        self.stats.held += 1
+
+    async def _release_held(self) -> None:
+        """Release held batch requests, oldest first, as each tenant's rate admits them (interactive requests
+        were decided as they came, so they went first). A released request runs the pipeline again (its rate
+        taken here) and reaches its outcome: forwarded, or refused if its deadline passed meanwhile."""
+        now_ms = _ms()
+        plans: dict[TopicPartition, list[Plan]] = {}
+        for account in self.views.accounts.accounts.values():
+            while account.held:
+                h = account.held[0]
+                tp, offset = h.key
+                rec = self._held.get(tp, {}).get(offset)
+                if rec is None:  # its partition left this router
+                    account.held.popleft()
+                    continue
+                if account.rate_wait(h.tokens, now_ms) is not None:
+                    break
+                account.held.popleft()
+                account.take_rate(h.tokens, now_ms)
+                ctx = Context(rec.value, list(rec.headers or ()), rec.timestamp or 0, now_ms, topic=tp.topic,
+                              partition=tp.partition, paced=True)
+                plans.setdefault(tp, []).append(self._plan(rec, now_ms, ctx))
+        for tp, ps in plans.items():
+            await self._carry_out(ps)
+            held = self._held.get(tp, {})
+            owner = self.store.owned_partition(tp)
+            owning = self.views.accounts.get(owner.name) if owner is not None else None
+            for p in ps:
+                if p.failures:  # not written: held again at the front, its rate already taken
+                    if owning is not None:
+                        owning.held.appendleft(Held((tp, p.rec.offset), 0))
+                    continue
+                held.pop(p.rec.offset, None)
+                for s in p.sends:
+                    if s.kind is SendKind.FORWARD and s.request_id is not None:
+                        self.views.dedup.forwarded(s.tenant, s.request_id, now_ms)
+            if tp in self._fetched_end:
+                await self._commit(tp, self._commit_point(tp, self._fetched_end[tp]))
 
     async def _broker_reachable(self) -> bool:
         assert self._producer is not None
@@ -301,7 +398,15 @@ class RouterService:
         keep: list[tuple[Send, BaseException]] = []
         follow: list[Send] = []
         for send, exc in p.failures:
-            if send.kind is SendKind.FORWARD and not is_retriable(exc):
+            if send.kind is SendKind.MOVE and not is_retriable(exc):
+                # the owner's topic is missing or closed to this router: refused here, with the reason
+                s = self.codec.salvage(p.rec.value or b"", ContentType.JSON) if p.rec.value else {}
+                why = f"the request could not be sent to its tenant's router ({send.topic}): {exc!r}"[:500]
+                reject = Reject(ErrorCode.INTERNAL, why, s.get("id"), s.get("reply_to"), True)
+                self.stats.moved -= 1
+                self.stats.rejected += 1
+                follow += self._reject_sends(reject, p.rec)
+            elif send.kind is SendKind.FORWARD and not is_retriable(exc):
                 too_big = isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError)
                 code = ErrorCode.INVALID_REQUEST if too_big else ErrorCode.INTERNAL
                 why = "request too large to forward" if too_big else f"forward to {send.topic} failed"
@@ -346,7 +451,8 @@ class RouterService:
         for p in plans:
             for s in p.sends:
                 try:
-                    started.append((p, s, await producer.send(s.topic, s.value, key=s.key, headers=s.headers)))
+                    fut = await producer.send(s.topic, s.value, key=s.key, headers=s.headers, partition=s.partition)
+                    started.append((p, s, fut))
                 except Exception as exc:  # any failure of a send is an outcome to handle, never an escape
                     p.failures.append((s, exc))
         if not started:
@@ -363,6 +469,14 @@ class RouterService:
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         assert self._consumer is not None
         consumer = self._consumer
+        tenant = self.store.owned_partition(tp)
+        account = self.views.accounts.get(tenant.name) if tenant is not None else None
+        if account is not None:  # the counters first: a commit past records they do not reflect would lose them
+            try:
+                await self.store.save(account, offset)
+            except KafkaError as exc:
+                log.warning("router.tenant_state_not_saved", tenant=account.settings.name, error=repr(exc))
+                return  # uncommitted: the next batch's snapshot and commit cover these records too
         try:
             await with_retry(
                 "router.commit", lambda: consumer.commit({tp: offset}), stop=self._stop, fatal=COMMIT_FATAL
@@ -390,9 +504,11 @@ class RouterService:
                 del unfinished[o]
 
     # -- verdicts into sends ---------------------------------------------------
-    def _plan(self, rec: ConsumerRecord[Any, Any], now_ms: int) -> Plan:
+    def _plan(self, rec: ConsumerRecord[Any, Any], now_ms: int, ctx: Context | None = None) -> Plan:
         """Run the pipeline on one record and turn its outcome into sends."""
-        ctx = Context(rec.value, list(rec.headers or ()), rec.timestamp or 0, now_ms, topic=rec.topic or "")
+        if ctx is None:
+            headers, topic = list(rec.headers or ()), rec.topic or ""
+            ctx = Context(rec.value, headers, rec.timestamp or 0, now_ms, topic=topic, partition=rec.partition)
         stage, outcome = self.pipeline.run(ctx)
         self.stats.verdict(stage, outcome)
         if isinstance(outcome, Forward):
@@ -403,6 +519,13 @@ class RouterService:
             else:
                 self.stats.rejected += 1
             return Plan(rec, outcome, self._reject_sends(outcome, rec))
+        if isinstance(outcome, Move):
+            self.stats.moved += 1
+            headers = [(k, v) for k, v in (rec.headers or ()) if k != Headers.API_KEY]  # the topic names it there
+            key, where = outcome.tenant.encode(), outcome.partition
+            return Plan(rec, outcome, [Send(SendKind.MOVE, outcome.topic, rec.value, key, headers, partition=where)])
+        if isinstance(outcome, Hold):
+            return Plan(rec, outcome)
         if isinstance(outcome, Drop):
             self.stats.duplicates += 1
             log.info("router.duplicate", request_id=outcome.request_id, offset=rec.offset, stage=stage)
@@ -461,7 +584,13 @@ class RouterService:
                 except ValueError:
                     ct = ContentType.JSON
                 rid = d.request_id[:200]
-                event = Error(id=rid, code=d.code, message=d.message[:2000], retriable=d.code.retriable)
+                event = Error(
+                    id=rid,
+                    code=d.code,
+                    message=d.message[:2000],
+                    retriable=d.code.retriable,
+                    retry_after_ms=d.retry_after_ms,
+                )
                 sends.append(
                     Send(
                         SendKind.REPLY,

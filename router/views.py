@@ -1,12 +1,14 @@
-"""State the stages read, fed by the Kafka loop and its tasks and handed to the stages (which only read it):
-the dedup window with the ids this batch already forwards, and each model's load (router/feeds.py keeps it
-current from the model topics' offsets and the status topic)."""
+"""State the stages read, fed by the Kafka loop and its tasks and handed to the stages: the dedup window with
+the ids this batch already forwards, each model's load (router/feeds.py keeps it current from the model
+topics' offsets and the status topic), and the accounts of the tenants this router owns (the rate-limit and
+budget stages take from them; router/tenant_store.py loads, settles and snapshots them)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from fleet.settings import Settings
+from router.policies.accounts import Account
 from router.policies.dedup import DedupWindow
 from router.policies.overload import LoadTracker
 
@@ -38,11 +40,25 @@ class DedupView:
 
 
 @dataclass(slots=True)
+class AccountsView:
+    """The tenants whose counters this router owns: loaded from their last snapshot when partition 0 of their
+    intake topic was assigned here (router/tenant_store.py), dropped when it is revoked."""
+
+    accounts: dict[str, Account]
+
+    def get(self, tenant: str) -> Account | None:
+        return self.accounts.get(tenant)
+
+
+@dataclass(slots=True)
 class Views:
     load: LoadTracker
     dedup: DedupView
+    accounts: AccountsView
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Views:
         r = settings.router
-        return cls(LoadTracker(r.overload_max_backlog), DedupView(r.dedup_window_s, r.dedup_max_entries))
+        return cls(
+            LoadTracker(r.overload_max_backlog), DedupView(r.dedup_window_s, r.dedup_max_entries), AccountsView({})
+        )

@@ -2,8 +2,10 @@
 
 A stage returns `Continue` (with the context as it leaves it: a decoded or changed request, a chosen model)
 or one of the outcomes that end the pipeline: `Reject` (an error code for the sender, and a DLQ copy for
-bad input), `Drop` (nothing is sent: a duplicate), `Answer` (a reply the router sends itself) or `Forward`
-(the publishes: the model topic, later a shadow copy). The Kafka loop (router/service.py) carries them out.
+bad input), `Drop` (nothing is sent: a duplicate), `Answer` (a reply the router sends itself), `Forward`
+(the publishes: the model topic, later a shadow copy), `Move` (the record goes to the router that owns its
+tenant's counters) or `Hold` (a batch request waits for its tenant's rate). The Kafka loop
+(router/service.py) carries them out.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Context(msgspec.Struct, frozen=True):
     tier: str | None = None
     score: float | None = None  # the classifier's score when the model was "auto"
     topic: str = ""  # the intake topic it came from (a tenant's own topic names the tenant)
+    partition: int = 0
+    paced: bool = False  # a held batch request released by the pacer, which took its rate already
     tenant: TenantSettings | None = None  # authenticated (None: no tenants configured, the default tenant)
 
 
@@ -49,6 +53,7 @@ class Reject:
     reply_to: str | None
     to_dlq: bool  # bad input goes to the DLQ; operational refusals (expired, overloaded) do not
     content_type: str = "application/json"
+    retry_after_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +85,25 @@ class Forward:
     tenant: str | None = None  # authenticated (None: the default tenant); the request carries it too
 
 
-Outcome = Reject | Drop | Answer | Forward
+@dataclass(frozen=True, slots=True)
+class Move:
+    """The record belongs to another router: re-publish it, as it came (less its API key), to the partition
+    that owns its tenant's counters (partition 0 of the tenant's intake topic)."""
+
+    topic: str
+    partition: int
+    tenant: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A batch request over its tenant's rate: held by the router and run again when the rate admits it."""
+
+    tenant: str
+    tokens: int  # what it takes from the tokens-per-minute rate when released
+
+
+Outcome = Reject | Drop | Answer | Forward | Move | Hold
 Verdict = Continue | Outcome
 
 
@@ -96,4 +119,8 @@ def verdict_code(v: Outcome) -> str:
         return v.code.value
     if isinstance(v, Drop):
         return v.code
+    if isinstance(v, Move):
+        return "move"
+    if isinstance(v, Hold):
+        return "hold"
     return "answer" if isinstance(v, Answer) else "forward"

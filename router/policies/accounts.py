@@ -1,0 +1,178 @@
+"""A tenant's account: its rate buckets and budget ledger together, as the owning router holds them and
+snapshots them (`TenantState`, written to the compacted `llm.tenants.state` topic by router/tenant_store.py).
+
+Pure: no Kafka, no clock. The stages ask and take (router/stages/rate_limit.py, budget.py); the usage feed
+settles; the snapshot says how far the account has seen its intake partition and the usage topic, so a new
+owner continues exactly where the old one stopped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from contracts.messages import Request
+from fleet.settings import ModelSettings, RouterSettings, TenantSettings
+from router.policies import budget, rate_limit
+from router.policies.budget import Ledger, Limits, OverBudget
+from router.policies.rate_limit import Bucket, Rate
+
+STATE_VERSION = 1
+
+
+class TenantState(msgspec.Struct):
+    """What survives a router: the snapshot of one tenant's counters."""
+
+    tenant: str
+    ledger: Ledger
+    requests: Bucket | None = None
+    tokens: Bucket | None = None
+    epoch: int = 0  # +1 each time a router takes the tenant over: a stale owner's late write loses
+    next_offset: int = 0  # the tenant's intake partition: every record before it is reflected here
+    usage_next: dict[int, int] = msgspec.field(default_factory=dict)  # usage partition -> next offset to apply
+    written_ms: int = 0
+    version: int = STATE_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class WorstCase:
+    prompt_tokens: int  # estimated from above
+    tokens: int  # prompt_tokens + max_tokens
+    cost: float
+
+
+def prompt_tokens_most(req: Request, r: RouterSettings) -> int:
+    """The most tokens a prompt can be: its UTF-8 bytes (a byte-level BPE token covers at least one byte)
+    plus the chat template's tokens."""
+    if req.messages is not None:
+        text = sum(len(m.content.encode("utf-8", "surrogatepass")) for m in req.messages)
+        return text + r.template_tokens + r.message_tokens * len(req.messages)
+    return len((req.prompt or "").encode("utf-8", "surrogatepass")) + r.template_tokens
+
+
+def worst_case_tokens(req: Request, r: RouterSettings) -> int:
+    return prompt_tokens_most(req, r) + req.max_tokens
+
+
+def worst_case(req: Request, model: ModelSettings, r: RouterSettings) -> WorstCase:
+    """A request's most tokens, priced at the model's rates."""
+    prompt = prompt_tokens_most(req, r)
+    cost = (prompt * model.price_per_1k_prompt + req.max_tokens * model.price_per_1k_completion) / 1000
+    return WorstCase(prompt, prompt + req.max_tokens, cost)
+
+
+@dataclass(frozen=True, slots=True)
+class Limited:
+    which: str  # "requests_per_s" | "tokens_per_min"
+    retry_after_ms: int
+
+
+@dataclass(slots=True)
+class Held:
+    """A paced batch request the router holds until the tenant's rate admits it."""
+
+    key: Any  # the service's handle on the record (its topic-partition and offset)
+    tokens: int
+
+
+@dataclass(slots=True)
+class Account:
+    settings: TenantSettings
+    state: TenantState
+    held: deque[Held] = field(default_factory=deque)
+    dirty: bool = False  # changed since the last snapshot
+
+    @classmethod
+    def new(cls, t: TenantSettings, now_ms: int) -> Account:
+        return cls(t, TenantState(t.name, Ledger.new(now_ms)))
+
+    # -- rates ---------------------------------------------------------------------------------------------
+    @property
+    def _rates(self) -> tuple[Rate | None, Rate | None]:
+        t = self.settings
+        rps = tpm = None
+        if t.requests_per_s:
+            rps = Rate(t.requests_per_s, float(t.burst_requests or max(1.0, t.requests_per_s)))
+        if t.tokens_per_min:
+            tpm = Rate(t.tokens_per_min / 60, float(t.burst_tokens or t.tokens_per_min))
+        return rps, tpm
+
+    def _buckets(self, now_ms: int) -> tuple[tuple[Rate, Bucket] | None, tuple[Rate, Bucket] | None]:
+        rps, tpm = self._rates
+        s = self.state
+        if rps is not None and s.requests is None:
+            s.requests = rps.new(now_ms)
+        if tpm is not None and s.tokens is None:
+            s.tokens = tpm.new(now_ms)
+        return (
+            (rps, s.requests) if rps is not None and s.requests is not None else None,
+            (tpm, s.tokens) if tpm is not None and s.tokens is not None else None,
+        )
+
+    def rate_wait(self, tokens: int, now_ms: int) -> Limited | None:
+        """None when a request of `tokens` may pass now; else which limit holds it and for how long."""
+        req_b, tok_b = self._buckets(now_ms)
+        worst: Limited | None = None
+        for which, pair, cost in (("requests_per_s", req_b, 1.0), ("tokens_per_min", tok_b, float(tokens))):
+            if pair is None:
+                continue
+            w = rate_limit.wait_ms(pair[1], pair[0], cost, now_ms)
+            if w and (worst is None or w > worst.retry_after_ms):
+                worst = Limited(which, w)
+        return worst
+
+    def take_rate(self, tokens: int, now_ms: int) -> None:
+        req_b, tok_b = self._buckets(now_ms)
+        if req_b is not None:
+            rate_limit.take(req_b[1], req_b[0], 1.0, now_ms)
+        if tok_b is not None:
+            rate_limit.take(tok_b[1], tok_b[0], float(tokens), now_ms)
+        self.dirty = True
+
+    # -- budgets -------------------------------------------------------------------------------------------
+    @property
+    def _limits(self) -> Limits:
+        t = self.settings
+        return Limits(t.daily_tokens, t.monthly_tokens, t.daily_cost, t.monthly_cost)
+
+    def admitted(self, request_id: str) -> bool:
+        """Whether this request already holds a reservation (a redo after a restart: never counted twice)."""
+        return request_id in self.state.ledger.pending
+
+    def over_budget(self, w: WorstCase, now_ms: int) -> OverBudget | None:
+        return budget.check(self.state.ledger, self._limits, w.tokens, w.cost, now_ms)
+
+    def reserve(self, request_id: str, w: WorstCase, expires_ms: int, now_ms: int) -> None:
+        budget.reserve(self.state.ledger, request_id, w.tokens, w.cost, expires_ms, now_ms)
+        self.dirty = True
+
+    # -- usage and time ------------------------------------------------------------------------------------
+    def settle(
+        self, partition: int, offset: int, request_id: str, tokens: int, cost: float, ts_ms: int, now_ms: int
+    ) -> bool:
+        """Apply one usage record at (partition, offset) of the usage topic, once: a record before this
+        account's position there was applied already (before a snapshot, or by an earlier owner)."""
+        usage_next = self.state.usage_next
+        if offset < usage_next.get(partition, 0):
+            return False
+        usage_next[partition] = offset + 1
+        r = budget.settle(self.state.ledger, request_id, tokens, cost, ts_ms, now_ms)
+        _, tok_b = self._buckets(now_ms)
+        if r is not None and tok_b is not None:  # tokens reserved and not used go back to the minute's rate
+            rate_limit.give_back(tok_b[1], tok_b[0], r.tokens - tokens, now_ms)
+        self.dirty = True
+        return True
+
+    def seen_usage(self, partition: int, offset: int) -> None:
+        """A usage record of another tenant: this account has seen up to it too."""
+        if offset >= self.state.usage_next.get(partition, 0):
+            self.state.usage_next[partition] = offset + 1
+
+    def expire(self, now_ms: int) -> list[str]:
+        gone = budget.expire(self.state.ledger, now_ms)
+        if gone:
+            self.dirty = True
+        return gone

@@ -1,0 +1,146 @@
+"""A tenant's budgets per UTC day and month, in tokens and cost: plain data and pure functions.
+
+Admission reserves a request's worst case in the periods current at admission (`reserve`); the worker's
+usage record settles it (`settle`: the reservation goes, the actual usage counts). A reservation no usage
+record settles is released once its request's deadline is well past (`expire`); a usage record that comes
+later still counts, so the books end exact either way. A request passes only if what is spent, plus what is
+reserved, plus its own worst case stays within every limit.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from dataclasses import dataclass
+
+import msgspec
+
+
+def day_key(now_ms: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(now_ms / 1000))
+
+
+def month_key(now_ms: int) -> str:
+    return time.strftime("%Y-%m", time.gmtime(now_ms / 1000))
+
+
+def next_day_ms(now_ms: int) -> int:
+    day = 86_400_000
+    return (now_ms // day + 1) * day
+
+
+def next_month_ms(now_ms: int) -> int:
+    t = time.gmtime(now_ms / 1000)
+    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+    return calendar.timegm((year, month, 1, 0, 0, 0, 0, 0, 0)) * 1000
+
+
+class Spent(msgspec.Struct):
+    """Settled usage in one period."""
+
+    key: str  # "2026-11-30" or "2026-11"
+    tokens: int = 0
+    cost: float = 0.0
+
+
+class Reservation(msgspec.Struct, array_like=True):
+    tokens: int
+    cost: float
+    day: str
+    month: str
+    expires_ms: int  # released unsettled after this (the deadline plus a grace)
+
+
+class Ledger(msgspec.Struct):
+    day: Spent
+    month: Spent
+    pending: dict[str, Reservation] = msgspec.field(default_factory=dict)  # by request id
+
+    @classmethod
+    def new(cls, now_ms: int) -> Ledger:
+        return cls(Spent(day_key(now_ms)), Spent(month_key(now_ms)))
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    daily_tokens: int | None = None
+    monthly_tokens: int | None = None
+    daily_cost: float | None = None
+    monthly_cost: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OverBudget:
+    which: str  # "daily_tokens" | ...
+    message: str
+    retry_after_ms: int  # until the period rolls over
+
+
+def roll(ledger: Ledger, now_ms: int) -> None:
+    """Start new periods when the day or month changed (what was spent before no longer counts)."""
+    d, m = day_key(now_ms), month_key(now_ms)
+    if ledger.day.key != d:
+        ledger.day = Spent(d)
+    if ledger.month.key != m:
+        ledger.month = Spent(m)
+
+
+def committed(ledger: Ledger) -> tuple[int, float, int, float]:
+    """(day tokens, day cost, month tokens, month cost): spent plus reserved in the current periods."""
+    dt, dc, mt, mc = ledger.day.tokens, ledger.day.cost, ledger.month.tokens, ledger.month.cost
+    for r in ledger.pending.values():
+        if r.day == ledger.day.key:
+            dt += r.tokens
+            dc += r.cost
+        if r.month == ledger.month.key:
+            mt += r.tokens
+            mc += r.cost
+    return dt, dc, mt, mc
+
+
+def check(ledger: Ledger, limits: Limits, tokens: int, cost: float, now_ms: int) -> OverBudget | None:
+    """Whether a request of this worst case fits every budget (after rolling the periods)."""
+    roll(ledger, now_ms)
+    dt, dc, mt, mc = committed(ledger)
+    day_end, month_end = next_day_ms(now_ms) - now_ms, next_month_ms(now_ms) - now_ms
+    for which, used, asked, limit, until in (
+        ("daily_tokens", dt, tokens, limits.daily_tokens, day_end),
+        ("daily_cost", dc, cost, limits.daily_cost, day_end),
+        ("monthly_tokens", mt, tokens, limits.monthly_tokens, month_end),
+        ("monthly_cost", mc, cost, limits.monthly_cost, month_end),
+    ):
+        if limit is not None and used + asked > limit + 1e-12:
+            what = "tokens" if which.endswith("tokens") else "cost"
+            msg = (
+                f"{which.replace('_', ' ')} budget: {used:g} spent or reserved of {limit:g}, this request may take "
+                f"{asked:g} {what}"
+            )
+            return OverBudget(which, msg, until)
+    return None
+
+
+def reserve(ledger: Ledger, request_id: str, tokens: int, cost: float, expires_ms: int, now_ms: int) -> None:
+    ledger.pending[request_id] = Reservation(tokens, cost, day_key(now_ms), month_key(now_ms), expires_ms)
+
+
+def settle(ledger: Ledger, request_id: str, tokens: int, cost: float, ts_ms: int, now_ms: int) -> Reservation | None:
+    """A usage record for `request_id`: its reservation (if any) goes and the actual usage counts in the
+    periods the reservation was made in (else those of the record's time). Returns the reservation."""
+    roll(ledger, now_ms)
+    r = ledger.pending.pop(request_id, None)
+    day, month = (r.day, r.month) if r is not None else (day_key(ts_ms), month_key(ts_ms))
+    if day == ledger.day.key:
+        ledger.day.tokens += tokens
+        ledger.day.cost += cost
+    if month == ledger.month.key:
+        ledger.month.tokens += tokens
+        ledger.month.cost += cost
+    return r
+
+
+def expire(ledger: Ledger, now_ms: int) -> list[str]:
+    """Release reservations whose requests are long past their deadline; returns their ids."""
+    gone = [rid for rid, r in ledger.pending.items() if r.expires_ms <= now_ms]
+    for rid in gone:
+        del ledger.pending[rid]
+    return gone

@@ -1,0 +1,125 @@
+"""Rate buckets, budget ledgers and tenant accounts on plain data (router/policies/rate_limit.py, budget.py,
+accounts.py): what passes never exceeds the limit plus one request, reservations settle and expire exactly,
+periods roll over, and a snapshot round-trips."""
+
+from __future__ import annotations
+
+import calendar
+import random
+
+import msgspec
+import pytest
+
+from contracts.messages import Request
+from fleet.settings import ModelSettings, RouterSettings, TenantSettings
+from router.policies import budget, rate_limit
+from router.policies.accounts import Account, TenantState, worst_case, worst_case_tokens
+from router.policies.budget import Ledger, Limits
+from router.policies.rate_limit import Rate
+
+T0 = calendar.timegm((2026, 11, 29, 12, 0, 0, 0, 0, 0)) * 1000
+R = RouterSettings()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_bucket_never_passes_more_than_burst_plus_rate_times_window_plus_one(seed: int) -> None:
+    rnd = random.Random(seed)
+    r = Rate(rate_per_s=rnd.choice([1.0, 5.0, 50.0]), burst=rnd.choice([1.0, 3.0, 20.0]))
+    b = r.new(T0)
+    now, passed = T0, []
+    for _ in range(5000):
+        now += rnd.choice([0, 0, 1, 3, 10, 50, 400])
+        cost = rnd.choice([1.0, 1.0, 2.0, 30.0])  # 30 is above some bursts: passes only when full
+        if rate_limit.wait_ms(b, r, cost, now) == 0:
+            rate_limit.take(b, r, cost, now)
+            passed.append((now, cost))
+    window_ms = now - T0
+    total = sum(c for _, c in passed)
+    assert total <= r.burst + r.rate_per_s * window_ms / 1000 + max(c for _, c in passed)
+    assert len(passed) > 10  # it does let traffic through
+
+
+def test_wait_ms_says_when_a_request_passes() -> None:
+    r = Rate(rate_per_s=10.0, burst=2.0)
+    b = r.new(T0)
+    rate_limit.take(b, r, 2.0, T0)
+    w = rate_limit.wait_ms(b, r, 1.0, T0)
+    assert w == 100
+    assert rate_limit.wait_ms(b, r, 1.0, T0 + w - 1) > 0 and rate_limit.wait_ms(b, r, 1.0, T0 + w) == 0
+    rate_limit.give_back(b, r, 5.0, T0)  # capped at the burst
+    assert rate_limit.level(b, r, T0) == 2.0
+
+
+def test_budget_reserves_settles_and_rolls_over() -> None:
+    led = Ledger.new(T0)
+    lim = Limits(daily_tokens=1000, monthly_cost=1.0)
+    assert budget.check(led, lim, 600, 0.1, T0) is None
+    budget.reserve(led, "a", 600, 0.1, T0 + 60_000, T0)
+    over = budget.check(led, lim, 600, 0.1, T0)
+    assert over is not None and over.which == "daily_tokens"
+    assert over.retry_after_ms == 12 * 3600 * 1000  # until midnight UTC
+    budget.settle(led, "a", 150, 0.02, T0, T0)  # the actual usage replaces the reservation
+    assert led.day.tokens == 150 and not led.pending
+    assert budget.check(led, lim, 600, 0.1, T0) is None
+    # a usage record for a request not reserved here (a redo's first run) still counts
+    budget.settle(led, "b", 100, 0.01, T0, T0)
+    assert led.day.tokens == 250
+    # the next day the daily count starts again; the month goes on
+    tomorrow = T0 + 86_400_000
+    assert budget.check(led, lim, 1000, 0.1, tomorrow) is None
+    assert led.day.tokens == 0 and led.month.cost == pytest.approx(0.03)
+    # a month's cost budget: December starts afresh
+    over = budget.check(led, lim, 10, 0.98, tomorrow)
+    assert over is not None and over.which == "monthly_cost"
+    assert over.retry_after_ms == calendar.timegm((2026, 12, 1, 0, 0, 0, 0, 0, 0)) * 1000 - tomorrow
+
+
+def test_unsettled_reservations_expire_and_late_usage_still_counts() -> None:
+    led = Ledger.new(T0)
+    budget.reserve(led, "a", 500, 0.0, T0 + 1000, T0)
+    assert budget.expire(led, T0 + 999) == [] and budget.expire(led, T0 + 1000) == ["a"]
+    assert budget.committed(led)[0] == 0
+    budget.settle(led, "a", 120, 0.0, T0 + 5000, T0 + 5000)
+    assert led.day.tokens == 120
+
+
+def tenant(**kw: object) -> TenantSettings:
+    return msgspec.convert({"name": "acme", **kw}, TenantSettings)
+
+
+def test_an_account_applies_each_usage_record_once_by_its_offset() -> None:
+    acc = Account.new(tenant(daily_tokens=10_000, tokens_per_min=6000), T0)
+    w = worst_case(Request(id="r", reply_to="x", prompt="hello", max_tokens=100), ModelSettings(name="m", path="p"), R)
+    acc.take_rate(w.tokens, T0)
+    acc.reserve("r", w, T0 + 10_000, T0)
+    assert acc.admitted("r")
+    assert acc.settle(0, 7, "r", 20, 0.0, T0, T0)
+    assert not acc.settle(0, 7, "r", 20, 0.0, T0, T0)  # the same record again (a replay): not applied
+    assert not acc.settle(0, 3, "r", 20, 0.0, T0, T0)  # an older one: applied before the snapshot
+    assert acc.state.ledger.day.tokens == 20 and acc.state.usage_next == {0: 8}
+    # the minute's token rate got back what the request reserved and did not use
+    assert acc.state.tokens is not None and rate_limit.level(acc.state.tokens, Rate(100.0, 6000.0), T0) == 5980
+
+
+def test_a_snapshot_round_trips() -> None:
+    acc = Account.new(tenant(requests_per_s=2.0, daily_cost=5.0), T0)
+    acc.take_rate(10, T0)
+    w = worst_case(Request(id="r", reply_to="x", prompt="hi", max_tokens=8), ModelSettings(name="m", path="p"), R)
+    acc.reserve("r", w, T0 + 1, T0)
+    acc.state.usage_next = {0: 4, 1: 9}
+    raw = msgspec.msgpack.encode(acc.state)
+    back = msgspec.msgpack.decode(raw, type=TenantState)
+    assert back == acc.state
+
+
+def test_the_worst_case_bounds_the_prompt_from_above() -> None:
+    req = Request(id="r", reply_to="x", prompt="héllo", max_tokens=10)  # 6 UTF-8 bytes
+    assert worst_case_tokens(req, R) == 6 + R.template_tokens + 10
+    chat = msgspec.convert(
+        {"id": "r", "reply_to": "x", "messages": [{"role": "system", "content": "ab"}, {"role": "user", "content": "c"}]},
+        Request,
+    )
+    assert worst_case_tokens(chat, R) == 3 + R.template_tokens + 2 * R.message_tokens + chat.max_tokens
+    m = ModelSettings(name="m", path="p", price_per_1k_prompt=1.0, price_per_1k_completion=2.0)
+    w = worst_case(req, m, R)
+    assert w.cost == pytest.approx(((6 + R.template_tokens) * 1.0 + 10 * 2.0) / 1000)
