@@ -20,7 +20,7 @@ import time
 import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from contracts.codec import Codec, DecodeFailure
 from fleet.kafka import make_consumer, with_retry
@@ -87,7 +87,11 @@ class TenantStore:
 
     @staticmethod
     async def _assign_all(consumer: AIOKafkaConsumer, topic: str) -> None:
-        parts = await consumer.client._wait_on_metadata(topic)  # waits for the topic to exist (or be created)
+        """Read every partition of `topic`; a topic the broker does not know yet is retried (with_retry)."""
+        await consumer.topics()
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            raise UnknownTopicOrPartitionError(f"topic {topic!r} does not exist (fleet_topics creates it)")
         consumer.assign([TopicPartition(topic, p) for p in sorted(parts)])
 
     # -- takeover and hand-over ---------------------------------------------------------------------------

@@ -1,0 +1,421 @@
+"""Tenant limits measured on real processes: one broker, several `fleet router` processes, a simulated-engine
+worker (timed token emission, no model), and a client that sends as one tenant with its API key.
+
+    rate:   routers R, a tenant at `rps` requests/s (burst B); N interactive requests sent as fast as the
+            producer goes. Admitted (forwarded) requests must stay within B + rps x window + 1, where window
+            spans the router's first and last forward (the forwards' record timestamps). Over-limit answers
+            are timed at the client, send to `rate_limited` reply (p50/p99). Then M batch requests over the
+            rate: every one is served (held and paced, never refused), at no more than the rate.
+    budget: routers R (default 4), a tenant whose daily cost budget admits exactly `admits` requests (each
+            reserves and spends max_tokens x the completion price: the simulated engine always generates
+            max_tokens), N concurrent requests in two halves with a SIGKILL of the router that owns the tenant
+            in between. Admitted must be at most admits + 1, and the owner's books (the last snapshot on
+            `llm.tenants.state`) must equal the usage records: not reset, not counted twice.
+
+Run `python -m benchmarks.tenant_limits [--requests N]`; results go to
+benchmarks/results/tenant_limits_<machine>_<date>_<commit>.{json,md}. tests/benchmarks/test_tenant_limits.py
+runs it small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import signal
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import msgspec
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from benchmarks.schema import collect_meta
+from contracts.codec import Codec
+from contracts.messages import Done, Error, ErrorCode, Request
+from fleet.broker import EmbeddedBroker, free_port
+from fleet.kafka import ensure_topics, fleet_topics, make_consumer
+from fleet.settings import Settings
+from fleet.status import wait_for_workers
+from fleet.supervisor import FleetProcesses, toml_value
+from fleet.tenants import mint_key
+from router.policies.accounts import TenantState
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+MODEL = "sim"
+PRICE = 1.0  # per 1k completion tokens; prompts are free, so a request's cost is exactly max_tokens / 1000
+MAX_TOKENS = 10
+
+
+@dataclass(slots=True)
+class RateResult:
+    routers: int
+    rps: float
+    burst: int
+    sent: int
+    admitted: int
+    refused: int
+    window_s: float
+    bound: float  # burst + rps x window + 1
+    refusal_p50_ms: float  # in the burst (queueing behind the burst included)
+    refusal_p99_ms: float
+    alone_p50_ms: float  # one over-limit request at a time to the shared intake: moved to the owner, refused
+    alone_p99_ms: float
+    direct_p50_ms: float  # the same, written straight to the tenant's intake topic (no move)
+    direct_p99_ms: float
+    batch_sent: int
+    batch_served: int
+    batch_refused: int
+    batch_window_s: float
+    batch_rate_per_s: float  # forwards per second after the burst
+
+
+@dataclass(slots=True)
+class BudgetResult:
+    routers: int
+    sent: int
+    admits: int
+    admitted: int
+    refused_budget: int
+    other: dict[str, int] = field(default_factory=dict)
+    killed_owner: str = ""
+    new_owner: str = ""
+    ledger_cost: float = 0.0
+    usage_cost: float = 0.0
+    pending_after: int = -1
+
+
+def config(path: Path, prefix: str, tenants: str) -> Path:
+    path.write_text(
+        "\n".join(
+            [
+                f"cache_dir = {toml_value(str(path.parent / 'cache'))}",
+                "[kafka]",
+                f"topic_prefix = {toml_value(prefix)}",
+                "intake_partitions = 4",
+                "model_partitions = 2",
+                "[latency]",
+                "session_timeout_ms = 6000",
+                "heartbeat_interval_ms = 500",
+                "rebalance_timeout_ms = 3000",
+                "status_interval_ms = 300",
+                "[router]",
+                "overload_max_backlog = 100000",
+                "tenant_state_interval_ms = 500",
+                "[[router.tiers]]",
+                'name = "only"',
+                f"model = {toml_value(MODEL)}",
+                "max_score = inf",
+                "[[models]]",
+                f"name = {toml_value(MODEL)}",
+                'path = "none"',
+                'engine = "simulated"',
+                "simulated_tokens_per_s = 2000.0",
+                "max_running = 64",
+                "max_inflight = 256",
+                "price_per_1k_prompt = 0.0",
+                f"price_per_1k_completion = {PRICE}",
+                tenants,
+            ]
+        )
+        + "\n"
+    )
+    return path
+
+
+class Client:
+    """Sends requests with the tenant's key to the shared intake and reads its reply topic."""
+
+    def __init__(self, settings: Settings, key: str, tenant: str) -> None:
+        self.settings = settings
+        self.key = key
+        self.reply = f"{settings.kafka.topics.replies}.{tenant}.bench-{uuid.uuid4().hex[:6]}"
+        self.codec = Codec()
+        self.sent_at: dict[str, float] = {}
+        self.terminal: dict[str, tuple[Done | Error, float]] = {}
+        self._producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, linger_ms=0)
+        self._consumer = make_consumer(settings, group_id=None, auto_offset_reset="earliest")
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Client:
+        await ensure_topics(self.settings, {self.reply: 2})
+        await self._producer.start()
+        await self._consumer.start()
+        self._consumer.subscribe([self.reply])
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+        await self._producer.stop()
+
+    async def _read(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=50)
+            now = time.monotonic()
+            for records in batch.values():
+                for r in records:
+                    ev = self.codec.decode_reply(r.value)
+                    if isinstance(ev, Done | Error) and ev.id not in self.terminal:
+                        self.terminal[ev.id] = (ev, now)
+
+    async def send(self, rids: list[str], priority: str = "interactive", topic: str | None = None) -> None:
+        futs = []
+        for rid in rids:
+            req = Request(id=rid, reply_to=self.reply, prompt="hello", max_tokens=MAX_TOKENS, model=MODEL)
+            value = msgspec.json.encode(req)
+            if priority != "interactive":
+                value = value[:-1] + b',"priority":"batch"}'
+            self.sent_at[rid] = time.monotonic()
+            headers = [("content-type", b"application/json"), ("fleet-api-key", self.key.encode())]
+            where = topic or self.settings.kafka.topics.requests
+            futs.append(await self._producer.send(where, value, headers=headers))
+        await asyncio.gather(*futs)
+
+    async def wait(self, rids: list[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(r not in self.terminal for r in rids):  # noqa: ASYNC110 - a bounded poll
+            await asyncio.sleep(0.05)
+
+
+async def forwards(settings: Settings, rids: set[str]) -> dict[str, int]:
+    """Request id -> timestamp (ms) of its first forward to the model topic."""
+    topic = settings.kafka.topics.model(MODEL)
+    c = make_consumer(settings, group_id=None, enable_auto_commit=False)
+    await c.start()
+    try:
+        await c.topics()
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        ends = await c.end_offsets(tps)
+        out: dict[str, int] = {}
+        while [tp for tp in tps if await c.position(tp) < ends[tp]]:
+            for records in (await c.getmany(timeout_ms=200)).values():
+                for r in records:
+                    rid = (r.key or b"").decode()
+                    if rid in rids and rid not in out:
+                        out[rid] = r.timestamp
+        return out
+    finally:
+        await c.stop()
+
+
+async def read_all(settings: Settings, topic: str) -> list[bytes]:
+    c = make_consumer(settings, group_id=None, enable_auto_commit=False)
+    await c.start()
+    try:
+        await c.topics()
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        ends = await c.end_offsets(tps)
+        out: list[bytes] = []
+        while [tp for tp in tps if await c.position(tp) < ends[tp]]:
+            for records in (await c.getmany(timeout_ms=200)).values():
+                out += [r.value for r in records if r.value is not None]
+        return out
+    finally:
+        await c.stop()
+
+
+async def start_fleet(bootstrap: str, work: Path, prefix: str, tenants: str, routers: int) -> FleetProcesses:
+    cfg = config(work / f"{prefix}.toml", prefix, tenants)
+    fleet = FleetProcesses(bootstrap, work / f"logs-{prefix}", cfg)
+    await ensure_topics(fleet.settings, fleet_topics(fleet.settings))
+    for i in range(routers):
+        fleet.start_router(f"router-{i}")
+    fleet.start_worker(MODEL)
+    seen = await wait_for_workers(fleet.settings, [MODEL], 120)
+    if MODEL not in seen:
+        raise RuntimeError(f"worker not ready:\n{fleet.log('worker-' + MODEL)[-2000:]}")
+    await asyncio.sleep(4.0)  # the routers' group settles
+    return fleet
+
+
+def owner_of(fleet: FleetProcesses, tenant: str) -> str | None:
+    """The router that last logged taking the tenant over (JSON logs)."""
+    best: tuple[float, str] | None = None
+    for name in fleet.running("router-"):
+        for line in fleet.log(name).splitlines():
+            if '"router.tenant_owned"' in line and f'"tenant": "{tenant}"' in line.replace('":"', '": "'):
+                m = re.search(r'"epoch":\s*(\d+)', line)
+                epoch = float(m.group(1)) if m else 0.0
+                if best is None or epoch > best[0]:
+                    best = (epoch, name)
+    return best[1] if best else None
+
+
+def pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+async def rate_run(bootstrap: str, work: Path, n: int, batch: int, routers: int = 3) -> RateResult:
+    key, h = mint_key()
+    rps, burst = 20.0, 5
+    capped_key, capped_h = mint_key()
+    tenants = (
+        f'[[tenants]]\nname = "acme"\napi_key_hashes = ["{h}"]\nrequests_per_s = {rps}\nburst_requests = {burst}\n'
+        f'[[tenants]]\nname = "capped"\napi_key_hashes = ["{capped_h}"]\nrequests_per_s = 0.0001\nburst_requests = 1\n'
+    )
+    prefix = f"tl{uuid.uuid4().hex[:6]}"
+    fleet = await start_fleet(bootstrap, work, prefix, tenants, routers)
+    try:
+        async with Client(fleet.settings, key, "acme") as client:
+            rids = [f"i-{i}" for i in range(n)]
+            await client.send(rids)
+            await client.wait(rids, 60)
+            refusals = [
+                (t - client.sent_at[r]) * 1000
+                for r, (ev, t) in client.terminal.items()
+                if r in client.sent_at and isinstance(ev, Error) and ev.code is ErrorCode.RATE_LIMITED
+            ]
+            fw = await forwards(fleet.settings, set(rids))
+            window_s = (max(fw.values()) - min(fw.values())) / 1000 if fw else 0.0
+        async with Client(fleet.settings, capped_key, "capped") as capped:
+            # a tenant whose bucket never refills within the run: one request passes, every later one is refused
+            alone: list[float] = []
+            direct: list[float] = []
+            await capped.send(["first"])
+            own_topic = fleet.settings.kafka.topics.tenant_intake("capped")
+            for i in range(max(20, n // 10)):
+                for rid, topic, into in ((f"a-{i}", None, alone), (f"d-{i}", own_topic, direct)):
+                    await capped.send([rid], topic=topic)
+                    await capped.wait([rid], 10)
+                    ev, t = capped.terminal.get(rid, (None, 0.0))
+                    if isinstance(ev, Error) and ev.code is ErrorCode.RATE_LIMITED:
+                        into.append((t - capped.sent_at[rid]) * 1000)
+        async with Client(fleet.settings, key, "acme") as client:
+            await asyncio.sleep(1.5)  # the bucket refills before the batch run
+            brids = [f"b-{i}" for i in range(batch)]
+            await client.send(brids, priority="batch")
+            await client.wait(brids, 60 + batch / rps)
+            bfw = await forwards(fleet.settings, set(brids))
+            bts = sorted(bfw.values())
+            bwin = (bts[-1] - bts[0]) / 1000 if len(bts) > 1 else 0.0
+            served = sum(1 for r in brids if isinstance(client.terminal.get(r, (None,))[0], Done))
+            brefused = sum(1 for r in brids if isinstance(client.terminal.get(r, (None,))[0], Error))
+            return RateResult(
+                routers=routers,
+                rps=rps,
+                burst=burst,
+                sent=n,
+                admitted=len(fw),
+                refused=len(refusals),
+                window_s=round(window_s, 3),
+                bound=round(burst + rps * window_s + 1, 2),
+                refusal_p50_ms=round(pct(refusals, 0.5), 2),
+                refusal_p99_ms=round(pct(refusals, 0.99), 2),
+                alone_p50_ms=round(pct(alone, 0.5), 2),
+                alone_p99_ms=round(pct(alone, 0.99), 2),
+                direct_p50_ms=round(pct(direct, 0.5), 2),
+                direct_p99_ms=round(pct(direct, 0.99), 2),
+                batch_sent=batch,
+                batch_served=served,
+                batch_refused=brefused,
+                batch_window_s=round(bwin, 3),
+                batch_rate_per_s=round((len(bts) - burst) / bwin, 2) if bwin > 0 else 0.0,
+            )
+    finally:
+        fleet.stop_all()
+
+
+async def budget_run(
+    bootstrap: str, work: Path, n: int, admits: int, routers: int = 4, kill: bool = True
+) -> BudgetResult:
+    key, h = mint_key()
+    per_request = MAX_TOKENS * PRICE / 1000
+    tenants = f'[[tenants]]\nname = "acme"\napi_key_hashes = ["{h}"]\ndaily_cost = {admits * per_request!r}\n'
+    prefix = f"tb{uuid.uuid4().hex[:6]}"
+    fleet = await start_fleet(bootstrap, work, prefix, tenants, routers)
+    result = BudgetResult(routers=routers, sent=n, admits=admits, admitted=0, refused_budget=0)
+    try:
+        async with Client(fleet.settings, key, "acme") as client:
+            rids = [f"r-{i}" for i in range(n)]
+            half = n // 2
+            await client.send(rids[:half])
+            if kill:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and len(client.terminal) < min(half, admits) // 3:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+                owner = owner_of(fleet, "acme")
+                if owner is None:
+                    raise RuntimeError("no router logged owning the tenant")
+                fleet.signal(owner, signal.SIGKILL)
+                result.killed_owner = owner
+            await client.send(rids[half:])
+            await client.wait(rids, 120)
+            for r in rids:
+                ev = client.terminal.get(r, (None, 0.0))[0]
+                if isinstance(ev, Done):
+                    result.admitted += 1
+                elif isinstance(ev, Error) and ev.code is ErrorCode.BUDGET_EXCEEDED:
+                    result.refused_budget += 1
+                else:
+                    k = ev.code.value if isinstance(ev, Error) else "no terminal event"
+                    result.other[k] = result.other.get(k, 0) + 1
+            result.new_owner = owner_of(fleet, "acme") or ""
+        # the books: usage records of this tenant against the owner's last snapshot (written within the
+        # snapshot interval once the last usage record is settled)
+        await asyncio.sleep(3.0)
+        s = fleet.settings
+        codec = Codec()
+        usage = [codec.decode_usage(v) for v in await read_all(s, s.kafka.topics.usage)]
+        runs = {(u.id, u.run_id): u.cost for u in usage if u.tenant == "acme"}
+        result.usage_cost = round(sum(runs.values()), 8)
+        snaps = [msgspec.msgpack.decode(v, type=TenantState) for v in await read_all(s, s.kafka.topics.tenant_state)]
+        mine = [x for x in snaps if x.tenant == "acme"]
+        if mine:
+            last = max(mine, key=lambda x: (x.epoch, x.written_ms))
+            result.ledger_cost = round(last.ledger.day.cost, 8)
+            result.pending_after = len(last.ledger.pending)
+        return result
+    finally:
+        fleet.stop_all()
+
+
+def write(results: dict[str, object]) -> Path:
+    meta = collect_meta(simulated=True)  # the worker's engine is simulated: the routers are what is measured
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"tenant_limits_{meta.stem_suffix}.json"
+    path.write_text(json.dumps({"meta": asdict(meta), **results}, indent=2) + "\n")
+    return path
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    broker = EmbeddedBroker("127.0.0.1", free_port())
+    broker.start_process()
+    await broker.start()
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            work = Path(d)
+            rate = await rate_run(broker.bootstrap, work, args.requests, args.batch)
+            print(json.dumps(asdict(rate)), flush=True)
+            bud = await budget_run(broker.bootstrap, work, args.requests, args.admits)
+            print(json.dumps(asdict(bud)), flush=True)
+            return {"rate": asdict(rate), "budget": asdict(bud)}
+    finally:
+        broker.stop_sync()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--requests", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=60)
+    p.add_argument("--admits", type=int, default=100)
+    args = p.parse_args()
+    results = asyncio.run(main_async(args))
+    print(write(results))
+
+
+if __name__ == "__main__":
+    main()
