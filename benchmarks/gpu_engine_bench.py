@@ -436,10 +436,10 @@ def run_all(args: argparse.Namespace) -> Run:
             rep["models"][quant] = entry
             return entry
 
-        def batch1(quant: str, bundle: ModelBundle, variants: list[Variant]) -> list[dict[str, Any]]:
+        def batch1(quant: str, bundle: ModelBundle, variants: list[Variant], n: int) -> list[dict[str, Any]]:
             wb = rep["models"][quant]["decode_weight_bytes"]
-            points = [generate_point(bundle, prompts, args.batch1_requests, args)]
-            points += [engine_point(bundle, v, prompts, 1, args.batch1_requests, args) for v in variants]
+            points = [generate_point(bundle, prompts, n, args)]
+            points += [engine_point(bundle, v, prompts, 1, n, args) for v in variants]
             for p in points:
                 p["quantization"] = quant
                 p["fraction_of_peak"] = bound_fraction(wb, p["decode_tok_s"], peak)
@@ -457,7 +457,7 @@ def run_all(args: argparse.Namespace) -> Run:
             model_entry(args.dtype, state["bf16"], time.time() - t)
 
         def bf16_batch1() -> None:
-            points = batch1(args.dtype, state["bf16"], variants)
+            points = batch1(args.dtype, state["bf16"], variants, args.batch1_requests)
             rep["batch1"] += points
             if len(points) > 2:
                 rep["batch1_outputs_identical_graphs_vs_eager"] = _same_outputs(points[1], points[2])
@@ -531,7 +531,7 @@ def run_all(args: argparse.Namespace) -> Run:
                 b = load(path, q, dtype, device, args.max_model_len)
                 model_entry(str(q), b, time.time() - t)
                 qv = Variant("engine", "engine")  # graphs: bitsandbytes kernels are not captured (engine guard)
-                points = batch1(str(q), b, [qv])
+                points = batch1(str(q), b, [qv], max(2, args.batch1_requests - 1))  # bitsandbytes decodes slowly
                 rep["batch1"] += points
                 c32 = engine_point(
                     b, qv, prompts, args.quant_concurrency, _requests(args, args.quant_concurrency), args
