@@ -21,7 +21,7 @@
 #           finished section is already written to $OUT). Knobs: MACHINE (file-name label, default from the
 #           device name), PEAK_BW_GBS (override the data-sheet bandwidth), GPU_BENCH_ARGS (more flags).
 #   cpu     here: the same benchmark with the tiny shape on the CPU (tests/benchmarks/test_gpu_engine_bench.py runs
-#           it); results to $OUT or /tmp/gpu-engine-cpu; extra arguments go to the benchmark; PYTHON picks python.
+#           it); results to $OUT or /tmp/gpu-engine-cpu; extra arguments go to the benchmark; python: $PYTHON, else .venv/bin/python, else python3.
 #   serve   on the device: the older demo-model run (engine_bench and `fleet bench run` on demo:large/small; needs
 #           WITH_SERVE=1 wheels, and the demo models built or carried in .bench-cache/). Knobs: MODEL (default
 #           large), RATES (default "1 4 16"), NUM_PROMPTS (200), INPUT_LEN/OUTPUT_LEN (256/128), ENGINE_BENCH_ARGS,
@@ -72,7 +72,9 @@ run() {
 cpu() {
     local out="${OUT:-/tmp/gpu-engine-cpu}"
     mkdir -p "$out"
-    "${PYTHON:-python3}" -m benchmarks.gpu_engine_bench --tiny --out "$out" "$@"
+    local py="${PYTHON:-}"
+    if [[ -z "$py" ]]; then if [[ -x .venv/bin/python ]]; then py=.venv/bin/python; else py=python3; fi; fi
+    "$py" -m benchmarks.gpu_engine_bench --tiny --out "$out" "$@"
 }
 
 serve() {
