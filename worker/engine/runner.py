@@ -13,14 +13,20 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import structlog
 import torch
 
 from worker.engine import sampling
 from worker.engine.api import SamplingParams
 from worker.engine.fast_path import LlamaFastPath
 from worker.engine.kv_cache import SlotKVCache, attention_mask
+
+if TYPE_CHECKING:
+    from worker.engine.cuda_graphs import DecodeGraphs
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(slots=True)
@@ -140,11 +146,23 @@ class Rows:
 class ModelRunner:
     """Prefill and decode for the rows of a batch; speculation lives in `speculative.Speculator`."""
 
-    def __init__(self, model: Any, *, max_rows: int, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self, model: Any, *, max_rows: int, device: torch.device, dtype: torch.dtype, decode_graphs: str = "off"
+    ) -> None:
         self.device = device
         self.target = Forward(model, new_cache(model, max_rows, dtype, device), device)
         self.rows = Rows([self.target.cache])
         self.draft: Forward | None = None
+        self.graphs: DecodeGraphs | None = None
+        if decode_graphs != "off":  # the plain decode step as CUDA graphs (cuda_graphs.py); off by default
+            from worker.engine.cuda_graphs import DecodeGraphs, GraphMode, unusable
+
+            mode = GraphMode(decode_graphs)
+            why = unusable(model, self.target, mode)
+            if why is None:
+                self.graphs = DecodeGraphs(self.target, mode)
+            else:
+                log.info("engine.decode_graphs_off", reason=why)
 
     def attach_draft(self, draft: Forward) -> None:
         """A draft model whose cache rows mirror the target's (speculative.DraftModelProposer)."""
@@ -223,9 +241,14 @@ class ModelRunner:
         seqs = self.decoding()
         if not seqs:
             return {}
-        last = torch.tensor([[s.tokens[-1]] for s in seqs], dtype=torch.long, device=self.device)  # [B, 1]
-        hidden = self.target.hidden(0, last, self._lens(seqs))
-        logits = self.target.logits(hidden[:, 0])  # [B, V]
+        logits = None
+        if self.graphs is not None and self.graphs.active:
+            longest = max(s.kv_len for s in self.rows.seqs)
+            logits = self.graphs.logits([s.tokens[-1] for s in seqs], [s.kv_len for s in seqs], longest)
+        if logits is None:
+            last = torch.tensor([[s.tokens[-1]] for s in seqs], dtype=torch.long, device=self.device)  # [B, 1]
+            hidden = self.target.hidden(0, last, self._lens(seqs))
+            logits = self.target.logits(hidden[:, 0])  # [B, V]
         new = self.choose(seqs, logits)
         out: dict[str, list[int]] = {}
         for seq, tok in zip(seqs, new, strict=True):
