@@ -58,6 +58,7 @@ class RateResult:
     sent: int
     admitted: int
     refused: int
+    refusals_well_formed: int  # rate_limited errors that are retriable and carry retry_after_ms > 0
     window_s: float
     bound: float  # burst + rps x window + 1
     refusal_p50_ms: float  # in the burst (queueing behind the burst included)
@@ -279,6 +280,12 @@ async def rate_run(bootstrap: str, work: Path, n: int, batch: int, routers: int 
                 for r, (ev, t) in client.terminal.items()
                 if r in client.sent_at and isinstance(ev, Error) and ev.code is ErrorCode.RATE_LIMITED
             ]
+            well_formed = sum(
+                1
+                for ev, _ in client.terminal.values()
+                if isinstance(ev, Error) and ev.code is ErrorCode.RATE_LIMITED and ev.retriable
+                and (ev.retry_after_ms or 0) > 0
+            )
             fw = await forwards(fleet.settings, set(rids))
             window_s = (max(fw.values()) - min(fw.values())) / 1000 if fw else 0.0
         async with Client(fleet.settings, capped_key, "capped") as capped:
@@ -311,6 +318,7 @@ async def rate_run(bootstrap: str, work: Path, n: int, batch: int, routers: int 
                 sent=n,
                 admitted=len(fw),
                 refused=len(refusals),
+                refusals_well_formed=well_formed,
                 window_s=round(window_s, 3),
                 bound=round(burst + rps * window_s + 1, 2),
                 refusal_p50_ms=round(pct(refusals, 0.5), 2),

@@ -1,0 +1,35 @@
+"""Tenant limits on real processes, small (benchmarks/tenant_limits.py measures them at full size): a rate
+limit holds across three routers and paces batch work instead of refusing it; a budget holds across four
+routers while the one that owns the tenant is SIGKILLed, and the new owner's books equal the usage records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.tenant_limits import MAX_TOKENS, PRICE, budget_run, rate_run
+
+pytestmark = pytest.mark.slow
+
+
+async def test_rate_limits_hold_across_routers_and_batch_work_is_paced(broker: str, tmp_path: Path) -> None:
+    r = await rate_run(broker, tmp_path, n=150, batch=20)
+    assert r.admitted >= r.burst  # the burst passes
+    assert r.admitted <= r.bound, r  # never more than burst + rate x window + one request
+    assert r.admitted + r.refused == r.sent and r.refusals_well_formed == r.refused, r
+    assert r.alone_p50_ms > 0 and r.direct_p50_ms > 0
+    # batch requests over the rate are all served, none refused, at no more than the rate
+    assert r.batch_served == r.batch_sent and r.batch_refused == 0, r
+    assert r.batch_sent <= r.burst + r.rps * r.batch_window_s + 1, r
+
+
+async def test_a_budget_holds_across_four_routers_and_a_sigkill_of_its_owner(broker: str, tmp_path: Path) -> None:
+    r = await budget_run(broker, tmp_path, n=240, admits=24, routers=4)
+    assert r.killed_owner and r.new_owner and r.new_owner != r.killed_owner, r
+    assert r.admitted == r.admits, r  # each request costs exactly its reservation: the budget admits exactly this
+    assert r.refused_budget == r.sent - r.admitted and not r.other, r
+    # not reset by the takeover, not counted twice: the owner's books equal the usage records
+    per_request = MAX_TOKENS * PRICE / 1000
+    assert r.usage_cost == pytest.approx(r.admitted * per_request)
+    assert r.ledger_cost == pytest.approx(r.usage_cost) and r.pending_after == 0, r
