@@ -451,7 +451,8 @@ class RouterService:
         for p in plans:
             for s in p.sends:
                 try:
-                    fut = await producer.send(s.topic, s.value, key=s.key, headers=s.headers, partition=s.partition)
+                    where: dict[str, int] = {} if s.partition is None else {"partition": s.partition}
+                    fut = await producer.send(s.topic, s.value, key=s.key, headers=s.headers, **where)
                     started.append((p, s, fut))
                 except Exception as exc:  # any failure of a send is an outcome to handle, never an escape
                     p.failures.append((s, exc))

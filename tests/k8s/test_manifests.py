@@ -195,6 +195,7 @@ def test_kafka_topics_are_the_contracts_topics(env: Env) -> None:
     expected = {t.requests, t.dlq, t.control, t.status, t.usage, f"{k.topic_prefix}.replies"}
     expected |= {t.model(m) for m in env.settings.model_names}
     expected |= {t.tenant_intake(x.name) for x in env.settings.tenants}
+    expected.add(t.tenant_state)  # always there: a tenant with limits may be added without a new topic
     got = [d["spec"]["topicName"] for d in env.of("KafkaTopic")]
     assert sorted(got) == sorted(expected)
     for d in env.of("KafkaTopic"):
@@ -219,6 +220,7 @@ def test_topic_sizes_follow_the_config_and_the_guidance(env: Env) -> None:
     retention = {d["spec"]["topicName"]: d["spec"]["config"]["retention.ms"] for d in env.of("KafkaTopic")}
     assert retention[t.dlq] > retention[t.requests], "the DLQ keeps records longer than the intake"
     assert retention[t.dlq] >= 7 * 86_400_000
+    assert env.topic(t.tenant_state)["spec"]["config"]["cleanup.policy"] == "compact"
     status = env.topic(t.status)["spec"]["config"]
     assert "compact" in status["cleanup.policy"] or status["retention.ms"] <= 86_400_000
     assert retention[t.control] <= 86_400_000
@@ -446,7 +448,11 @@ def _required_acls(s: Settings) -> dict[str, set[ACL]]:
     return {
         "router": {
             ("topic", "literal", t.requests, "Read"),  # intake consumer
-            ("topic", "prefix", t.tenant_intake("x")[:-1], "Read"),  # and every tenant's own intake topic
+            ("topic", "prefix", t.tenant_intake("x")[:-1], "Read"),  # and every tenant's own intake topic,
+            ("topic", "prefix", t.tenant_intake("x")[:-1], "Write"),  # where a limited tenant's records move
+            ("topic", "literal", t.tenant_state, "Read"),  # its counters' snapshots
+            ("topic", "literal", t.tenant_state, "Write"),
+            ("topic", "literal", t.usage, "Read"),  # settled from the usage records
             ("group", "literal", t.router_group, "Read"),
             *{("topic", "literal", t.model(m), "Write") for m in models},  # forward (Write implies the
             ("topic", "literal", t.dlq, "Write"),  # Describe that end_offsets of the model topics need)

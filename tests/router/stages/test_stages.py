@@ -116,6 +116,7 @@ def test_the_pipeline_runs_in_order_and_names_the_deciding_stage() -> None:
     assert [s.name for s in stages] == [
         "decode",
         "authenticate",
+        "owner",
         "validate",
         "tenant_limits",
         "deadline",
@@ -123,6 +124,8 @@ def test_the_pipeline_runs_in_order_and_names_the_deciding_stage() -> None:
         "allowed_models",
         "dedup",
         "overload",
+        "rate_limit",
+        "budget",
         "route",
     ]
     p = Pipeline(stages, CODEC)
