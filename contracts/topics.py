@@ -55,9 +55,20 @@ class Topics(msgspec.Struct, frozen=True):
         return f"{self.prefix}.replies"
 
     def model(self, name: str) -> str:
-        if not _MODEL_NAME.match(name) or name == "dlq" or name == "t" or name.startswith("t."):
+        """A model's interactive lane (`llm.requests.<model>`)."""
+        if (
+            not _MODEL_NAME.match(name)
+            or name in ("dlq", "t")
+            or name.startswith("t.")
+            or name.endswith(".batch")  # would be another model's batch lane
+        ):
             raise ValueError(f"model name {name!r} is not a valid topic suffix")
         return f"{self.prefix}.requests.{name}"
+
+    def model_batch(self, name: str) -> str:
+        """A model's batch lane (`llm.requests.<model>.batch`): `priority: batch` requests, which its workers
+        take only with spare capacity (all of it in configured off-peak windows)."""
+        return f"{self.model(name)}.batch"
 
     def tenant_intake(self, tenant: str) -> str:
         """A tenant's own intake topic (`llm.requests.t.<tenant>`): installations that authenticate producers

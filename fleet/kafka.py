@@ -104,6 +104,7 @@ def fleet_topics(settings: Settings) -> dict[str, int]:
     }
     for m in settings.models:
         out[t.model(m.name)] = k.model_partitions
+        out[t.model_batch(m.name)] = k.model_partitions
     for tenant in settings.tenants:  # the router reads these too; producers on them are authenticated by ACLs
         # one partition: its router owns the tenant's counters (router/stages/owner.py)
         out[t.tenant_intake(tenant.name)] = 1

@@ -137,6 +137,38 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     answered_ids: int = 10_000  # terminal events kept to answer a re-send of an id finished here
     commit_retry_ms: int = 500  # a failed commit is retried after this
     group_instance_id: str | None = None  # static membership: a stable name per worker (the pod name); model appended
+    # Priority lanes: batch requests (their own topic per model) are taken only with spare capacity. Outside
+    # off-peak windows this share of `max_running` is kept for interactive requests; inside, batch work may
+    # use every slot not taken by interactive work. Windows are UTC "HH:MM-HH:MM" (may wrap midnight).
+    batch_reserve: float = 0.5
+    off_peak_utc: list[str] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.batch_reserve <= 1.0:
+            raise ValueError("worker.batch_reserve must be in 0..1")
+        for w in self.off_peak_utc:
+            parse_window(w)  # a malformed window fails at start-up
+
+    def off_peak(self, minute_of_day: int) -> bool:
+        """Whether the UTC minute of the day (0..1439) lies in an off-peak window."""
+        for w in self.off_peak_utc:
+            start, end = parse_window(w)
+            inside = start <= minute_of_day < end if start < end else minute_of_day >= start or minute_of_day < end
+            if inside:
+                return True
+        return False
+
+
+def parse_window(w: str) -> tuple[int, int]:
+    """ "22:00-06:00" -> (1320, 360): minutes of the UTC day; the end is exclusive and may be before the start."""
+    try:
+        a, b = w.split("-")
+        (ah, am), (bh, bm) = (map(int, x.strip().split(":")) for x in (a, b))
+    except ValueError:
+        raise ValueError(f"off-peak window {w!r}: expected 'HH:MM-HH:MM' (UTC)") from None
+    if not (0 <= ah < 24 and 0 <= am < 60 and 0 <= bh <= 24 and 0 <= bm < 60) or (ah, am) == (bh, bm):
+        raise ValueError(f"off-peak window {w!r}: hours 0-24, minutes 0-59, start and end different")
+    return ah * 60 + am, bh * 60 + bm
 
 
 class TierSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

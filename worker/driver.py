@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 
 from contracts.codec import ContentType
-from contracts.messages import Chunk, Done, Error, Request
+from contracts.messages import Chunk, Done, Error, Priority, Request
 from fleet.settings import LatencySettings
 from worker.engine.api import Engine, EngineDied, EngineRequest, FinishKind, SamplingParams, StepOutput
 from worker.output import ChunkCoalescer, IncrementalDetokenizer
@@ -318,6 +318,7 @@ class EngineDriver:
                 ),
                 deadline_s=req.deadline_ms / 1000 if req.deadline_ms else None,
                 arrival_s=time.time(),
+                priority=1 if req.priority is Priority.BATCH else 0,
             )
         )
         state.in_engine = True

@@ -1,5 +1,7 @@
-"""Intake: consume the model topic, admit each record into the engine driver, and hold back when the
-worker holds `max_inflight` uncommitted requests (backpressure).
+"""Intake: consume the model's two lanes, admit each record into the engine driver, and hold back when the
+worker holds `max_inflight` uncommitted requests (backpressure). The interactive lane is always read; the
+batch lane only while worker/lanes.py finds spare capacity (it is paused otherwise, so nothing of it is
+fetched and held).
 
 Every record gets an outcome here or later: refused with a code (an error reply and, except for a
 passed deadline, a DLQ copy), answered again from memory (a re-sent id this worker finished), or
@@ -27,6 +29,7 @@ from worker.commits import Commits
 from worker.driver import EngineDriver
 from worker.engine.api import EngineDied
 from worker.inputs import prompt_token_ids, reply_refusal
+from worker.lanes import Lanes
 from worker.replies import Replies
 
 log = structlog.get_logger(__name__)
@@ -53,6 +56,10 @@ class Intake:
         self._commits = commits
         self._codec = codec
         self._on_engine_died = on_engine_died
+        self._batch_topic = settings.kafka.topics.model_batch(model.name)
+        self._lanes = Lanes(model.max_running, settings.worker)
+        self._lane_paused = False
+        self.batch_taken = 0
         self.paused = False
         self.beat_s = time.monotonic()  # the last turn of the loop: readiness reads it
         self.consumed = 0
@@ -70,15 +77,36 @@ class Intake:
                 await asyncio.sleep(0.01)
                 continue
             self._set_paused(False)
+            parts = self._consumer.assignment()
+            lane = [tp for tp in parts if tp.topic == self._batch_topic]
+            main = [tp for tp in parts if tp.topic != self._batch_topic]
+            held = sum(self._commits.offsets.unfinished(tp) for tp in lane)
+            lane_room = min(room, self._lanes.batch_room(uncommitted - held, held, time.time())) if lane else 0
+            self._pause_lane(lane, lane_room <= 0)
             try:
-                batch = await self._consumer.getmany(timeout_ms=50, max_records=room)
+                got = dict(await self._consumer.getmany(*main, timeout_ms=50, max_records=room)) if main else {}
+                if lane_room > 0:
+                    wait_ms = 0 if main else 50
+                    more = await self._consumer.getmany(*lane, timeout_ms=wait_ms, max_records=lane_room)
+                    self.batch_taken += sum(len(r) for r in more.values())
+                    got.update(more)
+                elif not main:
+                    await asyncio.sleep(0.05)
             except KafkaError as exc:
                 log.warning("worker.fetch_error", error=repr(exc))
                 await asyncio.sleep(0.5)
                 continue
-            for tp, records in batch.items():
+            for tp, records in got.items():
                 for rec in records:
                     self.admit_safely(tp, rec)
+
+    def _pause_lane(self, lane: list[TopicPartition], pause: bool) -> None:
+        """Pause or resume the batch lane (a rebalance resumes everything: asked again each turn)."""
+        if pause:
+            self._consumer.pause(*lane)
+        elif self._lane_paused:
+            self._consumer.resume(*lane)
+        self._lane_paused = pause
 
     def stop_taking(self) -> None:
         """Draining: take nothing more (the loop may still run; it stays paused)."""

@@ -118,12 +118,13 @@ class WorkerService:
             if upd.engine_died is not None:
                 self._on_engine_died(upd.engine_died)
 
-        consumer.subscribe([topics.model(self.model.name)], listener=Rebalance(self.tun, intake, driver, commits))
+        lanes = [topics.model(self.model.name), topics.model_batch(self.model.name)]
+        consumer.subscribe(lanes, listener=Rebalance(self.tun, intake, driver, commits))
         await with_retry("worker.consumer.start", consumer.start, stop=stop)
         stats = self.engine.stats()
         log.info(
             "worker.started",
-            topic=topics.model(self.model.name),
+            topics=lanes,
             group=topics.worker_group(self.model.name),
             group_instance_id=instance,
             weights_bytes=stats.weights_bytes,

@@ -1,9 +1,11 @@
 """Overload: refuse `overloaded` (retriable, no DLQ copy) when the chosen model's backlog is over its bound
-or would not reach the request before its deadline (router/policies/overload.py decides)."""
+or would not reach the request before its deadline (router/policies/overload.py decides). The backlog is the
+interactive lane's; batch requests are not refused for it: a batch backlog is what the batch lane is for,
+and a batch request that waits past its deadline is answered `expired` by the worker."""
 
 from __future__ import annotations
 
-from contracts.messages import ErrorCode
+from contracts.messages import ErrorCode, Priority
 from router.policies.overload import LoadTracker
 from router.stages.base import Context, Continue, Reject, Verdict
 
@@ -17,6 +19,8 @@ class Overload:
     def __call__(self, ctx: Context) -> Verdict:
         req = ctx.request
         assert req is not None and ctx.model is not None, "overload runs after resolve_model"
+        if req.priority is Priority.BATCH:
+            return Continue(ctx)
         reason = self._load.refusal(ctx.model, req.deadline_ms, ctx.now_ms)
         if reason is None:
             return Continue(ctx)

@@ -1,7 +1,9 @@
-"""Route: the last stage; forward the request to its model's topic."""
+"""Route: the last stage; forward the request to its model's topic: the interactive lane, or the batch lane
+for `priority: batch` (workers take batch work only with spare capacity)."""
 
 from __future__ import annotations
 
+from contracts.messages import Priority
 from contracts.topics import Topics
 from router.stages.base import Context, Forward, Verdict
 
@@ -16,5 +18,6 @@ class Route:
         req = ctx.request
         assert req is not None and ctx.model is not None, "route runs after resolve_model"
         tenant = ctx.tenant.name if ctx.tenant is not None else None
-        topics = (self._topics.model(ctx.model),)
+        batch = req.priority is Priority.BATCH
+        topics = (self._topics.model_batch(ctx.model) if batch else self._topics.model(ctx.model),)
         return Forward(req, ctx.model, ctx.tier, ctx.score, ctx.content_type, topics, tenant)

@@ -194,6 +194,7 @@ def test_kafka_topics_are_the_contracts_topics(env: Env) -> None:
     t, k = env.topics, env.settings.kafka
     expected = {t.requests, t.dlq, t.control, t.status, t.usage, f"{k.topic_prefix}.replies"}
     expected |= {t.model(m) for m in env.settings.model_names}
+    expected |= {t.model_batch(m) for m in env.settings.model_names}
     expected |= {t.tenant_intake(x.name) for x in env.settings.tenants}
     expected.add(t.tenant_state)  # always there: a tenant with limits may be added without a new topic
     got = [d["spec"]["topicName"] for d in env.of("KafkaTopic")]
@@ -209,6 +210,7 @@ def test_topic_sizes_follow_the_config_and_the_guidance(env: Env) -> None:
     assert env.topic(f"{k.topic_prefix}.replies")["spec"]["partitions"] == k.reply_partitions
     for m in env.settings.model_names:
         assert env.topic(t.model(m))["spec"]["partitions"] == k.model_partitions, m
+        assert env.topic(t.model_batch(m))["spec"]["partitions"] == k.model_partitions, m
     for d in env.of("KafkaTopic"):
         spec, cfg = d["spec"], d["spec"]["config"]
         assert spec["replicas"] == k.replication_factor, d["metadata"]["name"]
@@ -454,6 +456,7 @@ def _required_acls(s: Settings) -> dict[str, set[ACL]]:
             ("topic", "literal", t.tenant_state, "Write"),
             ("topic", "literal", t.usage, "Read"),  # settled from the usage records
             ("group", "literal", t.router_group, "Read"),
+            *{("topic", "literal", t.model_batch(m), "Write") for m in models},  # the batch lanes too
             *{("topic", "literal", t.model(m), "Write") for m in models},  # forward (Write implies the
             ("topic", "literal", t.dlq, "Write"),  # Describe that end_offsets of the model topics need)
             ("topic", "prefix", replies, "Write"),  # error events to reply_to
@@ -462,6 +465,7 @@ def _required_acls(s: Settings) -> dict[str, set[ACL]]:
         },
         "worker": {
             *{("topic", "literal", t.model(m), "Read") for m in models},
+            *{("topic", "literal", t.model_batch(m), "Read") for m in models},
             *{("group", "literal", t.worker_group(m), "Read") for m in models},
             ("topic", "literal", t.control, "Read"),
             ("topic", "prefix", replies, "Write"),

@@ -48,6 +48,7 @@ class EngineRequest:
     params: SamplingParams
     deadline_s: float | None = None  # absolute, time.time() seconds; None = no deadline
     arrival_s: float = 0.0  # time.time() when the worker took it (scheduling order, queue time)
+    priority: int = 0  # 0 interactive, 1 batch: a waiting request goes ahead of every waiting one of a later class
 
 
 @dataclass(slots=True)

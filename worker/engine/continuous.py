@@ -236,6 +236,7 @@ class ContinuousEngine:
             req.params.max_tokens,
             arrival_s=req.arrival_s,
             deadline_s=req.deadline_s,
+            priority=req.priority,
         )
 
     def _emit(self, rid: str, toks: list[int], prefilled: bool) -> StepOutput:

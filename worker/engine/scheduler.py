@@ -7,8 +7,9 @@ Policy (iteration-level, like vLLM v1):
   tokens, continuing started prompts first, then admitting waiting requests in
   arrival order. A step therefore costs at most one decode pass plus one bounded
   prefill chunk, which bounds how much a long prompt can add to the others' TPOT.
-- Admission is strict FIFO (no request is overtaken, so a large one cannot be
-  starved by a stream of small ones) and needs a free slot (`max_running`) and
+- Admission is strict FIFO within a priority class (no request is overtaken by
+  one of its class, so a large one cannot be starved by a stream of small ones);
+  an interactive request waits ahead of every batch one. Admission needs a free slot (`max_running`) and
   room in the KV budget. Each sequence reserves prompt + max_tokens (capped by
   the context length); the slot KV cache gives every row the length of the
   longest, so the budget counts what it really allocates: running sequences x
@@ -29,7 +30,23 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def insert_waiting(waiting: deque[T], item: T, priority: Callable[[T], int]) -> None:
+    """Queue `item` after every waiting item of its class or an earlier one, ahead of later classes."""
+    p = priority(item)
+    if not waiting or priority(waiting[-1]) <= p:
+        waiting.append(item)
+        return
+    for i, other in enumerate(waiting):
+        if priority(other) > p:
+            waiting.insert(i, item)
+            return
 
 
 class Phase(enum.Enum):
@@ -59,6 +76,7 @@ class SeqStatus:
     generated: int = 0
     reserved: int = 0  # tokens held against the KV budget while running
     max_model_len: int = 1 << 62
+    priority: int = 0  # 0 interactive, 1 batch
 
     @property
     def demand(self) -> int:
@@ -130,17 +148,18 @@ class Scheduler:
         *,
         arrival_s: float = 0.0,
         deadline_s: float | None = None,
+        priority: int = 0,
     ) -> None:
-        self._waiting.append(
-            SeqStatus(
-                request_id,
-                prompt_len,
-                max_tokens,
-                arrival_s,
-                deadline_s,
-                max_model_len=self.config.max_model_len,
-            )
+        seq = SeqStatus(
+            request_id,
+            prompt_len,
+            max_tokens,
+            arrival_s,
+            deadline_s,
+            max_model_len=self.config.max_model_len,
+            priority=priority,
         )
+        insert_waiting(self._waiting, seq, lambda s: s.priority)
 
     def finish(self, request_id: str) -> bool:
         """Remove a request (finished, aborted or expired) wherever it is; False if unknown."""

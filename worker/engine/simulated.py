@@ -11,6 +11,7 @@ import time
 from collections import deque
 
 from worker.engine.api import EngineRequest, EngineStats, FinishKind, StepOutput
+from worker.engine.scheduler import insert_waiting
 
 
 class SimulatedEngine:
@@ -56,7 +57,8 @@ class SimulatedEngine:
 
     def step(self) -> list[StepOutput]:
         with self._lock:
-            self._waiting.extend(self._inbox)
+            for req in self._inbox:
+                insert_waiting(self._waiting, req, lambda r: r.priority)
             self._inbox.clear()
             aborts, self._aborts = self._aborts, {}
         out: list[StepOutput] = []
