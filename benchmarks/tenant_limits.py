@@ -31,23 +31,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import msgspec
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
+from benchmarks.policy_fleet import MAX_TOKENS, MODEL, Client, start_fleet
 from benchmarks.schema import collect_meta
 from contracts.codec import Codec
-from contracts.messages import Done, Error, ErrorCode, Request
+from contracts.messages import Done, Error, ErrorCode
 from fleet.broker import EmbeddedBroker, free_port
-from fleet.kafka import ensure_topics, fleet_topics, make_consumer
+from fleet.kafka import make_consumer
 from fleet.settings import Settings
-from fleet.status import wait_for_workers
-from fleet.supervisor import FleetProcesses, toml_value
+from fleet.supervisor import FleetProcesses
 from fleet.tenants import mint_key
 from router.policies.accounts import TenantState
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-MODEL = "sim"
 PRICE = 1.0  # per 1k completion tokens; prompts are free, so a request's cost is exactly max_tokens / 1000
-MAX_TOKENS = 10
 
 
 @dataclass(slots=True)
@@ -89,100 +87,6 @@ class BudgetResult:
     pending_after: int = -1
 
 
-def config(path: Path, prefix: str, tenants: str) -> Path:
-    path.write_text(
-        "\n".join(
-            [
-                f"cache_dir = {toml_value(str(path.parent / 'cache'))}",
-                "[kafka]",
-                f"topic_prefix = {toml_value(prefix)}",
-                "intake_partitions = 4",
-                "model_partitions = 2",
-                "[latency]",
-                "session_timeout_ms = 6000",
-                "heartbeat_interval_ms = 500",
-                "rebalance_timeout_ms = 3000",
-                "status_interval_ms = 300",
-                "[router]",
-                "overload_max_backlog = 100000",
-                "tenant_state_interval_ms = 500",
-                "[[router.tiers]]",
-                'name = "only"',
-                f"model = {toml_value(MODEL)}",
-                "max_score = inf",
-                "[[models]]",
-                f"name = {toml_value(MODEL)}",
-                'path = "none"',
-                'engine = "simulated"',
-                "simulated_tokens_per_s = 2000.0",
-                "max_running = 64",
-                "max_inflight = 256",
-                "price_per_1k_prompt = 0.0",
-                f"price_per_1k_completion = {PRICE}",
-                tenants,
-            ]
-        )
-        + "\n"
-    )
-    return path
-
-
-class Client:
-    """Sends requests with the tenant's key to the shared intake and reads its reply topic."""
-
-    def __init__(self, settings: Settings, key: str, tenant: str) -> None:
-        self.settings = settings
-        self.key = key
-        self.reply = f"{settings.kafka.topics.replies}.{tenant}.bench-{uuid.uuid4().hex[:6]}"
-        self.codec = Codec()
-        self.sent_at: dict[str, float] = {}
-        self.terminal: dict[str, tuple[Done | Error, float]] = {}
-        self._producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, linger_ms=0)
-        self._consumer = make_consumer(settings, group_id=None, auto_offset_reset="earliest")
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Client:
-        await ensure_topics(self.settings, {self.reply: 2})
-        await self._producer.start()
-        await self._consumer.start()
-        self._consumer.subscribe([self.reply])
-        self._task = asyncio.create_task(self._read())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
-        await self._producer.stop()
-
-    async def _read(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=50)
-            now = time.monotonic()
-            for records in batch.values():
-                for r in records:
-                    ev = self.codec.decode_reply(r.value)
-                    if isinstance(ev, Done | Error) and ev.id not in self.terminal:
-                        self.terminal[ev.id] = (ev, now)
-
-    async def send(self, rids: list[str], priority: str = "interactive", topic: str | None = None) -> None:
-        futs = []
-        for rid in rids:
-            req = Request(id=rid, reply_to=self.reply, prompt="hello", max_tokens=MAX_TOKENS, model=MODEL)
-            value = msgspec.json.encode(req)
-            if priority != "interactive":
-                value = value[:-1] + b',"priority":"batch"}'
-            self.sent_at[rid] = time.monotonic()
-            headers = [("content-type", b"application/json"), ("fleet-api-key", self.key.encode())]
-            where = topic or self.settings.kafka.topics.requests
-            futs.append(await self._producer.send(where, value, headers=headers))
-        await asyncio.gather(*futs)
-
-    async def wait(self, rids: list[str], timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and any(r not in self.terminal for r in rids):  # noqa: ASYNC110 - a bounded poll
-            await asyncio.sleep(0.05)
 
 
 async def forwards(settings: Settings, rids: set[str]) -> dict[str, int]:
@@ -226,18 +130,6 @@ async def read_all(settings: Settings, topic: str) -> list[bytes]:
         await c.stop()
 
 
-async def start_fleet(bootstrap: str, work: Path, prefix: str, tenants: str, routers: int) -> FleetProcesses:
-    cfg = config(work / f"{prefix}.toml", prefix, tenants)
-    fleet = FleetProcesses(bootstrap, work / f"logs-{prefix}", cfg)
-    await ensure_topics(fleet.settings, fleet_topics(fleet.settings))
-    for i in range(routers):
-        fleet.start_router(f"router-{i}")
-    fleet.start_worker(MODEL)
-    seen = await wait_for_workers(fleet.settings, [MODEL], 120)
-    if MODEL not in seen:
-        raise RuntimeError(f"worker not ready:\n{fleet.log('worker-' + MODEL)[-2000:]}")
-    await asyncio.sleep(4.0)  # the routers' group settles
-    return fleet
 
 
 def owner_of(fleet: FleetProcesses, tenant: str) -> str | None:
@@ -269,7 +161,7 @@ async def rate_run(bootstrap: str, work: Path, n: int, batch: int, routers: int 
         f'[[tenants]]\nname = "capped"\napi_key_hashes = ["{capped_h}"]\nrequests_per_s = 0.0001\nburst_requests = 1\n'
     )
     prefix = f"tl{uuid.uuid4().hex[:6]}"
-    fleet = await start_fleet(bootstrap, work, prefix, tenants, routers)
+    fleet = await start_fleet(bootstrap, work, prefix, routers, extra=tenants, price=PRICE)
     try:
         async with Client(fleet.settings, key, "acme") as client:
             rids = [f"i-{i}" for i in range(n)]
@@ -344,7 +236,7 @@ async def budget_run(
     per_request = MAX_TOKENS * PRICE / 1000
     tenants = f'[[tenants]]\nname = "acme"\napi_key_hashes = ["{h}"]\ndaily_cost = {admits * per_request!r}\n'
     prefix = f"tb{uuid.uuid4().hex[:6]}"
-    fleet = await start_fleet(bootstrap, work, prefix, tenants, routers)
+    fleet = await start_fleet(bootstrap, work, prefix, routers, extra=tenants, price=PRICE)
     result = BudgetResult(routers=routers, sent=n, admits=admits, admitted=0, refused_budget=0)
     try:
         async with Client(fleet.settings, key, "acme") as client:
@@ -401,7 +293,6 @@ def write(results: dict[str, object]) -> Path:
 
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
     broker = EmbeddedBroker("127.0.0.1", free_port())
-    broker.start_process()
     await broker.start()
     try:
         with tempfile.TemporaryDirectory() as d:

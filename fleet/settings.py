@@ -86,6 +86,9 @@ class LatencySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     compression_type: str | None = None  # on loopback compression only costs CPU
     chunk_interval_ms: int = 50  # at most one chunk per interval per request...
     chunk_max_tokens: int = 16  # ...or per this many tokens, whichever comes first
+    # batch requests stream coarser (nobody reads them token by token): less reply traffic beside interactive work
+    batch_chunk_interval_ms: int = 1_000
+    batch_chunk_max_tokens: int = 256
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
     rebalance_timeout_ms: int = 10_000

@@ -267,6 +267,12 @@ class EngineDriver:
         return RequestEvents(state, [], kind, final)
 
     # -- starting requests ---------------------------------------------------------------------------
+    def _coalescer(self, req: Request) -> ChunkCoalescer:
+        lat = self._latency
+        if req.priority is Priority.BATCH:
+            return ChunkCoalescer(lat.batch_chunk_interval_ms, lat.batch_chunk_max_tokens)
+        return ChunkCoalescer(lat.chunk_interval_ms, lat.chunk_max_tokens)
+
     def _start(
         self,
         req: Request,
@@ -289,7 +295,7 @@ class EngineDriver:
             content_type=ct,
             intake_s=intake_s,
             detok=IncrementalDetokenizer(self.tokenizer, req.stop),
-            coalescer=ChunkCoalescer(self._latency.chunk_interval_ms, self._latency.chunk_max_tokens),
+            coalescer=self._coalescer(req),
             model=self.model,
             record=record,
             prompt_ids=ids,

@@ -115,10 +115,8 @@ def test_a_snapshot_round_trips() -> None:
 def test_the_worst_case_bounds_the_prompt_from_above() -> None:
     req = Request(id="r", reply_to="x", prompt="héllo", max_tokens=10)  # 6 UTF-8 bytes
     assert worst_case_tokens(req, R) == 6 + R.template_tokens + 10
-    chat = msgspec.convert(
-        {"id": "r", "reply_to": "x", "messages": [{"role": "system", "content": "ab"}, {"role": "user", "content": "c"}]},
-        Request,
-    )
+    messages = [{"role": "system", "content": "ab"}, {"role": "user", "content": "c"}]
+    chat = msgspec.convert({"id": "r", "reply_to": "x", "messages": messages}, Request)
     assert worst_case_tokens(chat, R) == 3 + R.template_tokens + 2 * R.message_tokens + chat.max_tokens
     m = ModelSettings(name="m", path="p", price_per_1k_prompt=1.0, price_per_1k_completion=2.0)
     w = worst_case(req, m, R)

@@ -93,3 +93,17 @@ def test_a_record_at_the_owner_partition_without_a_loaded_account_is_retried_not
     s = settings(daily_tokens=1000)
     v = run(s, Views.from_settings(s), "r1")
     assert isinstance(v, Reject) and v.code is ErrorCode.INTERNAL and v.code.retriable and not v.to_dlq
+
+
+def test_batch_requests_take_their_models_batch_lane_and_are_not_refused_for_the_interactive_backlog() -> None:
+    s = Settings()
+    views = Views.from_settings(s)
+    views.load.update("small", s.router.overload_max_backlog * 2, 0, 1.0)  # the interactive lane is backed up
+    value = json.dumps({"id": "b", "reply_to": "llm.replies.x", "prompt": "hi", "model": "small", "priority": "batch"})
+    ctx = Context(value.encode(), [("content-type", b"application/json")], NOW, NOW, topic="llm.requests")
+    v = Pipeline(build_pipeline(s, views, Codec()), Codec()).run(ctx)[1]
+    assert isinstance(v, Forward) and v.topics == ("llm.requests.small.batch",)
+    other = value.replace('"batch"', '"interactive"').encode()
+    interactive = Context(other, ctx.headers, NOW, NOW, topic="llm.requests")
+    v = Pipeline(build_pipeline(s, views, Codec()), Codec()).run(interactive)[1]
+    assert isinstance(v, Reject) and v.code is ErrorCode.OVERLOADED

@@ -195,3 +195,19 @@ def test_random_arrivals_keep_every_invariant_and_everything_finishes() -> None:
             break
     assert sorted(finished) == sorted(f"r{i}" for i in range(60))
     assert admitted == [f"r{i}" for i in range(60)]  # FIFO admission
+
+
+def test_a_waiting_interactive_request_goes_ahead_of_waiting_batch_ones_fifo_within_each() -> None:
+    s = Scheduler(cfg(max_running=1))
+    s.add("run", prompt_len=4, max_tokens=1)
+    for rid in ("b1", "b2"):
+        s.add(rid, prompt_len=4, max_tokens=1, priority=1)
+    for rid in ("i1", "i2"):
+        s.add(rid, prompt_len=4, max_tokens=1)
+    s.add("b3", prompt_len=4, max_tokens=1, priority=1)
+    order = []
+    while s.has_unfinished():
+        p = s.schedule(0.0)
+        order += p.admitted
+        run_step(s, p)
+    assert order == ["run", "i1", "i2", "b1", "b2", "b3"]
