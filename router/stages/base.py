@@ -34,6 +34,7 @@ class Context(msgspec.Struct, frozen=True):
     score: float | None = None  # the classifier's score when the model was "auto"
     topic: str = ""  # the intake topic it came from (a tenant's own topic names the tenant)
     tenant: TenantSettings | None = None  # authenticated (None: no tenants configured, the default tenant)
+    signals: tuple[str, ...] = ()  # the features that moved the classifier's score most ("auto" only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ class Forward:
     content_type: ContentType = ContentType.JSON  # as the sender encoded it; replies and the forward use it too
     topics: tuple[str, ...] = ()  # where it is published: the model topic first
     tenant: str | None = None  # authenticated (None: the default tenant); the request carries it too
+    signals: tuple[str, ...] = ()  # why "auto" chose the tier: the classifier's top features
 
 
 Outcome = Reject | Drop | Answer | Forward

@@ -17,4 +17,4 @@ class Route:
         assert req is not None and ctx.model is not None, "route runs after resolve_model"
         tenant = ctx.tenant.name if ctx.tenant is not None else None
         topics = (self._topics.model(ctx.model),)
-        return Forward(req, ctx.model, ctx.tier, ctx.score, ctx.content_type, topics, tenant)
+        return Forward(req, ctx.model, ctx.tier, ctx.score, ctx.content_type, topics, tenant, ctx.signals)
