@@ -23,6 +23,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from benchmarks.schema import collect_meta
 from fleet.settings import Settings
 from router.complexity.model import DEFAULT_ARTIFACT
@@ -49,7 +51,7 @@ def quality(classifier: Classifier) -> dict[str, Any]:
     )
     at60 = min((p for p in points if p["cheap_share"] >= GOAL_CHEAP), key=lambda p: p["threshold"], default=None)
     return {
-        "artifact": asdict(classifier.model.artifact.heldout)
+        "artifact": msgspec.structs.asdict(classifier.model.artifact.heldout)
         | {"cheap_share_target": classifier.model.artifact.cheap_share_target},
         "best_share_with_misrouted_at_most_5pct": best,
         "misrouted_at_60pct_cheap": at60,
@@ -180,9 +182,8 @@ def markdown(meta: dict[str, Any], q: dict[str, Any], lat: dict[str, Any], enc: 
     lines += ["", "Misrouting by hard case (held-out):", "", "| tag | requests | complex -> cheap | simple sent up |"]
     lines.append("| --- | --- | --- | --- |")
     for tag, c in a["by_tag"].items():
-        lines.append(
-            f"| {tag} | {c['requests']} | {c['complex_to_cheap']}/{c['complex']} | {c['simple_sent_up']}/{c['simple']} |"
-        )
+        up = f"{c['simple_sent_up']}/{c['simple']}"
+        lines.append(f"| {tag} | {c['requests']} | {c['complex_to_cheap']}/{c['complex']} | {up} |")
     return "\n".join(lines) + "\n"
 
 
