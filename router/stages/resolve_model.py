@@ -6,12 +6,15 @@ missing or broken artifact or a bad tier fails the router's start, not its reque
 from __future__ import annotations
 
 import msgspec
+import structlog
 
 from contracts.messages import ErrorCode
-from fleet.settings import Settings, TenantSettings
+from fleet.settings import RouterSettings, Settings, TenantSettings
 from router.policies.classify import Classifier, Tier
 from router.policies.tenants import Tenants
 from router.stages.base import Context, Continue, Reject, Verdict
+
+log = structlog.get_logger(__name__)
 
 
 class ResolveModel:
@@ -21,8 +24,15 @@ class ResolveModel:
         self._tenants = tenants
         self._models = set(settings.model_names)
         r = settings.router
-        self._classifier = Classifier(r.tiers, settings.model_names, r.classifier_path, r.classify_max_chars)
-        self._tier_list = self._classifier.tiers
+        self._classifier: Classifier | None = None
+        self._tier_list: list[Tier] = []
+        if r.tiers == RouterSettings().tiers and not set(t.model for t in r.tiers) <= self._models:
+            # tiers left at their defaults while the models are named otherwise: a fleet that never routes "auto"
+            # (a configured tier that names no model is a start-up error, Classifier below)
+            log.warning("router.auto_unavailable", reason="router.tiers not configured for these models")
+        else:
+            self._classifier = Classifier(r.tiers, settings.model_names, r.classifier_path, r.classify_max_chars)
+            self._tier_list = self._classifier.tiers
         self._tiers = {t.name: t for t in self._tier_list}
 
     def __call__(self, ctx: Context) -> Verdict:
@@ -31,7 +41,7 @@ class ResolveModel:
         tier_name: str | None = None
         score: float | None = None
         signals: tuple[str, ...] = ()
-        if req.model == "auto":
+        if req.model == "auto" and self._classifier is not None:
             d = self._classifier.decide(req, self._tiers_for(ctx.tenant))
             model, tier_name, score, signals = d.tier.model, d.tier.name, d.score, d.signals
         elif req.model in self._models:
@@ -39,7 +49,8 @@ class ResolveModel:
         elif req.model in self._tiers:
             model, tier_name = self._tiers[req.model].model, req.model
         else:
-            msg = f"unknown model {req.model[:100]!r}; known: {sorted(self._models)} or 'auto'"
+            auto = " or 'auto'" if self._classifier is not None else " ('auto' needs router.tiers)"
+            msg = f"unknown model {req.model[:100]!r}; known: {sorted(self._models)}{auto}"
             return Reject(ErrorCode.UNKNOWN_MODEL, msg, req.id, req.reply_to, True, ctx.content_type.value)
         routed = req if model == req.model else msgspec.structs.replace(req, model=model)
         return Continue(

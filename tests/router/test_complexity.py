@@ -117,6 +117,17 @@ def test_bad_tiers_fail_at_start_up_naming_the_problem(tier_list: list[TierSetti
     assert needle in str(exc.value), str(exc.value)
 
 
+def test_default_tiers_without_their_models_leave_auto_unavailable_not_the_router() -> None:
+    from fleet.settings import ModelSettings
+    from router.decide import Forward, Reject
+
+    d = Decider(Settings(models=[ModelSettings(name="m", path="none")]), Codec())
+    auto = d.decide(b'{"id": "a", "reply_to": "r", "prompt": "hi"}', [], 1000, 1000)
+    assert isinstance(auto, Reject) and "'auto' needs router.tiers" in auto.message
+    named = d.decide(b'{"id": "a", "reply_to": "r", "prompt": "hi", "model": "m"}', [], 1000, 1000)
+    assert isinstance(named, Forward) and named.model == "m"
+
+
 def _artifact_json() -> dict[str, Any]:
     out: dict[str, Any] = json.loads(DEFAULT_ARTIFACT.read_bytes())
     return out
