@@ -89,14 +89,21 @@ class Classifier:
     """The model and the resolved tiers, built once at start-up (raises ClassifierError)."""
 
     def __init__(
-        self, tiers: Sequence[TierSettings], models: Sequence[str], path: str | None = None, max_chars: int = 8_000
+        self,
+        tiers: Sequence[TierSettings],
+        models: Sequence[str],
+        path: str | None = None,
+        max_chars: int = 8_000,
+        *,
+        signals: bool = True,  # compute the top signals (the router: only when its debug log shows them)
     ) -> None:
         self.model = load_model(path)
         self.tiers = resolve_tiers(tiers, models, self.model)
         self._max_chars = max_chars
+        self._signals = signals
 
     def score(self, req: Request) -> Scored:
-        return self.model.score(req, self._max_chars)
+        return self.model.score(req, self._max_chars, signals=self._signals)
 
     def decide(self, req: Request, tiers: Sequence[Tier] | None = None) -> Decision:
         """The score, the tier among `tiers` (default: all), and the signals behind the score."""

@@ -31,7 +31,11 @@ class ResolveModel:
             # (a configured tier that names no model is a start-up error, Classifier below)
             log.warning("router.auto_unavailable", reason="router.tiers not configured for these models")
         else:
-            self._classifier = Classifier(r.tiers, settings.model_names, r.classifier_path, r.classify_max_chars)
+            # the signals are logged at debug (router.forward): not worth their cost per request otherwise
+            signals = settings.log_level.lower() == "debug"
+            self._classifier = Classifier(
+                r.tiers, settings.model_names, r.classifier_path, r.classify_max_chars, signals=signals
+            )
             self._tier_list = self._classifier.tiers
         self._tiers = {t.name: t for t in self._tier_list}
 

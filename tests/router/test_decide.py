@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from contracts import Codec, ContentType, ErrorCode, Request
 from fleet.settings import Settings
@@ -79,7 +80,11 @@ def test_auto_explains_its_choice_and_a_long_system_prompt_does_not_make_hi_ther
     )
     assert isinstance(hard, Forward) and isinstance(hi, Forward)
     assert (hard.tier, hi.tier) == ("complex", "simple"), (hard.score, hi.score)
-    assert hard.signals and all(isinstance(s, str) for s in hard.signals)
+    assert hard.signals == ()  # computed only when router.forward is logged (debug)
+    debug = Decider(Settings(log_level="debug"), Codec())
+    explained = debug.decide(json.dumps({"id": "p", "reply_to": "r", "prompt": task}).encode(), JSON, 1000, 1000)
+    assert isinstance(explained, Forward) and explained.score == hard.score and len(explained.signals) == 4
+    assert all(re.fullmatch(r".+[+-]\d+\.\d\d", s) for s in explained.signals), explained.signals
     named = decide({"id": "n", "reply_to": "r", "prompt": "x", "model": "large"})
     assert isinstance(named, Forward) and named.score is None and named.signals == ()
 
