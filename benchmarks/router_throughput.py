@@ -2,7 +2,8 @@
 bare aiokafka relay with the same commit discipline, on the same broker in the same run.
 
     backlog of N valid requests (known model) in <prefix>.requests
-        router: `fleet router` (decode, validate, deadline, model, dedup, overload; commit after acks)
+        router: `fleet router` (decode, validate, deadline, model "auto" through the complexity classifier, dedup,
+                overload; commit after acks)
         relay:  `python -m benchmarks.floor relay` (decode, publish, commit after the batch's acks)
     rate = requests that reached the model topic per second, between 5% and 95% of the backlog
     (start-up and group join are not part of it)
@@ -63,6 +64,10 @@ def router_config(path: Path, prefix: str, partitions: int) -> Path:
                 f"model_partitions = {partitions}",
                 "[router]",
                 "overload_max_backlog = 1000000000",
+                "[[router.tiers]]",  # "auto" runs the complexity classifier and lands on the one tier
+                'name = "all"',
+                f"model = {toml_value(MODEL)}",
+                "max_score = inf",
                 "[[models]]",
                 f"name = {toml_value(MODEL)}",
                 'path = "none"',
@@ -132,7 +137,7 @@ async def run_router(bootstrap: str, n: int, repeat: int, logs: Path, partitions
     procs = Procs(bootstrap, logs / prefix, config)
     settings = procs.settings
     await ensure_topics(settings, fleet_topics(settings))
-    await fill(settings, MODEL, n)
+    await fill(settings, "auto", n)  # every request is classified, as "auto" traffic is
     procs.start_router()
     try:
         secs = await forwarded_rate(settings, settings.kafka.topics.model(MODEL), n, 600, procs.check_alive)

@@ -100,6 +100,7 @@ class Done(msgspec.Struct, frozen=True, tag="done", tag_field="type", kw_only=Tr
     usage: Usage
     timings: Timings
     run_id: str = ""
+    tier: str | None = None  # the tier "auto" chose (router header fleet-tier); null for a named model
 
 
 class Error(msgspec.Struct, frozen=True, tag="error", tag_field="type", kw_only=True):
@@ -157,3 +158,4 @@ class UsageRecord(msgspec.Struct, frozen=True, tag="usage", tag_field="type", kw
     ts_ms: int
     finish: str
     run_id: str | None = None  # the generation run: a reader counts each run once (a redo is another run)
+    tier: str | None = None  # the tier "auto" chose; null for a named model

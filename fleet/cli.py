@@ -78,14 +78,115 @@ def broker(config: ConfigOpt = None, port: Annotated[int | None, typer.Option()]
     run_service(main)
 
 
-@app.command()
-def router(config: ConfigOpt = None) -> None:
-    """Run the router (group llm-router on llm.requests)."""
+router_app = typer.Typer(help="Run the router (`fleet router --config X`), or train and query its classifier.")
+app.add_typer(router_app, name="router")
+
+
+@router_app.callback(invoke_without_command=True)
+def router(ctx: typer.Context, config: ConfigOpt = None) -> None:
+    """Run the router (group llm-router on llm.requests); with a subcommand, that instead."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = config  # the subcommands' default config
+        return
     from fleet.runtime import run_service
+    from router.complexity.model import ClassifierError
     from router.service import RouterService
 
     s = _settings(config)
-    run_service(RouterService(s).run)
+    try:
+        service = RouterService(s)
+    except ClassifierError as exc:  # a missing or broken artifact, a bad tier: say what, do not start
+        typer.echo(f"fleet router: {exc}", err=True)
+        raise typer.Exit(2) from None
+    run_service(service.run)
+
+
+@router_app.command("train")
+def router_train(
+    out: Annotated[str, typer.Option(help="where to write the artifact (JSON)")] = "complexity-v1.json",
+    data: Annotated[str | None, typer.Option(help="labelled JSONL (default: the set shipped with the router)")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    cheap_share: Annotated[float, typer.Option(help="target share of traffic to the cheapest tier")] = 0.6,
+) -> None:
+    """Train the complexity classifier on the data's train split, measure it on the held-out split, write the
+    artifact (the router loads it from router.classifier_path)."""
+    from pathlib import Path
+
+    from router.complexity.model import encode_artifact
+    from router.complexity.train import DEFAULT_DATA, train
+
+    try:
+        artifact = train(data or DEFAULT_DATA, seed=seed, cheap_share=cheap_share)
+    except (ValueError, OSError, KeyError) as exc:
+        typer.echo(f"fleet router train: {exc}", err=True)
+        raise typer.Exit(2) from None
+    Path(out).write_bytes(encode_artifact(artifact))
+    h = artifact.heldout
+    typer.echo(
+        f"wrote {out}: {len(artifact.features)} weights, threshold {artifact.threshold} (cheap share target "
+        f"{cheap_share:.0%})\nheld-out ({h.requests} requests, {h.complex} complex): {h.cheap_share:.1%} to the "
+        f"cheap tier, {h.complex_misrouted:.1%} of complex misrouted there, {h.simple_up_share:.1%} of simple sent "
+        f"up, AUC {h.auc}"
+    )
+
+
+@router_app.command("explain")
+def router_explain(
+    ctx: typer.Context,
+    prompt: Annotated[str, typer.Argument(help="the user's turn")],
+    system: Annotated[str | None, typer.Option(help="a system prompt (context for the classifier)")] = None,
+    max_tokens: Annotated[int, typer.Option()] = 128,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Print the tier "auto" would choose for PROMPT, its score and the signals behind it."""
+    from contracts.messages import ChatMessage, Request
+    from router.policies.classify import Classifier, ClassifierError
+
+    s = _settings(config or ctx.obj)
+    r = s.router
+    try:
+        classifier = Classifier(r.tiers, s.model_names, r.classifier_path, r.classify_max_chars)
+    except ClassifierError as exc:
+        typer.echo(f"fleet router explain: {exc}", err=True)
+        raise typer.Exit(2) from None
+    messages = [ChatMessage("system", system)] if system else []
+    req = Request(id="explain", reply_to="-", messages=[*messages, ChatMessage("user", prompt)], max_tokens=max_tokens)
+    d = classifier.decide(req)
+    thresholds = {t.name: t.max_score for t in classifier.tiers}
+    art = classifier.model.artifact
+    if as_json:
+        out = {"tier": d.tier.name, "model": d.tier.model, "score": d.score, "signals": list(d.signals)}
+        out |= {"thresholds": {k: (None if v == float("inf") else v) for k, v in thresholds.items()}}
+        typer.echo(json.dumps(out | {"classifier": classifier.model.source}))
+        return
+    bounds = ", ".join(f"{k} <= {v:g}" for k, v in thresholds.items())
+    h = art.heldout
+    typer.echo(
+        f"tier: {d.tier.name} (model {d.tier.model})\nscore: {d.score:.4f} (tiers: {bounds})\n"
+        f"signals: {', '.join(d.signals) or '-'}\n"
+        f"classifier: {classifier.model.source} (seed {art.training.get('seed')}; held-out: {h.cheap_share:.1%} to "
+        f"the cheap tier, {h.complex_misrouted:.1%} of complex misrouted)"
+    )
+
+
+@router_app.command("cost")
+def router_cost(
+    ctx: typer.Context,
+    reference: Annotated[str | None, typer.Option(help="model to compare with (default: the last tier's)")] = None,
+    timeout_s: Annotated[float, typer.Option()] = 30.0,
+    config: ConfigOpt = None,
+) -> None:
+    """What the traffic on the usage topic cost with routing, against all of it on the reference model."""
+    from router.cost import report_from_topic
+
+    s = _settings(config or ctx.obj)
+    try:
+        report = report_from_topic(s, reference, timeout_s)
+    except (KeyError, TimeoutError) as exc:
+        typer.echo(f"fleet router cost: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(report.text())
 
 
 @app.command()

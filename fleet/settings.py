@@ -177,13 +177,16 @@ def parse_window(w: str) -> tuple[int, int]:
 class TierSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str  # e.g. "simple", "complex"
     model: str
-    max_score: float  # highest complexity score this tier takes (the last tier takes everything)
+    # highest complexity score (the classifier's probability that a stronger model is needed) this tier takes;
+    # the last tier takes everything. None: from cheap_share if set, else (first tier) the classifier's own threshold
+    max_score: float | None = None
+    cheap_share: float | None = None  # instead of max_score: the share of traffic this tier and the ones before take
 
 
 class RouterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     tiers: list[TierSettings] = msgspec.field(
         default_factory=lambda: [
-            TierSettings(name="simple", model="small", max_score=0.5),
+            TierSettings(name="simple", model="small"),  # the classifier's threshold (router/complexity)
             TierSettings(name="complex", model="large", max_score=float("inf")),
         ]
     )
@@ -194,7 +197,8 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # static group membership: a restart with the same id within the session timeout keeps the partitions
     # (no rebalance). Unique per router replica (e.g. the pod name); None: dynamic membership
     group_instance_id: str | None = None
-    classify_max_chars: int = 8_000  # the classifier reads this prefix of the prompt, never more
+    classify_max_chars: int = 8_000  # the classifier reads at most this many characters of a turn (head and tail)
+    classifier_path: str | None = None  # complexity classifier artifact (`fleet router train`); None: the shipped one
     reply_max_attempts: int = 5  # a refusal's reply that keeps failing retriably is then recorded undeliverable
     bad_topic_ttl_s: float = 60.0  # a reply topic that failed for good is not tried again for this long
     health_interval_ms: int = 500  # the consume loop rewrites the health file at most this often

@@ -547,7 +547,7 @@ class RouterService:
         if d.tier:
             headers.append((Headers.TIER, d.tier.encode()))
         value, key = self.codec.encode(req, ct), req.id.encode()
-        log.debug("router.forward", request_id=req.id, model=d.model, tier=d.tier, score=d.score)
+        log.debug("router.forward", request_id=req.id, model=d.model, tier=d.tier, score=d.score, signals=d.signals)
         return [
             Send(SendKind.FORWARD, topic, value, key, list(headers), request_id=req.id, model=d.model, tenant=tenant)
             for topic in d.topics

@@ -381,7 +381,7 @@ class EngineDriver:
         log.warning("worker.isolating", failing=len(failing), groups=len(self._groups))
 
     def _restart(self, s: RequestState) -> RequestState:
-        return self._start(
+        state = self._start(
             s.request,
             s.prompt_ids,
             s.content_type,
@@ -392,6 +392,8 @@ class EngineDriver:
             s.attempts,
             launch=False,
         )
+        state.tier = s.tier
+        return state
 
     def _advance_isolation(self) -> None:
         """While isolating: when the current group has finished, launch the next; after the last one,

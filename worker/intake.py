@@ -184,9 +184,20 @@ class Intake:
             reject(tp, rec, exc.code, exc.message, req.id, req.reply_to, ct)
             return
         try:
-            self._driver.add(req, ids, content_type=ct, intake_s=intake_s, partition=tp, offset=rec.offset, record=rec)
+            state = self._driver.add(
+                req, ids, content_type=ct, intake_s=intake_s, partition=tp, offset=rec.offset, record=rec
+            )
+            state.tier = _header_text(next((v for k, v in headers if k == Headers.TIER), None))
         except EngineDied as exc:  # uncommitted: Kafka hands it to another worker
             self._on_engine_died(str(exc))
+
+
+def _header_text(raw: bytes | None) -> str | None:
+    """A short header as text (a tier name), None when missing or not UTF-8."""
+    try:
+        return raw[:100].decode() if raw else None
+    except UnicodeDecodeError:
+        return None
 
 
 def _header_ms(raw: bytes | None, fallback: int) -> int:

@@ -156,6 +156,7 @@ class Replies:
             ts_ms=int(time.time() * 1000),
             finish=kind.value,
             run_id=state.run_id,
+            tier=state.tier,
         )
         self._usage.submit(self._topics.usage, self._codec.encode(rec), key=state.request.id.encode(), what="usage")
 

@@ -45,6 +45,7 @@ class RequestState:
     prompt_ids: list[int] = field(default_factory=list)
     attempts: int = 0  # times the engine failed with this request among the ones it held, charged to it
     in_engine: bool = False  # False while held back (isolating a failing step's culprit)
+    tier: str | None = None  # the router's fleet-tier header: said in `done` and the usage record
 
     def on_output(self, out: StepOutput, now_s: float) -> list[Chunk]:
         """Absorb one step's output; returns chunks to send now."""
@@ -91,6 +92,7 @@ class RequestState:
                 usage=Usage(prompt_tokens=self.num_prompt_tokens, completion_tokens=self.detok.num_tokens),
                 timings=self.timings(now_s),
                 run_id=self.run_id,
+                tier=self.tier,
             )
         )
         return events

@@ -1,79 +1,111 @@
-"""A first complexity classifier: cheap features of the request mapped to a
-score in [0, 1], then to the first configured tier whose `max_score` covers it.
+"""Complexity routing for `model: "auto"`: the learned classifier's score (router/complexity: a logistic model on
+word features of the last user turn, trained on a labelled set of gateway prompts) mapped to the first
+configured tier whose threshold covers it.
 
-Pure: no Kafka, no model. The weights are a starting point, meant to be tuned
-against real traffic; every decision logs its features.
+Tiers are resolved once at start-up against the classifier artifact: a tier's threshold is its `max_score`, or
+the score that sends its `cheap_share` of the reference traffic to it and the tiers before it, or (first tier,
+neither set) the artifact's own threshold. Anything that cannot work is a ClassifierError naming the tier.
+
+Pure: no Kafka, no clock.
 """
 
 from __future__ import annotations
 
-import re
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from contracts.messages import Request
 from fleet.settings import TierSettings
+from router.complexity.model import ClassifierError, ComplexityModel, Scored, load_model
 
-# Every pattern is linear on any input: no unbounded quantifier is followed by anything that can fail and
-# make it give characters back, repeats are bounded, and the number pattern cannot start inside a number
-# (the old `\d+\s*[-+*/^]\s*\d+` took 28 s on 32,000 digits). The text is also cut to a bounded prefix
-# first (`classify_max_chars`), so the cost of a request is bounded whatever its prompt.
-_CODE = re.compile(
-    r"```|\bdef\s{1,8}\w{1,64}\(|\bclass\s{1,8}\w|\bimport\s{1,8}\w|\breturn\b|[{};][ \t]{0,16}$|=>|\bfunction\b"
-    r"|#include|\bSELECT\b",
-    re.MULTILINE,
-)
-_MATH = re.compile(
-    r"\\(frac|int|sum|sqrt)|(?<!\d)\d{1,32}[ \t]{0,8}[-+*/^][ \t]{0,8}\d"
-    r"|\b(prove|integral|derivative|equation|theorem|matrix|probability)\b",
-    re.IGNORECASE,
-)
-_REASONING = re.compile(
-    r"\b(step by step|explain why|reason|compare|analy[sz]e|trade-?offs?|first,? [^\n]{0,200}? then|design|plan"
-    r"|evaluate)\b",
-    re.IGNORECASE,
-)
-
-DEFAULT_MAX_CHARS = 8_000
+__all__ = ["Classifier", "ClassifierError", "Decision", "Tier", "choose_tier", "resolve_tiers"]
 
 
 @dataclass(frozen=True, slots=True)
-class Features:
-    prompt_chars: int
-    max_tokens: int
-    code: bool
-    math: bool
-    reasoning: bool
-
-    @property
-    def score(self) -> float:
-        length = min(1.0, self.prompt_chars / 4000)  # long prompts need more capacity
-        output = min(1.0, self.max_tokens / 1024)  # long answers are harder to keep coherent
-        s = 0.2 * length + 0.15 * output + 0.3 * self.code + 0.3 * self.math + 0.35 * self.reasoning
-        return round(min(1.0, s), 4)
+class Tier:
+    name: str
+    model: str
+    max_score: float  # the tier takes scores <= this (the last tier takes everything)
 
 
-def request_text(req: Request) -> str:
-    if req.prompt is not None:
-        return req.prompt
-    return "\n".join(m.content for m in req.messages or ())
+@dataclass(frozen=True, slots=True)
+class Decision:
+    score: float
+    tier: Tier
+    signals: tuple[str, ...]
 
 
-def features(req: Request, max_chars: int = DEFAULT_MAX_CHARS) -> Features:
-    """Features of the request; the patterns see only the first `max_chars` characters of its text."""
-    text = request_text(req)
-    head = text[:max_chars]
-    return Features(
-        prompt_chars=len(text),
-        max_tokens=req.max_tokens,
-        code=bool(_CODE.search(head)),
-        math=bool(_MATH.search(head)),
-        reasoning=bool(_REASONING.search(head)),
-    )
+def resolve_tiers(tiers: Sequence[TierSettings], models: Sequence[str], model: ComplexityModel) -> list[Tier]:
+    """Each configured tier with its threshold. Raises ClassifierError on an empty list, a duplicate name, a model
+    that is not configured, both or neither of max_score/cheap_share where one is needed, a threshold outside
+    [0, 1], or thresholds that do not increase."""
+    if not tiers:
+        raise ClassifierError("router.tiers is empty: configure at least one tier")
+    names = [t.name for t in tiers]
+    if len(set(names)) != len(names):
+        raise ClassifierError(f"router.tiers: tier names must be unique, got {names}")
+    out: list[Tier] = []
+    for i, t in enumerate(tiers):
+        last = i == len(tiers) - 1
+        where = f"router.tiers[{i}] ({t.name!r})"
+        if t.model not in models:
+            raise ClassifierError(f"{where}: model {t.model!r} is not configured; models: {sorted(models)}")
+        if t.max_score is not None and t.cheap_share is not None:
+            raise ClassifierError(f"{where}: set max_score or cheap_share, not both")
+        if t.max_score is not None:
+            infinite_last = last and t.max_score == math.inf
+            if math.isnan(t.max_score) or t.max_score < 0 or (t.max_score > 1 and not infinite_last):
+                raise ClassifierError(f"{where}: max_score {t.max_score} must be in [0, 1] (the last tier: or inf)")
+            threshold = t.max_score
+        elif t.cheap_share is not None:
+            if not 0.0 < t.cheap_share < 1.0:
+                raise ClassifierError(f"{where}: cheap_share {t.cheap_share} must be between 0 and 1 (exclusive)")
+            threshold = model.threshold_for_share(t.cheap_share)
+        elif last:
+            threshold = math.inf
+        elif i == 0:
+            threshold = model.threshold
+        else:
+            raise ClassifierError(f"{where}: a middle tier needs max_score or cheap_share")
+        if out and threshold <= out[-1].max_score:
+            raise ClassifierError(
+                f"{where}: threshold {threshold} must be above the previous tier's ({out[-1].max_score}): tiers go "
+                "from cheapest to strongest"
+            )
+        out.append(Tier(t.name, t.model, threshold))
+    return out
 
 
-def choose_tier(score: float, tiers: list[TierSettings]) -> TierSettings:
+def choose_tier(score: float, tiers: Sequence[Tier]) -> Tier:
     """The first tier (in configured order) whose max_score is >= score; the last tier otherwise."""
     for tier in tiers:
         if score <= tier.max_score:
             return tier
     return tiers[-1]
+
+
+class Classifier:
+    """The model and the resolved tiers, built once at start-up (raises ClassifierError)."""
+
+    def __init__(
+        self,
+        tiers: Sequence[TierSettings],
+        models: Sequence[str],
+        path: str | None = None,
+        max_chars: int = 8_000,
+        *,
+        signals: bool = True,  # compute the top signals (the router: only when its debug log shows them)
+    ) -> None:
+        self.model = load_model(path)
+        self.tiers = resolve_tiers(tiers, models, self.model)
+        self._max_chars = max_chars
+        self._signals = signals
+
+    def score(self, req: Request) -> Scored:
+        return self.model.score(req, self._max_chars, signals=self._signals)
+
+    def decide(self, req: Request, tiers: Sequence[Tier] | None = None) -> Decision:
+        """The score, the tier among `tiers` (default: all), and the signals behind the score."""
+        s = self.score(req)
+        return Decision(s.score, choose_tier(s.score, tiers or self.tiers), s.signals)

@@ -38,6 +38,7 @@ class Context(msgspec.Struct, frozen=True):
     partition: int = 0
     paced: bool = False  # a held batch request released by the pacer, which took its rate already
     tenant: TenantSettings | None = None  # authenticated (None: no tenants configured, the default tenant)
+    signals: tuple[str, ...] = ()  # the features that moved the classifier's score most ("auto" only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ class Forward:
     content_type: ContentType = ContentType.JSON  # as the sender encoded it; replies and the forward use it too
     topics: tuple[str, ...] = ()  # where it is published: the model topic first
     tenant: str | None = None  # authenticated (None: the default tenant); the request carries it too
+    signals: tuple[str, ...] = ()  # why "auto" chose the tier: the classifier's top features
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,164 @@
+"""Features of a request for the complexity classifier: one function shared by training and the router, so the
+two can never disagree.
+
+What the user asked decides: word unigrams and bigrams of the last user turn (or `prompt`), plus the words that
+open and close it (an instruction sits before or after pasted text: "What's the date in this email? <email>").
+The system prompt is context only: its words under their own prefix, never its length. `max_tokens` is one
+dense feature (log scale), deliberately weak. Long turns are read as a head and a tail window, so the cost of a
+request is bounded whatever its size; length itself counts in full (a dense, bucketed feature).
+
+Pure and stdlib-only: no numpy on the hot path (a dict lookup per feature beats array indexing for ~300 names).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from dataclasses import dataclass
+
+import msgspec
+
+from contracts.messages import Request
+
+SPEC_VERSION = 1
+
+# words: runs of letters/digits (any script); numbers collapse to one token so "what is 17% of 80" generalises
+_WORD = re.compile(r"\w+", re.UNICODE)
+_NUMBER = re.compile(r"\d")
+# code-looking lines: braces/semicolons at the end, defs, keywords, fences, arrows. Repeats are bounded and never
+# cross a line, so the pattern is linear on any input (the text is also windowed before it runs)
+_CODE_LINE = re.compile(
+    r"[{};][ \t]{0,16}$|^[ \t]{0,32}(def|class|import|from|return|if|for|while|func|function|const|let|var|public"
+    r"|private|SELECT|FROM|WHERE|#include|package)\b|^[ \t]{0,32}```|=>|:=|==",
+    re.MULTILINE,
+)
+
+
+class FeatureSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How text becomes features; stored in the artifact so that the router reads requests exactly as training
+    did."""
+
+    version: int = SPEC_VERSION
+    head_chars: int = 2_000  # a long turn is read as its first head_chars ...
+    tail_chars: int = 2_000  # ... and its last tail_chars
+    edge_words: int = 12  # words at the start and at the end of the turn get their own features
+    system_chars: int = 2_000  # the system prompt's first characters are read for context words
+    long_words: int = 120  # a turn longer than this many words is read as instruction + material
+    instruction_words: int = 40  # of a long turn, the first and last paragraph's words (up to this many each)
+    stem_chars: int = 5  # words longer than this also count by their first stem_chars characters
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """The text the classifier reads: the user turn it routes and the system prompt as context."""
+
+    user: str
+    system: str
+    turns: int  # user turns in the conversation (1 for a plain prompt)
+    max_tokens: int
+
+
+def parts(req: Request) -> Parts:
+    """The last user turn (or `prompt`), the system messages joined, and the number of user turns."""
+    if req.prompt is not None or not req.messages:
+        return Parts(req.prompt or "", "", 1, req.max_tokens)
+    user = ""
+    system: list[str] = []
+    turns = 0
+    for m in req.messages:
+        if m.role == "system":
+            system.append(m.content)
+        elif m.role == "user":
+            user = m.content
+            turns += 1
+    if not turns:  # no user turn: route on the last message, whatever its role
+        user = req.messages[-1].content
+    return Parts(user, "\n".join(system), max(turns, 1), req.max_tokens)
+
+
+def _window(text: str, spec: FeatureSpec, max_chars: int) -> str:
+    head, tail = min(spec.head_chars, max_chars // 2), min(spec.tail_chars, max_chars // 2)
+    if len(text) <= head + tail:
+        return text
+    return text[:head] + "\n" + text[-tail:]
+
+
+_PARAGRAPH = re.compile(r"\n[ \t]{0,64}\n")
+
+
+def instruction(text: str, spec: FeatureSpec) -> tuple[str, bool]:
+    """The part of a turn that says what to do, and whether the turn also carries pasted material.
+
+    A short turn is all instruction. A long one ("<email>\n\nWho signed it?", "Fix this:\n\n```...```") is read
+    as its first and last paragraphs (each cut to `instruction_words` words): the pasted text in between is
+    material, which counts by its size and shape (dense features), not by its words."""
+    if text.count(" ") <= spec.long_words:
+        return text, False
+    paras = [p for p in _PARAGRAPH.split(text) if p.strip()]
+    k = spec.instruction_words
+    if len(paras) < 2:
+        words = text.split()
+        return " ".join([*words[:k], "\n", *words[-k:]]), True
+    first, last = paras[0].split(), paras[-1].split()
+    return " ".join([*first[:k], "\n", *last[-k:]]), True
+
+
+def _words(text: str) -> list[str]:
+    return ["0" if _NUMBER.match(w) else w for w in _WORD.findall(text.lower())]
+
+
+def _length_bucket(n_words: int) -> str:
+    for limit, name in ((4, "le4"), (10, "le10"), (25, "le25"), (60, "le60"), (150, "le150"), (400, "le400")):
+        if n_words <= limit:
+            return name
+    return "gt400"
+
+
+def extract(p: Parts, spec: FeatureSpec, max_chars: int = 1 << 30) -> dict[str, float]:
+    """Feature name -> value. Sparse features are 1.0 (presence); dense ones are scaled to about [0, 1].
+
+    `max_chars` (the router's `classify_max_chars`) can only narrow the windows the spec reads."""
+    text = _window(p.user, spec, max_chars)
+    asked, pasted = instruction(text, spec)
+    words = _words(asked)
+    out: dict[str, float] = {}
+    for w in words:
+        out["w:" + w] = 1.0
+    for a, b in itertools.pairwise(words):
+        out[f"b:{a} {b}"] = 1.0
+    k = spec.edge_words
+    head = words[:k]
+    for w in head:
+        out["h:" + w] = 1.0
+    for a, b in itertools.pairwise(head):
+        out[f"hb:{a} {b}"] = 1.0
+    for w in words[-k:]:
+        out["t:" + w] = 1.0
+    for w in words:
+        if len(w) > spec.stem_chars:
+            out["p:" + w[: spec.stem_chars]] = 1.0  # a crude stem: analyse / analysis / analyze share "p:analy"
+    all_words = text.count(" ") + text.count("\n") + 1
+    n_words = all_words if len(p.user) == len(text) else round(all_words * len(p.user) / max(1, len(text)))
+    bucket = _length_bucket(n_words)
+    if head:
+        out[f"q:{head[0]}|{bucket}"] = 1.0  # how the turn opens, by its size: "why" short vs "what" short
+    if p.system:
+        for w in _words(p.system[: min(spec.system_chars, max_chars)]):
+            out["s:" + w] = 1.0
+    # dense: the turn's size in full (not just the windows), code, questions, numbers, the budget asked for
+    out["len:" + bucket] = 1.0
+    out["d:pasted"] = 1.0 if pasted else 0.0
+    out["i:" + _length_bucket(len(words))] = 1.0  # the instruction's own size
+    out["d:log_chars"] = min(1.0, math.log1p(len(p.user)) / 10)
+    lines = text.count("\n") + 1
+    code_lines = len(_CODE_LINE.findall(text))
+    out["d:code_lines"] = min(1.0, code_lines / 10)
+    out["d:code_share"] = min(1.0, code_lines / lines)
+    out["d:questions"] = min(1.0, asked.count("?") / 3)
+    out["d:clauses"] = min(1.0, (asked.count(",") + asked.count(";") + words.count("and")) / 8)
+    out["d:numbers"] = min(1.0, sum(1 for w in words if w == "0") / 10)
+    out["d:max_tokens"] = min(1.0, math.log2(max(1, p.max_tokens)) / 12)
+    out["d:turns"] = min(1.0, (p.turns - 1) / 3)
+    out["d:system"] = 1.0 if p.system else 0.0
+    return out

@@ -1,0 +1,208 @@
+"""The complexity classifier (issue 14): deterministic training, a shipped artifact that reproduces its held-out
+numbers, start-up errors that name the problem, `fleet router explain`, and `fleet router` still running the
+router."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from typer.testing import CliRunner
+
+from contracts import Codec
+from fleet.cli import app
+from fleet.settings import RouterSettings, Settings, TierSettings
+from router.complexity.model import DEFAULT_ARTIFACT, ClassifierError, encode_artifact, load_model
+from router.complexity.train import DEFAULT_DATA, data_sha256, heldout_metrics, heldout_scores, load_examples, train
+from router.decide import Decider
+from router.policies.classify import Classifier
+
+SHIPPED = load_model()
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI configures structlog to the stream it is given; under CliRunner that stream closes after the call
+    and later log lines (the broker fixture's) would fail: keep the test session's logging as it is."""
+    monkeypatch.setattr("fleet.logging.configure_logging", lambda *a, **k: None)
+
+
+def tiers(*t: TierSettings) -> Settings:
+    return Settings(router=RouterSettings(tiers=list(t)))
+
+
+def test_the_set_is_large_labelled_and_held_out_by_group() -> None:
+    ex = load_examples()
+    assert len(ex) >= 1000 and DEFAULT_DATA.stat().st_size < 3 << 20
+    test = [e for e in ex if e.split == "test"]
+    assert 0.15 < len(test) / len(ex) < 0.35 and sum(e.complex for e in test) >= 50
+    assert not {e.group for e in test} & {e.group for e in ex if e.split == "train"}  # variants never straddle
+    tags = {t for e in ex for t in e.tags}
+    assert {"short_hard", "long_easy", "code_trivial_q", "trigger_word", "long_system", "max_tokens_mismatch"} <= tags
+    assert len({e.category for e in ex}) >= 15
+
+
+def test_training_is_deterministic_for_a_seed_and_reproduces_the_shipped_artifact() -> None:
+    a = SHIPPED.artifact
+    again = train(seed=a.training["seed"], cheap_share=a.cheap_share_target)
+    assert encode_artifact(again) == DEFAULT_ARTIFACT.read_bytes()  # the same data and seed: the same bytes
+    assert encode_artifact(train(seed=a.training["seed"], cheap_share=a.cheap_share_target)) == encode_artifact(again)
+
+
+def test_the_shipped_artifact_reproduces_its_heldout_numbers() -> None:
+    a = SHIPPED.artifact
+    assert a.training["data_sha256"] == data_sha256(), "the set changed: retrain (README, Complexity routing)"
+    examples, scores = heldout_scores(SHIPPED)
+    assert heldout_metrics(scores, examples, a.threshold) == a.heldout
+    h = a.heldout
+    assert h.requests == len(examples) and h.to_cheap == sum(s <= a.threshold for s in scores)
+    assert math.isclose(h.cheap_share, h.to_cheap / h.requests, abs_tol=1e-4)
+
+
+def test_a_cheap_share_sets_a_tiers_threshold_from_the_reference_scores() -> None:
+    q = SHIPPED.artifact.score_quantiles
+    t = SHIPPED.threshold_for_share(0.5)
+    assert t == q[50]
+    assert SHIPPED.threshold_for_share(0.6) == pytest.approx(SHIPPED.threshold, abs=1e-6)
+    s = tiers(TierSettings(name="cheap", model="small", cheap_share=0.5), TierSettings(name="big", model="large"))
+    resolved = Classifier(s.router.tiers, s.model_names).tiers
+    assert [(x.name, x.max_score) for x in resolved] == [("cheap", t), ("big", math.inf)]
+
+
+@pytest.mark.parametrize(
+    ("tier_list", "needle"),
+    [
+        ([], "router.tiers is empty"),
+        ([TierSettings(name="a", model="medium")], "model 'medium' is not configured"),
+        ([TierSettings(name="a", model="small"), TierSettings(name="a", model="large")], "unique"),
+        ([TierSettings(name="a", model="small", max_score=float("nan")), TierSettings(name="b", model="large")], "nan"),
+        ([TierSettings(name="a", model="small", max_score=1.5), TierSettings(name="b", model="large")], "[0, 1]"),
+        ([TierSettings(name="a", model="small", max_score=-0.1), TierSettings(name="b", model="large")], "[0, 1]"),
+        (
+            [TierSettings(name="a", model="small", cheap_share=1.0), TierSettings(name="b", model="large")],
+            "cheap_share",
+        ),
+        (
+            [
+                TierSettings(name="a", model="small", max_score=0.3, cheap_share=0.5),
+                TierSettings(name="b", model="large"),
+            ],
+            "not both",
+        ),
+        (
+            [
+                TierSettings(name="a", model="small", max_score=0.6),
+                TierSettings(name="b", model="small", max_score=0.4),
+                TierSettings(name="c", model="large"),
+            ],
+            "must be above the previous tier",
+        ),
+        (
+            [
+                TierSettings(name="a", model="small"),
+                TierSettings(name="b", model="small"),
+                TierSettings(name="c", model="large"),
+            ],
+            "a middle tier needs max_score or cheap_share",
+        ),
+    ],
+)
+def test_bad_tiers_fail_at_start_up_naming_the_problem(tier_list: list[TierSettings], needle: str) -> None:
+    with pytest.raises(ClassifierError, match=None) as exc:
+        Decider(tiers(*tier_list), Codec())
+    assert needle in str(exc.value), str(exc.value)
+
+
+def test_default_tiers_without_their_models_leave_auto_unavailable_not_the_router() -> None:
+    from fleet.settings import ModelSettings
+    from router.decide import Forward, Reject
+
+    d = Decider(Settings(models=[ModelSettings(name="m", path="none")]), Codec())
+    auto = d.decide(b'{"id": "a", "reply_to": "r", "prompt": "hi"}', [], 1000, 1000)
+    assert isinstance(auto, Reject) and "'auto' needs router.tiers" in auto.message
+    named = d.decide(b'{"id": "a", "reply_to": "r", "prompt": "hi", "model": "m"}', [], 1000, 1000)
+    assert isinstance(named, Forward) and named.model == "m"
+
+
+def _artifact_json() -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(DEFAULT_ARTIFACT.read_bytes())
+    return out
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (None, "does not exist"),
+        (lambda a: "{not json", "is not a valid artifact"),
+        (lambda a: a | {"version": 99}, "version 99; this router reads"),
+        (lambda a: a | {"weights": a["weights"][:-1]}, "feature names but"),
+        (lambda a: a | {"threshold": 1.5}, "threshold 1.5 is outside [0, 1]"),
+        (lambda a: {k: v for k, v in a.items() if k != "bias"}, "missing required field `bias`"),
+        (lambda a: a | {"score_quantiles": a["score_quantiles"][::-1]}, "score_quantiles"),
+    ],
+)
+def test_a_missing_or_broken_artifact_fails_at_start_up(tmp_path: Path, mutate: Any, needle: str) -> None:
+    path = tmp_path / "artifact.json"
+    if mutate is not None:
+        out = mutate(_artifact_json())
+        path.write_text(out if isinstance(out, str) else json.dumps(out))
+    s = Settings(router=RouterSettings(classifier_path=str(path)))
+    with pytest.raises(ClassifierError) as exc:
+        Decider(s, Codec())
+    assert needle in str(exc.value) and str(path) in str(exc.value), str(exc.value)
+
+
+def _output(result: Any) -> str:
+    return str(result.output) + str(getattr(result, "stderr", "") or "")
+
+
+def test_fleet_router_with_a_bad_config_exits_with_the_reason(tmp_path: Path) -> None:
+    cfg = tmp_path / "fleet.toml"
+    cfg.write_text(f'[router]\nclassifier_path = "{tmp_path / "nope.json"}"\n')
+    result = CliRunner().invoke(app, ["router", "--config", str(cfg)])
+    assert result.exit_code == 2 and "does not exist" in _output(result), _output(result)
+
+
+def test_fleet_router_without_a_subcommand_still_runs_the_router(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import fleet.runtime
+
+    ran: list[Any] = []
+    monkeypatch.setattr(fleet.runtime, "run_service", lambda main: ran.append(main))
+    cfg = tmp_path / "fleet.toml"
+    cfg.write_text('log_level = "warning"\n')
+    result = CliRunner().invoke(app, ["router", "--config", str(cfg)])
+    assert result.exit_code == 0, _output(result)
+    (main,) = ran
+    assert type(main.__self__).__name__ == "RouterService" and main.__name__ == "run"
+
+
+def test_explain_prints_the_decision_score_and_signals(tmp_path: Path) -> None:
+    r = CliRunner().invoke(app, ["router", "explain", "hi there", "--json"])
+    assert r.exit_code == 0, _output(r)
+    out = json.loads(r.output)
+    assert out["tier"] == "simple" and out["model"] == "small" and out["signals"]
+    assert out["score"] <= out["thresholds"]["simple"] and out["thresholds"]["complex"] is None
+    text = CliRunner().invoke(
+        app,
+        ["router", "explain", "Design a sharded, multi-region job scheduler with exactly-once effects and prove it."],
+    )
+    assert text.exit_code == 0 and "tier: " in text.output and "signals: " in text.output and "score: " in text.output
+    cfg = tmp_path / "fleet.toml"  # the group's --config reaches the subcommand
+    cfg.write_text("[[router.tiers]]\nname = 'only'\nmodel = 'large'\nmax_score = inf\n")
+    only = CliRunner().invoke(app, ["router", "--config", str(cfg), "explain", "hi there", "--json"])
+    assert only.exit_code == 0 and json.loads(only.output)["tier"] == "only", _output(only)
+
+
+def test_train_cli_writes_a_loadable_artifact(tmp_path: Path) -> None:
+    out = tmp_path / "a.json"
+    r = CliRunner().invoke(app, ["router", "train", "--out", str(out), "--seed", "3", "--cheap-share", "0.5"])
+    assert r.exit_code == 0 and "held-out" in r.output, _output(r)
+    m = load_model(out)
+    assert m.artifact.training["seed"] == 3 and m.artifact.cheap_share_target == 0.5
+    assert msgspec.json.decode(out.read_bytes())["format"] == "llm-fleet/complexity-classifier"
