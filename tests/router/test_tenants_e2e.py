@@ -9,14 +9,18 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from aiokafka import TopicPartition
 
 from contracts import Done, Error, ErrorCode
+from fleet.kafka import make_consumer
 from fleet.tenants import mint_key
 from tests.fixtures_kafka import FleetProcs, started, write_config
 from tests.kafka_helpers import RawPeer, header
 
 KEY, HASH = mint_key()
 WRONG, _ = mint_key()
+LIM_KEY, LIM_HASH = mint_key()
+BUD_KEY, BUD_HASH = mint_key()
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +29,11 @@ async def tenant_fleet(broker: str, tmp_path_factory: pytest.TempPathFactory) ->
     tenants = (
         f'[[tenants]]\nname = "alpha"\napi_key_hashes = ["{HASH}"]\nmax_tokens = 64\n'
         '[[tenants]]\nname = "gamma"\n'  # its intake topic is its only way in
+        # three requests, then none for hours
+        f'[[tenants]]\nname = "lim"\napi_key_hashes = ["{LIM_HASH}"]\nrequests_per_s = 0.0001\nburst_requests = 3\n'
+        # "hi" costs at most 2 bytes + 48 template tokens + max_tokens 4 = 54 tokens: one fits, and once it is
+        # settled (6 tokens spent) the next worst case no longer does
+        f'[[tenants]]\nname = "bud"\napi_key_hashes = ["{BUD_HASH}"]\ndaily_tokens = 54\n'
     )
     cfg = write_config(
         d / "fleet.toml",
@@ -95,3 +104,43 @@ async def test_a_tenants_intake_topic_authenticates_by_topic(tenant_fleet: Fleet
         rid, value = body(reply)  # the same body on the shared intake, without a key: unauthenticated
         await peer.send(value)
         assert (await peer.reply(rid, Error)).code is ErrorCode.UNAUTHENTICATED
+
+
+async def test_rate_limits_and_budgets_answer_with_retry_after_and_serving_goes_on(tenant_fleet: FleetProcs) -> None:
+    s = tenant_fleet.settings
+    odd = [("x-null", None), ("x-bin", b"\xff\x00\xfe"), ("x-dup", b"1"), ("x-dup", b"2"), ("", b"")]
+    cases = (("lim", LIM_KEY, 3, ErrorCode.RATE_LIMITED), ("bud", BUD_KEY, 1, ErrorCode.BUDGET_EXCEEDED))
+    for tenant, key, passes, code in cases:
+        reply = f"ten.replies.{tenant}.e2e-{uuid.uuid4().hex[:6]}"
+        async with RawPeer(s, reply) as peer:
+            headers = [("content-type", b"application/json"), ("fleet-api-key", key.encode()), *odd]
+            for _ in range(passes):  # via the shared intake: moved to the tenant's owner, odd headers and all
+                rid, value = body(reply)
+                await peer.send(value, headers=headers)
+                assert isinstance(await peer.reply(rid, Done), Done), tenant
+            rid, value = body(reply)
+            await peer.send(value, headers=headers)
+            err = await peer.reply(rid, Error)
+            assert err.code is code and err.retriable is code.retriable, err
+            assert err.retry_after_ms is not None and err.retry_after_ms > 0, err
+            # a refusal of policy, not bad input: no DLQ copy
+            assert not [r for r in peer.dlq if r.value == value]
+    # the moved records reached the owner without the key
+    c = make_consumer(s, group_id=None, enable_auto_commit=False)
+    await c.start()
+    try:
+        topic = s.kafka.topics.tenant_intake("lim")
+        tp = TopicPartition(topic, 0)
+        c.assign([tp])
+        await c.seek_to_beginning(tp)
+        moved = [r for rs in (await c.getmany(tp, timeout_ms=2000)).values() for r in rs]
+        assert len(moved) >= 4 and all(no_key(r) and LIM_KEY.encode() not in (r.value or b"") for r in moved)
+        assert all(("x-bin", b"\xff\x00\xfe") in list(r.headers) for r in moved)  # the rest as sent
+    finally:
+        await c.stop()
+    # and the fleet serves everyone else as before
+    reply = f"ten.replies.alpha.e2e-{uuid.uuid4().hex[:6]}"
+    async with RawPeer(s, reply) as peer:
+        rid, value = body(reply)
+        await peer.send(value, headers=[("content-type", b"application/json"), ("fleet-api-key", KEY.encode())])
+        assert isinstance(await peer.reply(rid, Done), Done)
