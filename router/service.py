@@ -15,9 +15,8 @@ every long-lived task is supervised: if the load task dies, the process exits no
 from __future__ import annotations
 
 import asyncio
-import enum
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from functools import partial
 from typing import Any
 
@@ -32,9 +31,7 @@ from aiokafka.errors import (
 )
 
 from contracts.codec import Codec, ContentType
-from contracts.messages import Error, ErrorCode
-from contracts.topics import Headers
-from contracts.validation import is_topic_name
+from contracts.messages import ErrorCode
 from fleet.health import beat
 from fleet.kafka import (
     COMMIT_FATAL,
@@ -44,78 +41,22 @@ from fleet.kafka import (
     make_producer,
     with_retry,
 )
-from fleet.records import Header, dlq_record
 from fleet.runtime import log_task_failure
 from fleet.settings import Settings
 from router.feeds import feed_load
 from router.pipeline import Pipeline, build_pipeline
 from router.policies.accounts import Held
-from router.stages.base import Answer, Context, Drop, Forward, Hold, Move, Outcome, Reject, verdict_code
-from router.stages.validate import InternalTopics
+from router.sends import Plan, RouterStats, Send, SendKind, Sends
+from router.stages.base import Context, Forward, Hold, Outcome, Reject
 from router.tenant_store import TenantStore
 from router.views import Views
 
 log = structlog.get_logger(__name__)
 
-UNDELIVERABLE = "undeliverable"  # DLQ code of a record whose refusal could not be written to its reply_to
 
 
 def _ms() -> int:
     return int(time.time() * 1000)
-
-
-@dataclass(slots=True)
-class RouterStats:
-    """Every outcome the loop reaches, counted once (the health file and the stop log report these)."""
-
-    consumed: int = 0
-    forwarded: int = 0
-    rejected: int = 0
-    duplicates: int = 0
-    overloaded: int = 0
-    dlq: int = 0
-    undeliverable: int = 0
-    redone: int = 0  # batches sought back after a retriable send failure
-    committed: int = 0  # records whose offsets the broker acknowledged as committed
-    commits_dropped: int = 0  # commits refused after a rebalance: the partition's owner redoes them
-    answered: int = 0  # replies the router sent itself
-    moved: int = 0  # records sent on to the router that owns their tenant's counters
-    held: int = 0  # batch requests held for their tenant's rate (each counted once per hold)
-    verdicts: dict[str, int] = field(default_factory=dict)  # "<stage>.<code>": every verdict of the pipeline
-
-    def verdict(self, stage: str, outcome: Outcome) -> None:
-        key = f"{stage}.{verdict_code(outcome)}"
-        self.verdicts[key] = self.verdicts.get(key, 0) + 1
-
-
-class SendKind(enum.StrEnum):
-    FORWARD = "forward"
-    MOVE = "move"
-    REPLY = "reply"
-    DLQ = "dlq"
-
-
-@dataclass(slots=True)
-class Send:
-    kind: SendKind
-    topic: str
-    value: bytes
-    key: bytes | None
-    headers: list[Header]
-    request_id: str | None = None
-    model: str | None = None
-    tenant: str | None = None  # a forward's authenticated tenant: with the id, its dedup key
-    partition: int | None = None  # a move goes to the owner's partition
-
-
-@dataclass(slots=True)
-class Plan:
-    """What one record needs done, and how far it got."""
-
-    rec: ConsumerRecord[Any, Any]
-    decision: Outcome | None  # None: reached its outcome in an earlier try of this batch
-    sends: list[Send] = field(default_factory=list)
-    failures: list[tuple[Send, BaseException]] = field(default_factory=list)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -141,8 +82,8 @@ class RouterService:
         self.codec = Codec()
         self.views = Views.from_settings(settings)
         self.pipeline = Pipeline(build_pipeline(settings, self.views, self.codec), self.codec)
-        self._internal = InternalTopics(settings)
         self.stats = RouterStats()
+        self.sends = Sends(settings, self.pipeline, self.codec, self.views, self.stats)
         self.store = TenantStore(settings, self.views.accounts)
         self._held: dict[TopicPartition, dict[int, ConsumerRecord[Any, Any]]] = {}  # paced batch records, by offset
         self._fetched_end: dict[TopicPartition, int] = {}  # per partition: past the last record fetched
@@ -154,7 +95,6 @@ class RouterService:
         # per partition: offset -> (decision, sends still to be acknowledged) of records partly carried out
         self._unfinished: dict[TopicPartition, dict[int, tuple[Outcome | None, list[Send]]]] = {}
         self._reply_attempts: dict[tuple[TopicPartition, int], int] = {}
-        self._bad_topics: dict[str, float] = {}  # reply topic -> monotonic time until which it is not tried
         self._last_beat = 0.0
 
     @property
@@ -272,7 +212,7 @@ class RouterService:
                             self.views.dedup.forwarding(m.tenant, m.request_id)
                     plans.append(Plan(rec, decision, missing))
                 else:
-                    plans.append(self._plan(rec, now_ms))
+                    plans.append(self.sends.plan(rec, now_ms))
         ok = await self._carry_out(plans)
         if any(p.failures for p in plans):
             # a second round for what failed for good: refusals of unforwardable requests, undeliverable
@@ -368,7 +308,7 @@ class RouterService:
                 account.take_rate(h.tokens, now_ms)
                 ctx = Context(rec.value, list(rec.headers or ()), rec.timestamp or 0, now_ms, topic=tp.topic,
                               partition=tp.partition, paced=True)
-                plans.setdefault(tp, []).append(self._plan(rec, now_ms, ctx))
+                plans.setdefault(tp, []).append(self.sends.plan(rec, now_ms, ctx))
         for tp, ps in plans.items():
             await self._carry_out(ps)
             held = self._held.get(tp, {})
@@ -405,7 +345,7 @@ class RouterService:
                 reject = Reject(ErrorCode.INTERNAL, why, s.get("id"), s.get("reply_to"), True)
                 self.stats.moved -= 1
                 self.stats.rejected += 1
-                follow += self._reject_sends(reject, p.rec)
+                follow += self.sends.reject_sends(reject, p.rec)
             elif send.kind is SendKind.FORWARD and not is_retriable(exc):
                 too_big = isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError)
                 code = ErrorCode.INVALID_REQUEST if too_big else ErrorCode.INTERNAL
@@ -415,7 +355,7 @@ class RouterService:
                 reject = Reject(code, f"{why}: {exc!r}"[:500], send.request_id, req.reply_to if req else None, True, ct)
                 self.stats.forwarded -= 1
                 self.stats.rejected += 1
-                follow += self._reject_sends(reject, p.rec)
+                follow += self.sends.reject_sends(reject, p.rec)
             elif send.kind is SendKind.REPLY and (reachable or not is_retriable(exc)):
                 attempts = self._reply_attempts.get((tp, p.rec.offset), 0) + 1
                 self._reply_attempts[(tp, p.rec.offset)] = attempts
@@ -427,9 +367,9 @@ class RouterService:
                 if not is_retriable(exc) or missing:
                     now = time.monotonic()
                     # expired entries go when a new one comes: the map holds at most one TTL's worth of names
-                    self._bad_topics = {t: until for t, until in self._bad_topics.items() if until > now}
-                    self._bad_topics[send.topic] = now + self.settings.router.bad_topic_ttl_s
-                follow.append(self._undeliverable(p.rec, send.topic, repr(exc)))
+                    self.sends.bad_topics = {t: until for t, until in self.sends.bad_topics.items() if until > now}
+                    self.sends.bad_topics[send.topic] = now + self.settings.router.bad_topic_ttl_s
+                follow.append(self.sends.undeliverable(p.rec, send.topic, repr(exc)))
             elif send.kind is SendKind.DLQ and not is_retriable(exc):
                 self.stats.undeliverable += 1  # nowhere left to write it: the log line is its record
                 log.error("router.dlq_failed", topic=send.topic, error=repr(exc), offset=p.rec.offset)
@@ -503,128 +443,3 @@ class RouterService:
         if unfinished:
             for o in [o for o in unfinished if o < offset]:
                 del unfinished[o]
-
-    # -- verdicts into sends ---------------------------------------------------
-    def _plan(self, rec: ConsumerRecord[Any, Any], now_ms: int, ctx: Context | None = None) -> Plan:
-        """Run the pipeline on one record and turn its outcome into sends."""
-        if ctx is None:
-            headers, topic = list(rec.headers or ()), rec.topic or ""
-            ctx = Context(rec.value, headers, rec.timestamp or 0, now_ms, topic=topic, partition=rec.partition)
-        stage, outcome = self.pipeline.run(ctx)
-        self.stats.verdict(stage, outcome)
-        if isinstance(outcome, Forward):
-            return Plan(rec, outcome, self._forward_sends(outcome, now_ms))
-        if isinstance(outcome, Reject):
-            if outcome.code is ErrorCode.OVERLOADED:
-                self.stats.overloaded += 1
-            else:
-                self.stats.rejected += 1
-            return Plan(rec, outcome, self._reject_sends(outcome, rec))
-        if isinstance(outcome, Move):
-            self.stats.moved += 1
-            headers = [(k, v) for k, v in (rec.headers or ()) if k != Headers.API_KEY]  # the topic names it there
-            key, where = outcome.tenant.encode(), outcome.partition
-            return Plan(rec, outcome, [Send(SendKind.MOVE, outcome.topic, rec.value, key, headers, partition=where)])
-        if isinstance(outcome, Hold):
-            return Plan(rec, outcome)
-        if isinstance(outcome, Drop):
-            self.stats.duplicates += 1
-            log.info("router.duplicate", request_id=outcome.request_id, offset=rec.offset, stage=stage)
-            return Plan(rec, outcome)
-        self.stats.answered += 1
-        return Plan(rec, outcome, [self._answer_send(outcome)])
-
-    def _forward_sends(self, d: Forward, now_ms: int) -> list[Send]:
-        req, ct = d.request, d.content_type
-        tenant = d.tenant
-        self.views.dedup.forwarding(tenant, req.id)
-        self.views.load.forwarded(d.model)
-        self.stats.forwarded += 1
-        headers: list[Header] = [
-            (Headers.CONTENT_TYPE, ct.value.encode()),
-            (Headers.INTAKE_MS, str(now_ms).encode()),  # the router's own clock, not the producer's
-        ]
-        if d.tier:
-            headers.append((Headers.TIER, d.tier.encode()))
-        value, key = self.codec.encode(req, ct), req.id.encode()
-        log.debug("router.forward", request_id=req.id, model=d.model, tier=d.tier, score=d.score, signals=d.signals)
-        return [
-            Send(SendKind.FORWARD, topic, value, key, list(headers), request_id=req.id, model=d.model, tenant=tenant)
-            for topic in d.topics
-        ]
-
-    def _answer_send(self, a: Answer) -> Send:
-        ct = a.content_type
-        rid = a.request_id[:200]
-        return Send(
-            SendKind.REPLY,
-            a.reply_to,
-            self.codec.encode(a.event, ct),
-            rid.encode("utf-8", "replace"),
-            [(Headers.CONTENT_TYPE, ct.value.encode())],
-            request_id=rid,
-        )
-
-    def _reject_sends(self, d: Reject, rec: ConsumerRecord[Any, Any]) -> list[Send]:
-        """An error event where the sender can be addressed, and a DLQ copy for bad input."""
-        log.info(
-            "router.reject",
-            request_id=d.request_id,
-            code=d.code.value,
-            reason=d.message[:200],
-            dlq=d.to_dlq,
-            offset=rec.offset,
-        )
-        sends: list[Send] = []
-        if d.request_id and d.reply_to and is_topic_name(d.reply_to) and d.reply_to not in self._internal:
-            if self._bad_topics.get(d.reply_to, 0.0) > time.monotonic():
-                sends.append(self._undeliverable(rec, d.reply_to, "the topic failed for good recently"))
-            else:
-                try:
-                    ct = ContentType(d.content_type)
-                except ValueError:
-                    ct = ContentType.JSON
-                rid = d.request_id[:200]
-                event = Error(
-                    id=rid,
-                    code=d.code,
-                    message=d.message[:2000],
-                    retriable=d.code.retriable,
-                    retry_after_ms=d.retry_after_ms,
-                )
-                sends.append(
-                    Send(
-                        SendKind.REPLY,
-                        d.reply_to,
-                        self.codec.encode(event, ct),
-                        rid.encode("utf-8", "replace"),
-                        [(Headers.CONTENT_TYPE, ct.value.encode())],
-                        request_id=rid,
-                    )
-                )
-        if d.to_dlq:
-            sends.append(self._dlq(rec, d.code.value, d.message))
-        return sends
-
-    def _undeliverable(self, rec: ConsumerRecord[Any, Any], topic: str, why: str) -> Send:
-        self.stats.undeliverable += 1
-        log.warning("router.undeliverable", reply_to=topic[:300], error=why[:300], offset=rec.offset)
-        send = self._dlq(rec, UNDELIVERABLE, f"the refusal could not be written to {topic[:249]!r}: {why}")
-        send.headers.append((Headers.UNDELIVERABLE, topic.encode("utf-8", "replace")[:300]))
-        return send
-
-    def _dlq(self, rec: ConsumerRecord[Any, Any], code: str, reason: str) -> Send:
-        self.stats.dlq += 1
-        value, key, headers = dlq_record(
-            rec.value,
-            rec.key,
-            rec.headers,
-            rec.topic,
-            rec.partition,
-            rec.offset,
-            code,
-            reason,
-            # room for the undeliverable header that may be added to this copy
-            self.settings.kafka.max_request_bytes - 512,
-        )
-        return Send(SendKind.DLQ, self.topics.dlq, value, key, headers)

@@ -152,7 +152,7 @@ def test_a_stage_that_raises_is_a_refusal_with_the_salvaged_address() -> None:
 
 
 def test_router_stats_count_every_verdict_by_stage_and_code() -> None:
-    from router.service import RouterStats
+    from router.sends import RouterStats
 
     st = RouterStats()
     st.verdict("route", Forward(Request(id="a", reply_to="r", prompt="x"), "small", None, None))

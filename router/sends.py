@@ -1,0 +1,220 @@
+"""Verdicts into records: the router's pipeline runs on one intake record and its outcome becomes the sends that
+carry it out (a forward to the model topic, a move to the tenant's owner, an error event and a DLQ copy, a
+reply the router answers itself). No Kafka here: router/service.py sends them and handles what fails.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiokafka import ConsumerRecord
+
+from contracts.codec import Codec, ContentType
+from contracts.messages import Error, ErrorCode
+from contracts.topics import Headers
+from contracts.validation import is_topic_name
+from fleet.records import Header, dlq_record
+from fleet.settings import Settings
+from router.pipeline import Pipeline
+from router.stages.base import Answer, Context, Drop, Forward, Hold, Move, Outcome, Reject, verdict_code
+from router.stages.validate import InternalTopics
+from router.views import Views
+
+log = structlog.get_logger(__name__)
+
+UNDELIVERABLE = "undeliverable"  # DLQ code of a record whose refusal could not be written to its reply_to
+
+
+@dataclass(slots=True)
+class RouterStats:
+    """Every outcome the loop reaches, counted once (the health file and the stop log report these)."""
+
+    consumed: int = 0
+    forwarded: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    overloaded: int = 0
+    dlq: int = 0
+    undeliverable: int = 0
+    redone: int = 0  # batches sought back after a retriable send failure
+    committed: int = 0  # records whose offsets the broker acknowledged as committed
+    commits_dropped: int = 0  # commits refused after a rebalance: the partition's owner redoes them
+    answered: int = 0  # replies the router sent itself
+    moved: int = 0  # records sent on to the router that owns their tenant's counters
+    held: int = 0  # batch requests held for their tenant's rate (each counted once per hold)
+    verdicts: dict[str, int] = field(default_factory=dict)  # "<stage>.<code>": every verdict of the pipeline
+
+    def verdict(self, stage: str, outcome: Outcome) -> None:
+        key = f"{stage}.{verdict_code(outcome)}"
+        self.verdicts[key] = self.verdicts.get(key, 0) + 1
+
+
+class SendKind(enum.StrEnum):
+    FORWARD = "forward"
+    MOVE = "move"
+    REPLY = "reply"
+    DLQ = "dlq"
+
+
+@dataclass(slots=True)
+class Send:
+    kind: SendKind
+    topic: str
+    value: bytes
+    key: bytes | None
+    headers: list[Header]
+    request_id: str | None = None
+    model: str | None = None
+    tenant: str | None = None  # a forward's authenticated tenant: with the id, its dedup key
+    partition: int | None = None  # a move goes to the owner's partition
+
+
+@dataclass(slots=True)
+class Plan:
+    """What one record needs done, and how far it got."""
+
+    rec: ConsumerRecord[Any, Any]
+    decision: Outcome | None  # None: reached its outcome in an earlier try of this batch
+    sends: list[Send] = field(default_factory=list)
+    failures: list[tuple[Send, BaseException]] = field(default_factory=list)
+
+
+class Sends:
+    """Runs the pipeline on a record and builds its sends, counting each outcome once."""
+
+    def __init__(self, settings: Settings, pipeline: Pipeline, codec: Codec, views: Views, stats: RouterStats) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.codec = codec
+        self.views = views
+        self.stats = stats
+        self.internal = InternalTopics(settings)
+        self.bad_topics: dict[str, float] = {}  # reply topic -> monotonic time until which it is not tried
+
+    def plan(self, rec: ConsumerRecord[Any, Any], now_ms: int, ctx: Context | None = None) -> Plan:
+        """Run the pipeline on one record and turn its outcome into sends."""
+        if ctx is None:
+            headers, topic = list(rec.headers or ()), rec.topic or ""
+            ctx = Context(rec.value, headers, rec.timestamp or 0, now_ms, topic=topic, partition=rec.partition)
+        stage, outcome = self.pipeline.run(ctx)
+        self.stats.verdict(stage, outcome)
+        if isinstance(outcome, Forward):
+            return Plan(rec, outcome, self.forward_sends(outcome, now_ms))
+        if isinstance(outcome, Reject):
+            if outcome.code is ErrorCode.OVERLOADED:
+                self.stats.overloaded += 1
+            else:
+                self.stats.rejected += 1
+            return Plan(rec, outcome, self.reject_sends(outcome, rec))
+        if isinstance(outcome, Move):
+            self.stats.moved += 1
+            headers = [(k, v) for k, v in (rec.headers or ()) if k != Headers.API_KEY]  # the topic names it there
+            key, where = outcome.tenant.encode(), outcome.partition
+            return Plan(rec, outcome, [Send(SendKind.MOVE, outcome.topic, rec.value, key, headers, partition=where)])
+        if isinstance(outcome, Hold):
+            return Plan(rec, outcome)
+        if isinstance(outcome, Drop):
+            self.stats.duplicates += 1
+            log.info("router.duplicate", request_id=outcome.request_id, offset=rec.offset, stage=stage)
+            return Plan(rec, outcome)
+        self.stats.answered += 1
+        return Plan(rec, outcome, [self.answer_send(outcome)])
+
+    def forward_sends(self, d: Forward, now_ms: int) -> list[Send]:
+        req, ct = d.request, d.content_type
+        tenant = d.tenant
+        self.views.dedup.forwarding(tenant, req.id)
+        self.views.load.forwarded(d.model)
+        self.stats.forwarded += 1
+        headers: list[Header] = [
+            (Headers.CONTENT_TYPE, ct.value.encode()),
+            (Headers.INTAKE_MS, str(now_ms).encode()),  # the router's own clock, not the producer's
+        ]
+        if d.tier:
+            headers.append((Headers.TIER, d.tier.encode()))
+        value, key = self.codec.encode(req, ct), req.id.encode()
+        log.debug("router.forward", request_id=req.id, model=d.model, tier=d.tier, score=d.score, signals=d.signals)
+        return [
+            Send(SendKind.FORWARD, topic, value, key, list(headers), request_id=req.id, model=d.model, tenant=tenant)
+            for topic in d.topics
+        ]
+
+    def answer_send(self, a: Answer) -> Send:
+        ct = a.content_type
+        rid = a.request_id[:200]
+        return Send(
+            SendKind.REPLY,
+            a.reply_to,
+            self.codec.encode(a.event, ct),
+            rid.encode("utf-8", "replace"),
+            [(Headers.CONTENT_TYPE, ct.value.encode())],
+            request_id=rid,
+        )
+
+    def reject_sends(self, d: Reject, rec: ConsumerRecord[Any, Any]) -> list[Send]:
+        """An error event where the sender can be addressed, and a DLQ copy for bad input."""
+        log.info(
+            "router.reject",
+            request_id=d.request_id,
+            code=d.code.value,
+            reason=d.message[:200],
+            dlq=d.to_dlq,
+            offset=rec.offset,
+        )
+        sends: list[Send] = []
+        if d.request_id and d.reply_to and is_topic_name(d.reply_to) and d.reply_to not in self.internal:
+            if self.bad_topics.get(d.reply_to, 0.0) > time.monotonic():
+                sends.append(self.undeliverable(rec, d.reply_to, "the topic failed for good recently"))
+            else:
+                try:
+                    ct = ContentType(d.content_type)
+                except ValueError:
+                    ct = ContentType.JSON
+                rid = d.request_id[:200]
+                event = Error(
+                    id=rid,
+                    code=d.code,
+                    message=d.message[:2000],
+                    retriable=d.code.retriable,
+                    retry_after_ms=d.retry_after_ms,
+                )
+                sends.append(
+                    Send(
+                        SendKind.REPLY,
+                        d.reply_to,
+                        self.codec.encode(event, ct),
+                        rid.encode("utf-8", "replace"),
+                        [(Headers.CONTENT_TYPE, ct.value.encode())],
+                        request_id=rid,
+                    )
+                )
+        if d.to_dlq:
+            sends.append(self.dlq(rec, d.code.value, d.message))
+        return sends
+
+    def undeliverable(self, rec: ConsumerRecord[Any, Any], topic: str, why: str) -> Send:
+        self.stats.undeliverable += 1
+        log.warning("router.undeliverable", reply_to=topic[:300], error=why[:300], offset=rec.offset)
+        send = self.dlq(rec, UNDELIVERABLE, f"the refusal could not be written to {topic[:249]!r}: {why}")
+        send.headers.append((Headers.UNDELIVERABLE, topic.encode("utf-8", "replace")[:300]))
+        return send
+
+    def dlq(self, rec: ConsumerRecord[Any, Any], code: str, reason: str) -> Send:
+        self.stats.dlq += 1
+        value, key, headers = dlq_record(
+            rec.value,
+            rec.key,
+            rec.headers,
+            rec.topic,
+            rec.partition,
+            rec.offset,
+            code,
+            reason,
+            # room for the undeliverable header that may be added to this copy
+            self.settings.kafka.max_request_bytes - 512,
+        )
+        return Send(SendKind.DLQ, self.settings.kafka.topics.dlq, value, key, headers)
