@@ -80,7 +80,8 @@ class BudgetResult:
     admitted: int
     refused_budget: int
     other: dict[str, int] = field(default_factory=dict)
-    killed_owner: str = ""
+    stopped_owner: str = ""  # the router that owned the tenant when it was stopped mid-run
+    how: str = ""
     new_owner: str = ""
     ledger_cost: float = 0.0
     usage_cost: float = 0.0
@@ -234,7 +235,7 @@ async def rate_run(bootstrap: str, work: Path, n: int, batch: int, routers: int 
 
 
 async def budget_run(
-    bootstrap: str, work: Path, n: int, admits: int, routers: int = 4, kill: bool = True
+    bootstrap: str, work: Path, n: int, admits: int, routers: int = 4, stop_owner: str = "SIGKILL"
 ) -> BudgetResult:
     key, h = mint_key()
     per_request = MAX_TOKENS * PRICE / 1000
@@ -247,15 +248,15 @@ async def budget_run(
             rids = [f"r-{i}" for i in range(n)]
             half = n // 2
             await client.send(rids[:half])
-            if kill:
+            if stop_owner:  # SIGKILL (a crash: the group notices after the session timeout) or SIGTERM (a drain)
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline and len(client.terminal) < min(half, admits) // 3:  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
                 owner = owner_of(fleet, "acme")
                 if owner is None:
                     raise RuntimeError("no router logged owning the tenant")
-                fleet.signal(owner, signal.SIGKILL)
-                result.killed_owner = owner
+                fleet.signal(owner, signal.Signals[stop_owner])
+                result.stopped_owner, result.how = owner, stop_owner
             await client.send(rids[half:])
             await client.wait(rids, 120)
             for r in rids:

@@ -24,9 +24,12 @@ async def test_rate_limits_hold_across_routers_and_batch_work_is_paced(broker: s
     assert r.batch_sent <= r.burst + r.rps * r.batch_window_s + 1, r
 
 
-async def test_a_budget_holds_across_four_routers_and_a_sigkill_of_its_owner(broker: str, tmp_path: Path) -> None:
-    r = await budget_run(broker, tmp_path, n=240, admits=24, routers=4)
-    assert r.killed_owner and r.new_owner and r.new_owner != r.killed_owner, r
+@pytest.mark.parametrize("stop_owner", ["SIGKILL", "SIGTERM"])
+async def test_a_budget_holds_across_four_routers_when_its_owner_dies_or_drains(
+    broker: str, tmp_path: Path, stop_owner: str
+) -> None:
+    r = await budget_run(broker, tmp_path, n=240, admits=24, routers=4, stop_owner=stop_owner)
+    assert r.stopped_owner and r.new_owner and r.new_owner != r.stopped_owner, r
     assert r.admitted == r.admits, r  # each request costs exactly its reservation: the budget admits exactly this
     assert r.refused_budget == r.sent - r.admitted and not r.other, r
     # not reset by the takeover, not counted twice: the owner's books equal the usage records
