@@ -45,6 +45,8 @@ from fleet.tenants import mint_key
 from router.policies.accounts import TenantState
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+TPM, TPM_BURST = 6000, 300  # 100 tokens/s
+REQUEST_TOKENS = 5 + 48 + MAX_TOKENS
 PRICE = 1.0  # per 1k completion tokens; prompts are free, so a request's cost is exactly max_tokens / 1000
 
 
@@ -57,6 +59,14 @@ class RateResult:
     admitted: int
     refused: int
     refusals_well_formed: int  # rate_limited errors that are retriable and carry retry_after_ms > 0
+    tpm: int  # a second tenant limited by tokens per minute only
+    tpm_burst: int
+    request_tokens: int  # what each of its requests reserves ("hello": 5 bytes + 48 template + max_tokens)
+    tok_sent: int
+    tok_admitted_tokens: int
+    tok_refused: int
+    tok_window_s: float
+    tok_bound: float  # burst + rate x window + one request
     window_s: float  # from the first send to the last forward: every admission decision lies within it
     bound: float  # burst + rps x window + 1
     refusal_p50_ms: float  # in the burst (queueing behind the burst included)
@@ -157,7 +167,9 @@ async def rate_run(bootstrap: str, work: Path, n: int, batch: int, routers: int 
     key, h = mint_key()
     rps, burst = 20.0, 5
     capped_key, capped_h = mint_key()
+    tok_key, tok_h = mint_key()
     tenants = (
+        f'[[tenants]]\nname = "tok"\napi_key_hashes = ["{tok_h}"]\ntokens_per_min = {TPM}\nburst_tokens = {TPM_BURST}\n'
         f'[[tenants]]\nname = "acme"\napi_key_hashes = ["{h}"]\nrequests_per_s = {rps}\nburst_requests = {burst}\n'
         f'[[tenants]]\nname = "capped"\napi_key_hashes = ["{capped_h}"]\nrequests_per_s = 0.0001\nburst_requests = 1\n'
     )
@@ -184,6 +196,14 @@ async def rate_run(bootstrap: str, work: Path, n: int, batch: int, routers: int 
             # the decisions lie between the first send and the last forward (a forward's timestamp is when the
             # router sent it, after its decision; the router's clock for a batch is read when it is fetched)
             window_s = (max(fw.values()) - first_sent_ms) / 1000 if fw else 0.0
+        async with Client(fleet.settings, tok_key, "tok") as tok:
+            trids = [f"t-{i}" for i in range(n // 4)]
+            tok_first_ms = time.time() * 1000
+            await tok.send(trids)
+            await tok.wait(trids, 60)
+            tfw = await forwards(fleet.settings, set(trids))
+            tok_window_s = (max(tfw.values()) - tok_first_ms) / 1000 if tfw else 0.0
+            tok_refused = sum(1 for ev, _ in tok.terminal.values() if isinstance(ev, Error))
         async with Client(fleet.settings, capped_key, "capped") as capped:
             # a tenant whose bucket never refills within the run: one request passes, every later one is refused
             alone: list[float] = []
@@ -216,6 +236,14 @@ async def rate_run(bootstrap: str, work: Path, n: int, batch: int, routers: int 
                 admitted=len(fw),
                 refused=len(refusals),
                 refusals_well_formed=well_formed,
+                tpm=TPM,
+                tpm_burst=TPM_BURST,
+                request_tokens=REQUEST_TOKENS,
+                tok_sent=len(trids),
+                tok_admitted_tokens=len(tfw) * REQUEST_TOKENS,
+                tok_refused=tok_refused,
+                tok_window_s=round(tok_window_s, 3),
+                tok_bound=round(TPM_BURST + TPM / 60 * tok_window_s + REQUEST_TOKENS, 1),
                 window_s=round(window_s, 3),
                 bound=round(burst + rps * window_s + 1, 2),
                 refusal_p50_ms=round(pct(refusals, 0.5), 2),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.tenant_limits import MAX_TOKENS, PRICE, budget_run, rate_run
+from benchmarks.tenant_limits import MAX_TOKENS, PRICE, REQUEST_TOKENS, budget_run, rate_run
 
 pytestmark = pytest.mark.slow
 
@@ -19,6 +19,9 @@ async def test_rate_limits_hold_across_routers_and_batch_work_is_paced(broker: s
     assert r.admitted <= r.bound, r  # never more than burst + rate x window + one request
     assert r.admitted + r.refused == r.sent and r.refusals_well_formed == r.refused, r
     assert r.alone_p50_ms > 0 and r.direct_p50_ms > 0
+    # tokens per minute: admitted tokens within burst + rate x window + one request, the rest refused
+    assert REQUEST_TOKENS <= r.tok_admitted_tokens <= r.tok_bound, r
+    assert r.tok_admitted_tokens // r.request_tokens + r.tok_refused == r.tok_sent, r
     # batch requests over the rate are all served, none refused, at no more than the rate
     assert r.batch_served == r.batch_sent and r.batch_refused == 0, r
     assert r.batch_sent <= r.burst + r.rps * r.batch_window_s + 1, r
