@@ -1,14 +1,20 @@
 """Tenant limits on real processes, small (benchmarks/tenant_limits.py measures them at full size): a rate
 limit holds across three routers and paces batch work instead of refusing it; a budget holds across four
-routers while the one that owns the tenant is SIGKILLed, and the new owner's books equal the usage records."""
+routers while the one that owns the tenant is SIGKILLed or drained, and the new owner's books equal the usage
+records; batch requests held for pacing outlive the router holding them."""
 
 from __future__ import annotations
 
+import signal
+import uuid
 from pathlib import Path
 
 import pytest
 
-from benchmarks.tenant_limits import MAX_TOKENS, PRICE, REQUEST_TOKENS, budget_run, rate_run
+from benchmarks.policy_fleet import Client, start_fleet
+from benchmarks.tenant_limits import MAX_TOKENS, PRICE, REQUEST_TOKENS, budget_run, owner_of, rate_run
+from contracts.messages import Done
+from fleet.tenants import mint_key
 
 pytestmark = pytest.mark.slow
 
@@ -39,3 +45,23 @@ async def test_a_budget_holds_across_four_routers_when_its_owner_dies_or_drains(
     per_request = MAX_TOKENS * PRICE / 1000
     assert r.usage_cost == pytest.approx(r.admitted * per_request)
     assert r.ledger_cost == pytest.approx(r.usage_cost) and r.pending_after == 0, r
+
+
+async def test_held_batch_requests_outlive_a_sigkill_of_the_router_pacing_them(broker: str, tmp_path: Path) -> None:
+    key, h = mint_key()
+    tenants = f'[[tenants]]\nname = "acme"\napi_key_hashes = ["{h}"]\nrequests_per_s = 2.0\nburst_requests = 1\n'
+    fleet = await start_fleet(broker, tmp_path, f"hb{uuid.uuid4().hex[:6]}", 2, extra=tenants)
+    try:
+        async with Client(fleet.settings, key, "acme") as client:
+            rids = [f"b-{i}" for i in range(12)]
+            await client.send(rids, priority="batch")  # 1 at once, then one per 0.5 s: the rest are held
+            await client.wait(rids[:3], 30)
+            owner = owner_of(fleet, "acme")
+            assert owner is not None
+            fleet.signal(owner, signal.SIGKILL)  # with most of them held in its memory, uncommitted
+            await client.wait(rids, 90)
+            outcomes = [client.terminal.get(r, (None, 0.0))[0] for r in rids]
+            assert all(isinstance(ev, Done) for ev in outcomes), outcomes  # none lost, none refused
+            assert owner_of(fleet, "acme") not in (None, owner)
+    finally:
+        fleet.stop_all()
