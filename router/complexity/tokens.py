@@ -45,9 +45,9 @@ class WordPiece:
 
     def encode(self, text: str, max_tokens: int) -> list[int]:
         """The first `max_tokens` token ids of `text`."""
-        t = unicodedata.normalize("NFD", text.lower())
-        if not t.isascii():
-            t = "".join(c for c in t if unicodedata.category(c) != "Mn")
+        t = text.lower()
+        if not t.isascii():  # accents off, as BERT's uncased tokenizer does: "déjà" -> "deja"
+            t = "".join(c for c in unicodedata.normalize("NFD", t) if unicodedata.category(c) != "Mn")
         out: list[int] = []
         for w in _PIECES.findall(t):
             out.extend(self._word(w))
