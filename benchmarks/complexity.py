@@ -28,7 +28,7 @@ import msgspec
 from benchmarks.schema import collect_meta
 from fleet.settings import Settings
 from router.complexity.model import DEFAULT_ARTIFACT
-from router.complexity.train import curve, heldout_scores, load_examples
+from router.complexity.train import DEFAULT_TOKENS, curve, heldout_scores, load_examples
 from router.policies.classify import Classifier
 from router.service import RouterService
 from router.stages.resolve_model import ResolveModel
@@ -150,12 +150,14 @@ def markdown(meta: dict[str, Any], q: dict[str, Any], lat: dict[str, Any], enc: 
         "# Complexity routing",
         "",
         f"Machine: {meta['machine_detail']}; commit {meta['commit']}; {meta['date']}.",
-        f"Artifact: `{DEFAULT_ARTIFACT.name}`; held-out split: {a['requests']} requests ({a['complex']} complex).",
+        f"Artifact: `{DEFAULT_ARTIFACT.name}` ({DEFAULT_ARTIFACT.stat().st_size:,} bytes; its training input "
+        f"`{DEFAULT_TOKENS.name}` {DEFAULT_TOKENS.stat().st_size:,} bytes); held-out split: {a['requests']} requests "
+        f"({a['complex']} complex).",
         "",
         "| measure | value | goal |",
         "| --- | --- | --- |",
-        f"| threshold (for {a['cheap_share_target']:.0%} of the training split's out-of-fold scores) | "
-        f"{a['threshold']:.4f} | |",
+        f"| threshold (for {a['cheap_share_target']:.0%} of the reference out-of-fold scores: the training split "
+        f"less its training-only pass) | {a['threshold']:.4f} | |",
         f"| traffic to the cheap tier | {a['cheap_share']:.1%} | >= {GOAL_CHEAP:.0%} |",
         f"| complex prompts misrouted to it | {a['complex_misrouted']:.1%} ({a['complex_to_cheap']}/{a['complex']}) | "
         f"<= {GOAL_MISROUTED:.0%} |",

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import documents
 import fillers
+import short_cases
 import standalone
 import system_prompts
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "router" / "complexity" / "data" / "prompts.jsonl"
 SEED = 14
+SHORT_SEED = 15  # the training-only third pass (short_cases.py) is wrapped with its own generator
 TEST_PERCENT = 25  # share of groups held out
 
 MAX_TOKENS = [16, 32, 64, 128, 256, 512, 1024, 2048]
@@ -125,6 +127,25 @@ def build() -> list[dict[str, object]]:
     out = []
     for i, r in enumerate(records):
         out.append({"id": f"p{i:04d}", "split": split_of(str(r["group"])), **r})
+    # the third pass, training split only, appended after the records above so that they (and so the held-out
+    # split) are byte-identical to the set before it was added
+    srng = random.Random(SHORT_SEED)
+    extra = []
+    for category, block in short_cases.SHORT.items():
+        for i, (label, tags, text) in enumerate(standalone.parse(block)):
+            # tagged so that training leaves them out of the reference traffic a cheap share is taken from: this pass
+            # over-samples short hard prompts on purpose, real traffic does not
+            tags = [*tags, "training_only"]
+            core = {"group": f"{category}-s{i}", "category": category, "label": label, "tags": tags, "text": text}
+            for v in range(2 if srng.random() < 0.45 else 1):
+                r = wrap(core, srng, variant=v)
+                key = json.dumps({k: r.get(k) for k in ("prompt", "messages", "max_tokens")}, sort_keys=True)
+                if key not in seen:
+                    seen.add(key)
+                    extra.append(r)
+    srng.shuffle(extra)
+    for i, r in enumerate(extra, len(out)):
+        out.append({"id": f"p{i:04d}", "split": "train", **r})
     return out
 
 

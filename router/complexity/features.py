@@ -4,8 +4,10 @@ two can never disagree.
 What the user asked decides: word unigrams and bigrams of the last user turn (or `prompt`), plus the words that
 open and close it (an instruction sits before or after pasted text: "What's the date in this email? <email>").
 The system prompt is context only: its words under their own prefix, never its length. `max_tokens` is one
-dense feature (log scale), deliberately weak. Long turns are read as a head and a tail window, so the cost of a
-request is bounded whatever its size; length itself counts in full (a dense, bucketed feature).
+dense feature (log scale), deliberately weak. The instruction's WordPiece tokens are the last input: the model
+adds the mean of one learned weight per token (model.py; distilled from a sentence embedder). Long turns are read
+as a head and a tail window, so the cost of a request is bounded whatever its size; length itself counts in full
+(a dense, bucketed feature).
 
 Pure and stdlib-only: no numpy on the hot path (a dict lookup per feature beats array indexing for ~300 names).
 """
@@ -21,7 +23,7 @@ import msgspec
 
 from contracts.messages import Request
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: the instruction's token ids are read too (up to embed_tokens of them)
 
 # words: runs of letters/digits (any script); numbers collapse to one token so "what is 17% of 80" generalises
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -47,6 +49,7 @@ class FeatureSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     long_words: int = 120  # a turn longer than this many words is read as instruction + material
     instruction_words: int = 40  # of a long turn, the first and last paragraph's words (up to this many each)
     stem_chars: int = 5  # words longer than this also count by their first stem_chars characters
+    embed_tokens: int = 128  # the instruction's first embed_tokens WordPiece tokens are averaged (model.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,11 @@ def extract(p: Parts, spec: FeatureSpec, max_chars: int = 1 << 30) -> dict[str, 
     """Feature name -> value. Sparse features are 1.0 (presence); dense ones are scaled to about [0, 1].
 
     `max_chars` (the router's `classify_max_chars`) can only narrow the windows the spec reads."""
+    return extract_with_instruction(p, spec, max_chars)[0]
+
+
+def extract_with_instruction(p: Parts, spec: FeatureSpec, max_chars: int = 1 << 30) -> tuple[dict[str, float], str]:
+    """The features and the instruction text they were read from (its tokens are the model's last input)."""
     text = _window(p.user, spec, max_chars)
     asked, pasted = instruction(text, spec)
     words = _words(asked)
@@ -161,4 +169,4 @@ def extract(p: Parts, spec: FeatureSpec, max_chars: int = 1 << 30) -> dict[str, 
     out["d:max_tokens"] = min(1.0, math.log2(max(1, p.max_tokens)) / 12)
     out["d:turns"] = min(1.0, (p.turns - 1) / 3)
     out["d:system"] = 1.0 if p.system else 0.0
-    return out
+    return out, asked

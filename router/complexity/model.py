@@ -1,9 +1,13 @@
 """The complexity classifier's artifact (a versioned JSON file) and the model the router scores requests with.
 
 The score is a logistic model's probability that the request needs the stronger tier: sigmoid(bias + sum of the
-weights of the request's features). The artifact also carries the threshold chosen for a target share of traffic
-to the cheapest tier, the score quantiles that turn any other target share into a threshold, and the held-out
-metrics measured with this very file (tests/router/test_complexity.py checks they reproduce).
+weights of the request's features + the mean of the weights of its instruction's WordPiece tokens). The token
+weights are a linear model on static token vectors distilled from all-MiniLM-L6-v2
+(corpora/complexity/token_vectors.py), folded at training time into one number per token: w . mean(v_t) =
+mean(w . v_t), so the router looks tokens up and never holds the vectors. The artifact also carries the threshold
+chosen for a target share of traffic to the cheapest tier, the score quantiles that turn any other target share
+into a threshold, and the held-out metrics measured with this very file (tests/router/test_complexity.py checks
+they reproduce).
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from typing import Any
 import msgspec
 
 from contracts.messages import Request
-from router.complexity.features import SPEC_VERSION, FeatureSpec, extract, parts
+from router.complexity.features import SPEC_VERSION, FeatureSpec, extract_with_instruction, parts
+from router.complexity.tokens import WordPiece
 
 FORMAT = "llm-fleet/complexity-classifier"
-VERSION = 1
-DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "complexity-v1.json"
+VERSION = 2  # 2: adds the token vocabulary and one weight per token (v1 files: retrain with `fleet router train`)
+DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "complexity-v2.json"
 QUANTILES = 101  # score_quantiles[i] is the i-th percentile of the reference scores
 TOP_SIGNALS = 4
 
@@ -55,6 +60,8 @@ class Artifact(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     features: list[str]
     weights: list[float]
     bias: float
+    tokens: list[str]  # the WordPiece vocabulary (all-MiniLM-L6-v2's), in id order
+    token_weights: list[float]  # one per token: the mean over the instruction's tokens is added to the logit
     threshold: float  # cheap tier takes scores <= threshold
     cheap_share_target: float  # the share of reference traffic the threshold sends to the cheap tier
     score_quantiles: list[float]  # of the reference scores (out-of-fold on the training split)
@@ -77,14 +84,23 @@ class ComplexityModel:
         self.threshold = artifact.threshold
         self._weights = dict(zip(artifact.features, artifact.weights, strict=True))
         self._bias = artifact.bias
+        self._wordpiece = WordPiece(artifact.tokens)
+        self._token_weights = artifact.token_weights
 
     def score(self, req: Request, max_chars: int = 1 << 30, *, signals: bool = True) -> Scored:
         """The request's score in [0, 1] and (when `signals`) the features that moved it most."""
-        feats = extract(parts(req), self.spec, max_chars)
+        feats, asked = extract_with_instruction(parts(req), self.spec, max_chars)
+        ids = self._wordpiece.encode(asked, self.spec.embed_tokens)
+        tw = self._token_weights
         get = self._weights.get
         if not signals:  # the hot path when nobody logs them: half the cost on a typical prompt
-            return Scored(round(_sigmoid(self._bias + sum([get(n, 0.0) * v for n, v in feats.items()])), 4), ())
+            z = self._bias + sum([get(n, 0.0) * v for n, v in feats.items()])
+            if ids:
+                z += sum([tw[i] for i in ids]) / len(ids)
+            return Scored(round(_sigmoid(z), 4), ())
         contrib = [(get(n, 0.0) * v, n) for n, v in feats.items()]
+        for i in sorted(set(ids)):  # a token's share of the mean: "e:prove+0.31"
+            contrib.append((tw[i] * ids.count(i) / len(ids), "e:" + self.artifact.tokens[i]))
         z = self._bias + sum(c for c, _ in contrib)
         top = heapq.nlargest(TOP_SIGNALS, [t for t in contrib if t[0]], key=lambda t: abs(t[0]))
         return Scored(round(_sigmoid(z), 4), tuple(f"{n}{c:+.2f}" for c, n in top))
@@ -123,6 +139,10 @@ def validate(a: Artifact, where: str) -> None:
         raise bad("duplicate feature names")
     if not all(math.isfinite(w) for w in a.weights) or not math.isfinite(a.bias):
         raise bad("a weight or the bias is not a finite number")
+    if len(a.tokens) != len(a.token_weights):
+        raise bad(f"{len(a.tokens)} tokens but {len(a.token_weights)} token weights")
+    if not all(math.isfinite(w) for w in a.token_weights):
+        raise bad("a token weight is not a finite number")
     if not 0.0 <= a.threshold <= 1.0:
         raise bad(f"threshold {a.threshold} is outside [0, 1]")
     if not 0.0 < a.cheap_share_target < 1.0:
@@ -132,7 +152,24 @@ def validate(a: Artifact, where: str) -> None:
         raise bad(f"score_quantiles must be {QUANTILES} non-decreasing values in [0, 1]")
 
 
+class _Header(msgspec.Struct, frozen=True):
+    """What any version of the artifact starts with: read first, so that another version is named as such."""
+
+    format: str
+    version: int
+
+
 def decode_artifact(raw: bytes, where: str) -> Artifact:
+    try:
+        head = msgspec.json.decode(raw, type=_Header)
+    except msgspec.DecodeError as exc:
+        raise ClassifierError(f"complexity classifier artifact {where} is not a valid artifact: {exc}") from None
+    if head.format != FORMAT or head.version != VERSION:
+        raise ClassifierError(
+            f"complexity classifier artifact {where} is {head.format!r} version {head.version}; this router reads "
+            f"{FORMAT!r} version {VERSION} (retrain with `fleet router train --out PATH`, or leave "
+            "router.classifier_path unset for the shipped one)"
+        )
     try:
         a = msgspec.json.decode(raw, type=Artifact)
     except msgspec.DecodeError as exc:

@@ -4,7 +4,9 @@ seed (full-batch optimisation, sequential sums, sorted vocabulary).
     data (router/complexity/data/prompts.jsonl) -> train split | held-out split (fixed in the data, never tuned on)
     train split: k group-folds (seeded) -> out-of-fold scores -> the threshold for the target cheap share and the
                  score percentiles that map any other share to a threshold
-                 all of it -> the final weights (L2 logistic regression on the features in features.py)
+                 all of it -> the final weights (L2 logistic regression on the features in features.py and on the
+                 mean of the instruction's static token vectors, data/token-vectors.npz; the vector weights are
+                 then folded into one weight per token, which is all the artifact keeps of them)
     held-out split: scored by the written artifact through the router's own code -> the reported metrics
 """
 
@@ -21,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from contracts.messages import ChatMessage, Request
-from router.complexity.features import FeatureSpec, extract, parts
+from router.complexity.features import FeatureSpec, extract_with_instruction, parts
 from router.complexity.model import (
     FORMAT,
     QUANTILES,
@@ -31,8 +33,12 @@ from router.complexity.model import (
     HeldOut,
     validate,
 )
+from router.complexity.tokens import WordPiece
 
 DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "prompts.jsonl"
+# static token vectors distilled from all-MiniLM-L6-v2 (corpora/complexity/token_vectors.py): int8, one scale
+TRAINING_ONLY = "training_only"  # the tag of records written for training only (never reference traffic)
+DEFAULT_TOKENS = Path(__file__).resolve().parent / "data" / "token-vectors.npz"
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
@@ -52,8 +58,9 @@ class Example:
 class Hyper:
     """Chosen once with group-fold cross-validation on the training split only (README, "Complexity routing")."""
 
-    l2: float = 1e-2  # on every weight but the bias
-    max_tokens_l2: float = 1.0  # max_tokens is a weak signal by construction: a hundredfold penalty
+    l2: float = 3e-3  # on every weight but the bias
+    max_tokens_l2: float = 1.0  # max_tokens is a weak signal by construction: a penalty about 300 times l2
+    embed_scale: float = 3.0  # the mean token vector's features are scaled by this (relative to their L2)
     min_count: int = 2  # a sparse feature must occur in this many training requests
     steps: int = 400
     lr: float = 0.05
@@ -81,6 +88,38 @@ def load_examples(path: str | Path = DEFAULT_DATA) -> list[Example]:
 
 def data_sha256(path: str | Path = DEFAULT_DATA) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenVectors:
+    tokens: list[str]
+    vectors: F64  # [tokens, dims], centred
+    source: str
+    sha256: str
+
+    @classmethod
+    def load(cls, path: str | Path = DEFAULT_TOKENS) -> TokenVectors:
+        with np.load(Path(path), allow_pickle=False) as z:
+            vectors = z["vectors"].astype(np.float64) * float(z["scale"])
+            return cls([str(t) for t in z["tokens"]], vectors, str(z["source"]), data_sha256(path))
+
+    def features(self, wordpiece: WordPiece, asked: str, spec: FeatureSpec, scale: float) -> dict[str, float]:
+        """The dense features "e:0".."e:{dims-1}": the mean vector of the instruction's tokens, times `scale`."""
+        ids = wordpiece.encode(asked, spec.embed_tokens)
+        if not ids:
+            return {}
+        mean = self.vectors[ids].mean(axis=0) * scale
+        return {f"e:{i}": float(x) for i, x in enumerate(mean)}
+
+
+def featurize(examples: Sequence[Example], spec: FeatureSpec, tv: TokenVectors, hp: Hyper) -> list[dict[str, float]]:
+    wordpiece = WordPiece(tv.tokens)
+    out = []
+    for e in examples:
+        feats, asked = extract_with_instruction(parts(e.request), spec)
+        feats.update(tv.features(wordpiece, asked, spec, hp.embed_scale))
+        out.append(feats)
+    return out
 
 
 # -- the model: L2 logistic regression on a sparse matrix, full-batch Adam -------------------------------------------
@@ -148,7 +187,7 @@ def _vocab(feats: Iterable[dict[str, float]], min_count: int) -> dict[str, int]:
     for f in feats:
         for name in f:
             counts[name] = counts.get(name, 0) + 1
-    keep = sorted(n for n, c in counts.items() if c >= min_count or n.startswith(("d:", "len:", "i:")))
+    keep = sorted(n for n, c in counts.items() if c >= min_count or n.startswith(("d:", "len:", "i:", "e:")))
     return {n: i for i, n in enumerate(keep)}
 
 
@@ -256,6 +295,7 @@ def train(
     cheap_share: float = 0.6,
     hp: Hyper | None = None,
     spec: FeatureSpec | None = None,
+    token_vectors: str | Path = DEFAULT_TOKENS,
 ) -> Artifact:
     """Train on the data's train split and measure on its held-out split; the returned artifact is what the router
     loads (write it with model.encode_artifact)."""
@@ -268,14 +308,22 @@ def train(
     te = [e for e in examples if e.split == "test"]
     if not tr or not te or all(e.complex for e in tr) or not any(e.complex for e in tr):
         raise ValueError(f"{data}: needs both labels in the train split and a non-empty held-out split")
-    feats = [extract(parts(e.request), spec) for e in tr]
+    tv = TokenVectors.load(token_vectors)
+    feats = featurize(tr, spec, tv, hp)
     oof = out_of_fold(tr, feats, hp, seed)
-    quantiles = [round(float(q), 6) for q in np.quantile(oof, np.linspace(0, 1, QUANTILES))]
+    # the reference traffic a cheap share is a share of: the training split without the training-only pass
+    # (corpora/complexity/short_cases.py), which over-samples short hard prompts on purpose
+    ref = np.asarray([TRAINING_ONLY not in e.tags for e in tr])
+    quantiles = [round(float(q), 6) for q in np.quantile(oof[ref], np.linspace(0, 1, QUANTILES))]
     vocab = _vocab(feats, hp.min_count)
     y = np.asarray([float(e.complex) for e in tr])
     w, b = fit(Sparse.build(feats, vocab), y, _penalty(vocab, hp), hp, seed)
+    # fold the vector weights into one weight per token: w . scale * mean(v_t) = mean(scale * w . v_t)
+    dims = tv.vectors.shape[1]
+    w_e = np.asarray([w[vocab[f"e:{i}"]] if f"e:{i}" in vocab else 0.0 for i in range(dims)])
+    token_weights = [round(float(x), 5) for x in (tv.vectors @ w_e) * hp.embed_scale]
     # what ships: rounded, with the weights that cannot move a score dropped; the metrics are measured on it
-    keep = [(n, round(float(w[j]), 5)) for n, j in vocab.items() if abs(w[j]) >= 1e-4]
+    keep = [(n, round(float(w[j]), 5)) for n, j in vocab.items() if abs(w[j]) >= 1e-4 and not n.startswith("e:")]
     draft = Artifact(
         format=FORMAT,
         version=VERSION,
@@ -283,6 +331,8 @@ def train(
         features=[n for n, _ in keep],
         weights=[v for _, v in keep],
         bias=round(float(b), 5),
+        tokens=tv.tokens,
+        token_weights=token_weights,
         threshold=0.0,
         cheap_share_target=cheap_share,
         score_quantiles=quantiles,
@@ -304,9 +354,12 @@ def train(
             "heldout_requests": len(te),
             "vocabulary": len(vocab),
             "kept_weights": len(keep),
-            "threshold_from": f"out-of-fold scores of the training split ({hp.folds} group folds)",
+            "threshold_from": f"out-of-fold scores ({hp.folds} group folds) of the training split's {int(ref.sum())} "
+            f"requests not tagged {TRAINING_ONLY}",
             "out_of_fold_auc": auc([float(s) for s in oof], [e.complex for e in tr]),
             "max_tokens_weight": round(float(w[vocab["d:max_tokens"]]), 5) if "d:max_tokens" in vocab else 0.0,
+            "token_vectors": f"{Path(token_vectors).name}: {len(tv.tokens)} x {dims} ({tv.source})",
+            "token_vectors_sha256": tv.sha256,
             "hyper": {k: getattr(hp, k) for k in hp.__dataclass_fields__},
         },
     )

@@ -1,5 +1,6 @@
 """Complexity routing for `model: "auto"`: the learned classifier's score (router/complexity: a logistic model on
-word features of the last user turn, trained on a labelled set of gateway prompts) mapped to the first
+word features of the last user turn and one weight per WordPiece token distilled from a sentence embedder, trained
+on a labelled set of gateway prompts) mapped to the first
 configured tier whose threshold covers it.
 
 Tiers are resolved once at start-up against the classifier artifact: a tier's threshold is its `max_score`, or

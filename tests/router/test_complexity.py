@@ -14,9 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from contracts import Codec
+from contracts.messages import Request
 from fleet.cli import app
 from fleet.settings import RouterSettings, Settings, TierSettings
 from router.complexity.model import DEFAULT_ARTIFACT, ClassifierError, encode_artifact, load_model
+from router.complexity.tokens import WordPiece
 from router.complexity.train import DEFAULT_DATA, data_sha256, heldout_metrics, heldout_scores, load_examples, train
 from router.decide import Decider
 from router.policies.classify import Classifier
@@ -61,6 +63,28 @@ def test_the_shipped_artifact_reproduces_its_heldout_numbers() -> None:
     h = a.heldout
     assert h.requests == len(examples) and h.to_cheap == sum(s <= a.threshold for s in scores)
     assert math.isclose(h.cheap_share, h.to_cheap / h.requests, abs_tol=1e-4)
+
+
+def test_short_hard_prompts_score_above_their_easy_look_alikes() -> None:
+    """What word features alone got wrong (README): the token weights (distilled from a sentence embedder) read a
+    short proof as hard and "step by step" or "derive" in a trivial ask as easy (prompts outside the set but the
+    first, which is held out)."""
+
+    def score(text: str) -> float:
+        return SHIPPED.score(Request(id="x", reply_to="r", prompt=text, max_tokens=256)).score
+
+    assert score("Prove there are infinitely many primes.") > SHIPPED.threshold
+    assert score("Step by step, what is 12 plus 30?") <= SHIPPED.threshold
+    assert score("Derive a short name for my cat.") <= SHIPPED.threshold
+    signals = SHIPPED.score(Request(id="x", reply_to="r", prompt="Prove there are infinitely many primes.")).signals
+    assert any(s.startswith("e:") for s in signals), signals  # token weights are explained like features
+
+
+def test_wordpiece_reads_words_punctuation_and_pieces() -> None:
+    wp = WordPiece(SHIPPED.artifact.tokens)
+    tokens = [SHIPPED.artifact.tokens[i] for i in wp.encode("Déjà vu: tokenizers!", 16)]
+    assert tokens[:4] == ["de", "##ja", "vu", ":"] and tokens[-1] == "!"  # accents stripped, pieces, punctuation
+    assert len(wp.encode("word " * 500, 128)) == 128 and wp.encode("", 8) == []
 
 
 def test_a_cheap_share_sets_a_tiers_threshold_from_the_reference_scores() -> None:
@@ -139,6 +163,12 @@ def _artifact_json() -> dict[str, Any]:
         (None, "does not exist"),
         (lambda a: "{not json", "is not a valid artifact"),
         (lambda a: a | {"version": 99}, "version 99; this router reads"),
+        (  # a v1 file (no token weights) is named as another version, not as a missing field
+            lambda a: {k: v for k, v in a.items() if k not in ("tokens", "token_weights")} | {"version": 1},
+            "version 1; this router reads 'llm-fleet/complexity-classifier' version 2 (retrain",
+        ),
+        (lambda a: a | {"token_weights": a["token_weights"][:-1]}, "tokens but"),
+        (lambda a: a | {"token_weights": [None] * len(a["tokens"])}, "is not a valid artifact"),
         (lambda a: a | {"weights": a["weights"][:-1]}, "feature names but"),
         (lambda a: a | {"threshold": 1.5}, "threshold 1.5 is outside [0, 1]"),
         (lambda a: {k: v for k, v in a.items() if k != "bias"}, "missing required field `bias`"),
