@@ -103,7 +103,7 @@ def router(ctx: typer.Context, config: ConfigOpt = None) -> None:
 
 @router_app.command("train")
 def router_train(
-    out: Annotated[str, typer.Option(help="where to write the artifact (JSON)")] = "complexity-v1.json",
+    out: Annotated[str, typer.Option(help="where to write the artifact (JSON)")] = "complexity-v2.json",
     data: Annotated[str | None, typer.Option(help="labelled JSONL (default: the set shipped with the router)")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     cheap_share: Annotated[float, typer.Option(help="target share of traffic to the cheapest tier")] = 0.6,
