@@ -127,46 +127,70 @@ def extract(p: Parts, spec: FeatureSpec, max_chars: int = 1 << 30) -> dict[str, 
 
 def extract_with_instruction(p: Parts, spec: FeatureSpec, max_chars: int = 1 << 30) -> tuple[dict[str, float], str]:
     """The features and the instruction text they were read from (its tokens are the model's last input)."""
+    r = read(p, spec, max_chars)
+    out: dict[str, float] = {}
+    for prefix, key in sparse_keys(r, spec):
+        out[prefix + ":" + (key if isinstance(key, str) else " ".join(key))] = 1.0
+    out.update(dense(r, p))
+    return out, r.asked
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """What the features are computed from: the windowed turn, its instruction part, and their words."""
+
+    text: str
+    asked: str
+    pasted: bool
+    words: list[str]
+    bucket: str  # the whole turn's length bucket
+    system_words: list[str]
+
+
+def read(p: Parts, spec: FeatureSpec, max_chars: int = 1 << 30) -> Read:
     text = _window(p.user, spec, max_chars)
     asked, pasted = instruction(text, spec)
-    words = _words(asked)
-    out: dict[str, float] = {}
-    for w in words:
-        out["w:" + w] = 1.0
-    for a, b in itertools.pairwise(words):
-        out[f"b:{a} {b}"] = 1.0
-    k = spec.edge_words
-    head = words[:k]
-    for w in head:
-        out["h:" + w] = 1.0
-    for a, b in itertools.pairwise(head):
-        out[f"hb:{a} {b}"] = 1.0
-    for w in words[-k:]:
-        out["t:" + w] = 1.0
-    for w in words:
-        if len(w) > spec.stem_chars:
-            out["p:" + w[: spec.stem_chars]] = 1.0  # a crude stem: analyse / analysis / analyze share "p:analy"
     all_words = text.count(" ") + text.count("\n") + 1
     n_words = all_words if len(p.user) == len(text) else round(all_words * len(p.user) / max(1, len(text)))
-    bucket = _length_bucket(n_words)
+    system = _words(p.system[: min(spec.system_chars, max_chars)]) if p.system else []
+    return Read(text, asked, pasted, _words(asked), _length_bucket(n_words), system)
+
+
+def sparse_keys(r: Read, spec: FeatureSpec) -> list[tuple[str, str | tuple[str, ...]]]:
+    """The sparse (presence) features as (prefix, key): a word, or a pair of words for the bigram prefixes
+    ("b", "hb") and (first word, length bucket) for "q". Names are `prefix:key` with a pair joined by a space,
+    except "q" (`q:word|bucket`, see `feature_name`)."""
+    words, k = r.words, spec.edge_words
+    head = words[:k]
+    out: list[tuple[str, str | tuple[str, ...]]] = [("w", w) for w in words]
+    out += [("b", pair) for pair in itertools.pairwise(words)]
+    out += [("h", w) for w in head]
+    out += [("hb", pair) for pair in itertools.pairwise(head)]
+    out += [("t", w) for w in words[-k:]]
+    out += [("p", w[: spec.stem_chars]) for w in words if len(w) > spec.stem_chars]  # a crude stem
     if head:
-        out[f"q:{head[0]}|{bucket}"] = 1.0  # how the turn opens, by its size: "why" short vs "what" short
-    if p.system:
-        for w in _words(p.system[: min(spec.system_chars, max_chars)]):
-            out["s:" + w] = 1.0
-    # dense: the turn's size in full (not just the windows), code, questions, numbers, the budget asked for
-    out["len:" + bucket] = 1.0
-    out["d:pasted"] = 1.0 if pasted else 0.0
-    out["i:" + _length_bucket(len(words))] = 1.0  # the instruction's own size
-    out["d:log_chars"] = min(1.0, math.log1p(len(p.user)) / 10)
+        out.append(("q", head[0] + "|" + r.bucket))  # how the turn opens, by its size: "why" short vs "what" short
+    out += [("s", w) for w in r.system_words]
+    return out
+
+
+def dense(r: Read, p: Parts) -> dict[str, float]:
+    """The dense features: the turn's size in full (not just the windows), code, questions, numbers, the
+    budget asked for, and the length buckets (one-hot)."""
+    words, asked, text = r.words, r.asked, r.text
     lines = text.count("\n") + 1
     code_lines = len(_CODE_LINE.findall(text))
-    out["d:code_lines"] = min(1.0, code_lines / 10)
-    out["d:code_share"] = min(1.0, code_lines / lines)
-    out["d:questions"] = min(1.0, asked.count("?") / 3)
-    out["d:clauses"] = min(1.0, (asked.count(",") + asked.count(";") + words.count("and")) / 8)
-    out["d:numbers"] = min(1.0, sum(1 for w in words if w == "0") / 10)
-    out["d:max_tokens"] = min(1.0, math.log2(max(1, p.max_tokens)) / 12)
-    out["d:turns"] = min(1.0, (p.turns - 1) / 3)
-    out["d:system"] = 1.0 if p.system else 0.0
-    return out, asked
+    return {
+        "len:" + r.bucket: 1.0,
+        "d:pasted": 1.0 if r.pasted else 0.0,
+        "i:" + _length_bucket(len(words)): 1.0,  # the instruction's own size
+        "d:log_chars": min(1.0, math.log1p(len(p.user)) / 10),
+        "d:code_lines": min(1.0, code_lines / 10),
+        "d:code_share": min(1.0, code_lines / lines),
+        "d:questions": min(1.0, asked.count("?") / 3),
+        "d:clauses": min(1.0, (asked.count(",") + asked.count(";") + words.count("and")) / 8),
+        "d:numbers": min(1.0, sum(1 for w in words if w == "0") / 10),
+        "d:max_tokens": min(1.0, math.log2(max(1, p.max_tokens)) / 12),
+        "d:turns": min(1.0, (p.turns - 1) / 3),
+        "d:system": 1.0 if p.system else 0.0,
+    }

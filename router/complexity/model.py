@@ -22,7 +22,15 @@ from typing import Any
 import msgspec
 
 from contracts.messages import Request
-from router.complexity.features import SPEC_VERSION, FeatureSpec, extract_with_instruction, parts
+from router.complexity.features import (
+    SPEC_VERSION,
+    FeatureSpec,
+    dense,
+    extract_with_instruction,
+    parts,
+    read,
+    sparse_keys,
+)
 from router.complexity.tokens import WordPiece
 
 FORMAT = "llm-fleet/complexity-classifier"
@@ -86,24 +94,47 @@ class ComplexityModel:
         self._bias = artifact.bias
         self._wordpiece = WordPiece(artifact.tokens)
         self._token_weights = artifact.token_weights
+        # the same weights by prefix and key, for the hot path (no feature names built): "b:a c" -> ("a", "c")
+        self._tables: dict[str, dict[object, float]] = {}
+        for name, w in self._weights.items():
+            prefix, _, rest = name.partition(":")
+            key: object = tuple(rest.split(" ")) if prefix in ("b", "hb") else rest
+            self._tables.setdefault(prefix, {})[key] = w
 
     def score(self, req: Request, max_chars: int = 1 << 30, *, signals: bool = True) -> Scored:
         """The request's score in [0, 1] and (when `signals`) the features that moved it most."""
+        if not signals:  # the hot path when nobody logs them: no feature names are built
+            return Scored(round(_sigmoid(self.z(req, max_chars)), 4), ())
         feats, asked = extract_with_instruction(parts(req), self.spec, max_chars)
         ids = self._wordpiece.encode(asked, self.spec.embed_tokens)
         tw = self._token_weights
         get = self._weights.get
-        if not signals:  # the hot path when nobody logs them: half the cost on a typical prompt
-            z = self._bias + sum([get(n, 0.0) * v for n, v in feats.items()])
-            if ids:
-                z += sum([tw[i] for i in ids]) / len(ids)
-            return Scored(round(_sigmoid(z), 4), ())
         contrib = [(get(n, 0.0) * v, n) for n, v in feats.items()]
         for i in sorted(set(ids)):  # a token's share of the mean: "e:prove+0.31"
             contrib.append((tw[i] * ids.count(i) / len(ids), "e:" + self.artifact.tokens[i]))
         z = self._bias + sum(c for c, _ in contrib)
         top = heapq.nlargest(TOP_SIGNALS, [t for t in contrib if t[0]], key=lambda t: abs(t[0]))
         return Scored(round(_sigmoid(z), 4), tuple(f"{n}{c:+.2f}" for c, n in top))
+
+    def z(self, req: Request, max_chars: int = 1 << 30) -> float:
+        """The score's logit, as `score` computes it from the named features, read through the prefix tables
+        (tests/router/test_complexity.py checks the two agree on every request of the labelled set)."""
+        p = parts(req)
+        r = read(p, self.spec, max_chars)
+        tables = self._tables
+        z = self._bias
+        for prefix, key in set(sparse_keys(r, self.spec)):  # presence: each feature once
+            table = tables.get(prefix)
+            if table is not None:
+                z += table.get(key, 0.0)
+        get = self._weights.get
+        for n, v in dense(r, p).items():
+            z += get(n, 0.0) * v
+        ids = self._wordpiece.encode(r.asked, self.spec.embed_tokens)
+        if ids:
+            tw = self._token_weights
+            z += sum([tw[i] for i in ids]) / len(ids)
+        return z
 
     def threshold_for_share(self, cheap_share: float) -> float:
         """The threshold that sends `cheap_share` of the reference traffic to the cheap tier (interpolated

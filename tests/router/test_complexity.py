@@ -65,6 +65,17 @@ def test_the_shipped_artifact_reproduces_its_heldout_numbers() -> None:
     assert math.isclose(h.cheap_share, h.to_cheap / h.requests, abs_tol=1e-4)
 
 
+def test_the_routers_fast_path_scores_every_request_as_the_named_features_do() -> None:
+    """The router's hot path sums weights through prefix tables without building feature names; it must agree
+    with the named features (training's and `explain`'s) on every request of the set, long pasted ones too."""
+    examples = load_examples(DEFAULT_DATA)
+    for ex in examples:
+        req = ex.request
+        named = SHIPPED.score(req, 8_000, signals=True).score
+        fast = SHIPPED.score(req, 8_000, signals=False).score
+        assert abs(named - fast) <= 1e-4, (req.prompt or req.messages, named, fast)
+
+
 def test_short_hard_prompts_score_above_their_easy_look_alikes() -> None:
     """What word features alone got wrong (README): the token weights (distilled from a sentence embedder) read a
     short proof as hard and "step by step" or "derive" in a trivial ask as easy (prompts outside the set but the
