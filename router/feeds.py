@@ -1,6 +1,7 @@
 """The tasks that keep the router's views current from Kafka (supervised by the loop in router/service.py):
 each model's load from its topic's end offsets, its worker group's commits and the workers' status reports
-(read through fleet/status.py's StatusReader)."""
+(read through fleet/status.py's StatusReader); each model's health (live workers, outcomes, breaker) from the
+status, usage and DLQ topics."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import time
 import structlog
 from aiokafka.errors import KafkaError
 
+from contracts.codec import Codec, ContentType, DecodeFailure, headers_dict
+from contracts.topics import Headers
 from fleet.kafka import group_progress, make_consumer, with_retry
 from fleet.settings import Settings
 from fleet.status import StatusReader
 from router.policies.overload import LoadTracker
+from router.views import HealthView
 
 log = structlog.get_logger(__name__)
 
@@ -59,3 +63,60 @@ async def feed_load(settings: Settings, load: LoadTracker, stop: asyncio.Event, 
         await status.stop()
         await ends.stop()
         await admin.close()
+
+
+def _dlq_model(settings: Settings, headers: dict[str, str]) -> str | None:
+    """The model whose topic a DLQ copy came from (a worker's poison or internal), None for the router's own."""
+    source = headers.get(Headers.SOURCE_TOPIC, "")
+    for m in settings.model_names:
+        t = settings.kafka.topics.model(m)
+        if source in (t, f"{t}.batch"):
+            return m
+    return None
+
+
+async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Event, interval_s: float = 0.1) -> None:
+    """Keep each model's health current: live workers from the status topic (serving workers whose heartbeat is
+    fresh), outcomes from the usage records and the DLQ copies of model-topic records, read from now on; and
+    the clock's part (missed deadlines, cool-downs, worker expiry) every `interval_s`."""
+    topics = settings.kafka.topics
+    codec = Codec()
+    wait_ms = settings.latency.background_fetch_max_wait_ms
+    status = StatusReader(settings, from_start=False, fetch_max_wait_ms=wait_ms)
+    outcomes = make_consumer(
+        settings, topics.usage, topics.dlq, group_id=None, auto_offset_reset="latest", fetch_max_wait_ms=wait_ms
+    )
+    await status.start(stop)
+    await with_retry("router.outcomes.start", outcomes.start, stop=stop)
+    fresh_within_ms = 3 * settings.latency.status_interval_ms + 1000
+    try:
+        while not stop.is_set():
+            try:
+                await status.poll(timeout_ms=0)
+                batch = await outcomes.getmany(timeout_ms=int(interval_s * 1000))
+            except KafkaError as exc:
+                log.debug("router.health_poll_failed", error=repr(exc))
+                await asyncio.sleep(interval_s)
+                batch = {}
+            now_ms = int(time.time() * 1000)
+            for tp, records in batch.items():
+                for r in records:
+                    if tp.topic == topics.usage:
+                        try:
+                            u = codec.decode_usage(r.value or b"")
+                        except DecodeFailure:
+                            continue
+                        health.usage(u.id, u.model, u.finish, now_ms)
+                    else:
+                        h = headers_dict(r.headers)
+                        model = _dlq_model(settings, h)
+                        if model is not None:
+                            rid = codec.salvage(r.value or b"", ContentType.JSON).get("id") if r.value else None
+                            health.dead_letter(rid, model, h.get(Headers.ERROR_CODE, "?"), now_ms)
+            for m in settings.model_names:
+                live = [st for st in status.fresh(fresh_within_ms, model=m, now_ms=now_ms) if st.state == "serving"]
+                health.workers(m, len(live), sum(st.capacity for st in live), now_ms)
+            health.tick(now_ms)
+    finally:
+        await outcomes.stop()
+        await status.stop()

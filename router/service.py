@@ -47,7 +47,7 @@ from fleet.kafka import (
 from fleet.records import Header, dlq_record
 from fleet.runtime import log_task_failure
 from fleet.settings import Settings
-from router.feeds import feed_load
+from router.feeds import feed_health, feed_load
 from router.pipeline import Pipeline, build_pipeline
 from router.policies.accounts import Held
 from router.stages.base import Answer, Context, Drop, Forward, Hold, Move, Outcome, Reject, verdict_code
@@ -139,7 +139,7 @@ class RouterService:
         self.settings = settings
         self.topics = settings.kafka.topics
         self.codec = Codec()
-        self.views = Views.from_settings(settings)
+        self.views = Views.from_settings(settings, _ms())
         self.pipeline = Pipeline(build_pipeline(settings, self.views, self.codec), self.codec)
         self._internal = InternalTopics(settings)
         self.stats = RouterStats()
@@ -203,6 +203,7 @@ class RouterService:
             )
         tasks = [
             asyncio.create_task(feed_load(self.settings, self.views.load, stop), name="load"),
+            asyncio.create_task(feed_health(self.settings, self.views.health, stop), name="health"),
             asyncio.create_task(self.store.run(stop), name="tenant-accounts"),
         ]
         for task in tasks:
@@ -539,6 +540,7 @@ class RouterService:
         tenant = d.tenant
         self.views.dedup.forwarding(tenant, req.id)
         self.views.load.forwarded(d.model)
+        self.views.health.forwarded(req.id, d.model, req.deadline_ms)
         self.stats.forwarded += 1
         headers: list[Header] = [
             (Headers.CONTENT_TYPE, ct.value.encode()),
@@ -546,6 +548,8 @@ class RouterService:
         ]
         if d.tier:
             headers.append((Headers.TIER, d.tier.encode()))
+        if d.requested_model:
+            headers.append((Headers.REQUESTED_MODEL, d.requested_model.encode()))
         value, key = self.codec.encode(req, ct), req.id.encode()
         log.debug("router.forward", request_id=req.id, model=d.model, tier=d.tier, score=d.score, signals=d.signals)
         return [
