@@ -113,9 +113,14 @@ async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Even
                         if model is not None:
                             rid = codec.salvage(r.value or b"", ContentType.JSON).get("id") if r.value else None
                             health.dead_letter(rid, model, h.get(Headers.ERROR_CODE, "?"), now_ms)
-            for m in settings.model_names:
-                live = [st for st in status.fresh(fresh_within_ms, model=m, now_ms=now_ms) if st.state == "serving"]
-                health.workers(m, len(live), sum(st.capacity for st in live), now_ms)
+            fresh = status.fresh(fresh_within_ms, now_ms=now_ms)
+            # the whole fleet silent is the status feed (or the broker) failing, not every worker dying at once:
+            # liveness is judged only while some worker reports (a one-model fleet that dies whole is caught by
+            # its missed deadlines instead)
+            if fresh:
+                for m in settings.model_names:
+                    live = [st for st in fresh if st.model == m and st.state == "serving"]
+                    health.workers(m, len(live), sum(st.capacity for st in live), now_ms)
             health.tick(now_ms)
     finally:
         await outcomes.stop()

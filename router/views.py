@@ -78,6 +78,7 @@ class HealthView:
             no_worker_ms=r.breaker_no_worker_ms,
             cooldown_ms=r.breaker_cooldown_ms,
             probes=r.breaker_probes,
+            start_grace_ms=r.breaker_start_grace_ms,
         )
         self.breakers = {m: Breaker(m, self.config, now_ms) for m in settings.model_names}
         self.capacity: dict[str, int] = dict.fromkeys(settings.model_names, 0)

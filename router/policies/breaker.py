@@ -2,6 +2,7 @@
 transitions come out (with their reason, for the log). No clock reads, no Kafka.
 
     closed --(error rate over the window > threshold, with enough outcomes; or no live worker for a while)--> open
+    open (never live since the start) --(a first live worker)--> closed
     open --(cool-down passed and a live worker)--> half-open
     half-open --(a success)--> closed;  --(a failure, or no live worker for a while)--> open
 
@@ -31,6 +32,7 @@ class BreakerConfig:
     no_worker_ms: int = 2_000  # opens after this long with no live worker
     cooldown_ms: int = 5_000  # open this long before probing
     probes: int = 3  # requests let through while half-open
+    start_grace_ms: int = 10_000  # a model not yet seen live is given this long from the start (workers loading)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,8 @@ class Breaker:
         self.reason = "start"
         self.since_ms = now_ms
         self.live_workers = 0
-        self.last_live_ms = now_ms  # a model is given `no_worker_ms` from the start to report
+        self.last_live_ms = now_ms
+        self.seen_live = False  # a worker of it reported live since the start
         self._outcomes: deque[tuple[int, bool]] = deque()  # (at_ms, failed)
         self._failures = 0
         self._probes_sent = 0
@@ -58,11 +61,22 @@ class Breaker:
 
     # -- inputs ------------------------------------------------------------------------------------
     def workers(self, live: int, now_ms: int) -> Transition | None:
-        """The live worker count now (fresh heartbeats of serving workers)."""
+        """The live worker count now (fresh heartbeats of serving workers). No live worker for `no_worker_ms`
+        (`start_grace_ms` for a model never seen live) opens; the first live worker of a model that was never
+        live closes at once (it opened for want of a worker, never for its answers)."""
         self.live_workers = live
         if live > 0:
             self.last_live_ms = now_ms
-        return self.tick(now_ms)
+            first, self.seen_live = not self.seen_live, True
+            if first and self.state is BreakerState.OPEN:
+                return self._go(BreakerState.CLOSED, f"first live worker ({live})", now_ms)
+            return self.tick(now_ms)
+        silent_ms = now_ms - self.last_live_ms
+        c = self.config
+        bound = c.no_worker_ms if self.seen_live else max(c.no_worker_ms, c.start_grace_ms)
+        if silent_ms >= bound and self.state is not BreakerState.OPEN:
+            return self._go(BreakerState.OPEN, f"no live worker for {silent_ms} ms", now_ms)
+        return None
 
     def outcome(self, failed: bool, now_ms: int, what: str) -> Transition | None:
         """A request's outcome on this model: `what` names it for the log (a usage finish, a DLQ code)."""
@@ -86,10 +100,7 @@ class Breaker:
         return None
 
     def tick(self, now_ms: int) -> Transition | None:
-        """Time-driven transitions: no live worker for too long opens; a cool-down with a live worker probes."""
-        no_worker_ms = now_ms - self.last_live_ms
-        if self.live_workers == 0 and no_worker_ms >= self.config.no_worker_ms and self.state is not BreakerState.OPEN:
-            return self._go(BreakerState.OPEN, f"no live worker for {no_worker_ms} ms", now_ms)
+        """Time-driven transitions: a cool-down over with a live worker probes."""
         if (
             self.state is BreakerState.OPEN
             and self.live_workers > 0

@@ -78,6 +78,15 @@ def test_a_failed_probe_reopens_and_stale_outcomes_while_open_are_ignored() -> N
     assert b.state.value == "half_open"
 
 
+def test_a_model_never_seen_live_gets_the_start_grace_and_its_first_worker_closes_at_once() -> None:
+    b = Breaker("ghost", CFG, 0)
+    assert b.workers(0, 9_000) is None  # workers still loading: start_grace_ms (10 s)
+    tr = b.workers(0, 10_000)
+    assert tr is not None and tr.new is BreakerState.OPEN and not b.admit(10_000)
+    tr = b.workers(1, 11_000)  # it opened for want of a worker, never for its answers: no probing
+    assert tr is not None and tr.new is BreakerState.CLOSED and "first live worker" in tr.reason
+
+
 def test_half_open_with_no_live_worker_opens_again() -> None:
     b = live(0)
     b.workers(0, 3_000)
