@@ -142,7 +142,7 @@ class ResilienceResult:
     sent: int = 0
     with_one_terminal: int = 0
     lost: int = 0  # no terminal event
-    duplicated: int = 0  # more than one terminal event
+    duplicated: int = 0  # more than one terminal event (in flight on a killed worker, redone: the client drops it)
     past_deadline: int = 0  # terminal event later than the request's deadline
     kill_to_open_ms: float = 0.0
     restart_to_close_ms: float = 0.0
