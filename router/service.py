@@ -243,7 +243,7 @@ class RouterService:
         now = time.monotonic()
         if now - self._last_beat >= self.settings.router.health_interval_ms / 1000:
             self._last_beat = now
-            beat(self.settings.health_file, ready=True, **self.counts)
+            beat(self.settings.health_file, ready=True, **self.counts, health=self.views.health.summary(_ms()))
 
     async def _pause(self, seconds: float) -> None:
         try:
