@@ -5,11 +5,15 @@ are served by `small` with `done` naming both; when `large` is back its breaker 
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from benchmarks.resilience import run
+from fleet.client import FleetClient, FleetTimeout
+from tests.fixtures_kafka import started, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -29,3 +33,39 @@ async def test_killing_every_worker_of_a_model_reroutes_to_its_fallback_and_traf
     assert set(r.served_by["closed"]) == {"large->large", "small->small"}, r.served_by
     assert any("large: closed -> open (no live worker" in t for t in r.transitions), r.transitions
     assert any(t.startswith("large: half_open -> closed") for t in r.transitions), r.transitions
+
+
+async def test_a_model_whose_whole_chain_is_down_gets_the_static_reply_marked_degraded(
+    broker: str, tmp_path: Path
+) -> None:
+    """`ghost` has no worker and falls back to `sim`, which lost its only worker: the router answers the configured
+    static reply at once, as a `done` marked degraded; a request for `ghost` while `sim` lived was served by it.
+    (`other` keeps a worker: the router judges liveness only while some worker of the fleet reports.)"""
+    sim = {"name": "sim", "path": "none", "engine": "simulated", "simulated_tokens_per_s": 500.0}
+    cfg = write_config(
+        tmp_path / "fleet.toml",
+        [sim, {**sim, "name": "ghost"}, {**sim, "name": "other"}],
+        prefix=f"degr{uuid.uuid4().hex[:6]}",
+        tiers=[("only", "sim", float("inf"))],
+        extra="[router]\nbreaker_start_grace_ms = 500\nbreaker_no_worker_ms = 500\n"
+        'fallback = { ghost = ["sim"] }\ndegraded_reply = "Busy: try again shortly."',
+    )
+    async with (
+        started(cfg, broker, tmp_path, [("sim", "worker-sim"), ("other", "worker-other")]) as fleet,
+        FleetClient(fleet.settings) as c,
+    ):
+        r = await c.generate("hello", model="ghost", max_tokens=4, timeout_s=20)
+        assert r.model == "sim" and r.requested_model == "ghost" and not r.degraded
+        fleet.stop("worker-sim", kill=True)
+        fleet.wait("worker-sim", 10)
+        t_end = time.monotonic() + 30
+        while time.monotonic() < t_end:  # until the router's breaker for sim opens (heartbeat expiry + 0.5 s)
+            t0 = time.monotonic()
+            try:
+                r = await c.generate("hello", model="ghost", max_tokens=4, timeout_s=2, request_id=f"d-{uuid.uuid4()}")
+            except FleetTimeout:
+                continue
+            if r.degraded:
+                break
+        assert r.degraded and r.text == "Busy: try again shortly." and r.model == "" and r.requested_model == "ghost"
+        assert time.monotonic() - t0 < 2 and r.usage.completion_tokens == 0
