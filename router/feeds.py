@@ -9,6 +9,7 @@ import asyncio
 import time
 
 import structlog
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from contracts.codec import Codec, ContentType, DecodeFailure, headers_dict
@@ -75,6 +76,15 @@ def _dlq_model(settings: Settings, headers: dict[str, str]) -> str | None:
     return None
 
 
+async def _answers(consumer: AIOKafkaConsumer, timeout_s: float = 2.0) -> bool:
+    """Whether the broker answers a metadata request within `timeout_s`."""
+    try:
+        await asyncio.wait_for(consumer.topics(), timeout_s)
+    except (TimeoutError, KafkaError, OSError):
+        return False
+    return True
+
+
 async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Event, interval_s: float = 0.1) -> None:
     """Keep each model's health current: live workers from the status topic (serving workers whose heartbeat is
     fresh), outcomes from the usage records and the DLQ copies of model-topic records, read from now on; and
@@ -89,6 +99,7 @@ async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Even
     await status.start(stop)
     await with_retry("router.outcomes.start", outcomes.start, stop=stop)
     fresh_within_ms = 3 * settings.latency.status_interval_ms + 1000
+    reach_ms, reachable = 0, True
     try:
         while not stop.is_set():
             try:
@@ -96,6 +107,7 @@ async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Even
                 batch = await outcomes.getmany(timeout_ms=int(interval_s * 1000))
             except KafkaError as exc:
                 log.debug("router.health_poll_failed", error=repr(exc))
+                health.blind(int(time.time() * 1000))
                 await asyncio.sleep(interval_s)
                 batch = {}
             now_ms = int(time.time() * 1000)
@@ -114,13 +126,23 @@ async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Even
                             rid = codec.salvage(r.value or b"", ContentType.JSON).get("id") if r.value else None
                             health.dead_letter(rid, model, h.get(Headers.ERROR_CODE, "?"), now_ms)
             fresh = status.fresh(fresh_within_ms, now_ms=now_ms)
-            # the whole fleet silent is the status feed (or the broker) failing, not every worker dying at once:
-            # liveness is judged only while some worker reports (a one-model fleet that dies whole is caught by
-            # its missed deadlines instead)
             if fresh:
                 for m in settings.model_names:
                     live = [st for st in fresh if st.model == m and st.state == "serving"]
                     health.workers(m, len(live), sum(st.capacity for st in live), now_ms)
+            else:
+                # no worker of any model reports: every worker died, or the broker does not answer. Asked at
+                # most once a second; while it answers, the models seen live since the start have no live
+                # worker (one never seen live, as in a router run alone, is left as it is)
+                if now_ms - reach_ms >= 1000:
+                    reach_ms = now_ms
+                    reachable = await _answers(outcomes)
+                if not reachable:
+                    health.blind(now_ms)
+                else:
+                    for m, b in health.breakers.items():
+                        if b.seen_live:
+                            health.workers(m, 0, 0, now_ms)
             health.tick(now_ms)
     finally:
         await outcomes.stop()

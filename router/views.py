@@ -111,6 +111,11 @@ class HealthView:
             self.capacity[model] = capacity
             self._note(b.workers(live, now_ms))
 
+    def blind(self, now_ms: int) -> None:
+        """The feed cannot see the fleet (the broker does not answer): no breaker opens for silence meanwhile."""
+        for b in self.breakers.values():
+            b.blind(now_ms)
+
     def usage(self, request_id: str, model: str, finish: str, now_ms: int) -> None:
         self._pending.pop(request_id, None)
         b = self.breakers.get(model)

@@ -69,3 +69,31 @@ async def test_a_model_whose_whole_chain_is_down_gets_the_static_reply_marked_de
                 break
         assert r.degraded and r.text == "Busy: try again shortly." and r.model == "" and r.requested_model == "ghost"
         assert time.monotonic() - t0 < 2 and r.usage.completion_tokens == 0
+
+
+async def test_a_one_model_fleet_that_loses_every_worker_is_answered_degraded_not_silently_queued(
+    broker: str, tmp_path: Path
+) -> None:
+    """No worker of any model reports, yet the broker answers: the model seen live has no live worker, its breaker
+    opens and requests get the static reply instead of waiting in its topic."""
+    cfg = write_config(
+        tmp_path / "fleet.toml",
+        [{"name": "solo", "path": "none", "engine": "simulated", "simulated_tokens_per_s": 500.0}],
+        prefix=f"solo{uuid.uuid4().hex[:6]}",
+        tiers=[("only", "solo", float("inf"))],
+        extra='[router]\nbreaker_no_worker_ms = 500\ndegraded_reply = "Down for now."',
+    )
+    async with started(cfg, broker, tmp_path, [("solo", "worker-solo")]) as fleet, FleetClient(fleet.settings) as c:
+        r = await c.generate("hello", model="solo", max_tokens=4, timeout_s=20)
+        assert r.model == "solo" and not r.degraded and r.requested_model is None
+        fleet.stop("worker-solo", kill=True)
+        fleet.wait("worker-solo", 10)
+        t_end = time.monotonic() + 30
+        while time.monotonic() < t_end:  # heartbeat expiry (1.9 s) + 0.5 s
+            try:
+                r = await c.generate("hello", model="solo", max_tokens=4, timeout_s=2, request_id=f"s-{uuid.uuid4()}")
+            except FleetTimeout:
+                continue
+            if r.degraded:
+                break
+        assert r.degraded and r.text == "Down for now." and r.requested_model == "solo"

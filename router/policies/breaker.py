@@ -54,6 +54,7 @@ class Breaker:
         self.live_workers = 0
         self.last_live_ms = now_ms
         self.seen_live = False  # a worker of it reported live since the start
+        self.blind_ms: int | None = None  # when the health feed last could not see the fleet (broker unreachable)
         self._outcomes: deque[tuple[int, bool]] = deque()  # (at_ms, failed)
         self._failures = 0
         self._probes_sent = 0
@@ -74,9 +75,15 @@ class Breaker:
         silent_ms = now_ms - self.last_live_ms
         c = self.config
         bound = c.no_worker_ms if self.seen_live else max(c.no_worker_ms, c.start_grace_ms)
+        if self.blind_ms is not None and now_ms - self.blind_ms < max(c.no_worker_ms, c.start_grace_ms):
+            return None  # the feed saw nothing a moment ago: workers get the start grace to report again
         if silent_ms >= bound and self.state is not BreakerState.OPEN:
             return self._go(BreakerState.OPEN, f"no live worker for {silent_ms} ms", now_ms)
         return None
+
+    def blind(self, now_ms: int) -> None:
+        """The health feed cannot see the fleet now (the broker does not answer): silence proves nothing."""
+        self.blind_ms = now_ms
 
     def outcome(self, failed: bool, now_ms: int, what: str) -> Transition | None:
         """A request's outcome on this model: `what` names it for the log (a usage finish, a DLQ code)."""

@@ -87,6 +87,15 @@ def test_a_model_never_seen_live_gets_the_start_grace_and_its_first_worker_close
     assert tr is not None and tr.new is BreakerState.CLOSED and "first live worker" in tr.reason
 
 
+def test_silence_while_the_feed_is_blind_does_not_open_and_workers_get_the_start_grace_after() -> None:
+    b = live(0)
+    b.blind(5_000)  # the broker did not answer: nobody could report
+    assert b.workers(0, 6_000) is None and b.state is BreakerState.CLOSED
+    assert b.workers(0, 14_900) is None  # within start_grace_ms (10 s) of the blindness
+    tr = b.workers(0, 15_000)
+    assert tr is not None and tr.new is BreakerState.OPEN
+
+
 def test_half_open_with_no_live_worker_opens_again() -> None:
     b = live(0)
     b.workers(0, 3_000)
