@@ -5,6 +5,7 @@ budget stages take from them; router/tenant_store.py loads, settles and snapshot
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -87,6 +88,7 @@ class HealthView:
         self.max_pending = max_pending
         self.transitions: list[Transition] = []  # the last few, newest last
         self._pending: OrderedDict[str, tuple[str, int]] = OrderedDict()  # id -> (model, deadline_ms)
+        self._deadlines: list[tuple[int, str]] = []  # heap of (deadline_ms, id); ids no longer pending are skipped
 
     def state(self, model: str) -> BreakerState:
         b = self.breakers.get(model)
@@ -102,8 +104,12 @@ class HealthView:
             return
         self._pending[request_id] = (model, deadline_ms)
         self._pending.move_to_end(request_id)
+        heapq.heappush(self._deadlines, (deadline_ms, request_id))
         while len(self._pending) > self.max_pending:
             self._pending.popitem(last=False)
+        if len(self._deadlines) > 2 * self.max_pending + 1000:  # mostly settled ids: rebuild from what is pending
+            self._deadlines = [(d, rid) for rid, (_, d) in self._pending.items()]
+            heapq.heapify(self._deadlines)
 
     def workers(self, model: str, live: int, capacity: int, now_ms: int) -> None:
         b = self.breakers.get(model)
@@ -132,10 +138,13 @@ class HealthView:
     def tick(self, now_ms: int) -> None:
         """Time passes: missed deadlines count as failures; cool-downs and worker expiries take effect."""
         edge = now_ms - self.grace_ms
-        missed = [(rid, m) for rid, (m, deadline) in self._pending.items() if deadline < edge]
-        for rid, model in missed:
+        while self._deadlines and self._deadlines[0][0] < edge:
+            deadline, rid = heapq.heappop(self._deadlines)
+            entry = self._pending.get(rid)
+            if entry is None or entry[1] != deadline:
+                continue  # settled, or forwarded again with another deadline (its own heap entry)
             del self._pending[rid]
-            self._note(self.breakers[model].outcome(True, now_ms, "no outcome by the deadline"))
+            self._note(self.breakers[entry[0]].outcome(True, now_ms, "no outcome by the deadline"))
         for b in self.breakers.values():
             self._note(b.tick(now_ms))
 
