@@ -100,6 +100,7 @@ async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Even
     await with_retry("router.outcomes.start", outcomes.start, stop=stop)
     fresh_within_ms = 3 * settings.latency.status_interval_ms + 1000
     reach_ms, reachable = 0, True
+    last_ms, stall_ms = int(time.time() * 1000), max(1000, int(interval_s * 10_000))
     try:
         while not stop.is_set():
             try:
@@ -111,6 +112,9 @@ async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Even
                 await asyncio.sleep(interval_s)
                 batch = {}
             now_ms = int(time.time() * 1000)
+            if now_ms - last_ms > stall_ms:  # this process stalled (a stop, a long pause): it saw nothing meanwhile
+                health.blind(now_ms)
+            last_ms = now_ms
             for tp, records in batch.items():
                 for r in records:
                     if tp.topic == topics.usage:

@@ -88,6 +88,8 @@ class HealthView:
         self.max_pending = max_pending
         self.transitions: list[Transition] = []  # the last few, newest last
         self._pending: OrderedDict[str, tuple[str, int]] = OrderedDict()  # id -> (model, deadline_ms)
+        self._blind_ms: int | None = None
+        self._start_grace_ms = max(r.breaker_no_worker_ms, r.breaker_start_grace_ms)
         self._deadlines: list[tuple[int, str]] = []  # heap of (deadline_ms, id); ids no longer pending are skipped
 
     def state(self, model: str) -> BreakerState:
@@ -118,7 +120,10 @@ class HealthView:
             self._note(b.workers(live, now_ms))
 
     def blind(self, now_ms: int) -> None:
-        """The feed cannot see the fleet (the broker does not answer): no breaker opens for silence meanwhile."""
+        """The feed could not see the fleet (the broker did not answer, or this process stalled): silence opens
+        no breaker, and deadlines are not counted missed, until the start grace has passed (what was written
+        meanwhile, heartbeats and usage records, is read by then)."""
+        self._blind_ms = now_ms
         for b in self.breakers.values():
             b.blind(now_ms)
 
@@ -138,6 +143,8 @@ class HealthView:
     def tick(self, now_ms: int) -> None:
         """Time passes: missed deadlines count as failures; cool-downs and worker expiries take effect."""
         edge = now_ms - self.grace_ms
+        if self._blind_ms is not None and now_ms - self._blind_ms < self._start_grace_ms:
+            edge = -1  # usage records written while the feed was blind may not be read yet
         while self._deadlines and self._deadlines[0][0] < edge:
             deadline, rid = heapq.heappop(self._deadlines)
             entry = self._pending.get(rid)

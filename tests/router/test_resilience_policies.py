@@ -246,6 +246,19 @@ def test_missed_deadlines_and_usage_finishes_are_outcomes() -> None:
     assert health.summary(3_100)["large"].startswith("open 1w")
 
 
+def test_after_a_blind_spell_missed_deadlines_wait_for_the_usage_records_written_meanwhile() -> None:
+    s = settings(breaker_min_requests=1)
+    health = HealthView(s, 0)
+    health.workers("large", 1, 8, 0)
+    health.forwarded("a", "large", 1_000)
+    health.blind(5_000)  # e.g. the router was stopped from 0 to 5 s
+    health.tick(5_000)
+    assert health.state("large") is BreakerState.CLOSED  # its usage record may still be unread
+    health.usage("a", "large", "stop", 5_100)
+    health.tick(16_000)
+    assert health.state("large") is BreakerState.CLOSED
+
+
 def test_router_settings_defaults_are_valid() -> None:
     r = RouterSettings()
     assert r.breaker_error_rate == 0.05 and r.fallback == {} and r.degraded_reply is None
