@@ -101,6 +101,10 @@ class Done(msgspec.Struct, frozen=True, tag="done", tag_field="type", kw_only=Tr
     timings: Timings
     run_id: str = ""
     tier: str | None = None  # the tier "auto" chose (router header fleet-tier); null for a named model
+    # the model asked for when the router sent the request on to a fallback (its breaker was open): `model`
+    # is the one that served (router header fleet-requested-model); null when the asked-for model served
+    requested_model: str | None = None
+    degraded: bool = False  # no model served: the router's configured static reply (every model in the chain down)
 
 
 class Error(msgspec.Struct, frozen=True, tag="error", tag_field="type", kw_only=True):

@@ -110,3 +110,4 @@ class Headers:
     # never forwarded, never copied to the DLQ (fleet/records.py drops it), never logged
     API_KEY = "fleet-api-key"
     UNDELIVERABLE = "fleet-undeliverable"  # on a DLQ copy: the reply to this record could not be written (why)
+    REQUESTED_MODEL = "fleet-requested-model"  # the model asked for, on a request the router sent to a fallback

@@ -102,6 +102,8 @@ class GenerationResult:
     timings: Timings
     run_id: str
     restarts: int = 0
+    requested_model: str | None = None  # set when a fallback model served (`model`) instead of this one
+    degraded: bool = False  # the router's static reply: no model served
 
 
 StreamEvent = Chunk | Done | Restart
@@ -318,7 +320,16 @@ class FleetClient:
                 restarts += 1
             elif isinstance(ev, Done):
                 return GenerationResult(
-                    ev.id, ev.text, ev.finish_reason.value, ev.model, ev.usage, ev.timings, ev.run_id, restarts
+                    ev.id,
+                    ev.text,
+                    ev.finish_reason.value,
+                    ev.model,
+                    ev.usage,
+                    ev.timings,
+                    ev.run_id,
+                    restarts,
+                    ev.requested_model,
+                    ev.degraded,
                 )
         raise FleetError("stream ended without a terminal event")  # pragma: no cover - stream always returns Done
 

@@ -210,6 +210,28 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     message_tokens: int = 8
     batch_hold_max: int = 10_000  # paced batch requests a router holds per tenant; beyond, `rate_limited`
     tenant_state_interval_ms: int = 5_000  # a tenant's snapshot is also written this often while it changes
+    # resilience (router/policies/breaker.py, fallback.py; router/stages/fallback.py). A model's breaker opens
+    # when, over the last `breaker_window_s`, at least `breaker_min_requests` outcomes were seen and more than
+    # `breaker_error_rate` of them failed (usage records that did not finish stop/length, DLQ copies of its
+    # requests, requests forwarded here with no usage record `breaker_outcome_grace_ms` past their deadline),
+    # or when it has had no live worker (status heartbeats) for `breaker_no_worker_ms`. After
+    # `breaker_cooldown_ms` (and with a live worker) it lets `breaker_probes` requests through; a success closes it
+    breaker_window_s: float = 30.0
+    breaker_error_rate: float = 0.05
+    breaker_min_requests: int = 20
+    breaker_no_worker_ms: int = 2_000
+    breaker_cooldown_ms: int = 5_000
+    breaker_probes: int = 3
+    breaker_outcome_grace_ms: int = 2_000
+    breaker_start_grace_ms: int = 10_000  # a model not seen live since the router started: its no-worker bound
+    # model or tier name -> alternatives (model or tier names), tried in order when its breaker is open; an
+    # alternative's own chain follows it. A cycle or an unknown name stops the router's start
+    fallback: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    fallback_max_moves: int = 2  # a request goes at most this many steps down its chain
+    retry_budget_per_s: float = 100.0  # reroutes per second a router may make (token bucket), per replica
+    retry_budget_burst: int = 200
+    # every model in the chain down: this text as a `done` marked `degraded: true`; None: `overloaded` (retriable)
+    degraded_reply: str | None = None
 
 
 class TenantSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

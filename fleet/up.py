@@ -22,6 +22,8 @@ from fleet.preparation import PreparationFailed, prepare_models
 from fleet.settings import WORKERS_ON_HOST_ENV, Settings
 from fleet.status import StatusReader, wait_for_workers
 from fleet.supervisor import FleetProcesses
+from router.feeds import feed_health
+from router.views import HealthView
 
 log = structlog.get_logger(__name__)
 console = Console(stderr=True)
@@ -35,11 +37,13 @@ def children(settings: Settings, logs_dir: Path, config: str | None) -> FleetPro
 
 
 class StatusLine:
-    """requests/s at intake, in flight per worker status, lag per model topic."""
+    """requests/s at intake, in flight per worker status; per model: lag, live workers, and its breaker with the
+    failures among the outcomes in its window (a HealthView fed as the router feeds its own: router/feeds.py)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.status = StatusReader(settings, from_start=False)
+        self.health = HealthView(settings, int(time.time() * 1000))
         self._last_intake: tuple[float, int] | None = None
 
     async def run(self, stop: asyncio.Event, until: float | None) -> None:
@@ -49,11 +53,15 @@ class StatusLine:
         await self.status.start()
         await ends.start()
         await admin.start()
+        done = asyncio.Event()
+        health = asyncio.create_task(feed_health(s, self.health, done), name="health")
         try:
             while not stop.is_set() and (until is None or time.monotonic() < until):
                 await self.status.poll(timeout_ms=1000)
                 console.print(await self.line(ends, admin), end="\r", soft_wrap=True, highlight=False)
         finally:
+            done.set()
+            await asyncio.gather(health, return_exceptions=True)
             console.print()
             await self.status.stop()
             await ends.stop()
@@ -75,15 +83,16 @@ class StatusLine:
         fresh = self.status.fresh(5000)
         in_flight = sum(st.running + st.waiting for st in fresh)
         lags = []
+        health = self.health.summary(int(time.time() * 1000))
         for m in s.models:
             progress = await group_progress(
                 ends, admin, t.model(m.name), range(s.kafka.model_partitions), t.worker_group(m.name)
             )
             lag = sum(max(0, end - committed) for end, committed in progress)
-            lags.append(f"{m.name}={lag}")
+            lags.append(f"{m.name} lag {lag} {health[m.name]}")  # e.g. "large lag 3 open 0w 0/0"
         return (
             f"[bold]fleet[/] {rate:6.1f} req/s | in flight {in_flight:3d} | workers {len(fresh)} | "
-            f"lag {' '.join(lags)}   "
+            f"{' | '.join(lags)}   "
         )
 
 

@@ -1,7 +1,10 @@
 """The router's decision: an ordered list of pure stages, built from settings, run on each intake record.
 
     decode -> authenticate -> owner -> validate -> tenant_limits -> deadline -> resolve_model
-           -> allowed_models -> dedup -> overload -> rate_limit -> budget -> route
+           -> allowed_models -> dedup -> fallback -> overload -> rate_limit -> budget -> route
+
+fallback sends a request whose model's breaker is open down its chain (or answers it degraded), before overload
+judges the backlog of the model it will actually go to.
 
 The owner stage moves a limited tenant's record to the router that holds its counters; rate_limit and budget
 come last before route, so a request they count is one that is forwarded.
@@ -24,6 +27,7 @@ from router.stages.budget import Budget
 from router.stages.deadline import Deadline
 from router.stages.decode import Decode
 from router.stages.dedup import Dedup
+from router.stages.fallback import Fallback
 from router.stages.overload import Overload
 from router.stages.owner import Owner
 from router.stages.rate_limit import RateLimit
@@ -56,6 +60,7 @@ def build_pipeline(settings: Settings, views: Views, codec: Codec) -> list[Stage
     return [
         *request_stages(settings, codec),
         Dedup(views.dedup),
+        Fallback(settings, views.health, Tenants(settings)),
         Overload(views.load),
         RateLimit(views.accounts, settings.router),
         Budget(views.accounts, settings),

@@ -129,6 +129,7 @@ class Sends:
         tenant = d.tenant
         self.views.dedup.forwarding(tenant, req.id)
         self.views.load.forwarded(d.model)
+        self.views.health.forwarded(req.id, d.model, req.deadline_ms)
         self.stats.forwarded += 1
         headers: list[Header] = [
             (Headers.CONTENT_TYPE, ct.value.encode()),
@@ -136,6 +137,8 @@ class Sends:
         ]
         if d.tier:
             headers.append((Headers.TIER, d.tier.encode()))
+        if d.requested_model:
+            headers.append((Headers.REQUESTED_MODEL, d.requested_model.encode()))
         value, key = self.codec.encode(req, ct), req.id.encode()
         log.debug("router.forward", request_id=req.id, model=d.model, tier=d.tier, score=d.score, signals=d.signals)
         return [

@@ -43,7 +43,7 @@ from fleet.kafka import (
 )
 from fleet.runtime import log_task_failure
 from fleet.settings import Settings
-from router.feeds import feed_load
+from router.feeds import feed_health, feed_load
 from router.pipeline import Pipeline, build_pipeline
 from router.policies.accounts import Held
 from router.sends import Plan, RouterStats, Send, SendKind, Sends
@@ -80,7 +80,7 @@ class RouterService:
         self.settings = settings
         self.topics = settings.kafka.topics
         self.codec = Codec()
-        self.views = Views.from_settings(settings)
+        self.views = Views.from_settings(settings, _ms())
         self.pipeline = Pipeline(build_pipeline(settings, self.views, self.codec), self.codec)
         self.stats = RouterStats()
         self.sends = Sends(settings, self.pipeline, self.codec, self.views, self.stats)
@@ -143,6 +143,7 @@ class RouterService:
             )
         tasks = [
             asyncio.create_task(feed_load(self.settings, self.views.load, stop), name="load"),
+            asyncio.create_task(feed_health(self.settings, self.views.health, stop), name="health"),
             asyncio.create_task(self.store.run(stop), name="tenant-accounts"),
         ]
         for task in tasks:
@@ -182,7 +183,7 @@ class RouterService:
         now = time.monotonic()
         if now - self._last_beat >= self.settings.router.health_interval_ms / 1000:
             self._last_beat = now
-            beat(self.settings.health_file, ready=True, **self.counts)
+            beat(self.settings.health_file, ready=True, **self.counts, health=self.views.health.summary(_ms()))
 
     async def _pause(self, seconds: float) -> None:
         try:

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from contracts import Chunk, Codec, ContentType, Done, Error, ErrorCode, Request
-from fleet.client import FleetClient, FleetTimeout, RequestCancelled
+from fleet.client import FleetClient, FleetTimeout, RequestCancelled, RequestFailed
 from tests.fixtures_kafka import FleetProcs
 from tests.kafka_helpers import RawPeer, header
 
@@ -200,12 +200,27 @@ async def test_fifty_concurrent_generates_share_one_reply_topic(model_fleet: Fle
         assert r.text == reference[prompts[k % 5]], f"request {k} got another request's or a different answer"
 
 
-async def test_client_timeout_raises(model_fleet: FleetProcs) -> None:
+async def test_client_timeout_raises_and_a_model_with_no_worker_is_refused_once_its_breaker_opens(
+    model_fleet: FleetProcs,
+) -> None:
+    """No worker serves `ghost`: until its breaker opens (router.breaker_start_grace_ms after the router's start)
+    the request waits in its topic and the client times out; then the router refuses it at once, `overloaded`
+    (retriable), naming the reason: never silence."""
     async with FleetClient(model_fleet.settings) as c:
-        t0 = time.monotonic()
-        with pytest.raises(FleetTimeout):
-            await c.generate("x", model="ghost", max_tokens=4, timeout_s=1.5)  # no worker serves `ghost`
-        assert time.monotonic() - t0 < 10
+        t_end = time.monotonic() + 30
+        while True:
+            t0 = time.monotonic()
+            try:
+                await c.generate("x", model="ghost", max_tokens=4, timeout_s=1.5)
+            except FleetTimeout:
+                assert time.monotonic() - t0 < 10
+                assert time.monotonic() < t_end, "ghost's breaker never opened"
+                continue
+            except RequestFailed as exc:
+                assert exc.code is ErrorCode.OVERLOADED and exc.retriable and "no live worker" in str(exc)
+                assert time.monotonic() - t0 < 1.5
+                break
+            raise AssertionError("ghost has no worker: nothing can serve it")
 
 
 async def test_cancel_stops_a_long_generation(model_fleet: FleetProcs) -> None:

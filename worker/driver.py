@@ -393,6 +393,7 @@ class EngineDriver:
             launch=False,
         )
         state.tier = s.tier
+        state.requested_model = s.requested_model
         return state
 
     def _advance_isolation(self) -> None:

@@ -188,6 +188,7 @@ class Intake:
                 req, ids, content_type=ct, intake_s=intake_s, partition=tp, offset=rec.offset, record=rec
             )
             state.tier = _header_text(next((v for k, v in headers if k == Headers.TIER), None))
+            state.requested_model = _header_text(next((v for k, v in headers if k == Headers.REQUESTED_MODEL), None))
         except EngineDied as exc:  # uncommitted: Kafka hands it to another worker
             self._on_engine_died(str(exc))
 

@@ -46,6 +46,7 @@ class RequestState:
     attempts: int = 0  # times the engine failed with this request among the ones it held, charged to it
     in_engine: bool = False  # False while held back (isolating a failing step's culprit)
     tier: str | None = None  # the router's fleet-tier header: said in `done` and the usage record
+    requested_model: str | None = None  # the router's fleet-requested-model header (a fallback): said in `done`
 
     def on_output(self, out: StepOutput, now_s: float) -> list[Chunk]:
         """Absorb one step's output; returns chunks to send now."""
@@ -93,6 +94,7 @@ class RequestState:
                 timings=self.timings(now_s),
                 run_id=self.run_id,
                 tier=self.tier,
+                requested_model=self.requested_model,
             )
         )
         return events

@@ -39,6 +39,7 @@ class Context(msgspec.Struct, frozen=True):
     paced: bool = False  # a held batch request released by the pacer, which took its rate already
     tenant: TenantSettings | None = None  # authenticated (None: no tenants configured, the default tenant)
     signals: tuple[str, ...] = ()  # the features that moved the classifier's score most ("auto" only)
+    requested_model: str | None = None  # the model asked for, when the fallback stage chose another
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,7 @@ class Forward:
     topics: tuple[str, ...] = ()  # where it is published: the model topic first
     tenant: str | None = None  # authenticated (None: the default tenant); the request carries it too
     signals: tuple[str, ...] = ()  # why "auto" chose the tier: the classifier's top features
+    requested_model: str | None = None  # the model asked for, when a fallback serves it (header for the worker)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,4 +20,6 @@ class Route:
         tenant = ctx.tenant.name if ctx.tenant is not None else None
         batch = req.priority is Priority.BATCH
         topics = (self._topics.model_batch(ctx.model) if batch else self._topics.model(ctx.model),)
-        return Forward(req, ctx.model, ctx.tier, ctx.score, ctx.content_type, topics, tenant, ctx.signals)
+        return Forward(
+            req, ctx.model, ctx.tier, ctx.score, ctx.content_type, topics, tenant, ctx.signals, ctx.requested_model
+        )

@@ -123,6 +123,7 @@ def test_the_pipeline_runs_in_order_and_names_the_deciding_stage() -> None:
         "resolve_model",
         "allowed_models",
         "dedup",
+        "fallback",
         "overload",
         "rate_limit",
         "budget",
