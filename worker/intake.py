@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from contracts.codec import Codec, DecodeFailure, content_type_from_headers
-from contracts.messages import ErrorCode
+from contracts.codec import Codec, ContentType, DecodeFailure, content_type_from_headers
+from contracts.messages import Chunk, ErrorCode, Progress, Request
 from contracts.topics import Headers
 from contracts.validation import InvalidRequest, validate_request
 from fleet.settings import ModelSettings, Settings
@@ -30,6 +32,8 @@ from worker.driver import EngineDriver
 from worker.engine.api import EngineDied
 from worker.inputs import prompt_token_ids, reply_refusal
 from worker.lanes import Lanes
+from worker.outbox import Delivery
+from worker.progress import ProgressView
 from worker.replies import Replies
 
 log = structlog.get_logger(__name__)
@@ -47,8 +51,11 @@ class Intake:
         codec: Codec,
         *,
         on_engine_died: Callable[[str], None],
+        progress: ProgressView | None = None,
     ) -> None:
         self._settings = settings
+        self._model = model.name
+        self._progress = progress  # resume state and attempts across workers (None: resume is off)
         self._bound = model.max_inflight
         self._consumer = consumer
         self._driver = driver
@@ -183,13 +190,100 @@ class Intake:
         except InvalidRequest as exc:
             reject(tp, rec, exc.code, exc.message, req.id, req.reply_to, ct)
             return
+        tier = _header_text(next((v for k, v in headers if k == Headers.TIER), None))
+        gate = self._replies.progress
+        if self._progress is None or gate is None:
+            self._start(tp, rec, req, ids, ct, intake_s, tier, None, 0, None)
+            return
+        prior = self._progress.get(req.id, req.tenant)
+        deaths = prior.attempts if prior is not None else 0
+        if deaths >= self._settings.worker.max_attempts:
+            reason = f"{deaths} workers died while running it (max_attempts {self._settings.worker.max_attempts})"
+            log.warning("worker.poison", request_id=req.id[:200], deaths=deaths)
+            reject(tp, rec, ErrorCode.POISON, reason, req.id, req.reply_to, ct, ended=True)
+            return
+        if prior is not None:
+            log.info("worker.resuming", request_id=req.id[:200], run_id=prior.run_id, tokens=len(prior.token_ids))
+            start = msgspec.structs.replace(prior, attempts=deaths + 1)
+        else:
+            start = Progress(
+                id=req.id,
+                model=self._model,
+                run_id=uuid.uuid4().hex[:16],
+                attempts=1,
+                prompt_tokens=len(ids),
+                tenant=req.tenant,
+            )
+        # the start is counted before the engine sees the request: an engine that dies on it cannot hide it
+        written = gate.write(start)
+        written.add_done_callback(
+            lambda f: self._started(f, tp, rec, req, ids, ct, intake_s, tier, prior, deaths, start.run_id)
+        )
+
+    def _started(
+        self,
+        written: asyncio.Future[Delivery],
+        tp: TopicPartition,
+        rec: ConsumerRecord[Any, Any],
+        req: Request,
+        ids: list[int],
+        ct: ContentType,
+        intake_s: float,
+        tier: str | None,
+        prior: Progress | None,
+        deaths: int,
+        run_id: str,
+    ) -> None:
+        """The start record has its outcome: start the request (unless the worker closed or lost the partition)."""
+        if written.cancelled():
+            return  # the worker is closing: uncommitted, the next owner takes it
+        if tp not in self._consumer.assignment():
+            log.info("worker.start_dropped", request_id=req.id[:200], partition=tp.partition)
+            return  # revoked meanwhile: uncommitted, the new owner takes it
+        try:
+            self._start(tp, rec, req, ids, ct, intake_s, tier, prior, deaths, run_id)
+        except Exception as exc:
+            log.exception("worker.admit_failed", partition=tp.partition, offset=rec.offset)
+            reason = f"the worker failed on this record: {exc!r}"[:1000]
+            self._replies.reject(tp, rec, ErrorCode.INTERNAL, reason, req.id, req.reply_to, ct)
+
+    def _start(
+        self,
+        tp: TopicPartition,
+        rec: ConsumerRecord[Any, Any],
+        req: Request,
+        ids: list[int],
+        ct: ContentType,
+        intake_s: float,
+        tier: str | None,
+        prior: Progress | None,
+        deaths: int,
+        run_id: str | None,
+    ) -> None:
         try:
             state = self._driver.add(
-                req, ids, content_type=ct, intake_s=intake_s, partition=tp, offset=rec.offset, record=rec
+                req,
+                ids,
+                content_type=ct,
+                intake_s=intake_s,
+                partition=tp,
+                offset=rec.offset,
+                record=rec,
+                run_id=run_id,
+                progress=prior,
+                deaths=deaths,
             )
-            state.tier = _header_text(next((v for k, v in headers if k == Headers.TIER), None))
         except EngineDied as exc:  # uncommitted: Kafka hands it to another worker
             self._on_engine_died(str(exc))
+            return
+        state.tier = tier
+        if prior is not None and state.run_id == prior.run_id and state.seq and state.last_chunk:
+            # the chunk the earlier owner's last record covers may not have gone out: again (clients drop a repeat)
+            again = Chunk(id=req.id, seq=state.seq - 1, text=state.last_chunk, run_id=state.run_id)
+            self._replies.send_event(state, again)
+        upd = self._driver.finish_resumed(state)
+        if upd:
+            self._replies.deliver(upd)
 
 
 def _header_text(raw: bytes | None) -> str | None:

@@ -40,7 +40,8 @@ from worker.driver import EngineDriver, Update
 from worker.engine.api import Engine
 from worker.intake import Intake
 from worker.outbox import Outbox
-from worker.rebalance import Rebalance
+from worker.progress import ProgressView
+from worker.rebalance import Rebalance, release
 from worker.replies import Replies
 from worker.status import Status
 from worker.watchdog import watch
@@ -70,6 +71,7 @@ class WorkerService:
             max_model_len=max_model_len,
             latency=settings.latency,
             max_attempts=self.tun.max_attempts,
+            suspect_alone_after=self.tun.suspect_alone_after,
         )
         self._closing = False
         self._stop: asyncio.Event | None = None
@@ -95,8 +97,17 @@ class WorkerService:
         usage = Outbox(usage_producer, self.tun, name="usage", known_topic=topics.status)
         commits = Commits(consumer, self.tun)
         replies = Replies(settings, self.model, outbox, usage, commits, codec)
+        view = ProgressView(settings, self.model.name) if self.tun.resume else None
         intake = Intake(
-            settings, self.model, consumer, driver, replies, commits, codec, on_engine_died=self._on_engine_died
+            settings,
+            self.model,
+            consumer,
+            driver,
+            replies,
+            commits,
+            codec,
+            on_engine_died=self._on_engine_died,
+            progress=view,
         )
         control = Control(settings, driver, replies, codec)
         status = Status(
@@ -119,7 +130,8 @@ class WorkerService:
                 self._on_engine_died(upd.engine_died)
 
         lanes = [topics.model(self.model.name), topics.model_batch(self.model.name)]
-        consumer.subscribe(lanes, listener=Rebalance(self.tun, intake, driver, commits))
+        listener = Rebalance(self.tun, intake, driver, commits, replies=replies, progress=view)
+        consumer.subscribe(lanes, listener=listener)
         await with_retry("worker.consumer.start", consumer.start, stop=stop)
         stats = self.engine.stats()
         log.info(
@@ -139,13 +151,15 @@ class WorkerService:
             "status": status.run(stop),
             "watchdog": watch(self.tun, driver, sink, self._die, stop),
         }
+        if view is not None:
+            jobs["progress"] = view.run(stop)
         tasks = [asyncio.create_task(job, name=name) for name, job in jobs.items()]
         for t in tasks:
             t.add_done_callback(self._supervise)
         try:
             await stop.wait()
             if self._fatal is None:
-                await self._drain(intake, commits)
+                await self._drain(intake, commits, replies)
         finally:
             self._closing = True
             driver.close()
@@ -207,11 +221,12 @@ class WorkerService:
         log.error("worker.engine_process_died", reason=reason, in_flight=len(self.driver.states))
         self._die(f"engine process died: {reason}")
 
-    async def _drain(self, intake: Intake, commits: Commits) -> None:
+    async def _drain(self, intake: Intake, commits: Commits, replies: Replies) -> None:
         """SIGTERM: stop intake, let in-flight requests finish within the grace, abandon the rest."""
         intake.stop_taking()
         log.info("worker.draining", in_flight=len(self.driver.states), grace_s=self.tun.drain_grace_s)
         deadline = time.monotonic() + self.tun.drain_grace_s
         while commits.uncommitted and time.monotonic() < deadline:  # noqa: ASYNC110 - a bounded poll, not a wait for one event
             await asyncio.sleep(0.05)
+        await release(replies, list(self.driver.states.values()))
         self.driver.abandon_where(lambda _: True)
