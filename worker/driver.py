@@ -90,6 +90,7 @@ class EngineDriver:
         latency: LatencySettings,
         max_attempts: int,
         suspect_alone_after: int = 0,
+        before_launch: Callable[[RequestState, Callable[[], None]], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
@@ -99,6 +100,11 @@ class EngineDriver:
         self._latency = latency
         self._max_attempts = max_attempts
         self._suspect_alone_after = suspect_alone_after  # 0: never; else runs with this many deaths run alone
+        # called with each run about to enter the engine and what enters it: the worker first makes the start of
+        # this run durable (it counts as an attempt should the engine die with it); None: enter at once
+        self.before_launch = before_launch
+        self._launching: set[str] = set()  # runs waiting for `before_launch` to let them in
+        self._dead: str | None = None  # the engine died while a run entered it outside `step`
         self._clock = clock  # stamps on outputs: time.time() matches the fleet's intake stamps
         self.states: dict[str, RequestState] = {}  # run_id -> state
         self.by_request: dict[str, set[str]] = {}  # request id -> run ids held here
@@ -253,6 +259,9 @@ class EngineDriver:
         """One turn: launch what may run; when the engine holds nothing, wait for work and return an
         empty Update; otherwise step it once (in a worker thread) and update the requests from it."""
         upd = Update()
+        if self._dead is not None:
+            upd.engine_died = self._dead
+            return upd
         try:
             self._advance_isolation()
         except EngineDied as exc:
@@ -261,7 +270,7 @@ class EngineDriver:
         if not self.engine.has_unfinished():
             self.progress_s = time.monotonic()  # nothing to do counts as progress
             self._wake.clear()
-            if not self.engine.has_unfinished() and not self._groups:
+            if not self.engine.has_unfinished() and (not self._groups or self._launching):
                 await self._wake.wait()
             return upd
         steps_before = self._engine_steps()
@@ -362,6 +371,23 @@ class EngineDriver:
         return state
 
     def _launch(self, state: RequestState) -> None:
+        if self.before_launch is None:
+            self._enter(state)
+            return
+        self._launching.add(state.run_id)
+        self.before_launch(state, lambda: self._entered(state))
+
+    def _entered(self, state: RequestState) -> None:
+        self._launching.discard(state.run_id)
+        if self.states.get(state.run_id) is not state or state.in_engine:
+            return  # abandoned or cancelled meanwhile
+        try:
+            self._enter(state)
+        except EngineDied as exc:
+            self._dead = str(exc)
+            self._wake.set()
+
+    def _enter(self, state: RequestState) -> None:
         req = state.request
         max_tokens = self._max_new(state)
         if not self.engine.has_unfinished():
@@ -457,7 +483,7 @@ class EngineDriver:
             if self._group:
                 return
             self._group = None
-        if self._groups and any(s.in_engine for s in self.states.values()):
+        if self._groups and (self._launching or any(s.in_engine for s in self.states.values())):
             return  # a suspect's group waits until the engine holds nothing else (it runs alone)
         while self._groups:
             group = [r for r in self._groups.popleft() if r in self.states]

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
@@ -32,7 +30,6 @@ from worker.driver import EngineDriver
 from worker.engine.api import EngineDied
 from worker.inputs import prompt_token_ids, reply_refusal
 from worker.lanes import Lanes
-from worker.outbox import Delivery
 from worker.progress import ProgressView
 from worker.replies import Replies
 
@@ -191,8 +188,7 @@ class Intake:
             reject(tp, rec, exc.code, exc.message, req.id, req.reply_to, ct)
             return
         tier = _header_text(next((v for k, v in headers if k == Headers.TIER), None))
-        gate = self._replies.progress
-        if self._progress is None or gate is None:
+        if self._progress is None or self._replies.progress is None:
             self._start(tp, rec, req, ids, ct, intake_s, tier, None, 0, None)
             return
         prior = self._progress.get(req.id, req.tenant)
@@ -204,48 +200,7 @@ class Intake:
             return
         if prior is not None:
             log.info("worker.resuming", request_id=req.id[:200], run_id=prior.run_id, tokens=len(prior.token_ids))
-            start = msgspec.structs.replace(prior, attempts=deaths + 1)
-        else:
-            start = Progress(
-                id=req.id,
-                model=self._model,
-                run_id=uuid.uuid4().hex[:16],
-                attempts=1,
-                prompt_tokens=len(ids),
-                tenant=req.tenant,
-            )
-        # the start is counted before the engine sees the request: an engine that dies on it cannot hide it
-        written = gate.write(start)
-        written.add_done_callback(
-            lambda f: self._started(f, tp, rec, req, ids, ct, intake_s, tier, prior, deaths, start.run_id)
-        )
-
-    def _started(
-        self,
-        written: asyncio.Future[Delivery],
-        tp: TopicPartition,
-        rec: ConsumerRecord[Any, Any],
-        req: Request,
-        ids: list[int],
-        ct: ContentType,
-        intake_s: float,
-        tier: str | None,
-        prior: Progress | None,
-        deaths: int,
-        run_id: str,
-    ) -> None:
-        """The start record has its outcome: start the request (unless the worker closed or lost the partition)."""
-        if written.cancelled():
-            return  # the worker is closing: uncommitted, the next owner takes it
-        if tp not in self._consumer.assignment():
-            log.info("worker.start_dropped", request_id=req.id[:200], partition=tp.partition)
-            return  # revoked meanwhile: uncommitted, the new owner takes it
-        try:
-            self._start(tp, rec, req, ids, ct, intake_s, tier, prior, deaths, run_id)
-        except Exception as exc:
-            log.exception("worker.admit_failed", partition=tp.partition, offset=rec.offset)
-            reason = f"the worker failed on this record: {exc!r}"[:1000]
-            self._replies.reject(tp, rec, ErrorCode.INTERNAL, reason, req.id, req.reply_to, ct)
+        self._start(tp, rec, req, ids, ct, intake_s, tier, prior, deaths, prior.run_id if prior else None)
 
     def _start(
         self,

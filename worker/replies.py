@@ -13,6 +13,7 @@ import asyncio
 import functools
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -110,6 +111,15 @@ class Replies:
         assert self.progress is not None
         sends = [functools.partial(self.send_event, state, e) for e in events]
         return self.progress.send_after(record, sends)
+
+    def start_run(self, state: RequestState, enter: Callable[[], None]) -> None:
+        """The driver's `before_launch`: the run enters the engine once its start is durable, so an engine that
+        dies with it counts against it on the next owner (`attempts`). Not at all when the worker closed first."""
+        if self.progress is None:
+            enter()
+            return
+        written = self.progress.write(state.progress(state.started_attempts, self._model.name))
+        written.add_done_callback(lambda f: None if f.cancelled() else enter())
 
     def release(self, states: list[RequestState]) -> list[asyncio.Future[Delivery]]:
         """Requests this worker lets go alive (a revoked partition, a drain): their records, uncharged, so the

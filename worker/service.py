@@ -98,6 +98,8 @@ class WorkerService:
         commits = Commits(consumer, self.tun)
         replies = Replies(settings, self.model, outbox, usage, commits, codec)
         view = ProgressView(settings, self.model.name) if self.tun.resume else None
+        if view is not None:
+            driver.before_launch = replies.start_run
         intake = Intake(
             settings,
             self.model,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from contracts.messages import Chunk, Done, Progress, Request
@@ -209,3 +210,33 @@ async def test_a_finished_requests_record_is_deleted_with_a_tombstone() -> None:
     box = _Outbox()
     ProgressGate(box, "llm.progress").delete("r")  # type: ignore[arg-type]
     assert box.sent == [("llm.progress", None)]
+
+
+async def test_a_run_is_charged_only_when_it_enters_the_engine() -> None:
+    """`before_launch` sees a run when it is about to enter the engine (the worker writes its start record then),
+    and the run enters only when let in: a suspect waiting for the engine to empty is not charged meanwhile."""
+    eng = SimulatedEngine(tokens_per_s=10_000)
+    charged: list[str] = []
+    pending: list[tuple[str, Callable[[], None]]] = []
+
+    def before_launch(state: RequestState, enter: Callable[[], None]) -> None:
+        charged.append(state.request.id)
+        pending.append((state.request.id, enter))
+
+    d = EngineDriver(eng, TOK, model="m", max_model_len=4096, latency=LATENCY, max_attempts=3, suspect_alone_after=2)
+    d.before_launch = before_launch
+    seen = Seen()
+    a = start(d, request("a", "first", max_tokens=3))
+    start(d, request("s", "suspect", max_tokens=3), deaths=2)
+    assert charged == ["a"] and not a.in_engine, "not in the engine before its start is durable"
+    pending.pop()[1]()
+    assert a.in_engine
+    while "a" not in seen.finished:
+        seen.take(await asyncio.wait_for(d.step(), 10))
+    step = asyncio.ensure_future(d.step())  # the suspect's turn: charged now, the driver waits for its record
+    await asyncio.sleep(0.01)
+    assert charged == ["a", "s"] and not step.done()
+    pending.pop()[1]()
+    seen.take(await asyncio.wait_for(step, 10))
+    await run_until_idle(d, seen)
+    assert set(seen.finished) == {"a", "s"}
