@@ -65,6 +65,7 @@ class Intake:
         self._lane_paused = False
         self.batch_taken = 0
         self.paused = False
+        self._catching_up: asyncio.Future[bool] | None = None  # the progress view reading what an assignment needs
         self.beat_s = time.monotonic()  # the last turn of the loop: readiness reads it
         self.consumed = 0
         self.answered_again = 0
@@ -100,9 +101,22 @@ class Intake:
                 log.warning("worker.fetch_error", error=repr(exc))
                 await asyncio.sleep(0.5)
                 continue
+            await self._caught_up()  # records of a new assignment wait for the progress records of their requests
             for tp, records in got.items():
                 for rec in records:
                     self.admit_safely(tp, rec)
+
+    def catch_up_first(self, catching_up: asyncio.Future[bool]) -> None:
+        """A new assignment: admit nothing more until the progress view has read what the topic holds now (a
+        request of another worker's must be seen with its progress and attempts, not started afresh)."""
+        self._catching_up = catching_up
+
+    async def _caught_up(self) -> None:
+        pending = self._catching_up
+        if pending is not None:
+            await asyncio.wait([pending])  # bounded: the view's catch-up has its own timeout
+            if self._catching_up is pending:
+                self._catching_up = None
 
     def _pause_lane(self, lane: list[TopicPartition], pause: bool) -> None:
         """Pause or resume the batch lane (a rebalance resumes everything: asked again each turn)."""
@@ -193,7 +207,7 @@ class Intake:
             return
         prior = self._progress.get(req.id, req.tenant)
         deaths = prior.attempts if prior is not None else 0
-        if deaths >= self._settings.worker.max_attempts:
+        if deaths >= self._settings.worker.max_attempts and (prior is None or prior.finish is None):
             reason = f"{deaths} workers died while running it (max_attempts {self._settings.worker.max_attempts})"
             log.warning("worker.poison", request_id=req.id[:200], deaths=deaths)
             reject(tp, rec, ErrorCode.POISON, reason, req.id, req.reply_to, ct, ended=True)

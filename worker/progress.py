@@ -37,6 +37,7 @@ log = structlog.get_logger(__name__)
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(Progress)
+_START_WAIT_S = 30.0  # a view that has not started reading yet (a worker starting): wait this long for it
 _HEADERS = [(Headers.CONTENT_TYPE, ContentType.MSGPACK.value.encode())]
 
 
@@ -63,6 +64,7 @@ class ProgressView:
         self._consumer: AIOKafkaConsumer | None = None
         self._parts: list[TopicPartition] = []
         self.available = False  # the topic was found and is being read
+        self.missing = False  # the topic does not exist: requests restart, as before
         self.read = 0
 
     def get(self, request_id: str, tenant: str | None) -> Progress | None:
@@ -92,6 +94,7 @@ class ProgressView:
             found = consumer.partitions_for_topic(self._topic)
             if not found:
                 log.warning("worker.progress_unavailable", topic=self._topic)  # requests restart, as before
+                self.missing = True
                 await stop.wait()
                 return
             self._parts = [TopicPartition(self._topic, p) for p in sorted(found)]
@@ -114,9 +117,10 @@ class ProgressView:
 
     async def catch_up(self, timeout_s: float) -> bool:
         """Until the view has read what the topic held when this was called (at most `timeout_s`)."""
-        deadline = time.monotonic() + timeout_s
-        while not self.available and time.monotonic() < deadline:  # noqa: ASYNC110 - a bounded poll at start-up
+        start_by = time.monotonic() + max(timeout_s, _START_WAIT_S)
+        while not self.available and not self.missing and time.monotonic() < start_by:  # noqa: ASYNC110 - bounded
             await asyncio.sleep(0.02)
+        deadline = time.monotonic() + timeout_s
         consumer = self._consumer
         if consumer is None or not self.available:
             return False

@@ -49,8 +49,10 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("worker.assigned", partitions=sorted(tp.partition for tp in assigned))
         self._intake.reapply(set(assigned))
         if self._progress is not None and assigned:
-            # requests of these partitions may be another worker's, half done: read its progress first
-            await self._progress.catch_up(self._settings.progress_catch_up_s)
+            # requests of these partitions may be another worker's, half done: intake reads their progress first
+            self._intake.catch_up_first(
+                asyncio.ensure_future(self._progress.catch_up(self._settings.progress_catch_up_s))
+            )
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Stop taking from revoked partitions, let their requests finish within the grace,

@@ -65,7 +65,8 @@ class Replies:
             if isinstance(terminal, Done) and self.progress is not None:
                 # the tail and `done` wait for a record that says so: a new owner sends them again, not more text
                 final = [*ev.chunks, *ev.final]
-                record = state.progress(state.started_attempts, self._model.name, ev.finished)
+                # finished: the engine did not die on it (not charged); a new owner only sends the final events
+                record = state.progress(max(0, state.started_attempts - 1), self._model.name, ev.finished)
                 futs = self._send_after(state, record, final)[len(ev.chunks) :]
             else:
                 self._send_chunks(state, ev.chunks)
