@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import signal
 import time
 import uuid
@@ -28,28 +27,11 @@ from contracts.messages import Error, ErrorCode
 from contracts.topics import Headers
 from fleet.client import FleetClient, Restart
 from tests.fixtures_kafka import FleetProcs, started, write_config
-from tests.kafka_helpers import RawPeer, first_status, header, status_pid
+from tests.kafka_helpers import RawPeer, first_status, header, resumed_ids, status_pid
 
 pytestmark = pytest.mark.slow
 
 PROMPTS = [f"def func_{i}(x):\n    return x {op} {i}" for i, op in enumerate("+-*/%+-*")]
-
-
-def _resumed_ids(log: str) -> set[str]:
-    """Requests a worker's log says it took over with tokens already generated (console or JSON logs)."""
-    out: set[str] = set()
-    for line in log.splitlines():
-        if "worker.resuming" not in line:
-            continue
-        if line.lstrip().startswith("{"):
-            rec = json.loads(line)
-            if rec.get("tokens", 0) > 0:
-                out.add(rec["request_id"])
-            continue
-        rid, tokens = re.search(r"request_id=(\S+)", line), re.search(r"tokens=(\d+)", line)
-        if rid and tokens and int(tokens.group(1)) > 0:
-            out.add(rid.group(1))
-    return out
 
 
 @pytest.fixture
@@ -104,7 +86,7 @@ async def test_sigkill_mid_stream_resumes_without_a_restart(resume_fleet: FleetP
     assert len(texts) == n, "every request completes"
     wrong = [k for k in range(n) if texts[f"res-{k}"] != reference[PROMPTS[k % len(PROMPTS)]]]
     assert not wrong, f"texts differ from a clean run: {wrong}"
-    resumed = _resumed_ids(fleet.log("w2"))
+    resumed = resumed_ids(fleet.log("w2"))
     interrupted = (resumed | restarted) & chunks_before_kill  # streaming when w1 died, finished elsewhere
     clean = interrupted - restarted
     share = len(clean) / max(1, len(interrupted))
