@@ -56,8 +56,9 @@ class ProgressView:
     """This model's progress records, read from the start of the topic and kept current (tombstones delete).
     Holds only requests in flight somewhere in the fleet: a request's record is deleted once it ended."""
 
-    def __init__(self, settings: Settings, model: str) -> None:
+    def __init__(self, settings: Settings, model: str, *, on_missing: Callable[[], None] | None = None) -> None:
         self._settings = settings
+        self._on_missing = on_missing  # the topic does not exist: the worker stops writing progress
         self._model = model
         self._topic = settings.kafka.topics.progress
         self._records: dict[str, Progress] = {}
@@ -95,6 +96,8 @@ class ProgressView:
             if not found:
                 log.warning("worker.progress_unavailable", topic=self._topic)  # requests restart, as before
                 self.missing = True
+                if self._on_missing is not None:
+                    self._on_missing()
                 await stop.wait()
                 return
             self._parts = [TopicPartition(self._topic, p) for p in sorted(found)]

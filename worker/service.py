@@ -97,7 +97,12 @@ class WorkerService:
         usage = Outbox(usage_producer, self.tun, name="usage", known_topic=topics.status)
         commits = Commits(consumer, self.tun)
         replies = Replies(settings, self.model, outbox, usage, commits, codec)
-        view = ProgressView(settings, self.model.name) if self.tun.resume else None
+
+        def progress_off() -> None:  # no llm.progress topic (an older deployment): no gates, restarts as before
+            replies.progress = None
+            driver.before_launch = None
+
+        view = ProgressView(settings, self.model.name, on_missing=progress_off) if self.tun.resume else None
         if view is not None:
             driver.before_launch = replies.start_run
         intake = Intake(
