@@ -213,7 +213,13 @@ class Intake:
             reject(tp, rec, ErrorCode.POISON, reason, req.id, req.reply_to, ct, ended=True)
             return
         if prior is not None:
-            log.info("worker.resuming", request_id=req.id[:200], run_id=prior.run_id, tokens=len(prior.token_ids))
+            log.info(
+                "worker.resuming",
+                request_id=req.id[:200],
+                run_id=prior.run_id,
+                tokens=len(prior.token_ids),
+                deaths=deaths,
+            )
         self._start(tp, rec, req, ids, ct, intake_s, tier, prior, deaths, prior.run_id if prior else None)
 
     def _start(

@@ -170,3 +170,48 @@ async def test_a_request_that_kills_its_workers_becomes_poison_and_the_fleet_kee
         assert isinstance(await peer.reply(after, Done, timeout_s=60), Done), "the fleet keeps serving"
     print(f"poison: {deaths} worker deaths before the request was dead-lettered (max_attempts 3)")
     assert deaths == 3
+
+
+@pytest.fixture
+async def revoking_fleet(broker: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FleetProcs]:
+    """One simulated worker on two partitions, slow streams and a short revoke grace: a second worker joining
+    takes a partition whose requests are mid-stream."""
+    d = tmp_path_factory.mktemp("revoke")
+    cfg = write_config(
+        d / "fleet.toml",
+        [{"name": "sim", "path": "none", "engine": "simulated", "simulated_tokens_per_s": 25.0, "max_inflight": 16}],
+        prefix=f"revoke{uuid.uuid4().hex[:4]}",
+        partitions=2,
+        extra="[worker]\nrevoke_grace_s = 0.3",
+    )
+    async with started(cfg, broker, d, [("sim", "w1")]) as fleet:
+        yield fleet
+
+
+async def test_a_partition_lost_mid_stream_is_resumed_by_its_new_owner(revoking_fleet: FleetProcs) -> None:
+    fleet = revoking_fleet
+    n, max_tokens = 12, 150  # 6 s a stream: the rebalance lands mid-stream
+    prompts = {f"rv-{k}-{uuid.uuid4().hex[:4]}": f"stream {k} goes on " for k in range(n)}
+    async with FleetClient(fleet.settings) as c:
+        restarted: set[str] = set()
+        texts: dict[str, str] = {}
+
+        async def one(rid: str, prompt: str) -> None:
+            async for ev in c.stream(prompt, model="sim", max_tokens=max_tokens, timeout_s=120, request_id=rid):
+                if isinstance(ev, Restart):
+                    restarted.add(rid)
+                elif isinstance(ev, Done):
+                    texts[rid] = ev.text
+
+        tasks = [asyncio.create_task(one(rid, p)) for rid, p in prompts.items()]
+        pid = fleet.procs["w1"].pid
+        await first_status(fleet.settings, lambda st: status_pid(st) == pid and st.running >= n, timeout_s=30)
+        fleet.start_worker("sim", "w2")  # the group rebalances: w1 lets one partition go mid-stream
+        await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    assert texts == {rid: "".join(p[i % len(p)] for i in range(max_tokens)) for rid, p in prompts.items()}
+    resumed = resumed_ids(fleet.log("w2"))
+    print(f"revoke: {len(resumed)} of {n} streams resumed by the new owner, {len(restarted)} restarted")
+    assert resumed, "the new owner should have taken streams over mid-way"
+    assert not restarted
+    taken = [json.loads(line) for line in fleet.log("w2").splitlines() if '"worker.resuming"' in line]
+    assert taken and all(rec["deaths"] == 0 for rec in taken), "let go alive: not charged an attempt"
