@@ -8,6 +8,8 @@ This module only wires the parts and supervises their tasks; each job is one mod
                          isolation, deadlines, progress (the in-process benchmark uses it too)
     worker/replies.py    events, refusals (with DLQ copies) and usage into the outbox; outcomes
     worker/outbox.py     per-topic lanes, retries, a recorded `undeliverable`
+    worker/progress.py   resume state on llm.progress: the view read at a takeover, the gate that writes
+                         each chunk's record before the chunk, attempts across workers
     worker/commits.py    in-order commits, confirmed by the broker, retried
     worker/rebalance.py  revoked partitions: finish within a grace, commit, abandon the rest
     worker/control.py    cancel messages (every worker of the model reads them all)
