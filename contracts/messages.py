@@ -163,3 +163,21 @@ class UsageRecord(msgspec.Struct, frozen=True, tag="usage", tag_field="type", kw
     finish: str
     run_id: str | None = None  # the generation run: a reader counts each run once (a redo is another run)
     tier: str | None = None  # the tier "auto" chose; null for a named model
+
+
+class Progress(msgspec.Struct, frozen=True, tag="progress", tag_field="type", kw_only=True):
+    """A request's generation so far, on the compacted `llm.progress` (key: the request `id`; a tombstone once it
+    ended). The worker writes one when it starts a request and one with each chunk, before the chunk goes out;
+    a worker that takes the request over continues from it under the same `run_id`, `seq` going on."""
+
+    id: str
+    model: str
+    run_id: str
+    seq: int = 0  # the next chunk's seq
+    token_ids: list[int] = msgspec.field(default_factory=list)  # generated so far (prompt excluded)
+    text: str = ""  # the text sent in chunks so far
+    last_chunk: str = ""  # the text of chunk seq - 1: sent again by a new owner (clients drop it when seen)
+    attempts: int = 0  # workers that started this request and did not let it go (a death, not a rebalance)
+    prompt_tokens: int = 0
+    finish: str | None = None  # set when the final events (tail chunk, done) were about to go out
+    tenant: str | None = None

@@ -33,6 +33,11 @@ class Topics(msgspec.Struct, frozen=True):
         return f"{self.prefix}.usage"
 
     @property
+    def progress(self) -> str:
+        """Compacted, keyed by request id: each running request's generation so far (workers resume from it)."""
+        return f"{self.prefix}.progress"
+
+    @property
     def tenant_state(self) -> str:
         """Compacted, keyed by tenant: the owning router's snapshot of a tenant's rate-limit and budget counters."""
         return f"{self.prefix}.tenants.state"

@@ -101,6 +101,7 @@ def fleet_topics(settings: Settings) -> dict[str, int]:
         t.status: 1,
         t.usage: 1,
         f"{k.topic_prefix}.replies": k.reply_partitions,
+        t.progress: k.model_partitions,  # compacted (topic_configs): workers resume from it
     }
     for m in settings.models:
         out[t.model(m.name)] = k.model_partitions
@@ -116,7 +117,8 @@ def fleet_topics(settings: Settings) -> dict[str, int]:
 def topic_configs(settings: Settings, name: str) -> dict[str, str]:
     """Broker configs a fleet topic is created with: the tenant-state snapshots are compacted (the latest per
     tenant is all a router reads)."""
-    return {"cleanup.policy": "compact"} if name == settings.kafka.topics.tenant_state else {}
+    t = settings.kafka.topics
+    return {"cleanup.policy": "compact"} if name in (t.tenant_state, t.progress) else {}
 
 
 async def group_progress(

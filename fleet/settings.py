@@ -145,6 +145,13 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # use every slot not taken by interactive work. Windows are UTC "HH:MM-HH:MM" (may wrap midnight).
     batch_reserve: float = 0.5
     off_peak_utc: list[str] = msgspec.field(default_factory=list)
+    # Resume (llm.progress): each request's progress is written before its chunk goes out, and a worker taking a
+    # request over continues it under the same run_id. A request started by this many workers that died with it
+    # (max_attempts) is `poison`; from `suspect_alone_after` such starts on, it runs alone in the engine.
+    resume: bool = True
+    progress_catch_up_s: float = 3.0  # on an assignment, wait at most this long for the progress view to catch up
+    suspect_alone_after: int = 2
+    simulated_exit_marker: str | None = None  # tests only (simulated engine): a step exits the process on it
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.batch_reserve <= 1.0:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -141,3 +143,20 @@ async def worker_group_progress(
     finally:
         await admin.close()
         await ends.stop()
+
+
+def resumed_ids(log: str) -> set[str]:
+    """Requests a worker's log says it took over with tokens already generated (console or JSON logs)."""
+    out: set[str] = set()
+    for line in log.splitlines():
+        if "worker.resuming" not in line:
+            continue
+        if line.lstrip().startswith("{"):
+            rec = json.loads(line)
+            if rec.get("tokens", 0) > 0:
+                out.add(rec["request_id"])
+            continue
+        rid, tokens = re.search(r"request_id=(\S+)", line), re.search(r"tokens=(\d+)", line)
+        if rid and tokens and int(tokens.group(1)) > 0:
+            out.add(rid.group(1))
+    return out

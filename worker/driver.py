@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 
 from contracts.codec import ContentType
-from contracts.messages import Chunk, Done, Error, Priority, Request
+from contracts.messages import Chunk, Done, Error, Priority, Progress, Request
 from fleet.settings import LatencySettings
 from worker.engine.api import Engine, EngineDied, EngineRequest, FinishKind, SamplingParams, StepOutput
 from worker.output import ChunkCoalescer, IncrementalDetokenizer
@@ -89,6 +89,8 @@ class EngineDriver:
         max_model_len: int,
         latency: LatencySettings,
         max_attempts: int,
+        suspect_alone_after: int = 0,
+        before_launch: Callable[[RequestState, Callable[[], None]], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
@@ -97,6 +99,12 @@ class EngineDriver:
         self.max_model_len = max_model_len
         self._latency = latency
         self._max_attempts = max_attempts
+        self._suspect_alone_after = suspect_alone_after  # 0: never; else runs with this many deaths run alone
+        # called with each run about to enter the engine and what enters it: the worker first makes the start of
+        # this run durable (it counts as an attempt should the engine die with it); None: enter at once
+        self.before_launch = before_launch
+        self._launching: set[str] = set()  # runs waiting for `before_launch` to let them in
+        self._dead: str | None = None  # the engine died while a run entered it outside `step`
         self._clock = clock  # stamps on outputs: time.time() matches the fleet's intake stamps
         self.states: dict[str, RequestState] = {}  # run_id -> state
         self.by_request: dict[str, set[str]] = {}  # request id -> run ids held here
@@ -120,10 +128,58 @@ class EngineDriver:
         partition: Any = None,
         offset: int = 0,
         record: Any = None,
+        run_id: str | None = None,
+        progress: Progress | None = None,
+        deaths: int = 0,
     ) -> RequestState:
-        """Start a request under a fresh run id (held back while a failing step is isolated).
+        """Start a request under `run_id` (default: a fresh one; held back while a failing step is isolated).
+
+        `progress`: an earlier owner's record of the same run: the request continues from it (the engine prefills
+        prompt plus tokens so far) unless its replay fails (`state.resumed_tokens` stays 0: start afresh under
+        another run id). `deaths`: workers that died with it before; from `suspect_alone_after` on it runs alone.
+        A resumed request with nothing left to generate is not launched: `finish_resumed` ends it.
         Raises `EngineDied` when the engine is gone; the request then stays in `states`."""
-        return self._start(request, prompt_ids, content_type, intake_s, partition, offset, record, 0, launch=True)
+        state = self._start(
+            request, prompt_ids, content_type, intake_s, partition, offset, record, deaths, launch=False, run_id=run_id
+        )
+        state.started_attempts = deaths + 1
+        if progress is not None and not state.resume(progress, self._clock()):
+            log.warning("worker.resume_failed", request_id=request.id, run_id=state.run_id)
+            self._forget(state.run_id)
+            state = self._start(
+                request, prompt_ids, content_type, intake_s, partition, offset, record, deaths, launch=False
+            )
+            state.started_attempts = deaths + 1
+        if self._pending_finish(state) is not None:
+            return state
+        if self._suspect_alone_after and deaths >= self._suspect_alone_after:
+            log.warning("worker.suspect_alone", request_id=request.id, run_id=state.run_id, deaths=deaths)
+            self._groups.append([state.run_id])  # runs alone once the engine has nothing else of its group
+            self._wake.set()
+        elif self._isolating:
+            self._held.append(state.run_id)
+        else:
+            self._launch(state)
+        return state
+
+    def _max_new(self, state: RequestState) -> int:
+        return min(state.request.max_tokens, self.max_model_len - len(state.prompt_ids)) - state.resumed_tokens
+
+    def _pending_finish(self, state: RequestState) -> FinishKind | None:
+        """How a resumed request that needs no engine ends: finished by its earlier owner, or at its length."""
+        if not state.resumed_tokens:
+            return None
+        if state.resume_finish is not None:
+            return state.resume_finish
+        return FinishKind.LENGTH if self._max_new(state) <= 0 else None
+
+    def finish_resumed(self, state: RequestState) -> Update:
+        """End a resumed request that needs no engine (see `add`); an empty Update for any other."""
+        upd = Update(at_s=self._clock())
+        kind = self._pending_finish(state)
+        if kind is not None and state.run_id in self.states and not state.in_engine:
+            upd.requests.append(self._finish(state, kind, upd.at_s))
+        return upd
 
     def cancel(self, request_id: str, *, tenant: str | None = None, any_tenant: bool = True) -> Update:
         """Cancel every run of `request_id` (only those of `tenant` unless `any_tenant`): the engine ends a
@@ -203,6 +259,9 @@ class EngineDriver:
         """One turn: launch what may run; when the engine holds nothing, wait for work and return an
         empty Update; otherwise step it once (in a worker thread) and update the requests from it."""
         upd = Update()
+        if self._dead is not None:
+            upd.engine_died = self._dead
+            return upd
         try:
             self._advance_isolation()
         except EngineDied as exc:
@@ -211,7 +270,7 @@ class EngineDriver:
         if not self.engine.has_unfinished():
             self.progress_s = time.monotonic()  # nothing to do counts as progress
             self._wake.clear()
-            if not self.engine.has_unfinished() and not self._groups:
+            if not self.engine.has_unfinished() and (not self._groups or self._launching):
                 await self._wake.wait()
             return upd
         steps_before = self._engine_steps()
@@ -285,8 +344,9 @@ class EngineDriver:
         attempts: int,
         *,
         launch: bool,
+        run_id: str | None = None,
     ) -> RequestState:
-        run_id = uuid.uuid4().hex[:16]
+        run_id = run_id or uuid.uuid4().hex[:16]
         state = RequestState(
             request=req,
             run_id=run_id,
@@ -311,20 +371,38 @@ class EngineDriver:
         return state
 
     def _launch(self, state: RequestState) -> None:
+        if self.before_launch is None:
+            self._enter(state)
+            return
+        self._launching.add(state.run_id)
+        self.before_launch(state, lambda: self._entered(state))
+
+    def _entered(self, state: RequestState) -> None:
+        self._launching.discard(state.run_id)
+        if self.states.get(state.run_id) is not state or state.in_engine:
+            return  # abandoned or cancelled meanwhile
+        try:
+            self._enter(state)
+        except EngineDied as exc:
+            self._dead = str(exc)
+            self._wake.set()
+
+    def _enter(self, state: RequestState) -> None:
         req = state.request
-        max_tokens = min(req.max_tokens, self.max_model_len - len(state.prompt_ids))
+        max_tokens = self._max_new(state)
         if not self.engine.has_unfinished():
             self.progress_s = time.monotonic()  # the watchdog counts from here, not from the end of an idle spell
         self.engine.add_request(
             EngineRequest(
                 request_id=state.run_id,
-                prompt_token_ids=state.prompt_ids,
+                prompt_token_ids=state.prompt_ids + state.token_ids[: state.resumed_tokens],
                 params=SamplingParams(
                     max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, seed=req.seed
                 ),
                 deadline_s=req.deadline_ms / 1000 if req.deadline_ms else None,
                 arrival_s=time.time(),
                 priority=1 if req.priority is Priority.BATCH else 0,
+                resumed_tokens=state.resumed_tokens,
             )
         )
         state.in_engine = True
@@ -333,6 +411,7 @@ class EngineDriver:
             request_id=req.id,
             run_id=state.run_id,
             prompt_tokens=len(state.prompt_ids),
+            resumed_tokens=state.resumed_tokens,
             partition=getattr(state.partition, "partition", state.partition),
         )
         self._wake.set()
@@ -394,6 +473,7 @@ class EngineDriver:
         )
         state.tier = s.tier
         state.requested_model = s.requested_model
+        state.started_attempts = s.started_attempts
         return state
 
     def _advance_isolation(self) -> None:
@@ -404,6 +484,8 @@ class EngineDriver:
             if self._group:
                 return
             self._group = None
+        if self._groups and (self._launching or any(s.in_engine for s in self.states.values())):
+            return  # a suspect's group waits until the engine holds nothing else (it runs alone)
         while self._groups:
             group = [r for r in self._groups.popleft() if r in self.states]
             if group:

@@ -20,8 +20,8 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from contracts.codec import Codec, DecodeFailure, content_type_from_headers
-from contracts.messages import ErrorCode
+from contracts.codec import Codec, ContentType, DecodeFailure, content_type_from_headers
+from contracts.messages import Chunk, ErrorCode, Progress, Request
 from contracts.topics import Headers
 from contracts.validation import InvalidRequest, validate_request
 from fleet.settings import ModelSettings, Settings
@@ -30,6 +30,7 @@ from worker.driver import EngineDriver
 from worker.engine.api import EngineDied
 from worker.inputs import prompt_token_ids, reply_refusal
 from worker.lanes import Lanes
+from worker.progress import ProgressView
 from worker.replies import Replies
 
 log = structlog.get_logger(__name__)
@@ -47,8 +48,11 @@ class Intake:
         codec: Codec,
         *,
         on_engine_died: Callable[[str], None],
+        progress: ProgressView | None = None,
     ) -> None:
         self._settings = settings
+        self._model = model.name
+        self._progress = progress  # resume state and attempts across workers (None: resume is off)
         self._bound = model.max_inflight
         self._consumer = consumer
         self._driver = driver
@@ -61,6 +65,7 @@ class Intake:
         self._lane_paused = False
         self.batch_taken = 0
         self.paused = False
+        self._catching_up: asyncio.Future[bool] | None = None  # the progress view reading what an assignment needs
         self.beat_s = time.monotonic()  # the last turn of the loop: readiness reads it
         self.consumed = 0
         self.answered_again = 0
@@ -96,9 +101,22 @@ class Intake:
                 log.warning("worker.fetch_error", error=repr(exc))
                 await asyncio.sleep(0.5)
                 continue
+            await self._caught_up()  # records of a new assignment wait for the progress records of their requests
             for tp, records in got.items():
                 for rec in records:
                     self.admit_safely(tp, rec)
+
+    def catch_up_first(self, catching_up: asyncio.Future[bool]) -> None:
+        """A new assignment: admit nothing more until the progress view has read what the topic holds now (a
+        request of another worker's must be seen with its progress and attempts, not started afresh)."""
+        self._catching_up = catching_up
+
+    async def _caught_up(self) -> None:
+        pending = self._catching_up
+        if pending is not None:
+            await asyncio.wait([pending])  # bounded: the view's catch-up has its own timeout
+            if self._catching_up is pending:
+                self._catching_up = None
 
     def _pause_lane(self, lane: list[TopicPartition], pause: bool) -> None:
         """Pause or resume the batch lane (a rebalance resumes everything: asked again each turn)."""
@@ -183,14 +201,67 @@ class Intake:
         except InvalidRequest as exc:
             reject(tp, rec, exc.code, exc.message, req.id, req.reply_to, ct)
             return
+        tier = _header_text(next((v for k, v in headers if k == Headers.TIER), None))
+        if self._progress is None or self._replies.progress is None:
+            self._start(tp, rec, req, ids, ct, intake_s, tier, None, 0, None)
+            return
+        prior = self._progress.get(req.id, req.tenant)
+        deaths = prior.attempts if prior is not None else 0
+        if deaths >= self._settings.worker.max_attempts and (prior is None or prior.finish is None):
+            reason = f"{deaths} workers died while running it (max_attempts {self._settings.worker.max_attempts})"
+            log.warning("worker.poison", request_id=req.id[:200], deaths=deaths)
+            reject(tp, rec, ErrorCode.POISON, reason, req.id, req.reply_to, ct, ended=True)
+            return
+        if prior is not None:
+            log.info(
+                "worker.resuming",
+                request_id=req.id[:200],
+                run_id=prior.run_id,
+                tokens=len(prior.token_ids),
+                deaths=deaths,
+            )
+        self._start(tp, rec, req, ids, ct, intake_s, tier, prior, deaths, prior.run_id if prior else None)
+
+    def _start(
+        self,
+        tp: TopicPartition,
+        rec: ConsumerRecord[Any, Any],
+        req: Request,
+        ids: list[int],
+        ct: ContentType,
+        intake_s: float,
+        tier: str | None,
+        prior: Progress | None,
+        deaths: int,
+        run_id: str | None,
+    ) -> None:
         try:
             state = self._driver.add(
-                req, ids, content_type=ct, intake_s=intake_s, partition=tp, offset=rec.offset, record=rec
+                req,
+                ids,
+                content_type=ct,
+                intake_s=intake_s,
+                partition=tp,
+                offset=rec.offset,
+                record=rec,
+                run_id=run_id,
+                progress=prior,
+                deaths=deaths,
             )
-            state.tier = _header_text(next((v for k, v in headers if k == Headers.TIER), None))
-            state.requested_model = _header_text(next((v for k, v in headers if k == Headers.REQUESTED_MODEL), None))
         except EngineDied as exc:  # uncommitted: Kafka hands it to another worker
             self._on_engine_died(str(exc))
+            return
+        state.tier = tier
+        # a fallback: the model the request asked for, said in `done` (the router's fleet-requested-model header)
+        asked = next((v for k, v in rec.headers or () if k == Headers.REQUESTED_MODEL), None)
+        state.requested_model = _header_text(asked)
+        if prior is not None and state.run_id == prior.run_id and state.seq and state.last_chunk:
+            # the chunk the earlier owner's last record covers may not have gone out: again (clients drop a repeat)
+            again = Chunk(id=req.id, seq=state.seq - 1, text=state.last_chunk, run_id=state.run_id)
+            self._replies.send_event(state, again)
+        upd = self._driver.finish_resumed(state)
+        if upd:
+            self._replies.deliver(upd)
 
 
 def _header_text(raw: bytes | None) -> str | None:

@@ -46,7 +46,7 @@ class Delivery(enum.StrEnum):
 @dataclass(slots=True)
 class _Item:
     topic: str
-    value: bytes
+    value: bytes | None  # None: a tombstone (compacted topics)
     key: bytes | None
     headers: list[tuple[str, bytes | None]]
     result: asyncio.Future[Delivery]
@@ -80,7 +80,7 @@ class Outbox:
     def submit(
         self,
         topic: str,
-        value: bytes,
+        value: bytes | None,
         *,
         key: bytes | None,
         headers: Sequence[tuple[str, bytes | None]] | None = None,
@@ -211,7 +211,7 @@ class Outbox:
             outbox=self._name,
             topic=item.topic[:250],
             what=item.what[:200],
-            bytes=len(item.value),
+            bytes=len(item.value or b""),
             reason=reason[:500],
         )
         if not item.result.done():

@@ -17,13 +17,27 @@ from fleet.settings import WorkerSettings
 from worker.commits import Commits
 from worker.driver import EngineDriver
 from worker.intake import Intake
+from worker.progress import ProgressView
+from worker.replies import Replies
+from worker.state import RequestState
 
 log = structlog.get_logger(__name__)
 
 
 class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, settings: WorkerSettings, intake: Intake, driver: EngineDriver, commits: Commits) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        intake: Intake,
+        driver: EngineDriver,
+        commits: Commits,
+        *,
+        replies: Replies | None = None,
+        progress: ProgressView | None = None,
+    ) -> None:
         self._settings = settings
+        self._replies = replies
+        self._progress = progress
         self._intake = intake
         self._driver = driver
         self._commits = commits
@@ -34,6 +48,11 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("worker.assigned", partitions=sorted(tp.partition for tp in assigned))
         self._intake.reapply(set(assigned))
+        if self._progress is not None and assigned:
+            # requests of these partitions may be another worker's, half done: intake reads their progress first
+            self._intake.catch_up_first(
+                asyncio.ensure_future(self._progress.catch_up(self._settings.progress_catch_up_s))
+            )
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Stop taking from revoked partitions, let their requests finish within the grace,
@@ -53,6 +72,16 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                 break
             log.warning("worker.revoke_commit_retry", attempt=attempt + 1)
             await asyncio.sleep(self._settings.commit_retry_ms / 1000)
+        await release(self._replies, [s for s in self._driver.states.values() if s.partition in revoked])
         self._driver.abandon_where(lambda s: s.partition in revoked)
         for tp in revoked:
             offsets.forget(tp)
+
+
+async def release(replies: Replies | None, states: list[RequestState], timeout_s: float = 1.0) -> None:
+    """Requests let go alive: their progress, uncharged, for the next owner (waited for briefly)."""
+    if replies is None or not states:
+        return
+    futs = replies.release(states)
+    if futs:
+        await asyncio.wait(futs, timeout=timeout_s)

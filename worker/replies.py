@@ -10,14 +10,16 @@ undeliverable; a request whose outcome is unknown when the outbox closes stays u
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from contracts.codec import Codec, ContentType
-from contracts.messages import Chunk, Done, Error, ErrorCode, UsageRecord
+from contracts.messages import Chunk, Done, Error, ErrorCode, Progress, UsageRecord
 from contracts.topics import Headers
 from contracts.validation import is_topic_name
 from fleet.records import dlq_record
@@ -26,6 +28,7 @@ from worker.commits import Commits
 from worker.driver import Update
 from worker.engine.api import FinishKind
 from worker.outbox import Delivery, Outbox
+from worker.progress import ProgressGate
 from worker.state import RequestState
 
 log = structlog.get_logger(__name__)
@@ -44,6 +47,8 @@ class Replies:
         self._usage = usage
         self._commits = commits
         self._codec = codec
+        # resume: progress records before the chunks they cover (None: resume is off)
+        self.progress = ProgressGate(outbox, self._topics.progress) if settings.worker.resume else None
         self._answered: OrderedDict[tuple[str | None, str], Done] = OrderedDict()  # (tenant, id) -> its `done`
         self._tasks: set[asyncio.Task[None]] = set()  # one per request waiting for its records' outcome
         self.done = 0
@@ -56,12 +61,18 @@ class Replies:
         offset finished once its final events have their outcome."""
         for ev in upd.requests:
             state = ev.state
-            for chunk in ev.chunks:
-                self.send_event(state, chunk)
-            if ev.finished is None or ev.finished is FinishKind.ABANDONED:
-                continue  # running, or given up: no terminal event, the offset stays for a redo
-            futs = [self.send_event(state, e) for e in ev.final]
-            terminal = ev.final[-1]
+            terminal = ev.final[-1] if ev.final else None
+            if isinstance(terminal, Done) and self.progress is not None:
+                # the tail and `done` wait for a record that says so: a new owner sends them again, not more text
+                final = [*ev.chunks, *ev.final]
+                # finished: the engine did not die on it (not charged); a new owner only sends the final events
+                record = state.progress(max(0, state.started_attempts - 1), self._model.name, ev.finished)
+                futs = self._send_after(state, record, final)[len(ev.chunks) :]
+            else:
+                self._send_chunks(state, ev.chunks)
+                if ev.finished is None or ev.finished is FinishKind.ABANDONED or terminal is None:
+                    continue  # running, or given up: no terminal event, the offset stays for a redo
+                futs = [self.send_event(state, e) for e in ev.final]
             if isinstance(terminal, Done):
                 self._remember_answer(
                     state.request.tenant, state.request.id, terminal
@@ -70,14 +81,54 @@ class Replies:
                 self.tokens += terminal.usage.completion_tokens
             else:
                 self.errors += 1
-            if ev.finished in _TOKEN_USING:
+            if ev.finished is not None and ev.finished in _TOKEN_USING:
                 self._send_usage(state, ev.finished)
-            self.track(futs, state.partition, state.offset)
+            self.track(futs, state.partition, state.offset, ended=state.request.id)
         for p in upd.poisoned:
             s = p.state
             self.reject(
-                s.partition, s.record, ErrorCode.POISON, p.reason, s.request.id, s.request.reply_to, s.content_type
+                s.partition,
+                s.record,
+                ErrorCode.POISON,
+                p.reason,
+                s.request.id,
+                s.request.reply_to,
+                s.content_type,
+                ended=True,
             )
+
+    def _send_chunks(self, state: RequestState, chunks: list[Chunk]) -> None:
+        if not chunks:
+            return
+        if self.progress is None:
+            for chunk in chunks:
+                self.send_event(state, chunk)
+            return
+        self._send_after(state, state.progress(state.started_attempts, self._model.name), list(chunks))
+
+    def _send_after(
+        self, state: RequestState, record: Progress, events: list[Chunk | Done | Error]
+    ) -> list[asyncio.Future[Delivery]]:
+        assert self.progress is not None
+        sends = [functools.partial(self.send_event, state, e) for e in events]
+        return self.progress.send_after(record, sends)
+
+    def start_run(self, state: RequestState, enter: Callable[[], None]) -> None:
+        """The driver's `before_launch`: the run enters the engine once its start is durable, so an engine that
+        dies with it counts against it on the next owner (`attempts`). Not at all when the worker closed first."""
+        if self.progress is None:
+            enter()
+            return
+        written = self.progress.write(state.progress(state.started_attempts, self._model.name))
+        written.add_done_callback(lambda f: None if f.cancelled() else enter())
+
+    def release(self, states: list[RequestState]) -> list[asyncio.Future[Delivery]]:
+        """Requests this worker lets go alive (a revoked partition, a drain): their records, uncharged, so the
+        next owner continues from here and does not count this start as a death."""
+        if self.progress is None:
+            return []
+        name = self._model.name
+        return [self.progress.write(s.progress(max(0, s.started_attempts - 1), name)) for s in states]
 
     def answered(self, tenant: str | None, request_id: str) -> Done | None:
         """The `done` this worker sent for `request_id` of `tenant`, if it is still remembered. Keyed by the
@@ -112,6 +163,7 @@ class Replies:
         ct: ContentType = ContentType.JSON,
         *,
         dlq: bool = True,
+        ended: bool = False,
     ) -> None:
         """Refuse a record (`rec`, a ConsumerRecord from partition `tp`): an error event to its reply
         topic (when it names one) and a DLQ copy (cut to fit, noted in a header); the offset is
@@ -137,7 +189,7 @@ class Replies:
                 self._outbox.submit(self._topics.dlq, value, key=key, headers=headers, what=f"dlq {code.value}")
             )
         self.errors += 1
-        self.track(futs, tp, rec.offset)
+        self.track(futs, tp, rec.offset, ended=request_id if ended and isinstance(request_id, str) else None)
 
     def _send_usage(self, state: RequestState, kind: FinishKind) -> None:
         """One usage record per run that consumed tokens, whatever way it ended; retried until delivered."""
@@ -161,19 +213,24 @@ class Replies:
         self._usage.submit(self._topics.usage, self._codec.encode(rec), key=state.request.id.encode(), what="usage")
 
     # -- outcomes ------------------------------------------------------------------------------------
-    def track(self, futs: list[asyncio.Future[Delivery]], tp: Any, offset: int) -> None:
-        """Finish the offset once every record of the request has its outcome (delivered or undeliverable)."""
-        task = asyncio.ensure_future(self._await_outcome(futs, tp, offset))
+    def track(self, futs: list[asyncio.Future[Delivery]], tp: Any, offset: int, *, ended: str | None = None) -> None:
+        """Finish the offset once every record of the request has its outcome (delivered or undeliverable);
+        `ended`: the request id whose progress record is then deleted (nobody is to resume it)."""
+        task = asyncio.ensure_future(self._await_outcome(futs, tp, offset, ended))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _await_outcome(self, futs: list[asyncio.Future[Delivery]], tp: Any, offset: int) -> None:
+    async def _await_outcome(
+        self, futs: list[asyncio.Future[Delivery]], tp: Any, offset: int, ended: str | None = None
+    ) -> None:
         try:
             await asyncio.gather(*futs)
         except asyncio.CancelledError:
             # the outbox closed first: the terminal event may not have landed, leave the offset for a redo
             log.info("worker.outcome_unknown", partition=tp.partition, offset=offset)
             return
+        if ended and self.progress is not None:
+            self.progress.delete(ended)  # best effort: a record left behind is only read for a redelivery
         self._commits.finish(tp, offset)
 
     async def settle(self) -> None:

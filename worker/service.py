@@ -8,6 +8,8 @@ This module only wires the parts and supervises their tasks; each job is one mod
                          isolation, deadlines, progress (the in-process benchmark uses it too)
     worker/replies.py    events, refusals (with DLQ copies) and usage into the outbox; outcomes
     worker/outbox.py     per-topic lanes, retries, a recorded `undeliverable`
+    worker/progress.py   resume state on llm.progress: the view read at a takeover, the gate that writes
+                         each chunk's record before the chunk, attempts across workers
     worker/commits.py    in-order commits, confirmed by the broker, retried
     worker/rebalance.py  revoked partitions: finish within a grace, commit, abandon the rest
     worker/control.py    cancel messages (every worker of the model reads them all)
@@ -40,7 +42,8 @@ from worker.driver import EngineDriver, Update
 from worker.engine.api import Engine
 from worker.intake import Intake
 from worker.outbox import Outbox
-from worker.rebalance import Rebalance
+from worker.progress import ProgressView
+from worker.rebalance import Rebalance, release
 from worker.replies import Replies
 from worker.status import Status
 from worker.watchdog import watch
@@ -70,6 +73,7 @@ class WorkerService:
             max_model_len=max_model_len,
             latency=settings.latency,
             max_attempts=self.tun.max_attempts,
+            suspect_alone_after=self.tun.suspect_alone_after,
         )
         self._closing = False
         self._stop: asyncio.Event | None = None
@@ -95,8 +99,24 @@ class WorkerService:
         usage = Outbox(usage_producer, self.tun, name="usage", known_topic=topics.status)
         commits = Commits(consumer, self.tun)
         replies = Replies(settings, self.model, outbox, usage, commits, codec)
+
+        def progress_off() -> None:  # no llm.progress topic (an older deployment): no gates, restarts as before
+            replies.progress = None
+            driver.before_launch = None
+
+        view = ProgressView(settings, self.model.name, on_missing=progress_off) if self.tun.resume else None
+        if view is not None:
+            driver.before_launch = replies.start_run
         intake = Intake(
-            settings, self.model, consumer, driver, replies, commits, codec, on_engine_died=self._on_engine_died
+            settings,
+            self.model,
+            consumer,
+            driver,
+            replies,
+            commits,
+            codec,
+            on_engine_died=self._on_engine_died,
+            progress=view,
         )
         control = Control(settings, driver, replies, codec)
         status = Status(
@@ -119,7 +139,8 @@ class WorkerService:
                 self._on_engine_died(upd.engine_died)
 
         lanes = [topics.model(self.model.name), topics.model_batch(self.model.name)]
-        consumer.subscribe(lanes, listener=Rebalance(self.tun, intake, driver, commits))
+        listener = Rebalance(self.tun, intake, driver, commits, replies=replies, progress=view)
+        consumer.subscribe(lanes, listener=listener)
         await with_retry("worker.consumer.start", consumer.start, stop=stop)
         stats = self.engine.stats()
         log.info(
@@ -139,13 +160,15 @@ class WorkerService:
             "status": status.run(stop),
             "watchdog": watch(self.tun, driver, sink, self._die, stop),
         }
+        if view is not None:
+            jobs["progress"] = view.run(stop)
         tasks = [asyncio.create_task(job, name=name) for name, job in jobs.items()]
         for t in tasks:
             t.add_done_callback(self._supervise)
         try:
             await stop.wait()
             if self._fatal is None:
-                await self._drain(intake, commits)
+                await self._drain(intake, commits, replies)
         finally:
             self._closing = True
             driver.close()
@@ -207,11 +230,12 @@ class WorkerService:
         log.error("worker.engine_process_died", reason=reason, in_flight=len(self.driver.states))
         self._die(f"engine process died: {reason}")
 
-    async def _drain(self, intake: Intake, commits: Commits) -> None:
+    async def _drain(self, intake: Intake, commits: Commits, replies: Replies) -> None:
         """SIGTERM: stop intake, let in-flight requests finish within the grace, abandon the rest."""
         intake.stop_taking()
         log.info("worker.draining", in_flight=len(self.driver.states), grace_s=self.tun.drain_grace_s)
         deadline = time.monotonic() + self.tun.drain_grace_s
         while commits.uncommitted and time.monotonic() < deadline:  # noqa: ASYNC110 - a bounded poll, not a wait for one event
             await asyncio.sleep(0.05)
+        await release(replies, list(self.driver.states.values()))
         self.driver.abandon_where(lambda _: True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contracts.codec import ContentType
-from contracts.messages import Chunk, Done, Error, ErrorCode, FinishReason, Request, Timings, Usage
+from contracts.messages import Chunk, Done, Error, ErrorCode, FinishReason, Progress, Request, Timings, Usage
 from worker.engine.api import FinishKind, StepOutput, acceptance
 from worker.output import ChunkCoalescer, IncrementalDetokenizer
 
@@ -47,11 +47,61 @@ class RequestState:
     in_engine: bool = False  # False while held back (isolating a failing step's culprit)
     tier: str | None = None  # the router's fleet-tier header: said in `done` and the usage record
     requested_model: str | None = None  # the router's fleet-requested-model header (a fallback): said in `done`
+    # resume (llm.progress): the tokens generated so far, the text sent in chunks, and how many of the engine's
+    # prompt tokens are this request's own output from an earlier owner
+    token_ids: list[int] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)
+    last_chunk: str = ""
+    resumed_tokens: int = 0
+    resume_finish: FinishKind | None = None  # the earlier owner had finished it: only the final events are left
+    started_attempts: int = 0  # workers that started it and died with it, this one included (the progress record)
+
+    def resume(self, p: Progress, now_s: float) -> bool:
+        """Continue from an earlier owner's progress: the output processing replays its tokens. False (and
+        nothing changed that matters: the caller starts afresh) when the replay does not give the text sent."""
+        if not p.token_ids and p.seq:
+            return False
+        text = "".join(self.detok.push([t]) for t in p.token_ids)
+        if p.finish:  # the earlier owner had released the held-back tail too (it is in `p.text`)
+            text += self.detok.finish()
+        elif self.detok.stopped:
+            return False
+        if not text.startswith(p.text):
+            return False
+        self.token_ids = list(p.token_ids)
+        self.resumed_tokens = len(p.token_ids)
+        self.seq = p.seq
+        self.sent = [p.text] if p.text else []
+        self.last_chunk = p.last_chunk
+        self.num_prompt_tokens = p.prompt_tokens
+        self.resume_finish = FinishKind(p.finish) if p.finish else None
+        if len(text) > len(p.text):  # released text the earlier owner had not sent yet
+            self.coalescer.add(text[len(p.text) :], 0, now_s)
+        if p.token_ids:
+            self.first_token_s = self.last_token_s = now_s
+        return True
+
+    def progress(self, attempts: int, model: str, finish: FinishKind | None = None) -> Progress:
+        """The record that lets another worker continue this request from here."""
+        return Progress(
+            id=self.request.id,
+            model=model,
+            run_id=self.run_id,
+            seq=self.seq,
+            token_ids=list(self.token_ids),
+            text="".join(self.sent),
+            last_chunk=self.last_chunk,
+            attempts=attempts,
+            prompt_tokens=self.num_prompt_tokens or max(0, len(self.prompt_ids) - self.resumed_tokens),
+            finish=finish.value if finish is not None else None,
+            tenant=self.request.tenant,
+        )
 
     def on_output(self, out: StepOutput, now_s: float) -> list[Chunk]:
         """Absorb one step's output; returns chunks to send now."""
         if out.num_prompt_tokens:
-            self.num_prompt_tokens = out.num_prompt_tokens
+            self.num_prompt_tokens = out.num_prompt_tokens - self.resumed_tokens
+        self.token_ids.extend(out.new_token_ids)
         if out.prefill_ms:
             self.prefill_ms = out.prefill_ms
         self.spec_draft, self.spec_accepted = out.spec_draft_tokens, out.spec_accepted_tokens
@@ -66,6 +116,8 @@ class RequestState:
     def _chunk(self, text: str) -> Chunk:
         c = Chunk(id=self.request.id, seq=self.seq, text=text, run_id=self.run_id)
         self.seq += 1
+        self.sent.append(text)
+        self.last_chunk = text
         return c
 
     def finish(self, kind: FinishKind, now_s: float) -> list[Chunk | Done | Error]:

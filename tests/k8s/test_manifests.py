@@ -197,6 +197,7 @@ def test_kafka_topics_are_the_contracts_topics(env: Env) -> None:
     expected |= {t.model_batch(m) for m in env.settings.model_names}
     expected |= {t.tenant_intake(x.name) for x in env.settings.tenants}
     expected.add(t.tenant_state)  # always there: a tenant with limits may be added without a new topic
+    expected.add(t.progress)  # the workers' resume state
     got = [d["spec"]["topicName"] for d in env.of("KafkaTopic")]
     assert sorted(got) == sorted(expected)
     for d in env.of("KafkaTopic"):
@@ -223,6 +224,8 @@ def test_topic_sizes_follow_the_config_and_the_guidance(env: Env) -> None:
     assert retention[t.dlq] > retention[t.requests], "the DLQ keeps records longer than the intake"
     assert retention[t.dlq] >= 7 * 86_400_000
     assert env.topic(t.tenant_state)["spec"]["config"]["cleanup.policy"] == "compact"
+    assert env.topic(t.progress)["spec"]["config"]["cleanup.policy"] == "compact"  # the latest per request
+    assert env.topic(t.progress)["spec"]["partitions"] == k.model_partitions
     status = env.topic(t.status)["spec"]["config"]
     assert "compact" in status["cleanup.policy"] or status["retention.ms"] <= 86_400_000
     assert retention[t.control] <= 86_400_000
@@ -472,6 +475,8 @@ def _required_acls(s: Settings) -> dict[str, set[ACL]]:
             ("topic", "literal", t.status, "Write"),
             ("topic", "literal", t.usage, "Write"),
             ("topic", "literal", t.dlq, "Write"),
+            ("topic", "literal", t.progress, "Read"),  # resume state: read from the start
+            ("topic", "literal", t.progress, "Write"),  # written with each chunk
         },
         "client": {
             ("topic", "literal", t.requests, "Write"),

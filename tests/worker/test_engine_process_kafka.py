@@ -1,5 +1,6 @@
 """A worker whose engine process dies mid-generation exits non-zero without committing, and the
-request is finished by the other worker of the model (real broker, real worker processes)."""
+request is finished by the other worker of the model, which resumes it where it stopped (real broker, real
+worker processes)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts import Chunk
+from contracts import Chunk, Done
 from fleet.client import FleetClient, Restart
 from tests.fixtures_kafka import FleetProcs, started, write_config
 from tests.kafka_helpers import first_status, status_pid
@@ -46,8 +47,14 @@ async def test_engine_process_death_hands_the_request_to_another_worker(two_work
                 os.kill(engine_pid, signal.SIGKILL)
                 killed = worker_pid
     assert killed is not None
-    assert any(isinstance(ev, Restart) for ev in events), "the other worker should have run it again"
+    # the other worker continues it from its progress record (issue 13): same run, no restart for the client
+    assert not any(isinstance(ev, Restart) for ev in events), "resumed, not restarted"
+    done = events[-1]
+    assert isinstance(done, Done) and done.text == "".join(ev.text for ev in events if isinstance(ev, Chunk))
+    assert {ev.run_id for ev in events if isinstance(ev, Chunk | Done)} == {done.run_id}
     name = next(n for n, p in fleet.procs.items() if p.pid == killed)
+    other = next(n for n in ("w1", "w2") if n != name)
+    assert '"worker.resuming"' in fleet.log(other)
     t0 = time.monotonic()
     code = fleet.wait(name, timeout_s=30)
     assert code != 0, "a worker that lost its engine must exit non-zero"

@@ -99,11 +99,16 @@ def build_process_engine(
     return engine, tokenizer, engine.max_model_len
 
 
-def build_simulated_engine(model: ModelSettings, cache_dir: Path) -> BuiltEngine:
+def build_simulated_engine(model: ModelSettings, cache_dir: Path, exit_marker: str | None = None) -> BuiltEngine:
     from worker.engine.simulated import ByteTokenizer, SimulatedEngine
 
     fail_on = model.simulated_fail_marker.encode() if model.simulated_fail_marker else None
-    engine = SimulatedEngine(tokens_per_s=model.simulated_tokens_per_s, max_running=model.max_running, fail_on=fail_on)
+    engine = SimulatedEngine(
+        tokens_per_s=model.simulated_tokens_per_s,
+        max_running=model.max_running,
+        fail_on=fail_on,
+        exit_on=exit_marker.encode() if exit_marker else None,
+    )
     return engine, ByteTokenizer(), model.max_model_len
 
 
@@ -125,4 +130,6 @@ def build_worker_engine(settings: Settings, model: ModelSettings, cancel: thread
         return build_process_engine(
             model, settings.cache_path, log_format=settings.log_format, log_level=settings.log_level, cancel=cancel
         )
+    if model.engine is EngineKind.SIMULATED and settings.worker.simulated_exit_marker:
+        return build_simulated_engine(model, settings.cache_path, settings.worker.simulated_exit_marker)
     return build_engine(model, settings.cache_path)

@@ -49,6 +49,9 @@ class EngineRequest:
     deadline_s: float | None = None  # absolute, time.time() seconds; None = no deadline
     arrival_s: float = 0.0  # time.time() when the worker took it (scheduling order, queue time)
     priority: int = 0  # 0 interactive, 1 batch: a waiting request goes ahead of every waiting one of a later class
+    # a resumed request: the last this many prompt tokens are its own output so far (the simulated engine reads it;
+    # a model's greedy continuation is the same from the longer prefill)
+    resumed_tokens: int = 0
 
 
 @dataclass(slots=True)

@@ -6,6 +6,7 @@ numbers must be labelled "simulated" wherever they appear.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -25,12 +26,16 @@ class SimulatedEngine:
         vocab_size: int = 256,
         eos_token_id: int | None = None,
         fail_on: bytes | None = None,
+        exit_on: bytes | None = None,
     ) -> None:
         self._step_s = 1.0 / tokens_per_s  # every running sequence gets one token per step
         self._max_running = max_running
         self._vocab = vocab_size
         self._eos = eos_token_id
         self._fail_on = fail_on  # tests of failure isolation: a step raises while a prompt holding these bytes runs
+        # tests of poison across processes: a step ends the whole process (os._exit, no cleanup, like a crash in
+        # a kernel) while a prompt holding these bytes runs
+        self._exit_on = exit_on
         self._lock = threading.Lock()
         self._inbox: deque[EngineRequest] = deque()
         self._aborts: dict[str, FinishKind] = {}
@@ -78,6 +83,10 @@ class SimulatedEngine:
             for req, _ in self._running.values():
                 if self._fail_on in bytes(i % 256 for i in req.prompt_token_ids):
                     raise RuntimeError(f"simulated failure: request {req.request_id} holds the fail marker")
+        if self._exit_on is not None:
+            for req, _ in self._running.values():
+                if self._exit_on in bytes(i % 256 for i in req.prompt_token_ids):
+                    os._exit(70)
         if self._running:
             time.sleep(self._step_s)
         now = time.time()
@@ -86,9 +95,10 @@ class SimulatedEngine:
                 del self._running[rid]
                 out.append(StepOutput(rid, [], FinishKind.EXPIRED, len(req.prompt_token_ids)))
                 continue
-            # deterministic "text": the prompt's tokens, cycled
-            prompt = req.prompt_token_ids or [0]
-            tok = prompt[n % len(prompt)] % self._vocab
+            # deterministic "text": the prompt's tokens, cycled (a resumed request's own output excluded)
+            own = req.prompt_token_ids[: len(req.prompt_token_ids) - req.resumed_tokens]
+            prompt = own or [0]
+            tok = prompt[(n + req.resumed_tokens) % len(prompt)] % self._vocab
             n += 1
             finished = FinishKind.LENGTH if n >= req.params.max_tokens else None
             if finished:
