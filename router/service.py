@@ -195,6 +195,16 @@ class RouterService:
     async def _handle_partition(self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:
         assert self._consumer is not None
         now_ms = _ms()
+        owner = self.store.owned_partition(tp)
+        if owner is not None and self.views.accounts.get(owner.name) is None:
+            # the partition's counters are still loading (the fetcher may run ahead of the assignment callback):
+            # nothing of it is decided without them; fetched again once they are there
+            try:
+                self._consumer.seek(tp, records[0].offset)
+            except IllegalStateError:  # revoked meanwhile: its new owner starts from the committed offset
+                self.forget(tp)
+            await self._pause(0.05)
+            return
         done = self._completed.setdefault(tp, set())
         unfinished = self._unfinished.setdefault(tp, {})
         held = self._held.get(tp, {})

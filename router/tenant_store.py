@@ -120,11 +120,13 @@ class TenantStore:
             state.epoch += 1
             account = Account(tenant, state)
         account.dirty = True
-        self.accounts.accounts[tenant.name] = account
         for tp in self._usage.assignment():  # replay the usage this account has not applied yet
             want = account.state.usage_next.get(tp.partition, 0)
             if want < await self._usage.position(tp):
                 self._usage.seek(tp, want)
+        # last, with no await before the caller seeks the intake: a batch of the partition fetched meanwhile
+        # waits (router/service.py) rather than being decided without the counters or before the seek
+        self.accounts.accounts[tenant.name] = account
         start = max(committed or 0, account.state.next_offset)
         log.info(
             "router.tenant_owned",
