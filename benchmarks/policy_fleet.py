@@ -13,7 +13,7 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 
 from contracts.codec import Codec
-from contracts.messages import Done, Error, Request
+from contracts.messages import Chunk, Done, Error, Request
 from fleet.kafka import ensure_topics, fleet_topics, make_consumer
 from fleet.settings import Settings
 from fleet.status import wait_for_workers
@@ -57,14 +57,17 @@ class Client:
 
     async def _read(self) -> None:
         while True:
-            batch = await self._consumer.getmany(timeout_ms=50)
+            batch = await self._consumer.getmany(timeout_ms=20)
             now = time.monotonic()
             for records in batch.values():
                 for r in records:
-                    ev = self.codec.decode_reply(r.value)
-                    self.first.setdefault(ev.id, now)
-                    if isinstance(ev, Done | Error) and ev.id not in self.terminal:
-                        self.terminal[ev.id] = (ev, now)
+                    self.on_event(self.codec.decode_reply(r.value), now)
+
+    def on_event(self, ev: Chunk | Done | Error, now: float) -> None:
+        """Each reply event as it arrives (monotonic `now`): the first event's time, and the first terminal."""
+        self.first.setdefault(ev.id, now)
+        if isinstance(ev, Done | Error) and ev.id not in self.terminal:
+            self.terminal[ev.id] = (ev, now)
 
     async def send(
         self, rids: list[str], priority: str = "interactive", topic: str | None = None, max_tokens: int = MAX_TOKENS

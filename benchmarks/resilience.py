@@ -31,13 +31,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import msgspec
-from aiokafka import AIOKafkaProducer
 
+from benchmarks import policy_fleet
 from benchmarks.schema import collect_meta
-from contracts.codec import Codec
-from contracts.messages import Done, Error, Request
+from contracts.messages import Chunk, Done, Error, Request
 from fleet.broker import EmbeddedBroker, free_port
-from fleet.kafka import ensure_topics, fleet_topics, make_consumer
+from fleet.kafka import ensure_topics, fleet_topics
 from fleet.settings import Settings
 from fleet.status import wait_for_workers
 from fleet.supervisor import FleetProcesses, toml_value
@@ -87,45 +86,20 @@ def config(path: Path, prefix: str) -> Path:
     return path
 
 
-class Client:
-    """Sends requests to the shared intake and records every terminal event of each (duplicates included)."""
+class Client(policy_fleet.Client):
+    """Also records every terminal event of each request, duplicates included, with its epoch time."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.reply = f"{settings.kafka.topics.replies}.bench-{uuid.uuid4().hex[:6]}"
-        self.codec = Codec()
+        super().__init__(settings)
         self.sent: dict[str, tuple[str, float, int]] = {}  # id -> (model asked, monotonic sent, deadline epoch ms)
         self.terminals: dict[str, list[tuple[Done | Error, float, int]]] = {}  # id -> (event, monotonic, epoch ms)
-        self._producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, linger_ms=0)
-        self._consumer = make_consumer(settings, group_id=None, auto_offset_reset="earliest")
-        self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Client:
-        await ensure_topics(self.settings, {self.reply: 2})
-        await self._producer.start()
-        await self._consumer.start()
-        self._consumer.subscribe([self.reply])
-        self._task = asyncio.create_task(self._read())
-        return self
+    def on_event(self, ev: Chunk | Done | Error, now: float) -> None:
+        super().on_event(ev, now)
+        if isinstance(ev, Done | Error):
+            self.terminals.setdefault(ev.id, []).append((ev, now, int(time.time() * 1000)))
 
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
-        await self._producer.stop()
-
-    async def _read(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=20)
-            now, epoch_ms = time.monotonic(), int(time.time() * 1000)
-            for records in batch.values():
-                for r in records:
-                    ev = self.codec.decode_reply(r.value)
-                    if isinstance(ev, Done | Error):
-                        self.terminals.setdefault(ev.id, []).append((ev, now, epoch_ms))
-
-    async def send(self, rid: str, model: str, timeout_ms: int, max_tokens: int) -> None:
+    async def send_one(self, rid: str, model: str, timeout_ms: int, max_tokens: int) -> None:
         deadline = int(time.time() * 1000) + timeout_ms
         req = Request(id=rid, reply_to=self.reply, prompt="hello", max_tokens=max_tokens, model=model,
                       deadline_ms=deadline)  # fmt: skip
@@ -223,7 +197,7 @@ async def run(
                 while not stop_sending.is_set():
                     rid = f"r-{k}"
                     phase_of[rid] = phase
-                    await client.send(rid, "small" if k % 4 == 3 else "large", timeout_ms, 8)
+                    await client.send_one(rid, "small" if k % 4 == 3 else "large", timeout_ms, 8)
                     k += 1
                     await asyncio.sleep(max(0.0, t0 + k / rate - time.monotonic()))
 

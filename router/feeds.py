@@ -85,10 +85,15 @@ async def _answers(consumer: AIOKafkaConsumer, timeout_s: float = 2.0) -> bool:
     return True
 
 
+# a worker that reports is live unless stalled: "paused" is one whose intake is full (busy, not gone); the
+# chaos test caught the breaker opening on a fleet whose only worker was paused under load
+LIVE_STATES = ("serving", "paused")
+
+
 async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Event, interval_s: float = 0.1) -> None:
-    """Keep each model's health current: live workers from the status topic (serving workers whose heartbeat is
-    fresh), outcomes from the usage records and the DLQ copies of model-topic records, read from now on; and
-    the clock's part (missed deadlines, cool-downs, worker expiry) every `interval_s`."""
+    """Keep each model's health current: live workers from the status topic (serving or paused workers whose
+    heartbeat is fresh), outcomes from the usage records and the DLQ copies of model-topic records, read from
+    now on; and the clock's part (missed deadlines, cool-downs, worker expiry) every `interval_s`."""
     topics = settings.kafka.topics
     codec = Codec()
     wait_ms = settings.latency.background_fetch_max_wait_ms
@@ -132,7 +137,7 @@ async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Even
             fresh = status.fresh(fresh_within_ms, now_ms=now_ms)
             if fresh:
                 for m in settings.model_names:
-                    live = [st for st in fresh if st.model == m and st.state == "serving"]
+                    live = [st for st in fresh if st.model == m and st.state in LIVE_STATES]
                     health.workers(m, len(live), sum(st.capacity for st in live), now_ms)
             else:
                 # no worker of any model reports: every worker died, or the broker does not answer. Asked at

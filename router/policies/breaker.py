@@ -62,7 +62,7 @@ class Breaker:
 
     # -- inputs ------------------------------------------------------------------------------------
     def workers(self, live: int, now_ms: int) -> Transition | None:
-        """The live worker count now (fresh heartbeats of serving workers). No live worker for `no_worker_ms`
+        """The live worker count now (fresh heartbeats of serving or paused workers). No live worker for `no_worker_ms`
         (`start_grace_ms` for a model never seen live) opens; the first live worker of a model that was never
         live closes at once (it opened for want of a worker, never for its answers)."""
         self.live_workers = live
