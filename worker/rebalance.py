@@ -78,8 +78,14 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             offsets.forget(tp)
 
 
-async def release(replies: Replies | None, states: list[RequestState], timeout_s: float = 1.0) -> None:
-    """Requests let go alive: their progress, uncharged, for the next owner (waited for briefly)."""
+# The group waits for the revoke callback, so the next owner reads the progress only after this wait: long enough
+# for the uncharged records to land on a loaded machine (1 s was not: the full suite saw a partition handed over
+# alive charged as a death), short next to the revoke grace already spent
+RELEASE_WAIT_S = 5.0
+
+
+async def release(replies: Replies | None, states: list[RequestState], timeout_s: float = RELEASE_WAIT_S) -> None:
+    """Requests let go alive: their progress, uncharged, for the next owner (waited for, up to `timeout_s`)."""
     if replies is None or not states:
         return
     futs = replies.release(states)
