@@ -34,10 +34,11 @@ async def test_rate_limits_hold_across_routers_and_batch_work_is_paced(broker: s
 
 
 @pytest.mark.parametrize("stop_owner", ["SIGKILL", "SIGTERM"])
-async def test_a_budget_holds_across_four_routers_when_its_owner_dies_or_drains(
+async def test_a_budget_holds_across_routers_when_its_owner_dies_or_drains(
     broker: str, tmp_path: Path, stop_owner: str
 ) -> None:
-    r = await budget_run(broker, tmp_path, n=240, admits=24, routers=4, stop_owner=stop_owner)
+    routers = 4 if stop_owner == "SIGKILL" else 2  # the chaos with four; a drain needs only a successor
+    r = await budget_run(broker, tmp_path, n=240, admits=24, routers=routers, stop_owner=stop_owner)
     assert r.stopped_owner and r.new_owner and r.new_owner != r.stopped_owner, r
     assert r.admitted == r.admits, r  # each request costs exactly its reservation: the budget admits exactly this
     assert r.refused_budget == r.sent - r.admitted and not r.other, r

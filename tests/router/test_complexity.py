@@ -51,8 +51,8 @@ def test_the_set_is_large_labelled_and_held_out_by_group() -> None:
 def test_training_is_deterministic_for_a_seed_and_reproduces_the_shipped_artifact() -> None:
     a = SHIPPED.artifact
     again = train(seed=a.training["seed"], cheap_share=a.cheap_share_target)
-    assert encode_artifact(again) == DEFAULT_ARTIFACT.read_bytes()  # the same data and seed: the same bytes
-    assert encode_artifact(train(seed=a.training["seed"], cheap_share=a.cheap_share_target)) == encode_artifact(again)
+    # the same data and seed: the same bytes as the artifact trained in another process on another day
+    assert encode_artifact(again) == DEFAULT_ARTIFACT.read_bytes()
 
 
 def test_the_shipped_artifact_reproduces_its_heldout_numbers() -> None:
