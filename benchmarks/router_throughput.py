@@ -131,13 +131,13 @@ async def forwarded_rate(settings: Settings, topic: str, n: int, timeout_s: floa
         await consumer.stop()
 
 
-async def run_router(bootstrap: str, n: int, repeat: int, logs: Path, partitions: int) -> Run:
+async def run_router(bootstrap: str, n: int, repeat: int, logs: Path, partitions: int, model: str = "auto") -> Run:
     prefix = f"rt-router-{repeat}-{uuid.uuid4().hex[:6]}"
     config = router_config(logs / f"{prefix}.toml", prefix, partitions)
     procs = Procs(bootstrap, logs / prefix, config)
     settings = procs.settings
     await ensure_topics(settings, fleet_topics(settings))
-    await fill(settings, "auto", n)  # every request is classified, as "auto" traffic is
+    await fill(settings, model, n)  # "auto": every request is classified, as "auto" traffic is
     procs.start_router()
     try:
         secs = await forwarded_rate(settings, settings.kafka.topics.model(MODEL), n, 600, procs.check_alive)
@@ -146,7 +146,7 @@ async def run_router(bootstrap: str, n: int, repeat: int, logs: Path, partitions
     return Run("router", repeat, n, round(secs, 3), round(0.9 * n / secs, 1))
 
 
-async def run_relay(bootstrap: str, n: int, repeat: int, logs: Path, partitions: int) -> Run:
+async def run_relay(bootstrap: str, n: int, repeat: int, logs: Path, partitions: int, model: str = "") -> Run:
     prefix = f"rt-relay-{repeat}-{uuid.uuid4().hex[:6]}"
     config = router_config(logs / f"{prefix}.toml", prefix, partitions)  # the same topics and client settings
     base = Procs(bootstrap, logs / prefix, config).settings
@@ -158,7 +158,7 @@ async def run_relay(bootstrap: str, n: int, repeat: int, logs: Path, partitions:
     return Run("relay", repeat, n, round(secs, 3), round(0.9 * n / secs, 1))
 
 
-async def measure(n: int, repeats: int, partitions: int, logs: Path) -> list[Run]:
+async def measure(n: int, repeats: int, partitions: int, logs: Path, model: str = "auto") -> list[Run]:
     from fleet.broker import EmbeddedBroker, free_port
 
     broker = EmbeddedBroker("127.0.0.1", free_port(), log_file=logs / "broker.log")
@@ -168,7 +168,7 @@ async def measure(n: int, repeats: int, partitions: int, logs: Path) -> list[Run
         for r in range(repeats):
             order = (run_relay, run_router) if r % 2 == 0 else (run_router, run_relay)
             for fn in order:
-                run = await fn(broker.bootstrap, n, r, logs, partitions)
+                run = await fn(broker.bootstrap, n, r, logs, partitions, model)
                 print(f"repeat {r} {run.kind}: {run.per_s:.0f} req/s ({run.seconds:.2f} s)", flush=True)
                 runs.append(run)
     finally:
@@ -222,9 +222,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--partitions", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS_DIR)
     ap.add_argument("--machine", default=None)
+    ap.add_argument("--model", default="auto", help=f'"auto" (classified) or "{MODEL}" (named: no classifier)')
     args = ap.parse_args(argv)
     logs = Path(tempfile.mkdtemp(prefix="router-throughput-"))
-    runs = asyncio.run(measure(args.requests, args.repeats, args.partitions, logs))
+    runs = asyncio.run(measure(args.requests, args.repeats, args.partitions, logs, args.model))
     meta = asdict(collect_meta(machine=args.machine, simulated=False))
     s = summary(runs)
     stem = f"router_{collect_meta(machine=args.machine, simulated=False).stem_suffix}"
