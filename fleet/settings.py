@@ -230,7 +230,9 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     breaker_cooldown_ms: int = 5_000
     breaker_probes: int = 3
     breaker_outcome_grace_ms: int = 2_000
-    breaker_start_grace_ms: int = 10_000  # a model not seen live since the router started: its no-worker bound
+    # a model not seen live since the router started: its no-worker bound. Minutes: workers load models (and
+    # convert a GGUF once) before their first heartbeat; 10 s opened `fleet up`'s breakers before SmolLM2 loaded
+    breaker_start_grace_ms: int = 120_000
     # model or tier name -> alternatives (model or tier names), tried in order when its breaker is open; an
     # alternative's own chain follows it. A cycle or an unknown name stops the router's start
     fallback: dict[str, list[str]] = msgspec.field(default_factory=dict)

@@ -158,7 +158,8 @@ async def model_fleet(
             {"name": "ghost", "path": draft},
         ],
         prefix="e2e",
-        extra="[limits]\nmax_prompt_chars = 2000\nmax_tokens_ceiling = 4000",
+        # ghost's breaker opens 10 s after the router starts (the default waits minutes for models to load)
+        extra="[limits]\nmax_prompt_chars = 2000\nmax_tokens_ceiling = 4000\n[router]\nbreaker_start_grace_ms = 10000",
     )
     async with started(cfg, broker, d, [("small", "worker-small"), ("large", "worker-large")]) as fleet:
         yield fleet
