@@ -137,7 +137,11 @@ def settings(**router: object) -> Settings:
         TierSettings(name="simple", model="small"),
         TierSettings(name="complex", model="large", max_score=float("inf")),
     ]
-    return msgspec.convert({"router": {"tiers": [msgspec.to_builtins(t) for t in tiers], **router}}, Settings)
+    # a model never seen live opens after 10 s here (`kill` looks at 20 s); the default waits minutes for loading
+    defaults: dict[str, object] = {"breaker_start_grace_ms": 10_000}
+    return msgspec.convert(
+        {"router": {"tiers": [msgspec.to_builtins(t) for t in tiers], **defaults, **router}}, Settings
+    )
 
 
 def test_the_router_does_not_start_with_a_bad_chain() -> None:
