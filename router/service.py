@@ -224,19 +224,12 @@ class RouterService:
                     plans.append(Plan(rec, decision, missing))
                 else:
                     plans.append(self.sends.plan(rec, now_ms))
-        ok = await self._carry_out(plans)
-        if any(p.failures for p in plans):
-            # a second round for what failed for good: refusals of unforwardable requests, undeliverable
-            # replies. A reply's failure counts against it only while the broker answers (during a broker
-            # pause everything fails, and nothing is given up for that)
-            reachable = ok > 0 or await self._broker_reachable()
-            follow = [p for p in plans if p.failures and self._follow_up(tp, p, reachable)]
-            if follow:
-                await self._carry_out(follow)
+        await self._send(tp, plans)
         redo_at: int | None = None
         for p in plans:
-            if isinstance(p.decision, Hold) and not p.failures:
-                self._hold(tp, p.rec, p.decision)
+            if isinstance(p.decision, Hold) and not p.failures and not self._hold(tp, p.rec, p.decision):
+                redo_at = p.rec.offset if redo_at is None else redo_at  # no account to hold it on: decided again
+                continue
             if p.rec.offset in self._held.get(tp, {}):
                 continue  # its outcome comes when the pacer releases it
             for s in p.sends:
@@ -254,15 +247,15 @@ class RouterService:
             await self._commit(tp, self._commit_point(tp, records[-1].offset + 1))
             return
         self.stats.redone += 1
-        first, err = next(f for p in plans for f in p.failures)
+        first = next((f for p in plans for f in p.failures), None)
         log.warning(
             "router.redo",
             partition=tp.partition,
             from_offset=redo_at,
             batch=len(records),
-            kind=first.kind.value,
-            topic=first.topic,
-            error=repr(err),
+            kind=first[0].kind.value if first else "hold",
+            topic=first[0].topic if first else tp.topic,
+            error=repr(first[1]) if first else "the tenant's account left this router",
         )
         if redo_at > records[0].offset:
             await self._commit(tp, self._commit_point(tp, redo_at))
@@ -291,13 +284,16 @@ class RouterService:
             if start > (committed or 0):
                 consumer.seek(tp, start)
 
-    def _hold(self, tp: TopicPartition, rec: ConsumerRecord[Any, Any], h: Hold) -> None:
+    def _hold(self, tp: TopicPartition, rec: ConsumerRecord[Any, Any], h: Hold) -> bool:
+        """Hold a paced batch record on its tenant's account; False when the account left this router while
+        the batch's sends were in flight (a revoke): the caller leaves the record to be decided again."""
         account = self.views.accounts.get(h.tenant)
-        if account is None:  # cannot happen: the rate stage held it on this account
-            return
+        if account is None:
+            return False
         self._held.setdefault(tp, {})[rec.offset] = rec
         account.held.append(Held((tp, rec.offset), h.tokens))
         self.stats.held += 1
+        return True
 
     async def _release_held(self) -> None:
         """Release held batch requests, oldest first, as each tenant's rate admits them (interactive requests
@@ -313,29 +309,43 @@ class RouterService:
                 if rec is None:  # its partition left this router
                     account.held.popleft()
                     continue
-                if account.rate_wait(h.tokens, now_ms) is not None:
-                    break
+                if not h.taken:
+                    if account.rate_wait(h.tokens, now_ms) is not None:
+                        break
+                    account.take_rate(h.tokens, now_ms)
                 account.held.popleft()
-                account.take_rate(h.tokens, now_ms)
                 ctx = Context(rec.value, list(rec.headers or ()), rec.timestamp or 0, now_ms, topic=tp.topic,
                               partition=tp.partition, paced=True)
                 plans.setdefault(tp, []).append(self.sends.plan(rec, now_ms, ctx))
         for tp, ps in plans.items():
-            await self._carry_out(ps)
+            await self._send(tp, ps)  # what fails for good becomes a refusal, as for any record
             held = self._held.get(tp, {})
             owner = self.store.owned_partition(tp)
             owning = self.views.accounts.get(owner.name) if owner is not None else None
-            for p in ps:
-                if p.failures:  # not written: held again at the front, its rate already taken
+            for p in reversed(ps):
+                if p.failures:  # failed retriably: held again at the front (in order), its rate already taken
                     if owning is not None:
-                        owning.held.appendleft(Held((tp, p.rec.offset), 0))
+                        owning.held.appendleft(Held((tp, p.rec.offset), 0, taken=True))
                     continue
                 held.pop(p.rec.offset, None)
                 for s in p.sends:
                     if s.kind is SendKind.FORWARD and s.request_id is not None:
                         self.views.dedup.forwarded(s.tenant, s.request_id, now_ms)
+            if not held:
+                self._held.pop(tp, None)
             if tp in self._fetched_end:
                 await self._commit(tp, self._commit_point(tp, self._fetched_end[tp]))
+
+    async def _send(self, tp: TopicPartition, plans: list[Plan]) -> None:
+        """Carry the plans out, then a second round for what failed for good: refusals of unforwardable
+        requests, undeliverable replies. A reply's failure counts against it only while the broker answers
+        (during a broker pause everything fails, and nothing is given up for that)."""
+        ok = await self._carry_out(plans)
+        if any(p.failures for p in plans):
+            reachable = ok > 0 or await self._broker_reachable()
+            follow = [p for p in plans if p.failures and self._follow_up(tp, p, reachable)]
+            if follow:
+                await self._carry_out(follow)
 
     async def _broker_reachable(self) -> bool:
         assert self._producer is not None
@@ -402,8 +412,7 @@ class RouterService:
         for p in plans:
             for s in p.sends:
                 try:
-                    where: dict[str, int] = {} if s.partition is None else {"partition": s.partition}
-                    fut = await producer.send(s.topic, s.value, key=s.key, headers=s.headers, **where)
+                    fut = await producer.send(s.topic, s.value, key=s.key, headers=s.headers, partition=s.partition)
                     started.append((p, s, fut))
                 except Exception as exc:  # any failure of a send is an outcome to handle, never an escape
                     p.failures.append((s, exc))

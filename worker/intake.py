@@ -63,7 +63,6 @@ class Intake:
         self._batch_topic = settings.kafka.topics.model_batch(model.name)
         self._lanes = Lanes(model.max_running, settings.worker)
         self._lane_paused = False
-        self.batch_taken = 0
         self.paused = False
         self._catching_up: asyncio.Future[bool] | None = None  # the progress view reading what an assignment needs
         self.beat_s = time.monotonic()  # the last turn of the loop: readiness reads it
@@ -93,7 +92,6 @@ class Intake:
                 if lane_room > 0:
                     wait_ms = 0 if main else 50
                     more = await self._consumer.getmany(*lane, timeout_ms=wait_ms, max_records=lane_room)
-                    self.batch_taken += sum(len(r) for r in more.values())
                     got.update(more)
                 elif not main:
                     await asyncio.sleep(0.05)
@@ -201,9 +199,8 @@ class Intake:
         except InvalidRequest as exc:
             reject(tp, rec, exc.code, exc.message, req.id, req.reply_to, ct)
             return
-        tier = _header_text(next((v for k, v in headers if k == Headers.TIER), None))
         if self._progress is None or self._replies.progress is None:
-            self._start(tp, rec, req, ids, ct, intake_s, tier, None, 0, None)
+            self._start(tp, rec, req, ids, ct, intake_s, None, 0, None)
             return
         prior = self._progress.get(req.id, req.tenant)
         deaths = prior.attempts if prior is not None else 0
@@ -220,7 +217,7 @@ class Intake:
                 tokens=len(prior.token_ids),
                 deaths=deaths,
             )
-        self._start(tp, rec, req, ids, ct, intake_s, tier, prior, deaths, prior.run_id if prior else None)
+        self._start(tp, rec, req, ids, ct, intake_s, prior, deaths, prior.run_id if prior else None)
 
     def _start(
         self,
@@ -230,7 +227,6 @@ class Intake:
         ids: list[int],
         ct: ContentType,
         intake_s: float,
-        tier: str | None,
         prior: Progress | None,
         deaths: int,
         run_id: str | None,
@@ -251,10 +247,9 @@ class Intake:
         except EngineDied as exc:  # uncommitted: Kafka hands it to another worker
             self._on_engine_died(str(exc))
             return
-        state.tier = tier
-        # a fallback: the model the request asked for, said in `done` (the router's fleet-requested-model header)
-        asked = next((v for k, v in rec.headers or () if k == Headers.REQUESTED_MODEL), None)
-        state.requested_model = _header_text(asked)
+        # what the router says in headers for `done`: the tier "auto" chose, and the model asked for (a fallback)
+        state.tier = header_text(rec.headers, Headers.TIER)
+        state.requested_model = header_text(rec.headers, Headers.REQUESTED_MODEL)
         if prior is not None and state.run_id == prior.run_id and state.seq and state.last_chunk:
             # the chunk the earlier owner's last record covers may not have gone out: again (clients drop a repeat)
             again = Chunk(id=req.id, seq=state.seq - 1, text=state.last_chunk, run_id=state.run_id)
@@ -264,10 +259,14 @@ class Intake:
             self._replies.deliver(upd)
 
 
-def _header_text(raw: bytes | None) -> str | None:
-    """A short header as text (a tier name), None when missing or not UTF-8."""
+def header_text(headers: Any, name: str, max_bytes: int = 100) -> str | None:
+    """The first `name` header as short text (a tier or model name): None when missing, empty, longer than
+    `max_bytes` (a name is never that long: not cut into something else) or not UTF-8."""
+    raw = next((v for k, v in headers or () if k == name), None)
+    if not raw or len(raw) > max_bytes:
+        return None
     try:
-        return raw[:100].decode() if raw else None
+        return bytes(raw).decode()
     except UnicodeDecodeError:
         return None
 

@@ -76,6 +76,7 @@ class Held:
 
     key: Any  # the service's handle on the record (its topic-partition and offset)
     tokens: int
+    taken: bool = False  # its rate was taken already (released once, its send failed retriably)
 
 
 @dataclass(slots=True)

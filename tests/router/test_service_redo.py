@@ -35,7 +35,12 @@ class ScriptedProducer:
         self.client = Client()
 
     async def send(
-        self, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes | None]] | None = None
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes | None]] | None = None,
+        partition: int | None = None,
     ) -> asyncio.Future[None]:
         self.tries[topic] += 1
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -118,13 +123,14 @@ async def test_a_retried_dlq_copy_does_not_resend_the_acknowledged_reply() -> No
             value: bytes,
             key: bytes | None = None,
             headers: list[tuple[str, bytes | None]] | None = None,
+            partition: int | None = None,
         ) -> asyncio.Future[None]:
             if topic == dlq and self.tries[topic] == 0:
                 self.tries[topic] += 1
                 fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 fut.set_exception(RequestTimedOutError())
                 return fut
-            return await super().send(topic, value, key, headers)
+            return await super().send(topic, value, key, headers, partition)
 
     producer, consumer = DlqFailsOnce(reply_failures=0), RecordingConsumer()
     svc._producer = producer

@@ -14,3 +14,19 @@ def test_an_unreadable_intake_header_falls_back_to_the_record_time(raw: bytes | 
 
 def test_a_plausible_intake_header_is_used() -> None:
     assert _header_ms(b"1764460000000", 1234) == 1764460000000
+
+
+def test_the_routers_name_headers_are_read_safely_whatever_arrives() -> None:
+    """`fleet-tier` and `fleet-requested-model` go into `done` as text: missing, null, empty, huge, binary or
+    repeated headers never raise and never put more than a name's worth of text there."""
+    from worker.intake import header_text
+
+    name = "fleet-requested-model"
+    assert header_text(None, name) is None
+    assert header_text([], name) is None
+    assert header_text([(name, None)], name) is None
+    assert header_text([(name, b"")], name) is None
+    assert header_text([(name, b"x" * 10_000)], name) is None  # no name is that long: not cut into another
+    assert header_text([(name, b"\xff\xfe")], name) is None
+    assert header_text([(name, "é".encode() * 50)], name) == "é" * 50  # 100 bytes: still a name
+    assert header_text([("other", b"a"), (name, b"large"), (name, b"small")], name) == "large"  # the first

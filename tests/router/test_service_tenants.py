@@ -1,0 +1,172 @@
+"""The router loop's tenant paths with a scripted producer (no broker), for the sends that can fail: a move to
+the tenant's owner that fails for good is refused with a DLQ copy; a snapshot of the counters that fails
+leaves the partition uncommitted until one succeeds; a held batch request whose forward fails for good when it
+is released is refused, not held again forever. Every record ends in a typed outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from typing import Any
+
+import msgspec
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, TopicAuthorizationFailedError
+
+from contracts import Codec, ContentType, Error, ErrorCode
+from fleet.settings import Settings, TenantSettings
+from fleet.tenants import mint_key
+from router.policies.accounts import Account
+from router.service import RouterService
+
+KEY, HASH = mint_key()
+REPLY = "llm.replies.acme.t"
+CODEC = Codec()
+
+
+def settings(**limits: object) -> Settings:
+    t = msgspec.convert({"name": "acme", "api_key_hashes": [str(HASH)], **limits}, TenantSettings)
+    return Settings(tenants=[t])
+
+
+class Producer:
+    """Acknowledges every send except those scripted to fail: topic -> exceptions, one per send, in order."""
+
+    def __init__(self, fail: dict[str, list[BaseException | None]] | None = None) -> None:
+        self.fail = fail or {}
+        self.tries: Counter[str] = Counter()
+        self.acked: list[tuple[str, bytes, int | None]] = []
+
+        class Client:
+            async def force_metadata_update(self) -> bool:
+                return True
+
+        self.client = Client()
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes | None]] | None = None,
+        partition: int | None = None,
+    ) -> asyncio.Future[None]:
+        self.tries[topic] += 1
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        script = self.fail.get(topic, [])
+        exc = script.pop(0) if script else None
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            self.acked.append((topic, value, partition))
+            fut.set_result(None)
+        return fut
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        await (await self.send(topic, value, key))
+
+    def to(self, topic: str) -> list[bytes]:
+        return [v for t, v, _ in self.acked if t == topic]
+
+
+class Consumer:
+    def __init__(self) -> None:
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(dict(offsets))
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def record(tp: TopicPartition, offset: int, rid: str, **body: object) -> ConsumerRecord[Any, Any]:
+    value = json.dumps({"id": rid, "reply_to": REPLY, "prompt": "hi", "max_tokens": 4, **body}).encode()
+    return ConsumerRecord(
+        topic=tp.topic,
+        partition=tp.partition,
+        offset=offset,
+        timestamp=int(time.time() * 1000),
+        timestamp_type=0,
+        key=None,
+        value=value,
+        checksum=None,
+        serialized_key_size=0,
+        serialized_value_size=len(value),
+        headers=[("content-type", b"application/json"), ("fleet-api-key", KEY.encode())],
+    )
+
+
+def service(s: Settings, producer: Producer, own: bool = True) -> tuple[RouterService, Consumer]:
+    svc = RouterService(s)
+    consumer = Consumer()
+    svc._producer = producer  # type: ignore[assignment]
+    svc._consumer = consumer  # type: ignore[assignment]
+    svc.store._producer = producer  # type: ignore[assignment]
+
+    async def no_pause(seconds: float) -> None:
+        return None
+
+    svc._pause = no_pause  # type: ignore[method-assign]
+    if own:
+        svc.views.accounts.accounts["acme"] = Account.new(s.tenants[0], int(time.time() * 1000))
+    return svc, consumer
+
+
+def errors(producer: Producer) -> list[Error]:
+    return [e for e in (CODEC.decode_reply(v) for v in producer.to(REPLY)) if isinstance(e, Error)]
+
+
+async def test_a_move_that_fails_for_good_is_refused_with_a_dlq_copy_and_committed() -> None:
+    s = settings(requests_per_s=10.0)
+    owner = s.kafka.topics.tenant_intake("acme")
+    producer = Producer({owner: [TopicAuthorizationFailedError()]})
+    svc, consumer = service(s, producer, own=False)
+    tp = TopicPartition(s.kafka.topics.requests, 1)
+    await svc._handle_partition(tp, [record(tp, 0, "m1"), record(tp, 1, "m2")])
+    (err,) = errors(producer)
+    assert err.id == "m1" and err.code is ErrorCode.INTERNAL and "tenant's router" in err.message
+    assert len(producer.to(s.kafka.topics.dlq)) == 1
+    moved = [(v, p) for t, v, p in producer.acked if t == owner]
+    assert len(moved) == 1 and moved[0][1] == 0  # the other one reached the owner's partition
+    assert consumer.commits[-1] == {tp: 2}
+    assert (svc.stats.moved, svc.stats.rejected) == (1, 1)
+
+
+async def test_a_snapshot_that_fails_leaves_the_partition_uncommitted_until_one_is_written() -> None:
+    s = settings(daily_tokens=10_000)
+    state = s.kafka.topics.tenant_state
+    producer = Producer({state: [KafkaTimeoutError()]})
+    svc, consumer = service(s, producer)
+    tp = TopicPartition(s.kafka.topics.tenant_intake("acme"), 0)
+    await svc._handle_partition(tp, [record(tp, 0, "a")])
+    assert consumer.commits == []  # the counters were not written: nothing past them is committed
+    await svc._handle_partition(tp, [record(tp, 1, "b")])
+    assert consumer.commits == [{tp: 2}]  # the next snapshot reflects both
+    assert svc.store.save_failures == 1 and svc.store.saved == 1
+    sent = [v for t, v, _ in producer.acked if t.startswith("llm.requests.")]
+    forwarded = [CODEC.decode_request(v, ContentType.JSON).id for v in sent]
+    assert sorted(forwarded) == ["a", "b"]  # each forwarded once; the failed snapshot did not undo or redo one
+    assert sorted(svc.views.accounts.accounts["acme"].state.ledger.pending) == ["a", "b"]
+
+
+async def test_a_released_batch_request_whose_forward_fails_for_good_is_refused_not_held_forever() -> None:
+    s = settings(requests_per_s=1000.0, burst_requests=1)
+    lane = s.kafka.topics.model_batch(s.models[1].name)
+    producer = Producer({lane: [None, MessageSizeTooLargeError()]})  # the first forward goes, the second cannot
+    svc, consumer = service(s, producer)
+    tp = TopicPartition(s.kafka.topics.tenant_intake("acme"), 0)
+    batch = {"priority": "batch", "model": s.models[1].name}
+    await svc._handle_partition(tp, [record(tp, 0, "b1", **batch), record(tp, 1, "b2", **batch)])
+    assert svc.stats.held == 1 and consumer.commits[-1] == {tp: 1}  # committed up to the held one
+    await asyncio.sleep(0.01)  # the rate admits the next
+    await svc._release_held()
+    (err,) = errors(producer)
+    assert err.id == "b2" and err.code is ErrorCode.INVALID_REQUEST and "too large" in err.message
+    assert not svc._held and not svc.views.accounts.accounts["acme"].held  # not held again
+    assert consumer.commits[-1] == {tp: 2}
+    await svc._release_held()  # nothing left: no send is tried again
+    assert producer.tries[lane] == 2
