@@ -98,8 +98,8 @@ class RouterService:
         self._last_beat = 0.0
 
     @property
-    def counts(self) -> dict[str, int]:
-        return asdict(self.stats)
+    def counts(self) -> dict[str, Any]:
+        return {**asdict(self.stats), **self.store.counts}
 
     def forget(self, tp: TopicPartition) -> None:
         """A partition left this router: its new owner starts from the committed offset."""

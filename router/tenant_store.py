@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 import msgspec
 import structlog
@@ -38,6 +39,31 @@ def _ms() -> int:
     return int(time.time() * 1000)
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    epoch: int
+    offset: int
+    state: TenantState
+
+
+def keep_newest(latest: dict[str, Snapshot], key: bytes | None, value: bytes | None, offset: int) -> bool:
+    """Keep, per tenant, the newest snapshot read from the state topic: the highest epoch, then the latest
+    offset. Returns False for a record that is not a snapshot (no key, a tombstone, bytes that do not decode,
+    a key that is not the snapshot's tenant), which is skipped: whatever is on the topic, a takeover goes on."""
+    if not key or not value:
+        return False
+    try:
+        state = _STATE.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False
+    if key != state.tenant.encode("utf-8", "surrogatepass"):
+        return False
+    prev = latest.get(state.tenant)
+    if prev is None or (state.epoch, offset) >= (prev.epoch, prev.offset):
+        latest[state.tenant] = Snapshot(state.epoch, offset, state)
+    return True
+
+
 class TenantStore:
     def __init__(self, settings: Settings, accounts: AccountsView) -> None:
         self.settings = settings
@@ -45,7 +71,7 @@ class TenantStore:
         self.accounts = accounts
         self._codec = Codec()
         self._by_name = {t.name: t for t in settings.tenants if t.limited}
-        self._latest: dict[str, tuple[int, int, bytes]] = {}  # tenant -> (epoch, offset, snapshot) read so far
+        self._latest: dict[str, Snapshot] = {}  # tenant -> its newest snapshot read so far
         self._state: AIOKafkaConsumer | None = None
         self._usage: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -53,6 +79,11 @@ class TenantStore:
         self.saved = 0
         self.settled = 0
         self.save_failures = 0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """For the router's health file and stop log."""
+        return {"tenant_snapshots": self.saved, "tenant_snapshot_failures": self.save_failures, "settled": self.settled}
 
     @property
     def enabled(self) -> bool:
@@ -103,19 +134,14 @@ class TenantStore:
             await with_retry("router.state.read", self._read_state_to_end, stop=stop)
         now = _ms()
         found = self._latest.get(tenant.name)
-        state: TenantState | None = None
-        if found is not None:
-            try:
-                state = _STATE.decode(found[2])
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:  # written by us: a bug, say it loudly
-                log.error("router.tenant_state_unreadable", tenant=tenant.name, error=repr(exc))
+        state = found.state if found is not None else None
         if state is None or state.version != STATE_VERSION:
             account = Account.new(tenant, now)
             usage = self._usage
             ends = await with_retry("router.usage.ends", lambda: usage.end_offsets(list(usage.assignment())), stop=stop)
             account.state.usage_next = {tp.partition: end for tp, end in ends.items()}
             account.state.next_offset = committed or 0
-            account.state.epoch = (found[0] + 1) if found is not None else 1
+            account.state.epoch = (found.epoch + 1) if found is not None else 1
         else:
             state.epoch += 1
             account = Account(tenant, state)
@@ -161,16 +187,8 @@ class TenantStore:
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 for rec in records:
-                    if rec.key is None or rec.value is None:
-                        continue
-                    name = rec.key.decode("utf-8", "replace")
-                    try:
-                        epoch = _STATE.decode(rec.value).epoch
-                    except (msgspec.DecodeError, msgspec.ValidationError):
-                        continue
-                    prev = self._latest.get(name)
-                    if prev is None or (epoch, rec.offset) >= prev[:2]:
-                        self._latest[name] = (epoch, rec.offset, rec.value)
+                    if not keep_newest(self._latest, rec.key, rec.value, rec.offset):
+                        log.warning("router.tenant_state_skipped", partition=rec.partition, offset=rec.offset)
 
     # -- snapshots -----------------------------------------------------------------------------------------
     async def save(self, account: Account, next_offset: int) -> None:

@@ -155,22 +155,20 @@ class Account:
         self, partition: int, offset: int, request_id: str, tokens: int, cost: float, ts_ms: int, now_ms: int
     ) -> bool:
         """Apply one usage record at (partition, offset) of the usage topic, once: a record before this
-        account's position there was applied already (before a snapshot, or by an earlier owner)."""
+        account's position there was applied already (before a snapshot, or by an earlier owner). A record whose
+        tokens or cost are negative, not finite or absurd is passed over (False): usage is only ever added."""
         usage_next = self.state.usage_next
         if offset < usage_next.get(partition, 0):
             return False
         usage_next[partition] = offset + 1
+        if not (0 <= tokens < 1 << 53 and 0.0 <= cost < 1e15):  # NaN fails both: never lowers or poisons the books
+            return False
         r = budget.settle(self.state.ledger, request_id, tokens, cost, ts_ms, now_ms)
         _, tok_b = self._buckets(now_ms)
         if r is not None and tok_b is not None:  # tokens reserved and not used go back to the minute's rate
             rate_limit.give_back(tok_b[1], tok_b[0], r.tokens - tokens, now_ms)
         self.dirty = True
         return True
-
-    def seen_usage(self, partition: int, offset: int) -> None:
-        """A usage record of another tenant: this account has seen up to it too."""
-        if offset >= self.state.usage_next.get(partition, 0):
-            self.state.usage_next[partition] = offset + 1
 
     def expire(self, now_ms: int) -> list[str]:
         gone = budget.expire(self.state.ledger, now_ms)

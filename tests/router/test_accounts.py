@@ -121,3 +121,14 @@ def test_the_worst_case_bounds_the_prompt_from_above() -> None:
     m = ModelSettings(name="m", path="p", price_per_1k_prompt=1.0, price_per_1k_completion=2.0)
     w = worst_case(req, m, R)
     assert w.cost == pytest.approx(((6 + R.template_tokens) * 1.0 + 10 * 2.0) / 1000)
+
+
+def test_a_usage_record_with_negative_non_finite_or_absurd_values_never_changes_the_books() -> None:
+    acc = Account.new(tenant(daily_tokens=1000, daily_cost=1.0), T0)
+    w = worst_case(Request(id="r", reply_to="x", prompt="hi", max_tokens=8), ModelSettings(name="m", path="p"), R)
+    acc.reserve("r", w, T0 + 10_000, T0)
+    for i, (tokens, cost) in enumerate([(-500, 0.0), (5, -1.0), (5, float("nan")), (5, float("inf")), (1 << 60, 0.0)]):
+        assert not acc.settle(0, i, "r", tokens, cost, T0, T0)
+    assert acc.state.ledger.day.tokens == 0 and acc.state.ledger.day.cost == 0.0 and acc.admitted("r")
+    assert acc.state.usage_next == {0: 5}  # passed over, not waited for
+    assert acc.settle(0, 5, "r", 12, 0.001, T0, T0) and acc.state.ledger.day.tokens == 12

@@ -4,14 +4,17 @@ serving goes on afterwards, a tenant's own intake topic authenticates by topic, 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import TopicPartition
 
-from contracts import Done, Error, ErrorCode
+from contracts import Codec, Done, Error, ErrorCode
+from contracts.messages import UsageRecord
 from fleet.kafka import make_consumer
 from fleet.tenants import mint_key
 from tests.fixtures_kafka import FleetProcs, started, write_config
@@ -110,6 +113,16 @@ async def test_rate_limits_and_budgets_answer_with_retry_after_and_serving_goes_
     s = tenant_fleet.settings
     odd = [("x-null", None), ("x-bin", b"\xff\x00\xfe"), ("x-dup", b"1"), ("x-dup", b"2"), ("", b"")]
     cases = (("lim", LIM_KEY, 3, ErrorCode.RATE_LIMITED), ("bud", BUD_KEY, 1, ErrorCode.BUDGET_EXCEEDED))
+    # whatever lands on the usage topic, the owner's books only ever grow by real usage: garbage, huge records
+    # and a negative one for "bud" (which, applied, would have made room for a second request) change nothing
+    now_ms = int(time.time() * 1000)
+    bogus = UsageRecord(
+        id="x", model="sim", tenant="bud", prompt_tokens=-10_000, completion_tokens=0, cost=-1.0, ts_ms=now_ms, finish="stop"
+    )
+    async with RawPeer(s, "ten.replies.bud.bogus") as peer:
+        for value in (b"", b"\xff\x00", b"{}", b"[" * 100_000, Codec().encode(bogus)):
+            await peer.send(value, topic=s.kafka.topics.usage)
+    await asyncio.sleep(1.0)  # the router's usage feed reads them
     for tenant, key, passes, code in cases:
         reply = f"ten.replies.{tenant}.e2e-{uuid.uuid4().hex[:6]}"
         async with RawPeer(s, reply) as peer:
