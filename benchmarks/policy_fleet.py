@@ -155,3 +155,11 @@ async def start_fleet(
         raise RuntimeError(f"worker not ready:\n{fleet.log('worker-' + MODEL)[-2000:]}")
     await asyncio.sleep(4.0)  # the routers' group settles
     return fleet
+
+
+def pct(xs: list[float], q: float, empty: float = float("nan")) -> float:
+    """The nearest-rank `q` quantile of `xs` (`empty` when there are none)."""
+    if not xs:
+        return empty
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]

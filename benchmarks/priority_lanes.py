@@ -23,7 +23,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.policy_fleet import Client, start_fleet
+from benchmarks.policy_fleet import Client, pct, start_fleet
 from benchmarks.schema import collect_meta
 from contracts.messages import Done
 from fleet.broker import EmbeddedBroker, free_port
@@ -44,11 +44,6 @@ class Phase:
     batch_sent: int
     batch_served_during: int  # batch requests done while the interactive stream ran
     ttft_ms: list[float]
-
-
-def pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
 
 
 async def phase(

@@ -137,10 +137,7 @@ class ResilienceResult:
 
 
 def pct(xs: list[float], q: float) -> float:
-    if not xs:
-        return 0.0
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(q * len(s)))]
+    return policy_fleet.pct(xs, q, empty=0.0)
 
 
 def breaker_events(fleet: FleetProcesses) -> list[tuple[float, dict[str, str]]]:

@@ -30,19 +30,16 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import msgspec
-from aiokafka import TopicPartition
-
-from benchmarks.policy_fleet import MAX_TOKENS, MODEL, Client, start_fleet
+from benchmarks.policy_fleet import MAX_TOKENS, MODEL, Client, pct, start_fleet
 from benchmarks.schema import collect_meta
-from contracts.codec import Codec
 from contracts.messages import Done, Error, ErrorCode
 from fleet.broker import EmbeddedBroker, free_port
-from fleet.kafka import make_consumer
+from fleet.kafka import read_to_end
 from fleet.settings import Settings
 from fleet.supervisor import FleetProcesses
 from fleet.tenants import mint_key
-from router.policies.accounts import TenantState
+from router.cost import read_usage
+from router.tenant_store import Snapshot, keep_newest
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TPM, TPM_BURST = 6000, 300  # 100 tokens/s
@@ -101,46 +98,14 @@ class BudgetResult:
 
 
 async def forwards(settings: Settings, rids: set[str]) -> dict[str, int]:
-    """Request id -> timestamp (ms) of its first forward to the model topic."""
+    """Request id -> timestamp (ms) of its first forward to the model's lanes."""
     lanes = (settings.kafka.topics.model(MODEL), settings.kafka.topics.model_batch(MODEL))
-    c = make_consumer(settings, group_id=None, enable_auto_commit=False)
-    await c.start()
-    try:
-        await c.topics()
-        tps = [TopicPartition(t, p) for t in lanes for p in sorted(c.partitions_for_topic(t) or [])]
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
-        ends = await c.end_offsets(tps)
-        out: dict[str, int] = {}
-        while [tp for tp in tps if await c.position(tp) < ends[tp]]:
-            for records in (await c.getmany(timeout_ms=200)).values():
-                for r in records:
-                    rid = (r.key or b"").decode()
-                    if rid in rids and rid not in out:
-                        out[rid] = r.timestamp
-        return out
-    finally:
-        await c.stop()
-
-
-async def read_all(settings: Settings, topic: str) -> list[bytes]:
-    c = make_consumer(settings, group_id=None, enable_auto_commit=False)
-    await c.start()
-    try:
-        await c.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
-        ends = await c.end_offsets(tps)
-        out: list[bytes] = []
-        while [tp for tp in tps if await c.position(tp) < ends[tp]]:
-            for records in (await c.getmany(timeout_ms=200)).values():
-                out += [r.value for r in records if r.value is not None]
-        return out
-    finally:
-        await c.stop()
-
-
+    out: dict[str, int] = {}
+    for r in await read_to_end(settings, lanes):
+        rid = (r.key or b"").decode()
+        if rid in rids and rid not in out:
+            out[rid] = r.timestamp
+    return out
 
 
 def owner_of(fleet: FleetProcesses, tenant: str) -> str | None:
@@ -155,12 +120,6 @@ def owner_of(fleet: FleetProcesses, tenant: str) -> str | None:
                     best = (epoch, name)
     return best[1] if best else None
 
-
-def pct(xs: list[float], q: float) -> float:
-    if not xs:
-        return float("nan")
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(q * len(s)))]
 
 
 async def rate_run(bootstrap: str, work: Path, n: int, batch: int, routers: int = 3) -> RateResult:
@@ -301,16 +260,16 @@ async def budget_run(
         # snapshot interval once the last usage record is settled)
         await asyncio.sleep(3.0)
         s = fleet.settings
-        codec = Codec()
-        usage = [codec.decode_usage(v) for v in await read_all(s, s.kafka.topics.usage)]
+        usage = await read_usage(s)
         runs = {(u.id, u.run_id): u.cost for u in usage if u.tenant == "acme"}
         result.usage_cost = round(sum(runs.values()), 8)
-        snaps = [msgspec.msgpack.decode(v, type=TenantState) for v in await read_all(s, s.kafka.topics.tenant_state)]
-        mine = [x for x in snaps if x.tenant == "acme"]
-        if mine:
-            last = max(mine, key=lambda x: (x.epoch, x.written_ms))
-            result.ledger_cost = round(last.ledger.day.cost, 8)
-            result.pending_after = len(last.ledger.pending)
+        latest: dict[str, Snapshot] = {}  # what the next owner would load
+        for r in await read_to_end(s, [s.kafka.topics.tenant_state]):
+            keep_newest(latest, r.key, r.value, r.offset)
+        if "acme" in latest:
+            ledger = latest["acme"].state.ledger
+            result.ledger_cost = round(ledger.day.cost, 8)
+            result.pending_after = len(ledger.pending)
         return result
     finally:
         fleet.stop_all()

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     CommitFailedError,
@@ -119,6 +119,34 @@ def topic_configs(settings: Settings, name: str) -> dict[str, str]:
     tenant is all a router reads)."""
     t = settings.kafka.topics
     return {"cleanup.policy": "compact"} if name in (t.tenant_state, t.progress) else {}
+
+
+async def read_to_end(
+    settings: Settings, topics: Iterable[str], timeout_s: float = 30.0
+) -> list[ConsumerRecord[Any, Any]]:
+    """Every record now on `topics` (each partition from its start to its end offset when read), for reports and
+    benchmarks that read a topic whole. A topic the broker does not know yet has no records. Raises
+    TimeoutError past `timeout_s`."""
+    consumer = make_consumer(settings, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # metadata for every topic: partitions_for_topic answers from it
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[ConsumerRecord[Any, Any]] = []
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"reading {sorted({tp.topic for tp in tps})} took longer than {timeout_s} s")
+            for records in (await consumer.getmany(*tps, timeout_ms=500, max_records=2000)).values():
+                out += records
+        return out
+    finally:
+        await asyncio.shield(consumer.stop())
 
 
 async def group_progress(

@@ -9,15 +9,12 @@ answer quality. Each generation run counts once (records are deduplicated by `ru
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from aiokafka import TopicPartition
-
 from contracts.codec import Codec
 from contracts.messages import UsageRecord
-from fleet.kafka import make_consumer
+from fleet.kafka import read_to_end
 from fleet.settings import ModelSettings, Settings
 
 
@@ -95,35 +92,13 @@ async def read_usage(settings: Settings, timeout_s: float = 30.0) -> list[UsageR
     """Every usage record on the topic now (from the start of each partition up to its end when read); records
     that do not decode as usage are skipped."""
     codec = Codec()
-    topic = settings.kafka.topics.usage
-    consumer = make_consumer(settings, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer.topics()  # refresh metadata once: the topic may not be known yet
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[UsageRecord] = []
-        deadline = time.monotonic() + timeout_s
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic} took longer than {timeout_s} s")
-            batch = await consumer.getmany(*tps, timeout_ms=500, max_records=1000)
-            for recs in batch.values():
-                for rec in recs:
-                    try:
-                        out.append(codec.decode_usage(rec.value or b""))
-                    except Exception:  # not a usage record: not ours to count
-                        continue
-        return out
-    finally:
-        await asyncio.shield(consumer.stop())
+    out: list[UsageRecord] = []
+    for rec in await read_to_end(settings, [settings.kafka.topics.usage], timeout_s):
+        try:
+            out.append(codec.decode_usage(rec.value or b""))
+        except Exception:  # not a usage record: not ours to count
+            continue
+    return out
 
 
 def report_from_topic(settings: Settings, reference: str | None = None, timeout_s: float = 30.0) -> CostReport:
