@@ -92,27 +92,26 @@ class Client:
             await asyncio.sleep(0.05)
 
 
-def config(
-    path: Path, prefix: str, *, extra: str = "", price: float = 0.0, engine: dict[str, object] | None = None
+SIM: dict[str, object] = {"path": "none", "engine": "simulated", "max_running": 64, "max_inflight": 256}
+
+
+def write_config(
+    path: Path,
+    prefix: str,
+    models: dict[str, dict[str, object]],
+    tiers: list[tuple[str, str, float]],
+    *,
+    router: tuple[str, ...] = (),
+    intake_partitions: int = 4,
+    extra: str = "",
 ) -> Path:
-    """One simulated model behind one tier; `engine` overrides its settings, `extra` is appended (tenants,
-    a [worker] table)."""
-    model: dict[str, object] = {
-        "name": MODEL,
-        "path": "none",
-        "engine": "simulated",
-        "simulated_tokens_per_s": 2000.0,
-        "max_running": 64,
-        "max_inflight": 256,
-        "price_per_1k_prompt": 0.0,
-        "price_per_1k_completion": price,
-        **(engine or {}),
-    }
+    """A fleet of simulated models (`models`: name -> settings over SIM) for the policy benchmarks: short group
+    timeouts, no overload bound a backlog could trip, `router` lines added to [router], `extra` at the end."""
     lines = [
         f"cache_dir = {toml_value(str(path.parent / 'cache'))}",
         "[kafka]",
         f"topic_prefix = {toml_value(prefix)}",
-        "intake_partitions = 4",
+        f"intake_partitions = {intake_partitions}",
         "model_partitions = 2",
         "[latency]",
         "session_timeout_ms = 6000",
@@ -121,17 +120,32 @@ def config(
         "status_interval_ms = 300",
         "[router]",
         "overload_max_backlog = 100000",
-        "tenant_state_interval_ms = 500",
-        "[[router.tiers]]",
-        'name = "only"',
-        f"model = {toml_value(MODEL)}",
-        "max_score = inf",
-        "[[models]]",
-        *(f"{k} = {toml_value(v)}" for k, v in model.items()),
-        extra,
+        *router,
     ]
-    path.write_text("\n".join(lines) + "\n")
+    for name, model, max_score in tiers:
+        lines += ["[[router.tiers]]", f"name = {toml_value(name)}", f"model = {toml_value(model)}"]
+        lines.append(f"max_score = {'inf' if max_score == float('inf') else max_score}")
+    for name, settings in models.items():
+        lines += ["[[models]]", f"name = {toml_value(name)}"]
+        lines += [f"{k} = {toml_value(v)}" for k, v in {**SIM, **settings}.items()]
+    path.write_text("\n".join([*lines, extra]) + "\n")
     return path
+
+
+def config(
+    path: Path, prefix: str, *, extra: str = "", price: float = 0.0, engine: dict[str, object] | None = None
+) -> Path:
+    """One simulated model behind one tier; `engine` overrides its settings, `extra` is appended (tenants,
+    a [worker] table)."""
+    model = {"simulated_tokens_per_s": 2000.0, "price_per_1k_prompt": 0.0, "price_per_1k_completion": price}
+    return write_config(
+        path,
+        prefix,
+        {MODEL: {**model, **(engine or {})}},
+        [("only", MODEL, float("inf"))],
+        router=("tenant_state_interval_ms = 500",),
+        extra=extra,
+    )
 
 
 async def start_fleet(

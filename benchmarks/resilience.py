@@ -39,51 +39,18 @@ from fleet.broker import EmbeddedBroker, free_port
 from fleet.kafka import ensure_topics, fleet_topics
 from fleet.settings import Settings
 from fleet.status import wait_for_workers
-from fleet.supervisor import FleetProcesses, toml_value
+from fleet.supervisor import FleetProcesses
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LARGE_WORKERS = ("worker-large-a", "worker-large-b")
 
 
 def config(path: Path, prefix: str) -> Path:
-    sim = {"path": "none", "engine": "simulated", "simulated_tokens_per_s": 400.0, "max_running": 64,
-           "max_inflight": 256}  # fmt: skip
-    lines = [
-        f"cache_dir = {toml_value(str(path.parent / 'cache'))}",
-        "[kafka]",
-        f"topic_prefix = {toml_value(prefix)}",
-        "intake_partitions = 2",
-        "model_partitions = 2",
-        "[latency]",
-        "session_timeout_ms = 6000",
-        "heartbeat_interval_ms = 500",
-        "rebalance_timeout_ms = 3000",
-        "status_interval_ms = 300",
-        "[router]",
-        "overload_max_backlog = 100000",
-        "breaker_no_worker_ms = 1000",
-        "breaker_cooldown_ms = 2000",
-        'fallback = { large = ["small"] }',
-        "[[router.tiers]]",
-        'name = "simple"',
-        'model = "small"',
-        "max_score = 0.5",
-        "[[router.tiers]]",
-        'name = "complex"',
-        'model = "large"',
-        "max_score = inf",
-        *(
-            line
-            for name in ("small", "large")
-            for line in (
-                "[[models]]",
-                f"name = {toml_value(name)}",
-                *(f"{k} = {toml_value(v)}" for k, v in sim.items()),
-            )
-        ),
-    ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    sim: dict[str, object] = {"simulated_tokens_per_s": 400.0}
+    router = ("breaker_no_worker_ms = 1000", "breaker_cooldown_ms = 2000", 'fallback = { large = ["small"] }')
+    tiers = [("simple", "small", 0.5), ("complex", "large", float("inf"))]
+    models = {"small": sim, "large": sim}
+    return policy_fleet.write_config(path, prefix, models, tiers, router=router, intake_partitions=2)
 
 
 class Client(policy_fleet.Client):
