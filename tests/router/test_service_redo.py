@@ -4,9 +4,7 @@ copy is written once however often its error reply is retried."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections import Counter
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -14,57 +12,11 @@ from aiokafka.errors import RequestTimedOutError
 
 from fleet.settings import Settings
 from router.service import RouterService
+from tests.router.scripted import RecordingConsumer, ScriptedProducer, no_pause
 
 S = Settings()
 TP = TopicPartition(S.kafka.topics.requests, 0)
 REPLY = "llm.replies.redo"
-
-
-class ScriptedProducer:
-    """Acknowledges every send except the first `reply_failures` sends to REPLY (a retriable timeout)."""
-
-    def __init__(self, reply_failures: int) -> None:
-        self.reply_failures = reply_failures
-        self.tries: Counter[str] = Counter()
-        self.acked: list[tuple[str, bytes, list[tuple[str, bytes | None]]]] = []
-
-        class Client:
-            async def force_metadata_update(self) -> bool:
-                return True
-
-        self.client = Client()
-
-    async def send(
-        self,
-        topic: str,
-        value: bytes,
-        key: bytes | None = None,
-        headers: list[tuple[str, bytes | None]] | None = None,
-        partition: int | None = None,
-    ) -> asyncio.Future[None]:
-        self.tries[topic] += 1
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if topic == REPLY and self.tries[topic] <= self.reply_failures:
-            fut.set_exception(RequestTimedOutError())
-        else:
-            self.acked.append((topic, value, list(headers or [])))
-            fut.set_result(None)
-        return fut
-
-    def acked_to(self, topic: str) -> int:
-        return sum(1 for t, _, _ in self.acked if t == topic)
-
-
-class RecordingConsumer:
-    def __init__(self) -> None:
-        self.commits: list[dict[TopicPartition, int]] = []
-        self.seeks: list[tuple[TopicPartition, int]] = []
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        self.commits.append(dict(offsets))
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.seeks.append((tp, offset))
 
 
 def record(offset: int, body: dict[str, Any]) -> ConsumerRecord[Any, Any]:
@@ -84,13 +36,10 @@ def record(offset: int, body: dict[str, Any]) -> ConsumerRecord[Any, Any]:
     )
 
 
-async def no_pause(seconds: float) -> None:
-    return None
-
-
 async def test_a_retried_error_reply_does_not_write_the_dlq_copy_again() -> None:
     svc = RouterService(S)
-    producer, consumer = ScriptedProducer(reply_failures=2), RecordingConsumer()
+    # the error reply fails twice (retriably), then goes through
+    producer, consumer = ScriptedProducer({REPLY: [RequestTimedOutError()] * 2}), RecordingConsumer()
     svc._producer = producer
     svc._consumer = consumer
     svc._pause = no_pause  # type: ignore[method-assign]
@@ -116,23 +65,7 @@ async def test_a_retried_dlq_copy_does_not_resend_the_acknowledged_reply() -> No
     svc = RouterService(S)
     dlq = S.kafka.topics.dlq
 
-    class DlqFailsOnce(ScriptedProducer):
-        async def send(
-            self,
-            topic: str,
-            value: bytes,
-            key: bytes | None = None,
-            headers: list[tuple[str, bytes | None]] | None = None,
-            partition: int | None = None,
-        ) -> asyncio.Future[None]:
-            if topic == dlq and self.tries[topic] == 0:
-                self.tries[topic] += 1
-                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                fut.set_exception(RequestTimedOutError())
-                return fut
-            return await super().send(topic, value, key, headers, partition)
-
-    producer, consumer = DlqFailsOnce(reply_failures=0), RecordingConsumer()
+    producer, consumer = ScriptedProducer({dlq: [RequestTimedOutError()]}), RecordingConsumer()
     svc._producer = producer
     svc._consumer = consumer
     svc._pause = no_pause  # type: ignore[method-assign]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import Counter
 from typing import Any
 
 import msgspec
@@ -20,6 +19,7 @@ from fleet.settings import Settings, TenantSettings
 from fleet.tenants import mint_key
 from router.policies.accounts import Account
 from router.service import RouterService
+from tests.router.scripted import RecordingConsumer, ScriptedProducer, no_pause
 
 KEY, HASH = mint_key()
 REPLY = "llm.replies.acme.t"
@@ -29,58 +29,6 @@ CODEC = Codec()
 def settings(**limits: object) -> Settings:
     t = msgspec.convert({"name": "acme", "api_key_hashes": [str(HASH)], **limits}, TenantSettings)
     return Settings(tenants=[t])
-
-
-class Producer:
-    """Acknowledges every send except those scripted to fail: topic -> exceptions, one per send, in order."""
-
-    def __init__(self, fail: dict[str, list[BaseException | None]] | None = None) -> None:
-        self.fail = fail or {}
-        self.tries: Counter[str] = Counter()
-        self.acked: list[tuple[str, bytes, int | None]] = []
-
-        class Client:
-            async def force_metadata_update(self) -> bool:
-                return True
-
-        self.client = Client()
-
-    async def send(
-        self,
-        topic: str,
-        value: bytes,
-        key: bytes | None = None,
-        headers: list[tuple[str, bytes | None]] | None = None,
-        partition: int | None = None,
-    ) -> asyncio.Future[None]:
-        self.tries[topic] += 1
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        script = self.fail.get(topic, [])
-        exc = script.pop(0) if script else None
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            self.acked.append((topic, value, partition))
-            fut.set_result(None)
-        return fut
-
-    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        await (await self.send(topic, value, key))
-
-    def to(self, topic: str) -> list[bytes]:
-        return [v for t, v, _ in self.acked if t == topic]
-
-
-class Consumer:
-    def __init__(self) -> None:
-        self.commits: list[dict[TopicPartition, int]] = []
-        self.seeks: list[tuple[TopicPartition, int]] = []
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        self.commits.append(dict(offsets))
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.seeks.append((tp, offset))
 
 
 def record(tp: TopicPartition, offset: int, rid: str, **body: object) -> ConsumerRecord[Any, Any]:
@@ -100,30 +48,26 @@ def record(tp: TopicPartition, offset: int, rid: str, **body: object) -> Consume
     )
 
 
-def service(s: Settings, producer: Producer, own: bool = True) -> tuple[RouterService, Consumer]:
+def service(s: Settings, producer: ScriptedProducer, own: bool = True) -> tuple[RouterService, RecordingConsumer]:
     svc = RouterService(s)
-    consumer = Consumer()
+    consumer = RecordingConsumer()
     svc._producer = producer  # type: ignore[assignment]
     svc._consumer = consumer  # type: ignore[assignment]
     svc.store._producer = producer  # type: ignore[assignment]
-
-    async def no_pause(seconds: float) -> None:
-        return None
-
     svc._pause = no_pause  # type: ignore[method-assign]
     if own:
         svc.views.accounts.accounts["acme"] = Account.new(s.tenants[0], int(time.time() * 1000))
     return svc, consumer
 
 
-def errors(producer: Producer) -> list[Error]:
+def errors(producer: ScriptedProducer) -> list[Error]:
     return [e for e in (CODEC.decode_reply(v) for v in producer.to(REPLY)) if isinstance(e, Error)]
 
 
 async def test_a_move_that_fails_for_good_is_refused_with_a_dlq_copy_and_committed() -> None:
     s = settings(requests_per_s=10.0)
     owner = s.kafka.topics.tenant_intake("acme")
-    producer = Producer({owner: [TopicAuthorizationFailedError()]})
+    producer = ScriptedProducer({owner: [TopicAuthorizationFailedError()]})
     svc, consumer = service(s, producer, own=False)
     tp = TopicPartition(s.kafka.topics.requests, 1)
     await svc._handle_partition(tp, [record(tp, 0, "m1"), record(tp, 1, "m2")])
@@ -139,7 +83,7 @@ async def test_a_move_that_fails_for_good_is_refused_with_a_dlq_copy_and_committ
 async def test_a_snapshot_that_fails_leaves_the_partition_uncommitted_until_one_is_written() -> None:
     s = settings(daily_tokens=10_000)
     state = s.kafka.topics.tenant_state
-    producer = Producer({state: [KafkaTimeoutError()]})
+    producer = ScriptedProducer({state: [KafkaTimeoutError()]})
     svc, consumer = service(s, producer)
     tp = TopicPartition(s.kafka.topics.tenant_intake("acme"), 0)
     await svc._handle_partition(tp, [record(tp, 0, "a")])
@@ -156,7 +100,7 @@ async def test_a_snapshot_that_fails_leaves_the_partition_uncommitted_until_one_
 async def test_a_released_batch_request_whose_forward_fails_for_good_is_refused_not_held_forever() -> None:
     s = settings(requests_per_s=1000.0, burst_requests=1)
     lane = s.kafka.topics.model_batch(s.models[1].name)
-    producer = Producer({lane: [None, MessageSizeTooLargeError()]})  # the first forward goes, the second cannot
+    producer = ScriptedProducer({lane: [None, MessageSizeTooLargeError()]})  # the first forward goes, the second cannot
     svc, consumer = service(s, producer)
     tp = TopicPartition(s.kafka.topics.tenant_intake("acme"), 0)
     batch = {"priority": "batch", "model": s.models[1].name}

@@ -1,0 +1,67 @@
+"""A scripted producer and a recording consumer for the router loop's tests without a broker (its send, commit
+and seek calls are what those tests look at; everything a broker would add is left out on purpose)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+
+class ScriptedProducer:
+    """Acknowledges every send except those scripted to fail: topic -> what each send in turn raises (None:
+    acknowledged)."""
+
+    def __init__(self, fail: dict[str, list[BaseException | None]] | None = None) -> None:
+        self.fail = fail or {}
+        self.tries: Counter[str] = Counter()
+        self.acked: list[tuple[str, bytes, int | None]] = []  # (topic, value, partition)
+
+        class Client:
+            async def force_metadata_update(self) -> bool:
+                return True
+
+        self.client = Client()
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes | None]] | None = None,
+        partition: int | None = None,
+    ) -> asyncio.Future[None]:
+        self.tries[topic] += 1
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        script = self.fail.get(topic, [])
+        exc = script.pop(0) if script else None
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            self.acked.append((topic, value, partition))
+            fut.set_result(None)
+        return fut
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        await (await self.send(topic, value, key))
+
+    def to(self, topic: str) -> list[bytes]:
+        return [v for t, v, _ in self.acked if t == topic]
+
+    def acked_to(self, topic: str) -> int:
+        return len(self.to(topic))
+
+
+class RecordingConsumer:
+    def __init__(self) -> None:
+        self.commits: list[dict[object, int]] = []
+        self.seeks: list[tuple[object, int]] = []
+
+    async def commit(self, offsets: dict[object, int]) -> None:
+        self.commits.append(dict(offsets))
+
+    def seek(self, tp: object, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+async def no_pause(seconds: float) -> None:
+    return None
