@@ -197,8 +197,8 @@ class RouterService:
         now_ms = _ms()
         owner = self.store.owned_partition(tp)
         if owner is not None and self.views.accounts.get(owner.name) is None:
-            # the partition's counters are still loading (the fetcher may run ahead of the assignment callback):
-            # nothing of it is decided without them; fetched again once they are there
+            # counters not loaded: take_over pauses the partition until they are, so only a batch fetched before
+            # that (or one in hand across a revoke) lands here; it is fetched again, never decided without them
             try:
                 self._consumer.seek(tp, records[0].offset)
             except IllegalStateError:  # revoked meanwhile: its new owner starts from the committed offset
@@ -275,14 +275,15 @@ class RouterService:
         """Assigned partitions that own a tenant's counters: load them, and start past what they reflect."""
         assert self._consumer is not None
         consumer = self._consumer
-        for tp in assigned:
-            tenant = self.store.owned_partition(tp)
-            if tenant is None:
-                continue
+        owned = [(tp, t) for tp in assigned if (t := self.store.owned_partition(tp)) is not None]
+        if owned:  # nothing of them is fetched until their counters are loaded and the position set
+            consumer.pause(*(tp for tp, _ in owned))
+        for tp, tenant in owned:
             committed = await with_retry("router.committed", partial(consumer.committed, tp), stop=self._stop)
             start = await self.store.take_over(tenant, committed, self._stop)
             if start > (committed or 0):
                 consumer.seek(tp, start)
+            consumer.resume(tp)
 
     def _hold(self, tp: TopicPartition, rec: ConsumerRecord[Any, Any], h: Hold) -> bool:
         """Hold a paced batch record on its tenant's account; False when the account left this router while
