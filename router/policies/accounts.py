@@ -85,66 +85,61 @@ class Account:
     state: TenantState
     held: deque[Held] = field(default_factory=deque)
     dirty: bool = False  # changed since the last snapshot
+    # from the settings, once: the tenant's rates (by the state's bucket they use) and budgets
+    rates: list[tuple[str, Rate]] = field(init=False)
+    limits: Limits = field(init=False)
+
+    def __post_init__(self) -> None:
+        t = self.settings
+        self.rates = []
+        if t.requests_per_s:
+            self.rates.append(
+                ("requests_per_s", Rate(t.requests_per_s, float(t.burst_requests or max(1.0, t.requests_per_s))))
+            )
+        if t.tokens_per_min:
+            self.rates.append(
+                ("tokens_per_min", Rate(t.tokens_per_min / 60, float(t.burst_tokens or t.tokens_per_min)))
+            )
+        self.limits = Limits(t.daily_tokens, t.monthly_tokens, t.daily_cost, t.monthly_cost)
 
     @classmethod
     def new(cls, t: TenantSettings, now_ms: int) -> Account:
         return cls(t, TenantState(t.name, Ledger.new(now_ms)))
 
     # -- rates ---------------------------------------------------------------------------------------------
-    @property
-    def _rates(self) -> tuple[Rate | None, Rate | None]:
-        t = self.settings
-        rps = tpm = None
-        if t.requests_per_s:
-            rps = Rate(t.requests_per_s, float(t.burst_requests or max(1.0, t.requests_per_s)))
-        if t.tokens_per_min:
-            tpm = Rate(t.tokens_per_min / 60, float(t.burst_tokens or t.tokens_per_min))
-        return rps, tpm
-
-    def _buckets(self, now_ms: int) -> tuple[tuple[Rate, Bucket] | None, tuple[Rate, Bucket] | None]:
-        rps, tpm = self._rates
-        s = self.state
-        if rps is not None and s.requests is None:
-            s.requests = rps.new(now_ms)
-        if tpm is not None and s.tokens is None:
-            s.tokens = tpm.new(now_ms)
-        return (
-            (rps, s.requests) if rps is not None and s.requests is not None else None,
-            (tpm, s.tokens) if tpm is not None and s.tokens is not None else None,
-        )
+    def _buckets(self, tokens: int, now_ms: int) -> list[tuple[str, Rate, Bucket, float]]:
+        """(limit, rate, its bucket in the state, what a request of `tokens` costs it), each configured limit."""
+        s, out = self.state, []
+        for which, rate in self.rates:
+            if which == "requests_per_s":
+                s.requests = s.requests or rate.new(now_ms)
+                out.append((which, rate, s.requests, 1.0))
+            else:
+                s.tokens = s.tokens or rate.new(now_ms)
+                out.append((which, rate, s.tokens, float(tokens)))
+        return out
 
     def rate_wait(self, tokens: int, now_ms: int) -> Limited | None:
         """None when a request of `tokens` may pass now; else which limit holds it and for how long."""
-        req_b, tok_b = self._buckets(now_ms)
         worst: Limited | None = None
-        for which, pair, cost in (("requests_per_s", req_b, 1.0), ("tokens_per_min", tok_b, float(tokens))):
-            if pair is None:
-                continue
-            w = rate_limit.wait_ms(pair[1], pair[0], cost, now_ms)
+        for which, rate, bucket, cost in self._buckets(tokens, now_ms):
+            w = rate_limit.wait_ms(bucket, rate, cost, now_ms)
             if w and (worst is None or w > worst.retry_after_ms):
                 worst = Limited(which, w)
         return worst
 
     def take_rate(self, tokens: int, now_ms: int) -> None:
-        req_b, tok_b = self._buckets(now_ms)
-        if req_b is not None:
-            rate_limit.take(req_b[1], req_b[0], 1.0, now_ms)
-        if tok_b is not None:
-            rate_limit.take(tok_b[1], tok_b[0], float(tokens), now_ms)
+        for _, rate, bucket, cost in self._buckets(tokens, now_ms):
+            rate_limit.take(bucket, rate, cost, now_ms)
         self.dirty = True
 
     # -- budgets -------------------------------------------------------------------------------------------
-    @property
-    def _limits(self) -> Limits:
-        t = self.settings
-        return Limits(t.daily_tokens, t.monthly_tokens, t.daily_cost, t.monthly_cost)
-
     def admitted(self, request_id: str) -> bool:
         """Whether this request already holds a reservation (a redo after a restart: never counted twice)."""
         return request_id in self.state.ledger.pending
 
     def over_budget(self, w: WorstCase, now_ms: int) -> OverBudget | None:
-        return budget.check(self.state.ledger, self._limits, w.tokens, w.cost, now_ms)
+        return budget.check(self.state.ledger, self.limits, w.tokens, w.cost, now_ms)
 
     def reserve(self, request_id: str, w: WorstCase, expires_ms: int, now_ms: int) -> None:
         budget.reserve(self.state.ledger, request_id, w.tokens, w.cost, expires_ms, now_ms)
@@ -164,9 +159,10 @@ class Account:
         if not (0 <= tokens < 1 << 53 and 0.0 <= cost < 1e15):  # NaN fails both: never lowers or poisons the books
             return False
         r = budget.settle(self.state.ledger, request_id, tokens, cost, ts_ms, now_ms)
-        _, tok_b = self._buckets(now_ms)
-        if r is not None and tok_b is not None:  # tokens reserved and not used go back to the minute's rate
-            rate_limit.give_back(tok_b[1], tok_b[0], r.tokens - tokens, now_ms)
+        if r is not None:  # tokens reserved and not used go back to the minute's rate
+            for which, rate, bucket, _ in self._buckets(0, now_ms):
+                if which == "tokens_per_min":
+                    rate_limit.give_back(bucket, rate, r.tokens - tokens, now_ms)
         self.dirty = True
         return True
 
