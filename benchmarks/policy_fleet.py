@@ -46,6 +46,9 @@ class Client:
         await self._consumer.start()
         self._consumer.subscribe([self.reply])
         self._task = asyncio.create_task(self._read())
+        ready_by = time.monotonic() + 30
+        while not self._consumer.assignment() and time.monotonic() < ready_by:  # noqa: ASYNC110 - bounded
+            await asyncio.sleep(0.02)  # reading before anything is sent: an event's time is when it arrived
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -95,8 +95,6 @@ class BudgetResult:
     pending_after: int = -1
 
 
-
-
 async def forwards(settings: Settings, rids: set[str]) -> dict[str, int]:
     """Request id -> timestamp (ms) of its first forward to the model's lanes."""
     lanes = (settings.kafka.topics.model(MODEL), settings.kafka.topics.model_batch(MODEL))
@@ -119,7 +117,6 @@ def owner_of(fleet: FleetProcesses, tenant: str) -> str | None:
                 if best is None or epoch > best[0]:
                     best = (epoch, name)
     return best[1] if best else None
-
 
 
 async def rate_run(bootstrap: str, work: Path, n: int, batch: int, routers: int = 3) -> RateResult:
@@ -148,7 +145,9 @@ async def rate_run(bootstrap: str, work: Path, n: int, batch: int, routers: int 
             well_formed = sum(
                 1
                 for ev, _ in client.terminal.values()
-                if isinstance(ev, Error) and ev.code is ErrorCode.RATE_LIMITED and ev.retriable
+                if isinstance(ev, Error)
+                and ev.code is ErrorCode.RATE_LIMITED
+                and ev.retriable
                 and (ev.retry_after_ms or 0) > 0
             )
             fw = await forwards(fleet.settings, set(rids))

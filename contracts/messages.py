@@ -176,7 +176,9 @@ class Progress(msgspec.Struct, frozen=True, tag="progress", tag_field="type", kw
     seq: int = 0  # the next chunk's seq
     token_ids: list[int] = msgspec.field(default_factory=list)  # generated so far (prompt excluded)
     text: str = ""  # the text sent in chunks so far
-    last_chunk: str = ""  # the text of chunk seq - 1: sent again by a new owner (clients drop it when seen)
+    # lengths of chunks seq - len(resend) .. seq - 1, the tail of `text`, whose delivery the writer had not seen
+    # confirmed (the ones this record covers among them): a new owner sends them again (clients drop a repeat)
+    resend: list[int] = msgspec.field(default_factory=list)
     attempts: int = 0  # workers that started this request and did not let it go (a death, not a rebalance)
     prompt_tokens: int = 0
     finish: str | None = None  # set when the final events (tail chunk, done) were about to go out

@@ -54,7 +54,6 @@ from router.views import Views
 log = structlog.get_logger(__name__)
 
 
-
 def _ms() -> int:
     return int(time.time() * 1000)
 
@@ -315,8 +314,15 @@ class RouterService:
                         break
                     account.take_rate(h.tokens, now_ms)
                 account.held.popleft()
-                ctx = Context(rec.value, list(rec.headers or ()), rec.timestamp or 0, now_ms, topic=tp.topic,
-                              partition=tp.partition, paced=True)
+                ctx = Context(
+                    rec.value,
+                    list(rec.headers or ()),
+                    rec.timestamp or 0,
+                    now_ms,
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    paced=True,
+                )
                 plans.setdefault(tp, []).append(self.sends.plan(rec, now_ms, ctx))
         for tp, ps in plans.items():
             await self._send(tp, ps)  # what fails for good becomes a refusal, as for any record

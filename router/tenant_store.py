@@ -253,4 +253,3 @@ class TenantStore:
             partition, offset, u.id, u.prompt_tokens + u.completion_tokens, u.cost, u.ts_ms, now_ms
         ):
             self.settled += 1
-

@@ -139,6 +139,11 @@ class EngineDriver:
         another run id). `deaths`: workers that died with it before; from `suspect_alone_after` on it runs alone.
         A resumed request with nothing left to generate is not launched: `finish_resumed` ends it.
         Raises `EngineDied` when the engine is gone; the request then stays in `states`."""
+        if run_id is not None and run_id in self.states:
+            # a second copy of a request this worker is running (a peer that bypassed the router's dedup): the
+            # record is the live run's own, not an earlier owner's; the copy runs on its own, never over it
+            log.warning("worker.copy_of_running", request_id=request.id[:200], run_id=run_id)
+            run_id, progress = None, None
         state = self._start(
             request, prompt_ids, content_type, intake_s, partition, offset, record, deaths, launch=False, run_id=run_id
         )

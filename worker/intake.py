@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from contracts.codec import Codec, ContentType, DecodeFailure, content_type_from_headers
-from contracts.messages import Chunk, ErrorCode, Progress, Request
+from contracts.messages import ErrorCode, Progress, Request
 from contracts.topics import Headers
 from contracts.validation import InvalidRequest, validate_request
 from fleet.settings import ModelSettings, Settings
@@ -203,6 +203,8 @@ class Intake:
             self._start(tp, rec, req, ids, ct, intake_s, None, 0, None)
             return
         prior = self._progress.get(req.id, req.tenant)
+        if prior is not None and prior.run_id in self._driver.states:
+            prior = None  # the record of a run this worker has in hand: a copy of a live request, not a takeover
         deaths = prior.attempts if prior is not None else 0
         if deaths >= self._settings.worker.max_attempts and (prior is None or prior.finish is None):
             reason = f"{deaths} workers died while running it (max_attempts {self._settings.worker.max_attempts})"
@@ -250,10 +252,10 @@ class Intake:
         # what the router says in headers for `done`: the tier "auto" chose, and the model asked for (a fallback)
         state.tier = header_text(rec.headers, Headers.TIER)
         state.requested_model = header_text(rec.headers, Headers.REQUESTED_MODEL)
-        if prior is not None and state.run_id == prior.run_id and state.seq and state.last_chunk:
-            # the chunk the earlier owner's last record covers may not have gone out: again (clients drop a repeat)
-            again = Chunk(id=req.id, seq=state.seq - 1, text=state.last_chunk, run_id=state.run_id)
-            self._replies.send_event(state, again)
+        if prior is not None and state.run_id == prior.run_id:
+            # chunks the earlier owner had not seen delivered may not have gone out: again (clients drop a repeat)
+            for again in state.resend_chunks(prior.text):
+                self._replies.send_event(state, again)
         upd = self._driver.finish_resumed(state)
         if upd:
             self._replies.deliver(upd)

@@ -145,7 +145,13 @@ class Replies:
 
     # -- records -------------------------------------------------------------------------------------
     def send_event(self, state: RequestState, ev: Chunk | Done | Error) -> asyncio.Future[Delivery]:
-        return self.send(state.request.reply_to, state.request.id, ev, state.content_type)
+        fut = self.send(state.request.reply_to, state.request.id, ev, state.content_type)
+        if isinstance(ev, Chunk):  # what the next progress record need not ask a new owner to send again
+            seq = ev.seq
+            fut.add_done_callback(
+                lambda f: state.confirm(seq) if not f.cancelled() and f.result() is Delivery.DELIVERED else None
+            )
+        return fut
 
     def send(self, topic: str, key: str, ev: Any, ct: ContentType) -> asyncio.Future[Delivery]:
         value = self._codec.encode(ev, ct)

@@ -51,7 +51,10 @@ class RequestState:
     # prompt tokens are this request's own output from an earlier owner
     token_ids: list[int] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
-    last_chunk: str = ""
+    # chunks whose delivery to `reply_to` is not confirmed yet: seq -> text length, from the oldest unconfirmed
+    # one to the newest (confirmed ones behind an unconfirmed one stay until it is): a new owner sends them again
+    unconfirmed: dict[int, int] = field(default_factory=dict)
+    confirmed: set[int] = field(default_factory=set)
     resumed_tokens: int = 0
     resume_finish: FinishKind | None = None  # the earlier owner had finished it: only the final events are left
     started_attempts: int = 0  # workers that started it and died with it, this one included (the progress record)
@@ -72,7 +75,7 @@ class RequestState:
         self.resumed_tokens = len(p.token_ids)
         self.seq = p.seq
         self.sent = [p.text] if p.text else []
-        self.last_chunk = p.last_chunk
+        self.unconfirmed = {p.seq - len(p.resend) + i: n for i, n in enumerate(p.resend)}
         self.num_prompt_tokens = p.prompt_tokens
         self.resume_finish = FinishKind(p.finish) if p.finish else None
         if len(text) > len(p.text):  # released text the earlier owner had not sent yet
@@ -90,7 +93,7 @@ class RequestState:
             seq=self.seq,
             token_ids=list(self.token_ids),
             text="".join(self.sent),
-            last_chunk=self.last_chunk,
+            resend=list(self.unconfirmed.values()),
             attempts=attempts,
             prompt_tokens=self.num_prompt_tokens or max(0, len(self.prompt_ids) - self.resumed_tokens),
             finish=finish.value if finish is not None else None,
@@ -117,8 +120,30 @@ class RequestState:
         c = Chunk(id=self.request.id, seq=self.seq, text=text, run_id=self.run_id)
         self.seq += 1
         self.sent.append(text)
-        self.last_chunk = text
+        self.unconfirmed[c.seq] = len(text)
         return c
+
+    def confirm(self, seq: int) -> None:
+        """Chunk `seq` reached `reply_to`: drop the chunks up to the oldest one still unconfirmed."""
+        if seq not in self.unconfirmed:
+            return
+        self.confirmed.add(seq)
+        for s in list(self.unconfirmed):
+            if s not in self.confirmed:
+                break
+            del self.unconfirmed[s]
+            self.confirmed.discard(s)
+
+    def resend_chunks(self, text: str) -> list[Chunk]:
+        """The chunks an earlier owner may not have delivered (the tail of `text`, what it had sent), again."""
+        total = sum(self.unconfirmed.values())
+        if not self.unconfirmed or total > len(text):
+            return []
+        out, at = [], len(text) - total
+        for seq, n in self.unconfirmed.items():
+            out.append(Chunk(id=self.request.id, seq=seq, text=text[at : at + n], run_id=self.run_id))
+            at += n
+        return out
 
     def finish(self, kind: FinishKind, now_s: float) -> list[Chunk | Done | Error]:
         """The events that end this request: remaining text as a chunk, then the terminal event."""

@@ -5,6 +5,7 @@ records; batch requests held for pacing outlive the router holding them."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import uuid
 from pathlib import Path
@@ -50,16 +51,20 @@ async def test_a_budget_holds_across_routers_when_its_owner_dies_or_drains(
 
 async def test_held_batch_requests_outlive_a_sigkill_of_the_router_pacing_them(broker: str, tmp_path: Path) -> None:
     key, h = mint_key()
-    tenants = f'[[tenants]]\nname = "acme"\napi_key_hashes = ["{h}"]\nrequests_per_s = 2.0\nburst_requests = 1\n'
+    tenants = f'[[tenants]]\nname = "acme"\napi_key_hashes = ["{h}"]\nrequests_per_s = 1.0\nburst_requests = 1\n'
     fleet = await start_fleet(broker, tmp_path, f"hb{uuid.uuid4().hex[:6]}", 2, extra=tenants)
     try:
         async with Client(fleet.settings, key, "acme") as client:
             rids = [f"b-{i}" for i in range(12)]
-            await client.send(rids, priority="batch")  # 1 at once, then one per 0.5 s: the rest are held
-            await client.wait(rids[:3], 30)
+            await client.send(rids, priority="batch")  # 1 at once, then one a second: the rest are held
+            await client.wait(rids[:2], 30)
             owner = owner_of(fleet, "acme")
             assert owner is not None
+            held = [r for r in rids if r not in client.terminal]
             fleet.signal(owner, signal.SIGKILL)  # with most of them held in its memory, uncommitted
+            while owner in fleet.running("router-"):  # noqa: ASYNC110 - gone before anyone asks who owns it now
+                await asyncio.sleep(0.05)
+            assert len(held) >= 6, f"the kill must find requests held, not {held}"
             await client.wait(rids, 90)
             outcomes = [client.terminal.get(r, (None, 0.0))[0] for r in rids]
             assert all(isinstance(ev, Done) for ev in outcomes), outcomes  # none lost, none refused

@@ -117,7 +117,13 @@ async def test_rate_limits_and_budgets_answer_with_retry_after_and_serving_goes_
     # and a negative one for "bud" (which, applied, would have made room for a second request) change nothing
     now_ms = int(time.time() * 1000)
     bogus = UsageRecord(
-        id="x", model="sim", tenant="bud", prompt_tokens=-10_000, completion_tokens=0, cost=-1.0, ts_ms=now_ms,
+        id="x",
+        model="sim",
+        tenant="bud",
+        prompt_tokens=-10_000,
+        completion_tokens=0,
+        cost=-1.0,
+        ts_ms=now_ms,
         finish="stop",
     )
     async with RawPeer(s, "ten.replies.bud.bogus") as peer:

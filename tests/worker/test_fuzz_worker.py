@@ -6,6 +6,7 @@ partition of the model topic (every record reached an outcome). Simulated engine
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import uuid
@@ -16,7 +17,7 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from contracts.messages import Done
+from contracts.messages import Chunk, Done
 from tests.fixtures_kafka import FleetProcs, started, write_config
 from tests.kafka_helpers import RawPeer, worker_group_progress
 
@@ -120,4 +121,30 @@ async def test_worker_survives_any_bytes_and_every_record_gets_an_outcome(fuzz_f
     assert done.usage.completion_tokens == 4
     assert fleet.procs["worker"].poll() is None and fleet.procs["worker"].pid == worker_pid
     progress = await worker_group_progress(fleet.settings, MODEL, timeout_s=60, interval_s=0.5)  # '.' waits one
-    assert all(end == committed for end, committed in progress), progress  # metadata timeout per try
+    if not all(end == committed for end, committed in progress):  # metadata timeout per try
+        log = fleet.log("worker").splitlines()
+        said = [ln[:300] for ln in log if '"debug"' not in ln][-60:]  # what the worker said, for a CI failure
+        pytest.fail(f"uncommitted records: (end, committed) per partition {progress}\n" + "\n".join(said))
+
+
+async def test_a_copy_of_a_running_request_on_another_partition_gets_its_own_outcome(fuzz_fleet: FleetProcs) -> None:
+    """The same request bytes on both partitions, the second while the first runs and its progress record is
+    in the worker's view: the copy must not take the live run over (the first record would then never reach
+    an outcome and its partition would never commit again). Both end with `done`; every offset commits."""
+    fleet = fuzz_fleet
+    topic = fleet.settings.kafka.topics.model(MODEL)
+    reply = "wfuzz.replies.copy"
+    rid = f"copy-{uuid.uuid4().hex[:8]}"
+    body = json.dumps({"id": rid, "reply_to": reply, "prompt": "copy me", "model": MODEL, "max_tokens": 1000}).encode()
+    async with RawPeer(fleet.settings, reply) as peer:
+        await peer.send(body, key=b"0", topic=topic)  # key "0": partition 0
+        await peer.wait_for(lambda e: isinstance(e, Chunk) and e.id == rid, "the first copy's first chunk")
+        await asyncio.sleep(0.5)  # its progress record, durable before that chunk, is in the worker's view
+        await peer.send(body, key=b"1", topic=topic)  # key "1": partition 1, while the first still runs
+        await peer.wait_for(
+            lambda _: len({e.run_id for e in peer.replies if isinstance(e, Done) and e.id == rid}) == 2,
+            "a done for each copy, each its own run",
+            timeout_s=60,
+        )
+    progress = await worker_group_progress(fleet.settings, MODEL, timeout_s=30, interval_s=0.5)
+    assert all(end == committed for end, committed in progress), progress

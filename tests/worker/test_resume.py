@@ -99,6 +99,50 @@ async def test_a_greedy_model_resumed_from_prompt_plus_tokens_writes_the_same_te
         torch.set_num_threads(threads)
 
 
+async def test_every_chunk_not_seen_delivered_is_sent_again_by_the_new_owner() -> None:
+    """A worker whose engine died may have lost more than the chunk its last record covers (several records
+    durable, their chunks still queued): the record lists every chunk not confirmed delivered and the new
+    owner sends each of them again, same seq and text, so the client's text has no hole."""
+    req = request("u", "hello resumable world", max_tokens=40)
+    d1, seen1 = driver_for(SimulatedEngine(tokens_per_s=10_000)), Seen()
+    state = start(d1, req)
+    while len(seen1.chunks.get(req.id, [])) < 7:
+        seen1.take(await asyncio.wait_for(d1.step(), 10))
+    sent = seen1.chunks[req.id]
+    for c in sent[:4]:  # chunks 0-3 delivered; 4 confirmed out of order; 5 and 6 lost with the worker
+        state.confirm(c.seq)
+    state.confirm(sent[6].seq + 100)  # a seq it never sent: ignored
+    assert list(state.unconfirmed) == [4, 5, 6]
+    state.confirm(5)
+    assert list(state.unconfirmed) == [4, 5, 6], "held until the older chunk 4 is confirmed"
+    state.confirm(4)
+    assert list(state.unconfirmed) == [6]
+    state.unconfirmed = {4: len(sent[4].text), 5: len(sent[5].text), 6: len(sent[6].text)}  # none of 4-6 arrived
+    record = decode_progress(encode_progress(state.progress(1, "m")))
+    assert record is not None and record.resend == [len(c.text) for c in sent[4:7]]
+    resumed = start(driver_for(SimulatedEngine(tokens_per_s=10_000)), req, run_id=record.run_id, progress=record)
+    again = resumed.resend_chunks(record.text)
+    assert again == sent[4:7], "the lost chunks, with their seq and text"
+    assert resumed.resend_chunks("") == [], "a record whose text cannot hold them sends nothing"
+
+
+async def test_a_copy_of_a_running_request_never_takes_over_the_live_run() -> None:
+    """A peer that bypasses the router may send the same request twice (two partitions); the second copy can
+    find the first one's own progress record. It runs on its own under a new run id: the live run keeps its
+    state (and so its offset gets its outcome), both end with `done`."""
+    req = request("dup", "hello twice", max_tokens=12)
+    d, seen = driver_for(SimulatedEngine(tokens_per_s=10_000)), Seen()
+    first = start(d, req)
+    while not seen.chunks.get(req.id):
+        seen.take(await asyncio.wait_for(d.step(), 10))
+    record = first.progress(1, "m")
+    second = start(d, req, run_id=record.run_id, progress=record, deaths=1)
+    assert second.run_id != first.run_id and second.resumed_tokens == 0
+    assert d.states[first.run_id] is first and d.by_request[req.id] == {first.run_id, second.run_id}
+    await run_until_idle(d, seen)
+    assert first.finished and second.finished and not d.states
+
+
 async def test_a_record_written_with_the_final_events_only_sends_them_again() -> None:
     req = request("f", "short", max_tokens=6)
     d, seen = driver_for(SimulatedEngine(tokens_per_s=10_000)), Seen()
