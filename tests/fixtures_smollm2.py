@@ -106,7 +106,15 @@ def interrupt_fleet_up(cache_dir: Path, how: str, log_file: Path, moment: str = 
             proc.send_signal(signal.SIGINT)
         code = proc.wait(60)
         exit_s = time.monotonic() - t0
-        leftovers = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        # what is left in its group once it exited: polled for a moment, because multiprocessing's resource
+        # tracker (a worker's grandchild, started with its engine process) ends on its own only when it reads
+        # EOF from the pipe the exited processes held, some milliseconds after them
+        settle_by = time.monotonic() + 5
+        while True:
+            leftovers = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            if not leftovers or time.monotonic() > settle_by:
+                break
+            time.sleep(0.1)
     finally:
         if proc.poll() is None or leftovers:
             os.killpg(proc.pid, signal.SIGKILL)
