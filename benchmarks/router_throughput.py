@@ -192,12 +192,14 @@ def summary(runs: list[Run]) -> dict[str, float]:
     }
 
 
-def markdown(meta: dict[str, object], runs: list[Run], s: dict[str, float]) -> str:
+def markdown(meta: dict[str, object], runs: list[Run], s: dict[str, float], model: str = "auto") -> str:
+    traffic = 'model "auto" (every request classified)' if model == "auto" else f'the named model "{model}"'
+
     lines = [
         "# Router throughput against a bare relay",
         "",
         f"Machine: {meta['machine_detail']}; commit {meta['commit']}; {meta['date']}.",
-        f"Backlog of {runs[0].requests} valid requests for a known model; rate between 5% and 95% of it.",
+        f"Backlog of {runs[0].requests} valid requests for {traffic}; rate between 5% and 95% of it.",
         "",
         "| repeat | router req/s | relay req/s | ratio |",
         "| ---: | ---: | ---: | ---: |",
@@ -228,13 +230,14 @@ def main(argv: list[str] | None = None) -> None:
     runs = asyncio.run(measure(args.requests, args.repeats, args.partitions, logs, args.model))
     meta = asdict(collect_meta(machine=args.machine, simulated=False))
     s = summary(runs)
-    stem = f"router_{collect_meta(machine=args.machine, simulated=False).stem_suffix}"
+    named = "" if args.model == "auto" else "-named"
+    stem = f"router_{collect_meta(machine=args.machine, simulated=False).stem_suffix}{named}"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(
-        json.dumps({"meta": meta, "runs": [asdict(r) for r in runs], "summary": s}, indent=1)
+        json.dumps({"meta": meta, "model": args.model, "runs": [asdict(r) for r in runs], "summary": s}, indent=1)
     )
-    (args.out / f"{stem}.md").write_text(markdown(meta, runs, s))
-    print(markdown(meta, runs, s))
+    (args.out / f"{stem}.md").write_text(markdown(meta, runs, s, args.model))
+    print(markdown(meta, runs, s, args.model))
 
 
 if __name__ == "__main__":
