@@ -27,7 +27,6 @@ SPEC_VERSION = 2  # 2: the instruction's token ids are read too (up to embed_tok
 
 # words: runs of letters/digits (any script); numbers collapse to one token so "what is 17% of 80" generalises
 _WORD = re.compile(r"\w+", re.UNICODE)
-_NUMBER = re.compile(r"\d")
 # code-looking lines: braces/semicolons at the end, defs, keywords, fences, arrows. Repeats are bounded and never
 # cross a line, so the pattern is linear on any input (the text is also windowed before it runs)
 _CODE_LINE = re.compile(
@@ -108,7 +107,8 @@ def instruction(text: str, spec: FeatureSpec) -> tuple[str, bool]:
 
 
 def _words(text: str) -> list[str]:
-    return ["0" if _NUMBER.match(w) else w for w in _WORD.findall(text.lower())]
+    # a word that starts with a decimal digit (Unicode Nd, what `\d` matches) is the number token "0"
+    return ["0" if w[0].isdecimal() else w for w in _WORD.findall(text.lower())]
 
 
 def _length_bucket(n_words: int) -> str:

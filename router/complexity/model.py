@@ -16,6 +16,7 @@ import functools
 import heapq
 import itertools
 import math
+import operator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,6 @@ from router.complexity.features import (
     extract_with_instruction,
     parts,
     read,
-    sparse_keys,
 )
 from router.complexity.tokens import WordPiece
 
@@ -38,6 +38,7 @@ VERSION = 2  # 2: adds the token vocabulary and one weight per token (v1 files: 
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "complexity-v2.json"
 QUANTILES = 101  # score_quantiles[i] is the i-th percentile of the reference scores
 TOP_SIGNALS = 4
+_ZEROS = itertools.repeat(0.0)  # the default of every lookup in `z` (map stops with the keys)
 
 
 class ClassifierError(ValueError):
@@ -118,22 +119,36 @@ class ComplexityModel:
 
     def z(self, req: Request, max_chars: int = 1 << 30) -> float:
         """The score's logit, as `score` computes it from the named features, read through the prefix tables
-        (tests/router/test_complexity.py checks the two agree on every request of the labelled set)."""
+        (tests/router/test_complexity.py checks the two agree on every request of the labelled set).
+
+        The same sum as `sparse_keys` and `dense` name, per prefix over sets (presence: each feature once), with
+        the lookups in C (`map`): the router runs this on every "auto" request."""
         p = parts(req)
-        r = read(p, self.spec, max_chars)
-        tables = self._tables
+        spec = self.spec
+        r = read(p, spec, max_chars)
+        t = self._tables
+        words, k, stem = r.words, spec.edge_words, spec.stem_chars
+        head = words[:k]
         z = self._bias
-        for prefix, key in set(sparse_keys(r, self.spec)):  # presence: each feature once
-            table = tables.get(prefix)
-            if table is not None:
-                z += table.get(key, 0.0)
-        get = self._weights.get
-        for n, v in dense(r, p).items():
-            z += get(n, 0.0) * v
-        ids = self._wordpiece.encode(r.asked, self.spec.embed_tokens)
+        for prefix, keys in (
+            ("w", words),
+            ("b", itertools.pairwise(words)),
+            ("h", head),
+            ("hb", itertools.pairwise(head)),
+            ("t", words[-k:]),
+            ("p", [w[:stem] for w in words if len(w) > stem]),
+            ("s", r.system_words),
+        ):
+            table = t.get(prefix)
+            if table:
+                z += sum(map(table.get, set(keys), _ZEROS))
+        if head and (q := t.get("q")):
+            z += q.get(head[0] + "|" + r.bucket, 0.0)
+        d = dense(r, p)
+        z += sum(map(operator.mul, map(self._weights.get, d, _ZEROS), d.values()))
+        ids = self._wordpiece.encode(r.asked, spec.embed_tokens)
         if ids:
-            tw = self._token_weights
-            z += sum([tw[i] for i in ids]) / len(ids)
+            z += sum(map(self._token_weights.__getitem__, ids)) / len(ids)
         return z
 
     def threshold_for_share(self, cheap_share: float) -> float:
