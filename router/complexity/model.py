@@ -129,7 +129,7 @@ class ComplexityModel:
         t = self._tables
         words, k, stem = r.words, spec.edge_words, spec.stem_chars
         head = words[:k]
-        z = self._bias
+        z: float = self._bias
         for prefix, keys in (
             ("w", words),
             ("b", itertools.pairwise(words)),
