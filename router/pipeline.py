@@ -10,8 +10,9 @@ The owner stage moves a limited tenant's record to the router that holds its cou
 come last before route, so a request they count is one that is forwarded.
 
 Each stage (router/stages/<name>.py) returns Continue or an outcome (Reject, Drop, Answer, Forward) that
-ends the run; the Kafka loop (router/service.py) carries the outcome out. A new policy is one module here
-and one line in `build_pipeline`.
+ends the run; the Kafka loop (router/service.py) carries the outcome out. A stage whose `active` is False
+(nothing configured for it to do: no tenants, no limits) is not run. A new policy is one module here and
+one line in `build_pipeline`.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ def request_stages(settings: Settings, codec: Codec) -> list[Stage]:
     return [
         Decode(settings, codec),
         Authenticate(tenants),
-        Owner(settings.kafka.topics),
+        Owner(settings.kafka.topics, active=tenants.limited),
         Validate(settings, InternalTopics(settings), tenants),
-        TenantLimits(),
+        TenantLimits(active=tenants.configured),
         Deadline(settings),
         ResolveModel(settings, tenants),
         AllowedModels(tenants),
@@ -57,13 +58,14 @@ def request_stages(settings: Settings, codec: Codec) -> list[Stage]:
 
 def build_pipeline(settings: Settings, views: Views, codec: Codec) -> list[Stage]:
     """The order, in one place."""
+    limited = Tenants(settings).limited
     return [
         *request_stages(settings, codec),
         Dedup(views.dedup),
         Fallback(settings, views.health, Tenants(settings)),
         Overload(views.load),
-        RateLimit(views.accounts, settings.router),
-        Budget(views.accounts, settings),
+        RateLimit(views.accounts, settings.router, active=limited),
+        Budget(views.accounts, settings, active=limited),
         Route(settings.kafka.topics),
     ]
 
@@ -73,13 +75,15 @@ class Pipeline:
 
     def __init__(self, stages: list[Stage], codec: Codec) -> None:
         self.stages = stages
+        # what runs: a stage with nothing configured to do (`active` False: no tenants, no limits) is left out
+        self.running = [s for s in stages if getattr(s, "active", True)]
         self._codec = codec
 
     def run(self, ctx: Context) -> tuple[str, Outcome]:
         """The stage that decided, and its outcome."""
         name = "pipeline"
         try:
-            for stage in self.stages:
+            for stage in self.running:
                 name = stage.name
                 v = stage(ctx)
                 if not isinstance(v, Continue):

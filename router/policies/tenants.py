@@ -42,6 +42,11 @@ class Tenants:
     def configured(self) -> bool:
         return bool(self._by_name)
 
+    @property
+    def limited(self) -> bool:
+        """Whether any tenant has counters (rate limits or budgets) that one router must own."""
+        return any(t.limited for t in self._by_name.values())
+
     def identify(self, topic: str, headers: Iterable[tuple[str, bytes | None]]) -> Identified | Refused:
         """The tenant a record comes from: its intake topic's, else its API key's."""
         if not self._by_name:

@@ -14,6 +14,7 @@ class AllowedModels:
 
     def __init__(self, tenants: Tenants) -> None:
         self._tenants = tenants
+        self.active = tenants.configured  # the default tenant may run every model
 
     def __call__(self, ctx: Context) -> Verdict:
         req, t = ctx.request, ctx.tenant

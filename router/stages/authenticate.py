@@ -18,6 +18,7 @@ class Authenticate:
 
     def __init__(self, tenants: Tenants) -> None:
         self._tenants = tenants
+        self.active = tenants.configured  # without tenants every record passes as the default tenant
 
     def __call__(self, ctx: Context) -> Verdict:
         req = ctx.request

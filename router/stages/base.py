@@ -112,6 +112,9 @@ Verdict = Continue | Outcome
 
 
 class Stage(Protocol):
+    """A step of the pipeline. It may also have `active` (bool): False when nothing is configured for it to do
+    (the pipeline then leaves it out: an installation does not pay for what it does not use)."""
+
     name: str
 
     def __call__(self, ctx: Context) -> Verdict: ...

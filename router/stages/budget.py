@@ -16,8 +16,9 @@ from router.views import AccountsView
 class Budget:
     name = "budget"
 
-    def __init__(self, accounts: AccountsView, settings: Settings) -> None:
+    def __init__(self, accounts: AccountsView, settings: Settings, *, active: bool = True) -> None:
         self._accounts = accounts
+        self.active = active  # False: no tenant has a rate limit or budget
         self._settings = settings
         self._models = {m.name: m for m in settings.models}
 

@@ -16,8 +16,9 @@ OWNER_PARTITION = 0
 class Owner:
     name = "owner"
 
-    def __init__(self, topics: Topics) -> None:
+    def __init__(self, topics: Topics, *, active: bool = True) -> None:
         self._topics = topics
+        self.active = active  # False: no tenant has counters to own
 
     def __call__(self, ctx: Context) -> Verdict:
         t = ctx.tenant

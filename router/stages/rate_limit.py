@@ -20,9 +20,10 @@ from router.views import AccountsView
 class RateLimit:
     name = "rate_limit"
 
-    def __init__(self, accounts: AccountsView, r: RouterSettings) -> None:
+    def __init__(self, accounts: AccountsView, r: RouterSettings, *, active: bool = True) -> None:
         self._accounts = accounts
         self._r = r
+        self.active = active  # False: no tenant has a rate limit or budget
 
     def __call__(self, ctx: Context) -> Verdict:
         req, t = ctx.request, ctx.tenant

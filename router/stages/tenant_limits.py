@@ -35,6 +35,9 @@ def _given(value: bytes | None, ct: ContentType) -> _Given:
 class TenantLimits:
     name = "tenant_limits"
 
+    def __init__(self, *, active: bool = True) -> None:
+        self.active = active  # False: no tenants configured (the default tenant has no limits or defaults)
+
     def __call__(self, ctx: Context) -> Verdict:
         req, t = ctx.request, ctx.tenant
         assert req is not None, "tenant_limits runs after decode"

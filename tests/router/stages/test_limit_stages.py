@@ -107,3 +107,26 @@ def test_batch_requests_take_their_models_batch_lane_and_are_not_refused_for_the
     interactive = Context(other, ctx.headers, NOW, NOW, topic="llm.requests")
     v = Pipeline(build_pipeline(s, views, Codec()), Codec()).run(interactive)[1]
     assert isinstance(v, Reject) and v.code is ErrorCode.OVERLOADED
+
+
+def test_stages_with_nothing_configured_to_do_are_left_out_and_run_again_once_configured() -> None:
+    """No tenants: the tenant stages are not run (an installation does not pay for what it does not use) and
+    a request is forwarded as the default tenant; tenants without limits bring back the tenant stages but not
+    the counters; one limited tenant brings back all of them."""
+
+    def running(s: Settings) -> list[str]:
+        return [st.name for st in Pipeline(build_pipeline(s, Views.from_settings(s), Codec()), Codec()).running]
+
+    tenant_stages = ["authenticate", "tenant_limits", "allowed_models"]
+    counters = ["owner", "rate_limit", "budget"]
+    plain = running(Settings())
+    assert not set(tenant_stages + counters) & set(plain)
+    assert plain[0] == "decode" and plain[-1] == "route"
+    unlimited = running(Settings(tenants=[TenantSettings(name="acme", api_key_hashes=[str(HASH)])]))
+    assert set(tenant_stages) <= set(unlimited) and not set(counters) & set(unlimited)
+    every = [st.name for st in build_pipeline(settings(daily_tokens=10), Views.from_settings(Settings()), Codec())]
+    assert running(settings(daily_tokens=10)) == every
+    s = Settings()
+    value = json.dumps({"id": "d", "reply_to": "llm.replies.x", "prompt": "hello", "max_tokens": 10}).encode()
+    ctx = Context(value, [("content-type", b"application/json")], NOW, NOW, topic="llm.requests")
+    assert isinstance(Pipeline(build_pipeline(s, Views.from_settings(s), Codec()), Codec()).run(ctx)[1], Forward)
