@@ -75,7 +75,8 @@ class RequestState:
         self.resumed_tokens = len(p.token_ids)
         self.seq = p.seq
         self.sent = [p.text] if p.text else []
-        self.unconfirmed = {p.seq - len(p.resend) + i: n for i, n in enumerate(p.resend)}
+        if len(p.resend) <= p.seq and all(n > 0 for n in p.resend):  # else a record no worker wrote: none again
+            self.unconfirmed = {p.seq - len(p.resend) + i: n for i, n in enumerate(p.resend)}
         self.num_prompt_tokens = p.prompt_tokens
         self.resume_finish = FinishKind(p.finish) if p.finish else None
         if len(text) > len(p.text):  # released text the earlier owner had not sent yet

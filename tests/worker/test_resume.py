@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
+
 from contracts.messages import Chunk, Done, Progress, Request
 from fleet.settings import ModelSettings
 from tests.worker.test_driver import LATENCY, TOK, Seen, driver_for, request, run_until_idle
@@ -124,6 +126,10 @@ async def test_every_chunk_not_seen_delivered_is_sent_again_by_the_new_owner() -
     again = resumed.resend_chunks(record.text)
     assert again == sent[4:7], "the lost chunks, with their seq and text"
     assert resumed.resend_chunks("") == [], "a record whose text cannot hold them sends nothing"
+    for bad in ([1] * (record.seq + 1), [0], [-3, 5]):  # more chunks than seqs, empty or negative lengths
+        odd = msgspec.structs.replace(record, resend=bad)
+        state = start(driver_for(SimulatedEngine(tokens_per_s=10_000)), req, run_id=odd.run_id, progress=odd)
+        assert state.resumed_tokens == len(odd.token_ids) and state.resend_chunks(odd.text) == []
 
 
 async def test_a_copy_of_a_running_request_never_takes_over_the_live_run() -> None:
