@@ -41,9 +41,9 @@ from router.views import Views
 SALVAGE_MAX_BYTES = 4 << 20  # a body that tripped a stage is searched for its id and reply_to only below this
 
 
-def request_stages(settings: Settings, codec: Codec) -> list[Stage]:
+def request_stages(settings: Settings, codec: Codec, tenants: Tenants | None = None) -> list[Stage]:
     """The stages that look at the record alone (no view)."""
-    tenants = Tenants(settings)
+    tenants = tenants or Tenants(settings)
     return [
         Decode(settings, codec),
         Authenticate(tenants),
@@ -58,11 +58,12 @@ def request_stages(settings: Settings, codec: Codec) -> list[Stage]:
 
 def build_pipeline(settings: Settings, views: Views, codec: Codec) -> list[Stage]:
     """The order, in one place."""
-    limited = Tenants(settings).limited
+    tenants = Tenants(settings)
+    limited = tenants.limited
     return [
-        *request_stages(settings, codec),
+        *request_stages(settings, codec, tenants),
         Dedup(views.dedup),
-        Fallback(settings, views.health, Tenants(settings)),
+        Fallback(settings, views.health, tenants),
         Overload(views.load),
         RateLimit(views.accounts, settings.router, active=limited),
         Budget(views.accounts, settings, active=limited),

@@ -85,21 +85,16 @@ class Account:
     state: TenantState
     held: deque[Held] = field(default_factory=deque)
     dirty: bool = False  # changed since the last snapshot
-    # from the settings, once: the tenant's rates (by the state's bucket they use) and budgets
-    rates: list[tuple[str, Rate]] = field(init=False)
+    # from the settings, once: the tenant's rates (None: no such limit) and budgets
+    rps: Rate | None = field(init=False)
+    tpm: Rate | None = field(init=False)
     limits: Limits = field(init=False)
 
     def __post_init__(self) -> None:
         t = self.settings
-        self.rates = []
-        if t.requests_per_s:
-            self.rates.append(
-                ("requests_per_s", Rate(t.requests_per_s, float(t.burst_requests or max(1.0, t.requests_per_s))))
-            )
-        if t.tokens_per_min:
-            self.rates.append(
-                ("tokens_per_min", Rate(t.tokens_per_min / 60, float(t.burst_tokens or t.tokens_per_min)))
-            )
+        rps_burst = float(t.burst_requests or max(1.0, t.requests_per_s or 0.0))
+        self.rps = Rate(t.requests_per_s, rps_burst) if t.requests_per_s else None
+        self.tpm = Rate(t.tokens_per_min / 60, float(t.burst_tokens or t.tokens_per_min)) if t.tokens_per_min else None
         self.limits = Limits(t.daily_tokens, t.monthly_tokens, t.daily_cost, t.monthly_cost)
 
     @classmethod
@@ -110,13 +105,12 @@ class Account:
     def _buckets(self, tokens: int, now_ms: int) -> list[tuple[str, Rate, Bucket, float]]:
         """(limit, rate, its bucket in the state, what a request of `tokens` costs it), each configured limit."""
         s, out = self.state, []
-        for which, rate in self.rates:
-            if which == "requests_per_s":
-                s.requests = s.requests or rate.new(now_ms)
-                out.append((which, rate, s.requests, 1.0))
-            else:
-                s.tokens = s.tokens or rate.new(now_ms)
-                out.append((which, rate, s.tokens, float(tokens)))
+        if self.rps is not None:
+            s.requests = s.requests or self.rps.new(now_ms)
+            out.append(("requests_per_s", self.rps, s.requests, 1.0))
+        if self.tpm is not None:
+            s.tokens = s.tokens or self.tpm.new(now_ms)
+            out.append(("tokens_per_min", self.tpm, s.tokens, float(tokens)))
         return out
 
     def rate_wait(self, tokens: int, now_ms: int) -> Limited | None:
@@ -159,10 +153,9 @@ class Account:
         if not (0 <= tokens < 1 << 53 and 0.0 <= cost < 1e15):  # NaN fails both: never lowers or poisons the books
             return False
         r = budget.settle(self.state.ledger, request_id, tokens, cost, ts_ms, now_ms)
-        if r is not None:  # tokens reserved and not used go back to the minute's rate
-            for which, rate, bucket, _ in self._buckets(0, now_ms):
-                if which == "tokens_per_min":
-                    rate_limit.give_back(bucket, rate, r.tokens - tokens, now_ms)
+        if r is not None and self.tpm is not None:  # tokens reserved and not used go back to the minute's rate
+            self.state.tokens = self.state.tokens or self.tpm.new(now_ms)
+            rate_limit.give_back(self.state.tokens, self.tpm, r.tokens - tokens, now_ms)
         self.dirty = True
         return True
 

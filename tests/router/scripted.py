@@ -4,7 +4,31 @@ and seek calls are what those tests look at; everything a broker would add is le
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
+from typing import Any
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+
+def json_record(
+    tp: TopicPartition, offset: int, body: dict[str, Any], headers: list[tuple[str, bytes]], timestamp: int = 0
+) -> ConsumerRecord[Any, Any]:
+    """An intake record as the consumer hands it over: `body` as JSON, at `offset` of `tp`."""
+    value = json.dumps(body).encode()
+    return ConsumerRecord(
+        topic=tp.topic,
+        partition=tp.partition,
+        offset=offset,
+        timestamp=timestamp,
+        timestamp_type=0,
+        key=None,
+        value=value,
+        checksum=None,
+        serialized_key_size=0,
+        serialized_value_size=len(value),
+        headers=headers,
+    )
 
 
 class ScriptedProducer:

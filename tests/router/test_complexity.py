@@ -53,6 +53,7 @@ def test_training_is_deterministic_for_a_seed_and_reproduces_the_shipped_artifac
     again = train(seed=a.training["seed"], cheap_share=a.cheap_share_target)
     # the same data and seed: the same bytes as the artifact trained in another process on another day
     assert encode_artifact(again) == DEFAULT_ARTIFACT.read_bytes()
+    assert encode_artifact(train(seed=a.training["seed"], cheap_share=a.cheap_share_target)) == encode_artifact(again)
 
 
 def test_the_shipped_artifact_reproduces_its_heldout_numbers() -> None:

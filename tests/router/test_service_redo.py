@@ -4,7 +4,6 @@ copy is written once however often its error reply is retried."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -12,7 +11,7 @@ from aiokafka.errors import RequestTimedOutError
 
 from fleet.settings import Settings
 from router.service import RouterService
-from tests.router.scripted import RecordingConsumer, ScriptedProducer, no_pause
+from tests.router.scripted import RecordingConsumer, ScriptedProducer, json_record, no_pause
 
 S = Settings()
 TP = TopicPartition(S.kafka.topics.requests, 0)
@@ -20,20 +19,7 @@ REPLY = "llm.replies.redo"
 
 
 def record(offset: int, body: dict[str, Any]) -> ConsumerRecord[Any, Any]:
-    value = json.dumps(body).encode()
-    return ConsumerRecord(
-        topic=TP.topic,
-        partition=TP.partition,
-        offset=offset,
-        timestamp=0,
-        timestamp_type=0,
-        key=None,
-        value=value,
-        checksum=None,
-        serialized_key_size=0,
-        serialized_value_size=len(value),
-        headers=[("content-type", b"application/json")],
-    )
+    return json_record(TP, offset, body, [("content-type", b"application/json")])
 
 
 async def test_a_retried_error_reply_does_not_write_the_dlq_copy_again() -> None:

@@ -6,7 +6,6 @@ is released is refused, not held again forever. Every record ends in a typed out
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ from fleet.settings import Settings, TenantSettings
 from fleet.tenants import mint_key
 from router.policies.accounts import Account
 from router.service import RouterService
-from tests.router.scripted import RecordingConsumer, ScriptedProducer, no_pause
+from tests.router.scripted import RecordingConsumer, ScriptedProducer, json_record, no_pause
 
 KEY, HASH = mint_key()
 REPLY = "llm.replies.acme.t"
@@ -32,20 +31,9 @@ def settings(**limits: object) -> Settings:
 
 
 def record(tp: TopicPartition, offset: int, rid: str, **body: object) -> ConsumerRecord[Any, Any]:
-    value = json.dumps({"id": rid, "reply_to": REPLY, "prompt": "hi", "max_tokens": 4, **body}).encode()
-    return ConsumerRecord(
-        topic=tp.topic,
-        partition=tp.partition,
-        offset=offset,
-        timestamp=int(time.time() * 1000),
-        timestamp_type=0,
-        key=None,
-        value=value,
-        checksum=None,
-        serialized_key_size=0,
-        serialized_value_size=len(value),
-        headers=[("content-type", b"application/json"), ("fleet-api-key", KEY.encode())],
-    )
+    headers = [("content-type", b"application/json"), ("fleet-api-key", KEY.encode())]
+    body = {"id": rid, "reply_to": REPLY, "prompt": "hi", "max_tokens": 4, **body}
+    return json_record(tp, offset, body, headers, int(time.time() * 1000))
 
 
 def service(s: Settings, producer: ScriptedProducer, own: bool = True) -> tuple[RouterService, RecordingConsumer]:
