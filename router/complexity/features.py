@@ -14,10 +14,10 @@ Pure and stdlib-only: no numpy on the hot path (a dict lookup per feature beats 
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import re
-from dataclasses import dataclass
 
 import msgspec
 
@@ -51,9 +51,9 @@ class FeatureSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     embed_tokens: int = 128  # the instruction's first embed_tokens WordPiece tokens are averaged (model.py)
 
 
-@dataclass(frozen=True, slots=True)
-class Parts:
-    """The text the classifier reads: the user turn it routes and the system prompt as context."""
+class Parts(msgspec.Struct, frozen=True):
+    """The text the classifier reads: the user turn it routes and the system prompt as context. (This and Read are
+    built for every "auto" request: a frozen struct costs a fraction of a frozen dataclass.)"""
 
     user: str
     system: str
@@ -111,11 +111,12 @@ def _words(text: str) -> list[str]:
     return ["0" if w[0].isdecimal() else w for w in _WORD.findall(text.lower())]
 
 
+_BUCKET_LIMITS = (4, 10, 25, 60, 150, 400)
+BUCKETS = (*(f"le{n}" for n in _BUCKET_LIMITS), "gt400")  # a size in words: the first bucket whose limit covers it
+
+
 def _length_bucket(n_words: int) -> str:
-    for limit, name in ((4, "le4"), (10, "le10"), (25, "le25"), (60, "le60"), (150, "le150"), (400, "le400")):
-        if n_words <= limit:
-            return name
-    return "gt400"
+    return BUCKETS[bisect.bisect_left(_BUCKET_LIMITS, n_words)]
 
 
 def extract(p: Parts, spec: FeatureSpec, max_chars: int = 1 << 30) -> dict[str, float]:
@@ -135,8 +136,7 @@ def extract_with_instruction(p: Parts, spec: FeatureSpec, max_chars: int = 1 << 
     return out, r.asked
 
 
-@dataclass(frozen=True, slots=True)
-class Read:
+class Read(msgspec.Struct, frozen=True):
     """What the features are computed from: the windowed turn, its instruction part, and their words."""
 
     text: str
@@ -174,23 +174,48 @@ def sparse_keys(r: Read, spec: FeatureSpec) -> list[tuple[str, str | tuple[str, 
     return out
 
 
+# the dense features that are numbers (the others are the two length buckets, one-hot), in `dense_values` order
+DENSE = (
+    "d:pasted",
+    "d:log_chars",
+    "d:code_lines",
+    "d:code_share",
+    "d:questions",
+    "d:clauses",
+    "d:numbers",
+    "d:max_tokens",
+    "d:turns",
+    "d:system",
+)
+
+
 def dense(r: Read, p: Parts) -> dict[str, float]:
-    """The dense features: the turn's size in full (not just the windows), code, questions, numbers, the
+    """The dense features by name: the turn's size in full (not just the windows), code, questions, numbers, the
     budget asked for, and the length buckets (one-hot)."""
+    values = dense_values(r, p)  # (in the order training has always named them: the artifact's bytes depend on it)
+    out = {"len:" + r.bucket: 1.0, DENSE[0]: values[0], "i:" + instruction_bucket(r): 1.0}
+    out.update(zip(DENSE[1:], values[1:], strict=True))
+    return out
+
+
+def instruction_bucket(r: Read) -> str:
+    """The instruction's own size, as a length bucket."""
+    return _length_bucket(len(r.words))
+
+
+def dense_values(r: Read, p: Parts) -> tuple[float, ...]:
+    """The values of the DENSE features, in that order, each scaled to [0, 1]."""
     words, asked, text = r.words, r.asked, r.text
-    lines = text.count("\n") + 1
     code_lines = len(_CODE_LINE.findall(text))
-    return {
-        "len:" + r.bucket: 1.0,
-        "d:pasted": 1.0 if r.pasted else 0.0,
-        "i:" + _length_bucket(len(words)): 1.0,  # the instruction's own size
-        "d:log_chars": min(1.0, math.log1p(len(p.user)) / 10),
-        "d:code_lines": min(1.0, code_lines / 10),
-        "d:code_share": min(1.0, code_lines / lines),
-        "d:questions": min(1.0, asked.count("?") / 3),
-        "d:clauses": min(1.0, (asked.count(",") + asked.count(";") + words.count("and")) / 8),
-        "d:numbers": min(1.0, sum(1 for w in words if w == "0") / 10),
-        "d:max_tokens": min(1.0, math.log2(max(1, p.max_tokens)) / 12),
-        "d:turns": min(1.0, (p.turns - 1) / 3),
-        "d:system": 1.0 if p.system else 0.0,
-    }
+    return (
+        1.0 if r.pasted else 0.0,
+        min(1.0, math.log1p(len(p.user)) / 10),
+        min(1.0, code_lines / 10),
+        min(1.0, code_lines / (text.count("\n") + 1)),
+        min(1.0, asked.count("?") / 3),
+        min(1.0, (asked.count(",") + asked.count(";") + words.count("and")) / 8),
+        min(1.0, words.count("0") / 10),
+        min(1.0, math.log2(max(1, p.max_tokens)) / 12),
+        min(1.0, (p.turns - 1) / 3),
+        1.0 if p.system else 0.0,
+    )

@@ -24,10 +24,13 @@ import msgspec
 
 from contracts.messages import Request
 from router.complexity.features import (
+    BUCKETS,
+    DENSE,
     SPEC_VERSION,
     FeatureSpec,
-    dense,
+    dense_values,
     extract_with_instruction,
+    instruction_bucket,
     parts,
     read,
 )
@@ -101,6 +104,15 @@ class ComplexityModel:
             prefix, _, rest = name.partition(":")
             key: object = tuple(rest.split(" ")) if prefix in ("b", "hb") else rest
             self._tables.setdefault(prefix, {})[key] = w
+        # a turn of at most edge_words words is its own head and tail: its words' three tables add up to one, and
+        # its pairs' two
+        t = self._tables
+        self._short_words = _merged(t.get("w", {}), t.get("h", {}), t.get("t", {}))
+        self._short_pairs = _merged(t.get("b", {}), t.get("hb", {}))
+        get = self._weights.get
+        self._bucket_w = {b: get("len:" + b, 0.0) for b in BUCKETS}
+        self._instruction_w = {b: get("i:" + b, 0.0) for b in BUCKETS}
+        self._dense_w = tuple(get(n, 0.0) for n in DENSE)
 
     def score(self, req: Request, max_chars: int = 1 << 30, *, signals: bool = True) -> Scored:
         """The request's score in [0, 1] and (when `signals`) the features that moved it most."""
@@ -127,25 +139,32 @@ class ComplexityModel:
         spec = self.spec
         r = read(p, spec, max_chars)
         t = self._tables
-        words, k, stem = r.words, spec.edge_words, spec.stem_chars
-        head = words[:k]
+        words, k = r.words, spec.edge_words
         z: float = self._bias
-        for prefix, keys in (
-            ("w", words),
-            ("b", itertools.pairwise(words)),
-            ("h", head),
-            ("hb", itertools.pairwise(head)),
-            ("t", words[-k:]),
-            ("p", [w[:stem] for w in words if len(w) > stem]),
-            ("s", r.system_words),
-        ):
-            table = t.get(prefix)
-            if table:
-                z += sum(map(table.get, set(keys), _ZEROS))
-        if head and (q := t.get("q")):
-            z += q.get(head[0] + "|" + r.bucket, 0.0)
-        d = dense(r, p)
-        z += sum(map(operator.mul, map(self._weights.get, d, _ZEROS), d.values()))
+        if len(words) <= k:  # head == tail == words
+            z += sum(map(self._short_words.get, set(words), _ZEROS))
+            if len(words) > 1:
+                z += sum(map(self._short_pairs.get, set(itertools.pairwise(words)), _ZEROS))
+        else:
+            head = words[:k]
+            for prefix, keys in (
+                ("w", words),
+                ("b", itertools.pairwise(words)),
+                ("h", head),
+                ("hb", itertools.pairwise(head)),
+                ("t", words[-k:]),
+            ):
+                if table := t.get(prefix):
+                    z += sum(map(table.get, set(keys), _ZEROS))
+        stem = spec.stem_chars
+        if (table := t.get("p")) and (stems := {w[:stem] for w in words if len(w) > stem}):
+            z += sum(map(table.get, stems, _ZEROS))
+        if r.system_words and (table := t.get("s")):
+            z += sum(map(table.get, set(r.system_words), _ZEROS))
+        if words and (q := t.get("q")):
+            z += q.get(words[0] + "|" + r.bucket, 0.0)
+        z += self._bucket_w[r.bucket] + self._instruction_w[instruction_bucket(r)]
+        z += sum(map(operator.mul, self._dense_w, dense_values(r, p)))
         ids = self._wordpiece.encode(r.asked, spec.embed_tokens)
         if ids:
             z += sum(map(self._token_weights.__getitem__, ids)) / len(ids)
@@ -160,6 +179,15 @@ class ComplexityModel:
         pos = cheap_share * (len(q) - 1)
         lo = int(pos)
         return round(q[lo] + (q[min(lo + 1, len(q) - 1)] - q[lo]) * (pos - lo), 6)
+
+
+def _merged(*tables: dict[object, float]) -> dict[object, float]:
+    """One table whose weight for a key is the sum of its weights in `tables`."""
+    out: dict[object, float] = {}
+    for table in tables:
+        for key, w in table.items():
+            out[key] = out.get(key, 0.0) + w
+    return out
 
 
 def _sigmoid(z: float) -> float:

@@ -16,6 +16,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
+
 from contracts.messages import Request
 from fleet.settings import TierSettings
 from router.complexity.model import ClassifierError, ComplexityModel, Scored, load_model
@@ -30,8 +32,7 @@ class Tier:
     max_score: float  # the tier takes scores <= this (the last tier takes everything)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True):  # one per "auto" request: a struct is cheap to build
     score: float
     tier: Tier
     signals: tuple[str, ...]
