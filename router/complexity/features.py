@@ -106,7 +106,8 @@ def instruction(text: str, spec: FeatureSpec) -> tuple[str, bool]:
     return " ".join([*first[:k], "\n", *last[-k:]]), True
 
 
-def _words(text: str) -> list[str]:
+def words(text: str) -> list[str]:
+    """The text's words, lower case; a number is the word "0"."""
     # a word that starts with a decimal digit (Unicode Nd, what `\d` matches) is the number token "0"
     return ["0" if w[0].isdecimal() else w for w in _WORD.findall(text.lower())]
 
@@ -115,7 +116,7 @@ _BUCKET_LIMITS = (4, 10, 25, 60, 150, 400)
 BUCKETS = (*(f"le{n}" for n in _BUCKET_LIMITS), "gt400")  # a size in words: the first bucket whose limit covers it
 
 
-def _length_bucket(n_words: int) -> str:
+def length_bucket(n_words: int) -> str:
     return BUCKETS[bisect.bisect_left(_BUCKET_LIMITS, n_words)]
 
 
@@ -152,8 +153,8 @@ def read(p: Parts, spec: FeatureSpec, max_chars: int = 1 << 30) -> Read:
     asked, pasted = instruction(text, spec)
     all_words = text.count(" ") + text.count("\n") + 1
     n_words = all_words if len(p.user) == len(text) else round(all_words * len(p.user) / max(1, len(text)))
-    system = _words(p.system[: min(spec.system_chars, max_chars)]) if p.system else []
-    return Read(text, asked, pasted, _words(asked), _length_bucket(n_words), system)
+    system = words(p.system[: min(spec.system_chars, max_chars)]) if p.system else []
+    return Read(text, asked, pasted, words(asked), length_bucket(n_words), system)
 
 
 def sparse_keys(r: Read, spec: FeatureSpec) -> list[tuple[str, str | tuple[str, ...]]]:
@@ -198,20 +199,25 @@ def dense(r: Read, p: Parts) -> dict[str, float]:
     return out
 
 
+def code_lines(text: str) -> int:
+    """How many lines (or line ends) of `text` look like code."""
+    return len(_CODE_LINE.findall(text))
+
+
 def instruction_bucket(r: Read) -> str:
     """The instruction's own size, as a length bucket."""
-    return _length_bucket(len(r.words))
+    return length_bucket(len(r.words))
 
 
 def dense_values(r: Read, p: Parts) -> tuple[float, ...]:
     """The values of the DENSE features, in that order, each scaled to [0, 1]."""
     words, asked, text = r.words, r.asked, r.text
-    code_lines = len(_CODE_LINE.findall(text))
+    code = code_lines(text)
     return (
         1.0 if r.pasted else 0.0,
         min(1.0, math.log1p(len(p.user)) / 10),
-        min(1.0, code_lines / 10),
-        min(1.0, code_lines / (text.count("\n") + 1)),
+        min(1.0, code / 10),
+        min(1.0, code / (text.count("\n") + 1)),
         min(1.0, asked.count("?") / 3),
         min(1.0, (asked.count(",") + asked.count(";") + words.count("and")) / 8),
         min(1.0, words.count("0") / 10),

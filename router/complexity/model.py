@@ -16,24 +16,14 @@ import functools
 import heapq
 import itertools
 import math
-import operator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from contracts.messages import Request
-from router.complexity.features import (
-    BUCKETS,
-    DENSE,
-    SPEC_VERSION,
-    FeatureSpec,
-    dense_values,
-    extract_with_instruction,
-    instruction_bucket,
-    parts,
-    read,
-)
+from router.complexity.fast import FlatScorer
+from router.complexity.features import SPEC_VERSION, FeatureSpec, extract_with_instruction, parts
 from router.complexity.tokens import WordPiece
 
 FORMAT = "llm-fleet/complexity-classifier"
@@ -41,7 +31,6 @@ VERSION = 2  # 2: adds the token vocabulary and one weight per token (v1 files: 
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "complexity-v2.json"
 QUANTILES = 101  # score_quantiles[i] is the i-th percentile of the reference scores
 TOP_SIGNALS = 4
-_ZEROS = itertools.repeat(0.0)  # the default of every lookup in `z` (map stops with the keys)
 
 
 class ClassifierError(ValueError):
@@ -98,26 +87,21 @@ class ComplexityModel:
         self._bias = artifact.bias
         self._wordpiece = WordPiece(artifact.tokens)
         self._token_weights = artifact.token_weights
-        # the same weights by prefix and key, for the hot path (no feature names built): "b:a c" -> ("a", "c")
-        self._tables: dict[str, dict[object, float]] = {}
-        for name, w in self._weights.items():
-            prefix, _, rest = name.partition(":")
-            key: object = tuple(rest.split(" ")) if prefix in ("b", "hb") else rest
-            self._tables.setdefault(prefix, {})[key] = w
-        # a turn of at most edge_words words is its own head and tail: its words' three tables add up to one, and
-        # its pairs' two
-        t = self._tables
-        self._short_words = _merged(t.get("w", {}), t.get("h", {}), t.get("t", {}))
-        self._short_pairs = _merged(t.get("b", {}), t.get("hb", {}))
-        get = self._weights.get
-        self._bucket_w = {b: get("len:" + b, 0.0) for b in BUCKETS}
-        self._instruction_w = {b: get("i:" + b, 0.0) for b in BUCKETS}
-        self._dense_w = tuple(get(n, 0.0) for n in DENSE)
+        self._flat = FlatScorer(
+            artifact.spec, self._weights, artifact.bias, self._wordpiece.encode, artifact.token_weights
+        )
 
     def score(self, req: Request, max_chars: int = 1 << 30, *, signals: bool = True) -> Scored:
         """The request's score in [0, 1] and (when `signals`) the features that moved it most."""
         if not signals:  # the hot path when nobody logs them: no feature names are built
             return Scored(round(_sigmoid(self.z(req, max_chars)), 4), ())
+        contrib = self.contributions(req, max_chars)
+        z = self._bias + sum(c for c, _ in contrib)
+        top = heapq.nlargest(TOP_SIGNALS, [t for t in contrib if t[0]], key=lambda t: abs(t[0]))
+        return Scored(round(_sigmoid(z), 4), tuple(f"{n}{c:+.2f}" for c, n in top))
+
+    def contributions(self, req: Request, max_chars: int = 1 << 30) -> list[tuple[float, str]]:
+        """What each named feature adds to the logit (the bias aside), as (weight * value, name)."""
         feats, asked = extract_with_instruction(parts(req), self.spec, max_chars)
         ids = self._wordpiece.encode(asked, self.spec.embed_tokens)
         tw = self._token_weights
@@ -125,50 +109,12 @@ class ComplexityModel:
         contrib = [(get(n, 0.0) * v, n) for n, v in feats.items()]
         for i in sorted(set(ids)):  # a token's share of the mean: "e:prove+0.31"
             contrib.append((tw[i] * ids.count(i) / len(ids), "e:" + self.artifact.tokens[i]))
-        z = self._bias + sum(c for c, _ in contrib)
-        top = heapq.nlargest(TOP_SIGNALS, [t for t in contrib if t[0]], key=lambda t: abs(t[0]))
-        return Scored(round(_sigmoid(z), 4), tuple(f"{n}{c:+.2f}" for c, n in top))
+        return contrib
 
     def z(self, req: Request, max_chars: int = 1 << 30) -> float:
-        """The score's logit, as `score` computes it from the named features, read through the prefix tables
-        (tests/router/test_complexity.py checks the two agree on every request of the labelled set).
-
-        The same sum as `sparse_keys` and `dense` name, per prefix over sets (presence: each feature once), with
-        the lookups in C (`map`): the router runs this on every "auto" request."""
-        p = parts(req)
-        spec = self.spec
-        r = read(p, spec, max_chars)
-        t = self._tables
-        words, k = r.words, spec.edge_words
-        z: float = self._bias
-        if len(words) <= k:  # head == tail == words
-            z += sum(map(self._short_words.get, set(words), _ZEROS))
-            if len(words) > 1:
-                z += sum(map(self._short_pairs.get, set(itertools.pairwise(words)), _ZEROS))
-        else:
-            head = words[:k]
-            for prefix, keys in (
-                ("w", words),
-                ("b", itertools.pairwise(words)),
-                ("h", head),
-                ("hb", itertools.pairwise(head)),
-                ("t", words[-k:]),
-            ):
-                if table := t.get(prefix):
-                    z += sum(map(table.get, set(keys), _ZEROS))
-        stem = spec.stem_chars
-        if (table := t.get("p")) and (stems := {w[:stem] for w in words if len(w) > stem}):
-            z += sum(map(table.get, stems, _ZEROS))
-        if r.system_words and (table := t.get("s")):
-            z += sum(map(table.get, set(r.system_words), _ZEROS))
-        if words and (q := t.get("q")):
-            z += q.get(words[0] + "|" + r.bucket, 0.0)
-        z += self._bucket_w[r.bucket] + self._instruction_w[instruction_bucket(r)]
-        z += sum(map(operator.mul, self._dense_w, dense_values(r, p)))
-        ids = self._wordpiece.encode(r.asked, spec.embed_tokens)
-        if ids:
-            z += sum(map(self._token_weights.__getitem__, ids)) / len(ids)
-        return z
+        """The score's logit: the bias plus the sum of `contributions`, computed flat (fast.py: the router runs
+        this on every "auto" request)."""
+        return self._flat.z(req, max_chars)
 
     def threshold_for_share(self, cheap_share: float) -> float:
         """The threshold that sends `cheap_share` of the reference traffic to the cheap tier (interpolated
@@ -179,15 +125,6 @@ class ComplexityModel:
         pos = cheap_share * (len(q) - 1)
         lo = int(pos)
         return round(q[lo] + (q[min(lo + 1, len(q) - 1)] - q[lo]) * (pos - lo), 6)
-
-
-def _merged(*tables: dict[object, float]) -> dict[object, float]:
-    """One table whose weight for a key is the sum of its weights in `tables`."""
-    out: dict[object, float] = {}
-    for table in tables:
-        for key, w in table.items():
-            out[key] = out.get(key, 0.0) + w
-    return out
 
 
 def _sigmoid(z: float) -> float:

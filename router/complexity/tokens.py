@@ -22,25 +22,26 @@ class WordPiece:
 
     def __init__(self, vocab: Sequence[str]) -> None:
         self._ids = {t: i for i, t in enumerate(vocab)}
+        # the "##" continuations by their text: a lookup per candidate without building "##" + candidate
+        self._cont = {t[2:]: i for i, t in enumerate(vocab) if t.startswith("##")}
+        self._longest = max(map(len, vocab), default=0)  # no candidate longer than a token is looked up
         self._word = functools.lru_cache(maxsize=1 << 15)(self._pieces)
 
     def _pieces(self, word: str) -> tuple[int, ...]:
         if len(word) > MAX_WORD_CHARS:
             return ()
-        ids, out, start = self._ids, [], 0
-        while start < len(word):
-            end = len(word)
-            found = -1
-            while start < end:
-                j = ids.get(word[start:end] if start == 0 else "##" + word[start:end])
+        out: list[int] = []
+        table, start, n, longest = self._ids, 0, len(word), self._longest
+        while start < n:  # greedy longest match, as BERT's WordPiece
+            for end in range(min(n, start + longest), start, -1):
+                j = table.get(word[start:end])
                 if j is not None:
-                    found = j
+                    out.append(j)
+                    start = end
                     break
-                end -= 1
-            if found < 0:
+            else:
                 return ()  # BERT maps the whole word to [UNK]; here it simply adds nothing
-            out.append(found)
-            start = end
+            table = self._cont
         return tuple(out)
 
     def encode(self, text: str, max_tokens: int) -> list[int]:
