@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,38 @@ def test_wordpiece_reads_words_punctuation_and_pieces() -> None:
     tokens = [SHIPPED.artifact.tokens[i] for i in wp.encode("Déjà vu: tokenizers!", 16)]
     assert tokens[:4] == ["de", "##ja", "vu", ":"] and tokens[-1] == "!"  # accents stripped, pieces, punctuation
     assert len(wp.encode("word " * 500, 128)) == 128 and wp.encode("", 8) == []
+
+
+def _longest_first(ids: dict[str, int], word: str) -> tuple[int, ...]:
+    """WordPiece as BERT writes it: at each position try the longest candidate first, then shorter ones."""
+    out, start = [], 0
+    while start < len(word):
+        for end in range(len(word), start, -1):
+            j = ids.get(word[start:end] if start == 0 else "##" + word[start:end])
+            if j is not None:
+                out.append(j)
+                start = end
+                break
+        else:
+            return ()
+    return tuple(out)
+
+
+def test_wordpiece_finds_the_longest_piece_at_each_position_as_bert_does() -> None:
+    """The tokenizer reads forward through a table of piece prefixes; it must give exactly BERT's greedy
+    longest-first pieces: on every word of the labelled set, and on random words, identifiers and numbers."""
+    vocab = SHIPPED.artifact.tokens
+    wp = WordPiece(vocab)
+    words = {w for ex in load_examples(DEFAULT_DATA) for w in re.findall(r"\w+", (ex.request.prompt or "").lower())}
+    rng = random.Random(7)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789_éßж"
+    words |= {"".join(rng.choices(alphabet, k=rng.randint(1, 24))) for _ in range(3_000)}
+    words |= {f"f{i}" for i in range(0, 100_000, 997)} | {"", "x" * 100, "x" * 101}
+    assert len(words) > 5_000
+    ids = {t: i for i, t in enumerate(vocab)}
+    for w in sorted(words):
+        expected = _longest_first(ids, w) if len(w) <= 100 else ()
+        assert wp._pieces(w) == expected, w
 
 
 def test_a_cheap_share_sets_a_tiers_threshold_from_the_reference_scores() -> None:
