@@ -50,6 +50,9 @@ class RouterStats:
     verdicts: dict[str, int] = field(default_factory=dict)  # "<stage>.<code>": every verdict of the pipeline
 
     def verdict(self, stage: str, outcome: Outcome) -> None:
+        if stage == "route" and type(outcome) is Forward:  # nearly every record: no key built
+            self.verdicts["route.forward"] = self.verdicts.get("route.forward", 0) + 1
+            return
         key = f"{stage}.{verdict_code(outcome)}"
         self.verdicts[key] = self.verdicts.get(key, 0) + 1
 

@@ -94,7 +94,7 @@ class ComplexityModel:
     def score(self, req: Request, max_chars: int = 1 << 30, *, signals: bool = True) -> Scored:
         """The request's score in [0, 1] and (when `signals`) the features that moved it most."""
         if not signals:  # the hot path when nobody logs them: no feature names are built
-            return Scored(round(_sigmoid(self.z(req, max_chars)), 4), ())
+            return Scored(self.fast_score(req, max_chars), ())
         contrib = self.contributions(req, max_chars)
         z = self._bias + sum(c for c, _ in contrib)
         top = heapq.nlargest(TOP_SIGNALS, [t for t in contrib if t[0]], key=lambda t: abs(t[0]))
@@ -110,6 +110,10 @@ class ComplexityModel:
         for i in sorted(set(ids)):  # a token's share of the mean: "e:prove+0.31"
             contrib.append((tw[i] * ids.count(i) / len(ids), "e:" + self.artifact.tokens[i]))
         return contrib
+
+    def fast_score(self, req: Request, max_chars: int = 1 << 30) -> float:
+        """The score alone, as `score` gives it, from the flat logit (no names, no signals)."""
+        return round(_sigmoid(self._flat.z(req, max_chars)), 4)
 
     def z(self, req: Request, max_chars: int = 1 << 30) -> float:
         """The score's logit: the bias plus the sum of `contributions`, computed flat (fast.py: the router runs

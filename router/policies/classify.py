@@ -109,5 +109,9 @@ class Classifier:
 
     def decide(self, req: Request, tiers: Sequence[Tier] | None = None) -> Decision:
         """The score, the tier among `tiers` (default: all), and the signals behind the score."""
-        s = self.score(req)
-        return Decision(s.score, choose_tier(s.score, tiers or self.tiers), s.signals)
+        if self._signals:
+            s = self.model.score(req, self._max_chars)
+            score, signals = s.score, s.signals
+        else:  # the router's hot path: no names, no signals
+            score, signals = self.model.fast_score(req, self._max_chars), ()
+        return Decision(score, choose_tier(score, tiers or self.tiers), signals)

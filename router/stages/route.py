@@ -13,13 +13,17 @@ class Route:
 
     def __init__(self, topics: Topics) -> None:
         self._topics = topics
+        self._lanes: dict[tuple[str, bool], tuple[str, ...]] = {}  # (model, batch) -> its topics (checked names)
 
     def __call__(self, ctx: Context) -> Verdict:
         req = ctx.request
         assert req is not None and ctx.model is not None, "route runs after resolve_model"
         tenant = ctx.tenant.name if ctx.tenant is not None else None
-        batch = req.priority is Priority.BATCH
-        topics = (self._topics.model_batch(ctx.model) if batch else self._topics.model(ctx.model),)
+        lane = (ctx.model, req.priority is Priority.BATCH)
+        topics = self._lanes.get(lane)
+        if topics is None:  # resolve_model chose a configured model: a handful of entries
+            topics = (self._topics.model_batch(ctx.model) if lane[1] else self._topics.model(ctx.model),)
+            self._lanes[lane] = topics
         return Forward(
             req, ctx.model, ctx.tier, ctx.score, ctx.content_type, topics, tenant, ctx.signals, ctx.requested_model
         )
