@@ -132,6 +132,12 @@ class ChunkCoalescer:
             return self._take(now_s)
         return None
 
+    def hold(self, text: str) -> None:
+        """Buffer `text` to go out with the next chunk (a resumed run's replayed text: `add` would hand it back at
+        once, as a fresh coalescer's first output, to a caller that has no chunk to put it in)."""
+        if text:
+            self._buf.append(text)
+
     def drain(self, now_s: float) -> str | None:
         return self._take(now_s) if self._buf else None
 

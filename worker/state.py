@@ -79,8 +79,8 @@ class RequestState:
             self.unconfirmed = {p.seq - len(p.resend) + i: n for i, n in enumerate(p.resend)}
         self.num_prompt_tokens = p.prompt_tokens
         self.resume_finish = FinishKind(p.finish) if p.finish else None
-        if len(text) > len(p.text):  # released text the earlier owner had not sent yet
-            self.coalescer.add(text[len(p.text) :], 0, now_s)
+        if len(text) > len(p.text):  # released text the earlier owner had not sent yet: the next chunk's start
+            self.coalescer.hold(text[len(p.text) :])
         if p.token_ids:
             self.first_token_s = self.last_token_s = now_s
         return True

@@ -101,6 +101,31 @@ async def test_a_greedy_model_resumed_from_prompt_plus_tokens_writes_the_same_te
         torch.set_num_threads(threads)
 
 
+async def test_text_the_earlier_owner_generated_but_had_not_sent_goes_out_with_the_next_chunk() -> None:
+    """A record can cover tokens whose text was still in the earlier owner's coalescer (never sent as a chunk).
+    The new owner replays those tokens: their text must go out as the next chunk (the first output of a fresh
+    coalescer goes at once, and it was dropped: the engine-death test's client saw a hole in the middle)."""
+    req = request("h", "hello resumable world", max_tokens=40)
+    text, _, _ = await clean_run(SimulatedEngine(tokens_per_s=10_000), TOK, req)
+    d1, seen1 = driver_for(SimulatedEngine(tokens_per_s=10_000)), Seen()
+    state = start(d1, req)
+    while len(seen1.chunks.get(req.id, [])) < 6:
+        seen1.take(await asyncio.wait_for(d1.step(), 10))
+    sent = seen1.chunks[req.id]
+    full = state.progress(1, "m")
+    # as written while the last chunk's text was still held back: its tokens counted, its text not sent
+    held = msgspec.structs.replace(full, seq=full.seq - 1, text=full.text[: -len(sent[-1].text)], resend=[])
+    d2, seen2 = driver_for(SimulatedEngine(tokens_per_s=10_000)), Seen()
+    resumed = start(d2, req, run_id=held.run_id, progress=held)
+    assert resumed.resumed_tokens == len(held.token_ids)
+    await run_until_idle(d2, seen2)
+    later = [c for c in seen2.chunks[req.id] + seen2.final[req.id] if isinstance(c, Chunk)]
+    chunks = sent[:-1] + later
+    assert_continuous(chunks, held.run_id)
+    done = seen2.terminal(req.id)
+    assert isinstance(done, Done) and "".join(c.text for c in chunks) == text == done.text
+
+
 async def test_every_chunk_not_seen_delivered_is_sent_again_by_the_new_owner() -> None:
     """A worker whose engine died may have lost more than the chunk its last record covers (several records
     durable, their chunks still queued): the record lists every chunk not confirmed delivered and the new
