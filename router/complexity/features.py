@@ -1,5 +1,7 @@
-"""Features of a request for the complexity classifier: one function shared by training and the router, so the
-two can never disagree.
+"""Features of a request for the complexity classifier, by name: what training, `fleet router explain` and the
+held-out numbers read. The router computes the same weighted sum without the names (fast.py, one pass);
+tests/router/test_complexity.py checks the two agree on every request of the labelled set, so a change here that
+fast.py does not follow fails there.
 
 What the user asked decides: word unigrams and bigrams of the last user turn (or `prompt`), plus the words that
 open and close it (an instruction sits before or after pasted text: "What's the date in this email? <email>").
