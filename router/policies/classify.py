@@ -20,7 +20,7 @@ import msgspec
 
 from contracts.messages import Request
 from fleet.settings import TierSettings
-from router.complexity.model import ClassifierError, ComplexityModel, Scored, load_model
+from router.complexity.model import ClassifierError, ComplexityModel, load_model
 
 __all__ = ["Classifier", "ClassifierError", "Decision", "Tier", "choose_tier", "resolve_tiers"]
 
@@ -103,9 +103,6 @@ class Classifier:
         self.tiers = resolve_tiers(tiers, models, self.model)
         self._max_chars = max_chars
         self._signals = signals
-
-    def score(self, req: Request) -> Scored:
-        return self.model.score(req, self._max_chars, signals=self._signals)
 
     def decide(self, req: Request, tiers: Sequence[Tier] | None = None) -> Decision:
         """The score, the tier among `tiers` (default: all), and the signals behind the score."""
