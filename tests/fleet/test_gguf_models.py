@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -255,7 +256,16 @@ def test_a_preparation_command_ends_quietly_on_a_signal_and_cleans_up(tmp_path: 
         f"    finally:\n        open({str(tmp_path / 'cleaned')!r}, 'w').close()\n"
         "raise SystemExit(run_interruptible(main, 'demo'))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    # as a terminal's foreground command starts: SIGINT at its default. A suite started in the background of a
+    # non-interactive shell hands its children SIGINT ignored (so Ctrl-C spares background jobs), and Python
+    # then installs no KeyboardInterrupt handler: the signal never came (a clean-clone run started that way)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert out.returncode == code and "Traceback" not in out.stderr, out.stderr
     assert (tmp_path / "cleaned").exists()
 
