@@ -339,6 +339,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def model_names(self) -> list[str]:
         return [m.name for m in self.models]
 
+    @property
+    def debug(self) -> bool:
+        """Logging at debug: per-request lines (the router's `router.forward` with the classifier's signals) are
+        worth their cost only then."""
+        return self.log_level.lower() == "debug"
+
     def tenant(self, name: str | None) -> TenantSettings | None:
         for t in self.tenants:
             if t.name == name:

@@ -43,7 +43,7 @@ SALVAGE_MAX_BYTES = 4 << 20  # a body that tripped a stage is searched for its i
 
 def request_stages(settings: Settings, codec: Codec, tenants: Tenants | None = None) -> list[Stage]:
     """The stages that look at the record alone (no view)."""
-    tenants = tenants or Tenants(settings)
+    tenants = tenants if tenants is not None else Tenants(settings)
     return [
         Decode(settings, codec),
         Authenticate(tenants),

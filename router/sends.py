@@ -50,9 +50,6 @@ class RouterStats:
     verdicts: dict[str, int] = field(default_factory=dict)  # "<stage>.<code>": every verdict of the pipeline
 
     def verdict(self, stage: str, outcome: Outcome) -> None:
-        if stage == "route" and type(outcome) is Forward:  # nearly every record: no key built
-            self.verdicts["route.forward"] = self.verdicts.get("route.forward", 0) + 1
-            return
         key = f"{stage}.{verdict_code(outcome)}"
         self.verdicts[key] = self.verdicts.get(key, 0) + 1
 
@@ -98,7 +95,7 @@ class Sends:
         self.bad_topics: dict[str, float] = {}  # reply topic -> monotonic time until which it is not tried
         # each forward's decision is a debug line: below debug, not even the call is made (it cost ~3% of a
         # record's time through structlog's lazy proxy)
-        self.log_forwards = settings.log_level.lower() == "debug"
+        self.log_forwards = settings.debug
 
     def plan(self, rec: ConsumerRecord[Any, Any], now_ms: int, ctx: Context | None = None) -> Plan:
         """Run the pipeline on one record and turn its outcome into sends."""

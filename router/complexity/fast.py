@@ -2,21 +2,21 @@
 
 `ComplexityModel.score(..., signals=True)` (training, `fleet router explain`, the held-out numbers) names every
 feature (features.py) and looks each name up. The router scores every "auto" request and needs no names, so this
-computes the same sum in one pass: the same reading of the turn (features.read), the sparse features looked up by
-prefix table without building their names, the dense ones weighted as they are computed. Nothing here decides what
-a feature is: when features.py changes, this must follow, and tests/router/test_complexity.py checks that the two
-agree on every request of the labelled set.
+computes the same sum in one pass: the same reading of the turn (features.read) and the same dense values
+(features.dense_values), with the sparse features looked up by prefix table without building their names. The
+sparse part mirrors features.sparse_keys: when that changes, this must follow, and tests/router/test_complexity.py
+checks that the two agree on every request of the labelled set and on adversarial ones.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from contracts.messages import Request
-from router.complexity.features import BUCKETS, DENSE, FeatureSpec, code_lines, instruction, length_bucket, parts, words
+from router.complexity.features import BUCKETS, DENSE, FeatureSpec, dense_values, instruction_bucket, parts, read
 
 _ZEROS = itertools.repeat(0.0)  # the default of every lookup (map stops with the keys)
 
@@ -60,30 +60,18 @@ class FlatScorer:
         self.short_pairs = _merged(self.pairs, self.head_pairs)
         self.bucket_w = {b: weights.get("len:" + b, 0.0) for b in BUCKETS}
         self.instruction_w = {b: weights.get("i:" + b, 0.0) for b in BUCKETS}
-        self.dense_w = tuple(weights.get(n, 0.0) for n in DENSE)  # in DENSE order, as z unpacks them
+        self.dense_w = tuple(weights.get(n, 0.0) for n in DENSE)  # in DENSE order, as dense_values gives them
 
     def z(self, req: Request, max_chars: int = 1 << 30) -> float:
         """The logit: what features.extract_with_instruction names, weighted and summed (plus the bias and the mean
         token weight)."""
         spec = self.spec
-        if req.prompt is not None or not req.messages:
-            user, system, turns = req.prompt or "", "", 1
-        else:
-            p = parts(req)
-            user, system, turns = p.user, p.system, p.turns
-        # features.read, inlined
-        half = max_chars // 2
-        head_chars, tail_chars = min(spec.head_chars, half), min(spec.tail_chars, half)
-        text = user if len(user) <= head_chars + tail_chars else user[:head_chars] + "\n" + user[-tail_chars:]
-        asked, pasted = instruction(text, spec)
-        newlines = text.count("\n")
-        all_words = text.count(" ") + newlines + 1
-        n_words = all_words if len(user) == len(text) else round(all_words * len(user) / max(1, len(text)))
-        bucket = length_bucket(n_words)
-        ws = words(asked)
+        p = parts(req)
+        r = read(p, spec, max_chars)  # the same reading of the turn as the named features
+        ws, bucket = r.words, r.bucket
         # the sparse features (presence: each once), features.sparse_keys
         k = spec.edge_words
-        z = self.bias
+        z: float = self.bias
         if len(ws) <= k:  # head == tail == words
             z += sum(map(self.short_words.get, set(ws), _ZEROS))
             if len(ws) > 1:
@@ -99,32 +87,13 @@ class FlatScorer:
         z += sum(map(self.stems.get, {w[:stem] for w in ws if len(w) > stem}, _ZEROS))
         if ws:
             z += self.opening.get(ws[0] + "|" + bucket, 0.0)
-        if system:
-            z += sum(map(self.system.get, set(words(system[: min(spec.system_chars, max_chars)])), _ZEROS))
-        # the dense features, features.dense_values (each capped at 1; the common zeros skipped)
-        (w_pasted, w_chars, w_code, w_share, w_questions, w_clauses, w_numbers, w_budget, w_turns, w_system) = (
-            self.dense_w
-        )
-        z += self.bucket_w[bucket] + self.instruction_w[length_bucket(len(ws))]
-        z += w_chars * min(1.0, math.log1p(len(user)) / 10) + w_budget * min(
-            1.0, math.log2(max(1, req.max_tokens)) / 12
-        )
-        if pasted:
-            z += w_pasted
-        if code := code_lines(text):
-            z += w_code * min(1.0, code / 10) + w_share * min(1.0, code / (newlines + 1))
-        if questions := asked.count("?"):
-            z += w_questions * min(1.0, questions / 3)
-        if clauses := asked.count(",") + asked.count(";") + ws.count("and"):
-            z += w_clauses * min(1.0, clauses / 8)
-        if numbers := ws.count("0"):
-            z += w_numbers * min(1.0, numbers / 10)
-        if turns > 1:
-            z += w_turns * min(1.0, (turns - 1) / 3)
-        if system:
-            z += w_system
+        if r.system_words:
+            z += sum(map(self.system.get, set(r.system_words), _ZEROS))
+        # the dense features, weighted in DENSE order
+        z += self.bucket_w[bucket] + self.instruction_w[instruction_bucket(r)]
+        z += sum(map(operator.mul, self.dense_w, dense_values(r, p)))
         # the instruction's tokens: the mean of their weights
-        ids = self._encode(asked, spec.embed_tokens)
+        ids = self._encode(r.asked, spec.embed_tokens)
         if ids:
             z += sum(map(self._token_weights.__getitem__, ids)) / len(ids)
         return z

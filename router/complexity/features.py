@@ -212,18 +212,24 @@ def instruction_bucket(r: Read) -> str:
 
 
 def dense_values(r: Read, p: Parts) -> tuple[float, ...]:
-    """The values of the DENSE features, in that order, each scaled to [0, 1]."""
+    """The values of the DENSE features, in that order, each scaled to [0, 1]. (The router computes this for every
+    "auto" request: the caps are written out, a `min` call each cost as much as the arithmetic.)"""
     words, asked, text = r.words, r.asked, r.text
     code = code_lines(text)
+    chars = math.log1p(len(p.user)) / 10
+    share = code / (text.count("\n") + 1)
+    clauses = (asked.count(",") + asked.count(";") + words.count("and")) / 8
+    budget = math.log2(p.max_tokens) / 12 if p.max_tokens > 1 else 0.0
+    questions, numbers = asked.count("?"), words.count("0")
     return (
         1.0 if r.pasted else 0.0,
-        min(1.0, math.log1p(len(p.user)) / 10),
-        min(1.0, code / 10),
-        min(1.0, code / (text.count("\n") + 1)),
-        min(1.0, asked.count("?") / 3),
-        min(1.0, (asked.count(",") + asked.count(";") + words.count("and")) / 8),
-        min(1.0, words.count("0") / 10),
-        min(1.0, math.log2(max(1, p.max_tokens)) / 12),
-        min(1.0, (p.turns - 1) / 3),
+        chars if chars < 1.0 else 1.0,
+        code / 10 if code < 10 else 1.0,
+        share if share < 1.0 else 1.0,
+        questions / 3 if questions < 3 else 1.0,
+        clauses if clauses < 1.0 else 1.0,
+        numbers / 10 if numbers < 10 else 1.0,
+        budget if budget < 1.0 else 1.0,
+        (p.turns - 1) / 3 if p.turns < 4 else 1.0,
         1.0 if p.system else 0.0,
     )

@@ -32,9 +32,8 @@ class ResolveModel:
             log.warning("router.auto_unavailable", reason="router.tiers not configured for these models")
         else:
             # the signals are logged at debug (router.forward): not worth their cost per request otherwise
-            signals = settings.log_level.lower() == "debug"
             self._classifier = Classifier(
-                r.tiers, settings.model_names, r.classifier_path, r.classify_max_chars, signals=signals
+                r.tiers, settings.model_names, r.classifier_path, r.classify_max_chars, signals=settings.debug
             )
             self._tier_list = self._classifier.tiers
         self._tiers = {t.name: t for t in self._tier_list}

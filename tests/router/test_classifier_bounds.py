@@ -23,11 +23,12 @@ from router.complexity.model import load_model
         "{" * 32_000,
     ],
 )
-def test_adversarial_prompts_classify_in_milliseconds(text: str) -> None:
+@pytest.mark.parametrize("signals", [True, False])  # `explain` and training; the router's hot path
+def test_adversarial_prompts_classify_in_milliseconds(text: str, signals: bool) -> None:
     model = load_model()
-    model.score(Request(id="a", reply_to="b", prompt="warm up"))
+    model.score(Request(id="a", reply_to="b", prompt="warm up"), signals=signals)
     t0 = time.perf_counter()
-    model.score(Request(id="a", reply_to="b", prompt=text))
+    model.score(Request(id="a", reply_to="b", prompt=text), signals=signals)
     assert time.perf_counter() - t0 < 0.05
 
 

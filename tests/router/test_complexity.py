@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from contracts import Codec
-from contracts.messages import Request
+from contracts.messages import ChatMessage, Request
 from fleet.cli import app
 from fleet.settings import RouterSettings, Settings, TierSettings
 from router.complexity.model import DEFAULT_ARTIFACT, ClassifierError, encode_artifact, load_model
@@ -68,19 +68,51 @@ def test_the_shipped_artifact_reproduces_its_heldout_numbers() -> None:
     assert math.isclose(h.cheap_share, h.to_cheap / h.requests, abs_tol=1e-4)
 
 
+def _extremes() -> list[Request]:
+    """Requests no labelled prompt looks like: empty, blank, punctuation only, one huge word, numbers, other
+    scripts and combining marks, a lone surrogate, chat without a user turn, a system prompt alone, many turns,
+    the largest and smallest `max_tokens`."""
+    prompts = [
+        "",
+        " ",
+        "\n\n\n",
+        "?!?;,,,",
+        "x" * 150,
+        "y" * 50_000,
+        "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16",
+        "Déjà vu: Ünïcödé, 漢字と かな, русский текст, عربى",
+        "e\u0301\u0301\u0301 " * 300,
+        "\ud800 lone surrogate",
+        "and and and , ; ? " * 40,
+        "def f():\n    return 1;\n" * 500,
+        "word " * 130 + "\n\n" + "tail words here",
+    ]
+    reqs = [Request(id="x", reply_to="r", prompt=p) for p in prompts]
+    reqs += [Request(id="x", reply_to="r", prompt="hi", max_tokens=m) for m in (0, 1, 1 << 40)]
+    for msgs in (
+        [ChatMessage("system", "You are terse. " * 500)],
+        [ChatMessage("assistant", "Earlier answer")],
+        [ChatMessage("system", ""), ChatMessage("user", "")],
+        [ChatMessage("user", f"turn {i}") for i in range(40)],
+    ):
+        reqs.append(Request(id="x", reply_to="r", messages=msgs))
+    return reqs
+
+
 def test_the_routers_fast_path_scores_every_request_as_the_named_features_do() -> None:
     """The router's hot path sums weights through prefix tables without building feature names; it must agree
-    with the named features (training's and `explain`'s) on every request of the set, long pasted ones too."""
+    with the named features (training's and `explain`'s) on every request of the set, long pasted ones too, and on
+    requests no labelled prompt looks like."""
     examples = load_examples(DEFAULT_DATA)
     assert any(len(ex.request.prompt or "") > 1_000 for ex in examples)  # 600: windows narrowed by max_chars
-    for ex in examples:
-        req = ex.request
-        for max_chars in (600, 8_000):
+    for req in [ex.request for ex in examples] + _extremes():
+        for max_chars in (0, 600, 8_000):
             named = SHIPPED.artifact.bias + sum(c for c, _ in SHIPPED.contributions(req, max_chars))
             assert math.isclose(SHIPPED.z(req, max_chars), named, rel_tol=1e-9, abs_tol=1e-9), (
-                req.prompt or req.messages
-            )
-        assert SHIPPED.score(req, 8_000, signals=False).score == SHIPPED.score(req, 8_000, signals=True).score
+                req.prompt or req.messages or ""
+            )[:200]
+        fast = SHIPPED.score(req, 8_000, signals=False).score
+        assert 0.0 <= fast <= 1.0 and fast == SHIPPED.score(req, 8_000, signals=True).score
 
 
 def test_short_hard_prompts_score_above_their_easy_look_alikes() -> None:
