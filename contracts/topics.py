@@ -105,6 +105,7 @@ class Headers:
     SOURCE_TOPIC = "fleet-source-topic"
     SOURCE_PARTITION = "fleet-source-partition"
     SOURCE_OFFSET = "fleet-source-offset"
+    SOURCE_NEXT_OFFSET = "fleet-source-next-offset"  # on an `undecodable` DLQ copy: past the batch's last offset
     INTAKE_MS = "fleet-intake-ms"  # epoch ms when the router took the request
     TIER = "fleet-tier"  # the tier `auto` chose
     ATTEMPT = "fleet-attempt"

@@ -31,6 +31,7 @@ from contracts.codec import Codec, ContentType, DecodeFailure, content_type_from
 from contracts.errors import FleetError
 from contracts.messages import Cancel, ChatMessage, Chunk, Done, Error, ErrorCode, Priority, Request, Timings, Usage
 from contracts.topics import Headers
+from fleet.fetch import Fetch
 from fleet.kafka import ProducerPurpose, ensure_topics, make_consumer, make_producer
 from fleet.settings import Settings, load_settings
 
@@ -190,22 +191,26 @@ class FleetClient:
 
     async def _dispatch(self) -> None:
         assert self._consumer is not None
-        while True:
-            try:
-                batch = await self._consumer.getmany(timeout_ms=50)
-            except KafkaError as exc:
-                log.warning("client.fetch_error", error=repr(exc))
-                await asyncio.sleep(0.2)
-                continue
-            for records in batch.values():
-                for rec in records:
-                    try:
-                        ev = self.codec.decode_reply(rec.value or b"", content_type_from_headers(rec.headers))
-                    except DecodeFailure:
-                        continue  # not ours to judge: other tools may share the topic
-                    p = self._pending.get(ev.id)
-                    if p is not None:
-                        p.queue.put_nowait(ev)
+        async with Fetch(self._consumer, self.settings, name="client.replies") as fetch:
+            while True:
+                await self._dispatch_once(fetch)
+
+    async def _dispatch_once(self, fetch: Fetch) -> None:
+        try:
+            batch = await fetch.getmany(timeout_ms=50)
+        except KafkaError as exc:
+            log.warning("client.fetch_error", error=repr(exc))
+            await asyncio.sleep(0.2)
+            return
+        for records in batch.values():
+            for rec in records:
+                try:
+                    ev = self.codec.decode_reply(rec.value or b"", content_type_from_headers(rec.headers))
+                except DecodeFailure:
+                    continue  # not ours to judge: other tools may share the topic
+                p = self._pending.get(ev.id)
+                if p is not None:
+                    p.queue.put_nowait(ev)
 
     # -- requests ------------------------------------------------------------
     def build_request(

@@ -21,7 +21,7 @@ from aiokafka.errors import (
 )
 from aiokafka.helpers import create_ssl_context
 
-from fleet.settings import SecurityProtocol, Settings
+from fleet.settings import CompressionType, SecurityProtocol, Settings
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -61,7 +61,7 @@ def make_producer(settings: Settings, *, purpose: ProducerPurpose) -> AIOKafkaPr
         **connection_kwargs(settings),
         acks="all" if lat.acks == "all" else int(lat.acks),
         linger_ms=linger,
-        compression_type=lat.compression_type,
+        compression_type=None if lat.compression_type is CompressionType.NONE else lat.compression_type.value,
         # no idempotence: the dev broker does not support it through aiokafka, and at-least-once
         # plus id-based dedup at the client gives the same guarantee to users
         enable_idempotence=False,
@@ -139,11 +139,14 @@ async def read_to_end(
         ends = await consumer.end_offsets(tps)
         out: list[ConsumerRecord[Any, Any]] = []
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"reading {sorted({tp.topic for tp in tps})} took longer than {timeout_s} s")
-            for records in (await consumer.getmany(*tps, timeout_ms=500, max_records=2000)).values():
-                out += records
+        from fleet.fetch import Fetch  # it builds on this module
+
+        async with Fetch(consumer, settings, name="read_to_end") as fetch:
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"reading {sorted({tp.topic for tp in tps})} took longer than {timeout_s} s")
+                for records in (await fetch.getmany(*tps, timeout_ms=500, max_records=2000)).values():
+                    out += records
         return out
     finally:
         await asyncio.shield(consumer.stop())

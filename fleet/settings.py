@@ -32,6 +32,16 @@ class EngineKind(enum.StrEnum):
     SIMULATED = "simulated"  # timed token emission, no model: labelled as simulated wherever it reports
 
 
+class CompressionType(enum.StrEnum):
+    """Codec of the fleet's producers (every consumer of the fleet reads all of them, whatever this is)."""
+
+    NONE = "none"
+    GZIP = "gzip"
+    SNAPPY = "snappy"
+    LZ4 = "lz4"
+    ZSTD = "zstd"
+
+
 class SecurityProtocol(enum.StrEnum):
     PLAINTEXT = "PLAINTEXT"
     SSL = "SSL"
@@ -83,7 +93,8 @@ class LatencySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     reply_linger_ms: int = 0  # token chunks go out at once; coalescing happens before the producer
     usage_linger_ms: int = 50  # usage records are off the hot path: batch them
     acks: str = "all"  # durability of requests and terminal events; "1" trades it for a hop of latency
-    compression_type: str | None = None  # on loopback compression only costs CPU
+    # what the fleet's producers write with (docs/operations.md#compression has the measurement behind the default)
+    compression_type: CompressionType = CompressionType.NONE
     chunk_interval_ms: int = 50  # at most one chunk per interval per request...
     chunk_max_tokens: int = 16  # ...or per this many tokens, whichever comes first
     # batch requests stream coarser (nobody reads them token by token): less reply traffic beside interactive work

@@ -17,6 +17,7 @@ import structlog
 
 from contracts.codec import Codec, DecodeFailure
 from contracts.messages import WorkerStatus
+from fleet.fetch import Fetch
 from fleet.kafka import make_consumer, with_retry
 from fleet.settings import Settings
 
@@ -38,11 +39,13 @@ class StatusReader:
             auto_offset_reset="earliest" if from_start else "latest",
             **consumer_overrides,
         )
+        self._fetch = Fetch(self._consumer, settings, name="status")
 
     async def start(self, stop: asyncio.Event | None = None) -> None:
         await with_retry("status.start", self._consumer.start, stop=stop)
 
     async def stop(self) -> None:
+        await self._fetch.stop()
         await self._consumer.stop()
 
     async def __aenter__(self) -> StatusReader:
@@ -57,7 +60,7 @@ class StatusReader:
     async def poll(self, timeout_ms: int = 0) -> list[WorkerStatus]:
         """The reports that arrived since the last poll (waiting up to `timeout_ms` for the first)."""
         out: list[WorkerStatus] = []
-        for records in (await self._consumer.getmany(timeout_ms=timeout_ms)).values():
+        for records in (await self._fetch.getmany(timeout_ms=timeout_ms)).values():
             for r in records:
                 try:
                     st = self._codec.decode_status(r.value or b"")

@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 
 from contracts.codec import Codec, ContentType, DecodeFailure, headers_dict
 from contracts.topics import Headers
+from fleet.fetch import UNDECODABLE, Fetch
 from fleet.kafka import group_progress, make_consumer, with_retry
 from fleet.settings import Settings
 from fleet.status import StatusReader
@@ -101,6 +102,7 @@ async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Even
     outcomes = make_consumer(
         settings, topics.usage, topics.dlq, group_id=None, auto_offset_reset="latest", fetch_max_wait_ms=wait_ms
     )
+    fetch = Fetch(outcomes, settings, name="router.outcomes")
     await status.start(stop)
     await with_retry("router.outcomes.start", outcomes.start, stop=stop)
     fresh_within_ms = 3 * settings.latency.status_interval_ms + 1000
@@ -110,7 +112,7 @@ async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Even
         while not stop.is_set():
             try:
                 await status.poll(timeout_ms=0)
-                batch = await outcomes.getmany(timeout_ms=int(interval_s * 1000))
+                batch = await fetch.getmany(timeout_ms=int(interval_s * 1000))
             except KafkaError as exc:
                 log.debug("router.health_poll_failed", error=repr(exc))
                 health.blind(int(time.time() * 1000))
@@ -131,7 +133,8 @@ async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Even
                     else:
                         h = headers_dict(r.headers)
                         model = _dlq_model(settings, h)
-                        if model is not None:
+                        # bytes nobody could decode say nothing about the model that would have run them
+                        if model is not None and h.get(Headers.ERROR_CODE) != UNDECODABLE:
                             rid = codec.salvage(r.value or b"", ContentType.JSON).get("id") if r.value else None
                             health.dead_letter(rid, model, h.get(Headers.ERROR_CODE, "?"), now_ms)
             fresh = status.fresh(fresh_within_ms, now_ms=now_ms)
@@ -154,5 +157,6 @@ async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Even
                             health.workers(m, 0, 0, now_ms)
             health.tick(now_ms)
     finally:
+        await fetch.stop()
         await outcomes.stop()
         await status.stop()

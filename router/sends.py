@@ -47,6 +47,7 @@ class RouterStats:
     answered: int = 0  # replies the router sent itself
     moved: int = 0  # records sent on to the router that owns their tenant's counters
     held: int = 0  # batch requests held for their tenant's rate (each counted once per hold)
+    undecodable: int = 0  # intake batches nothing could decode: copied raw to the DLQ and stepped past
     verdicts: dict[str, int] = field(default_factory=dict)  # "<stage>.<code>": every verdict of the pipeline
 
     def verdict(self, stage: str, outcome: Outcome) -> None:

@@ -32,6 +32,7 @@ from aiokafka.errors import (
 
 from contracts.codec import Codec, ContentType
 from contracts.messages import ErrorCode
+from fleet.fetch import Fetch, Undecodable
 from fleet.health import beat
 from fleet.kafka import (
     COMMIT_FATAL,
@@ -88,6 +89,8 @@ class RouterService:
         self._fetched_end: dict[TopicPartition, int] = {}  # per partition: past the last record fetched
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._fetch: Fetch | None = None
+        self._skipped: dict[TopicPartition, int] = {}  # past undecodable batches met in this fetch
         self._stop = asyncio.Event()
         # per partition: offsets past the committed one that already reached their outcome (a redo skips them)
         self._completed: dict[TopicPartition, set[int]] = {}
@@ -106,6 +109,7 @@ class RouterService:
         self._unfinished.pop(tp, None)
         self._held.pop(tp, None)
         self._fetched_end.pop(tp, None)
+        self._skipped.pop(tp, None)
         for key in [k for k in self._reply_attempts if k[0] == tp]:
             del self._reply_attempts[key]
 
@@ -118,6 +122,9 @@ class RouterService:
         # the shared intake, and each tenant's own (the topic names the tenant: fleet_topics creates them)
         intake = [self.topics.requests, *(self.topics.tenant_intake(t.name) for t in self.settings.tenants)]
         self._consumer.subscribe(intake, listener=_Rebalance(self))
+        fetch = self._fetch = Fetch(
+            self._consumer, self.settings, name="router.intake", on_undecodable=self._undecodable
+        )
         if self.settings.limits.max_request_bytes + 4096 > self.settings.kafka.max_request_bytes:
             log.warning(
                 "router.limits_exceed_record_size",
@@ -155,7 +162,7 @@ class RouterService:
                             None if task.cancelled() else task.exception()
                         )
                 try:
-                    batch = await self._consumer.getmany(timeout_ms=100, max_records=500)
+                    batch = await fetch.getmany(timeout_ms=100, max_records=500)
                 except KafkaError as exc:
                     log.warning("router.kafka_error", error=repr(exc))
                     await self._pause(0.5)
@@ -164,6 +171,7 @@ class RouterService:
                     if stop.is_set():
                         break  # uncommitted: the partition's next owner (or this router's restart) redoes them
                     await self._handle_partition(tp, records)
+                await self._commit_skipped()
                 if self._held:
                     await self._release_held()
                 self._beat()
@@ -171,6 +179,7 @@ class RouterService:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await fetch.stop()
             await self._consumer.stop()
             await self.store.stop()
             await self._producer.stop()
@@ -189,6 +198,26 @@ class RouterService:
             await asyncio.wait_for(self._stop.wait(), seconds)
         except TimeoutError:
             pass
+
+    async def _undecodable(self, bad: Undecodable) -> None:
+        """An intake batch nothing can decode: its raw bytes to the DLQ (acknowledged before the consumer
+        steps past it; a failure raises and leaves it for the next fetch), committed past once the records
+        before it reached their outcomes."""
+        assert self._producer is not None
+        value, key, headers = bad.dlq(self.settings.kafka.max_request_bytes)
+        await self._producer.send_and_wait(self.topics.dlq, value, key=key, headers=headers)
+        self.stats.undecodable += 1
+        self.stats.dlq += 1
+        tp = TopicPartition(bad.topic, bad.partition)
+        self._skipped[tp] = max(self._skipped.get(tp, 0), bad.next_offset)
+
+    async def _commit_skipped(self) -> None:
+        """Commit past undecodable batches whose partition has nothing left to redo before them."""
+        skipped, self._skipped = self._skipped, {}
+        for tp, end in skipped.items():
+            if not self._unfinished.get(tp):
+                self._fetched_end[tp] = max(self._fetched_end.get(tp, 0), end)
+                await self._commit(tp, self._commit_point(tp, end))
 
     # -- one partition's batch -----------------------------------------------
     async def _handle_partition(self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:

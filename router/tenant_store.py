@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from contracts.codec import Codec, DecodeFailure
+from fleet.fetch import Fetch
 from fleet.kafka import make_consumer, with_retry
 from fleet.settings import Settings, TenantSettings
 from router.policies.accounts import STATE_VERSION, Account, TenantState
@@ -74,6 +75,7 @@ class TenantStore:
         self._latest: dict[str, Snapshot] = {}  # tenant -> its newest snapshot read so far
         self._state: AIOKafkaConsumer | None = None
         self._usage: AIOKafkaConsumer | None = None
+        self._fetches: dict[str, Fetch] = {}  # "state", "usage": the two consumers, read past undecodable batches
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()  # loads read the state consumer one at a time
         self.saved = 0
@@ -102,6 +104,10 @@ class TenantStore:
             return
         self._state = make_consumer(self.settings, group_id=None, enable_auto_commit=False)
         self._usage = make_consumer(self.settings, group_id=None, enable_auto_commit=False)
+        self._fetches = {
+            "state": Fetch(self._state, self.settings, name="router.tenant_state"),
+            "usage": Fetch(self._usage, self.settings, name="router.usage"),
+        }
         await with_retry("router.state.start", self._state.start, stop=stop)
         await with_retry("router.usage.start", self._usage.start, stop=stop)
         state, usage = self._state, self._usage
@@ -112,6 +118,8 @@ class TenantStore:
             usage.seek(tp, end)
 
     async def stop(self) -> None:
+        for f in self._fetches.values():
+            await f.stop()
         for c in (self._state, self._usage):
             if c is not None:
                 await c.stop()
@@ -184,7 +192,7 @@ class TenantStore:
             behind = [tp for tp, end in ends.items() if await consumer.position(tp) < end]
             if not behind:
                 return
-            batch = await consumer.getmany(timeout_ms=200)
+            batch = await self._fetches["state"].getmany(timeout_ms=200)
             for records in batch.values():
                 for rec in records:
                     if not keep_newest(self._latest, rec.key, rec.value, rec.offset):
@@ -221,7 +229,7 @@ class TenantStore:
         last_save = time.monotonic()
         while not stop.is_set():
             try:
-                batch = await self._usage.getmany(timeout_ms=200, max_records=2000)
+                batch = await self._fetches["usage"].getmany(timeout_ms=200, max_records=2000)
             except KafkaError as exc:
                 log.warning("router.usage_poll_failed", error=repr(exc))
                 await asyncio.sleep(0.5)

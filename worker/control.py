@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 
 from contracts.codec import Codec, DecodeFailure, content_type_from_headers
 from contracts.messages import Cancel
+from fleet.fetch import Fetch
 from fleet.kafka import make_consumer, with_retry
 from fleet.settings import Settings
 from fleet.tenants import KeyRing, key_values
@@ -37,6 +38,7 @@ class Control:
         consumer = make_consumer(
             settings, group_id=None, fetch_max_wait_ms=settings.latency.background_fetch_max_wait_ms
         )
+        fetch = Fetch(consumer, settings, name="worker.control")
         await with_retry("worker.control.start", consumer.start, stop=stop)
         try:
             parts = await with_retry("worker.control.partitions", lambda: _partitions(consumer, topic), stop=stop)
@@ -44,7 +46,7 @@ class Control:
             await consumer.seek_to_end(*parts)
             while not stop.is_set():
                 try:
-                    batch = await consumer.getmany(timeout_ms=50)
+                    batch = await fetch.getmany(timeout_ms=50)
                 except KafkaError as exc:
                     log.warning("worker.control_fetch_error", error=repr(exc))
                     await asyncio.sleep(0.5)
@@ -56,6 +58,7 @@ class Control:
                         except Exception:  # one odd record never disables cancellation
                             log.exception("worker.control_failed", offset=rec.offset)
         finally:
+            await fetch.stop()
             await consumer.stop()
 
     def on_record(self, rec: ConsumerRecord[Any, Any]) -> None:

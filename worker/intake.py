@@ -24,6 +24,7 @@ from contracts.codec import Codec, ContentType, DecodeFailure, content_type_from
 from contracts.messages import ErrorCode, Progress, Request
 from contracts.topics import Headers
 from contracts.validation import InvalidRequest, validate_request
+from fleet.fetch import Fetch
 from fleet.settings import ModelSettings, Settings
 from worker.commits import Commits
 from worker.driver import EngineDriver
@@ -55,6 +56,8 @@ class Intake:
         self._progress = progress  # resume state and attempts across workers (None: resume is off)
         self._bound = model.max_inflight
         self._consumer = consumer
+        # a batch nothing can decode goes to the DLQ raw and its offsets finish once that copy is delivered
+        self._fetch = Fetch(consumer, settings, name=f"worker.{model.name}", on_undecodable=replies.dead_letter_batch)
         self._driver = driver
         self._replies = replies
         self._commits = commits
@@ -69,7 +72,18 @@ class Intake:
         self.consumed = 0
         self.answered_again = 0
 
+    @property
+    def undecodable(self) -> int:
+        """Batches of the model's topics that nothing could decode (copied raw to the DLQ, stepped past)."""
+        return self._fetch.undecodable_batches
+
     async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self._run(stop)
+        finally:
+            await self._fetch.stop()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         bound = self._bound
         resume_at = bound - max(1, bound // 4)  # hysteresis: no pause/resume flapping at the bound
         while not stop.is_set():
@@ -88,10 +102,10 @@ class Intake:
             lane_room = min(room, self._lanes.batch_room(uncommitted - held, held, time.time())) if lane else 0
             self._pause_lane(lane, lane_room <= 0)
             try:
-                got = dict(await self._consumer.getmany(*main, timeout_ms=50, max_records=room)) if main else {}
+                got = dict(await self._fetch.getmany(*main, timeout_ms=50, max_records=room)) if main else {}
                 if lane_room > 0:
                     wait_ms = 0 if main else 50
-                    more = await self._consumer.getmany(*lane, timeout_ms=wait_ms, max_records=lane_room)
+                    more = await self._fetch.getmany(*lane, timeout_ms=wait_ms, max_records=lane_room)
                     got.update(more)
                 elif not main:
                     await asyncio.sleep(0.05)

@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaError
 from contracts.codec import ContentType
 from contracts.messages import Progress
 from contracts.topics import Headers
+from fleet.fetch import Fetch
 from fleet.kafka import make_consumer, with_retry
 from fleet.settings import Settings
 from worker.outbox import Delivery, Outbox
@@ -89,6 +90,7 @@ class ProgressView:
         settings = self._settings
         consumer = make_consumer(settings, group_id=None, auto_offset_reset="earliest")
         self._consumer = consumer
+        fetch = Fetch(consumer, settings, name="worker.progress")
         await with_retry("worker.progress.start", consumer.start, stop=stop)
         try:
             await consumer.topics()
@@ -106,7 +108,7 @@ class ProgressView:
             self.available = True
             while not stop.is_set():
                 try:
-                    batch = await consumer.getmany(timeout_ms=50)
+                    batch = await fetch.getmany(timeout_ms=50)
                 except KafkaError as exc:
                     log.warning("worker.progress_fetch_error", error=repr(exc))
                     await asyncio.sleep(0.5)
@@ -116,6 +118,7 @@ class ProgressView:
                         self.apply(rec.key, rec.value)
         finally:
             self.available = False
+            await fetch.stop()
             await consumer.stop()
 
     async def catch_up(self, timeout_s: float) -> bool:

@@ -17,11 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
+from aiokafka import TopicPartition
 
 from contracts.codec import Codec, ContentType
 from contracts.messages import Chunk, Done, Error, ErrorCode, Progress, UsageRecord
 from contracts.topics import Headers
 from contracts.validation import is_topic_name
+from fleet.fetch import Undecodable
 from fleet.records import dlq_record
 from fleet.settings import ModelSettings, Settings
 from worker.commits import Commits
@@ -196,6 +198,16 @@ class Replies:
             )
         self.errors += 1
         self.track(futs, tp, rec.offset, ended=request_id if ended and isinstance(request_id, str) else None)
+
+    async def dead_letter_batch(self, bad: Undecodable) -> None:
+        """A batch of the model's topic that nothing can decode: its raw bytes to the DLQ; its offsets count as
+        taken and finish once that copy has its outcome (so the commit passes it only then)."""
+        tp = TopicPartition(bad.topic, bad.partition)
+        last = bad.next_offset - 1
+        self._commits.take(tp, last)
+        value, key, headers = bad.dlq(self._settings.kafka.max_request_bytes)
+        fut = self._outbox.submit(self._topics.dlq, value, key=key, headers=headers, what="dlq undecodable")
+        self.track([fut], tp, last)
 
     def _send_usage(self, state: RequestState, kind: FinishKind) -> None:
         """One usage record per run that consumed tokens, whatever way it ended; retried until delivered."""

@@ -201,6 +201,7 @@ class WorkerService:
                 engine_steps=counts.engine_steps,
                 engine_failures=counts.engine_failures,
                 answered_again=intake.answered_again,
+                undecodable=intake.undecodable,
                 expired_by_worker=counts.expired_by_worker,
             )
         if self._fatal is not None:

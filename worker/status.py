@@ -106,6 +106,7 @@ class Status:
                 "consumed": self._intake.consumed,
                 "committed": self._commits.committed,
                 "engine_steps": self._driver.counts.engine_steps,
+                "undecodable": self._intake.undecodable,
             }
             try:
                 await self._producer.send(
