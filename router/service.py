@@ -212,12 +212,20 @@ class RouterService:
         self._skipped[tp] = max(self._skipped.get(tp, 0), bad.next_offset)
 
     async def _commit_skipped(self) -> None:
-        """Commit past undecodable batches whose partition has nothing left to redo before them."""
+        """Commit past undecodable batches that are the last thing met on their partition (records after one
+        commit past it themselves), unless the partition was sought back for a redo meanwhile."""
+        assert self._consumer is not None
         skipped, self._skipped = self._skipped, {}
         for tp, end in skipped.items():
-            if not self._unfinished.get(tp):
-                self._fetched_end[tp] = max(self._fetched_end.get(tp, 0), end)
-                await self._commit(tp, self._commit_point(tp, end))
+            if end < self._fetched_end.get(tp, 0) or self._unfinished.get(tp):
+                continue
+            try:
+                if await self._consumer.position(tp) < end:
+                    continue  # a redo sought back before it: it is met again and committed past then
+            except IllegalStateError:
+                continue  # revoked: its new owner starts from the committed offset
+            self._fetched_end[tp] = end
+            await self._commit(tp, self._commit_point(tp, end))
 
     # -- one partition's batch -----------------------------------------------
     async def _handle_partition(self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:
