@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from contracts.topics import Topics
 from contracts.validation import Limits
 from fleet.tenants import KeyHash
 
+_TENANT_NAME = re.compile(r"[A-Za-z0-9-]{1,100}")
 WORKERS_ON_HOST_ENV = "FLEET_WORKERS_ON_HOST"  # set by `fleet up` for its workers: they share the CPU threads
 
 
@@ -259,7 +261,7 @@ class TenantSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
     With no tenants configured the fleet has one default tenant and authenticates nobody (as before)."""
 
-    name: str  # names its intake topic `<prefix>.requests.t.<name>` too: [A-Za-z0-9._-], at most 100 characters
+    name: str  # names its intake topic `<prefix>.requests.t.<name>` too: [A-Za-z0-9-], at most 100 characters
     # salted hashes of its API keys, "sha256:<salt hex>:<digest hex>" (`fleet tenants add NAME` mints one);
     # several, so a key can be rotated without downtime. Empty: the tenant's intake topic is its only way in
     api_key_hashes: list[str] = msgspec.field(default_factory=list)
@@ -370,6 +372,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         if len(set(names)) != len(names):
             raise ValueError(f"tenant names must be unique, got {names}")
         for t in self.tenants:
+            if not _TENANT_NAME.fullmatch(t.name):
+                # a "." (or "_", which Kafka's metrics treat alike) would let one tenant's topics cover another's:
+                # tenant "acme"'s default reply prefix `replies.acme.` holds all of "acme.eu"'s topics
+                raise ValueError(
+                    f"tenant name {t.name!r}: letters, digits and '-' only (at most 100 characters), so that no "
+                    "tenant's topic names or reply prefixes cover another's"
+                )
             self.kafka.topics.tenant_intake(t.name)  # raises on a name that cannot be a topic suffix
             for h in t.api_key_hashes:
                 KeyHash.parse(h)  # a malformed hash fails at start-up, not as every request's refusal
@@ -388,6 +397,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             for p in self.reply_prefixes(t):
                 if self.kafka.topics.is_fleet_topic(p + "x"):
                     raise ValueError(f"tenant {t.name!r}: reply prefix {p!r} lies among the fleet's own topics")
+        owned = [(p, t.name) for t in self.tenants for p in self.reply_prefixes(t)]
+        for p, owner in owned:
+            for q, other in owned:
+                if other != owner and q.startswith(p):
+                    raise ValueError(
+                        f"tenant {owner!r}'s reply prefix {p!r} covers tenant {other!r}'s {q!r}: {owner!r} could "
+                        f"write into {other!r}'s reply topics"
+                    )
 
     @property
     def cache_path(self) -> Path:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +56,61 @@ def test_the_demo_pair_configuration_loads() -> None:
     s = load_settings(Path(__file__).resolve().parents[2] / "configs" / "demo-pair.toml", env={})
     large = s.model("large")
     assert large.path == "demo:large" and large.draft_path == "demo:small" and s.model("small").path == "demo:small"
+
+
+# -- tenant names and reply prefixes cannot overlap (issue 23) ------------------------------------------------
+
+
+def _tenants_config(path: Path, tenants: str) -> Path:
+    path.write_text('[[models]]\nname = "m"\npath = "none"\nengine = "simulated"\n' + tenants)
+    return path
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", ["acme.eu", "acme_eu", "a b", "", "x" * 101, "acme/eu"])
+def test_a_tenant_name_with_a_separator_is_refused(tmp_path: Path, name: str) -> None:
+    cfg = _tenants_config(tmp_path / "f.toml", f'[[tenants]]\nname = "{name}"\n')
+    with pytest.raises(ValueError, match="letters, digits and '-' only"):
+        load_settings(cfg, env={})
+
+
+@pytest.mark.unit
+def test_names_that_differ_by_a_dash_keep_their_default_prefixes_apart(tmp_path: Path) -> None:
+    cfg = _tenants_config(tmp_path / "f.toml", '[[tenants]]\nname = "acme"\n[[tenants]]\nname = "acme-eu"\n')
+    s = load_settings(cfg, env={})
+    assert [s.reply_prefixes(t) for t in s.tenants] == [["llm.replies.acme."], ["llm.replies.acme-eu."]]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ('reply_prefixes = ["svc.replies."]', 'reply_prefixes = ["svc.replies.eu."]'),  # one covers the other
+        ('reply_prefixes = ["svc.a"]', 'reply_prefixes = ["svc.a2."]'),  # no separator at the end
+        ('reply_prefixes = ["llm.replies.b"]', ""),  # a prefix over b's default `llm.replies.b.`
+        ('reply_prefixes = ["svc.x."]', 'reply_prefixes = ["svc.x."]'),  # the same prefix twice
+    ],
+)
+def test_a_reply_prefix_that_covers_another_tenants_is_refused(tmp_path: Path, a: str, b: str) -> None:
+    cfg = _tenants_config(tmp_path / "f.toml", f'[[tenants]]\nname = "a"\n{a}\n[[tenants]]\nname = "b"\n{b}\n')
+    with pytest.raises(ValueError, match="covers tenant"):
+        load_settings(cfg, env={})
+
+
+@pytest.mark.system
+def test_a_router_with_overlapping_tenants_stops_at_start_with_one_line(tmp_path: Path) -> None:
+    cfg = _tenants_config(
+        tmp_path / "f.toml",
+        '[[tenants]]\nname = "acme"\nreply_prefixes = ["svc.acme"]\n'
+        '[[tenants]]\nname = "acme-eu"\nreply_prefixes = ["svc.acme-eu."]\n',
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "fleet.cli", "router", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FLEET_KAFKA_BOOTSTRAP": "127.0.0.1:1"},
+    )
+    lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
+    assert out.returncode != 0 and len(lines) == 1, lines
+    assert "'acme'" in lines[0] and "covers tenant 'acme-eu'" in lines[0]
