@@ -4,7 +4,8 @@ Every kustomization (base, overlays/dev, overlays/prod) is rendered with the
 real kustomize (`kustomize build` or `kubectl kustomize`; those tests are skipped
 where neither is installed) and checked against the project's own code: topic
 and group names from `contracts.topics.Topics`, the TOML config loaded with
-`fleet.settings.load_settings`, the worker's drain grace, and the
+`fleet.settings.load_settings`, the worker's drain grace, the Kafka ACLs that
+`fleet.topic_access` derives from what router and workers do, and the
 SRE guidance in benchmarks/README.md (partitions cap replicas, rebalances pause
 the group, lag-based scaling with minutes of stabilisation).
 """
@@ -20,8 +21,12 @@ from typing import Any
 import pytest
 
 from contracts.topics import Topics
+from fleet import topic_access as ta
 from fleet.settings import ENV_VARS, SecurityProtocol, Settings, load_settings
+from fleet.topic_access import ACL
 from tests.k8s.kustomize import build, load_yaml_docs, referenced_files
+
+pytestmark = pytest.mark.unit  # manifests rendered by kustomize and compared with the code: no broker, no fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -243,7 +248,8 @@ def test_every_component_gets_a_complete_sasl_ssl_config(env: Env) -> None:
     assert fe["FLEET_LOG_FORMAT"] == "json"
     assert fe["FLEET_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert fe["FLEET_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
-    deployments = {"router": [env.router()], "worker": list(env.workers().values())}
+    # the router, and each model's workers as their own user (fleet/topic_access.py `services`)
+    deployments = {"router": [env.router()]} | {f"worker-{m}": [d] for m, d in env.workers().items()}
     for component, deps in deployments.items():
         for dep in deps:
             name = dep["metadata"]["name"]
@@ -443,57 +449,35 @@ def test_keda_scales_each_worker_group_on_its_lag(env: Env) -> None:
 
 
 # -- Kafka users ------------------------------------------------------------------
-ACL = tuple[str, str, str, str]  # (resource type, pattern type, name, operation)
+# Strimzi 0.49 introduced `kafka.strimzi.io/v1` (and moved the User and Topic Operators to it); 1.0 serves
+# nothing else. The manifests say so (kafka-users.yaml, kafka-topics.yaml, README) and use it.
+STRIMZI_API = "kafka.strimzi.io/v1"
+STRIMZI_SINCE = "0.49"
 
 
-def _required_acls(s: Settings) -> dict[str, set[ACL]]:
-    """What each component does on Kafka, from the code (contracts.topics, router/worker/client services)."""
-    t, models = s.kafka.topics, s.model_names
-    replies = f"{s.kafka.topic_prefix}.replies"
-    return {
-        "router": {
-            ("topic", "literal", t.requests, "Read"),  # intake consumer
-            ("topic", "prefix", t.tenant_intake("x")[:-1], "Read"),  # and every tenant's own intake topic,
-            ("topic", "prefix", t.tenant_intake("x")[:-1], "Write"),  # where a limited tenant's records move
-            ("topic", "literal", t.tenant_state, "Read"),  # its counters' snapshots
-            ("topic", "literal", t.tenant_state, "Write"),
-            ("topic", "literal", t.usage, "Read"),  # settled from the usage records
-            ("group", "literal", t.router_group, "Read"),
-            *{("topic", "literal", t.model_batch(m), "Write") for m in models},  # the batch lanes too
-            *{("topic", "literal", t.model(m), "Write") for m in models},  # forward (Write implies the
-            ("topic", "literal", t.dlq, "Write"),  # Describe that end_offsets of the model topics need)
-            ("topic", "prefix", replies, "Write"),  # error events to reply_to
-            ("topic", "literal", t.status, "Read"),  # worker capacity
-            *{("group", "literal", t.worker_group(m), "Describe") for m in models},  # committed offsets
-        },
-        "worker": {
-            *{("topic", "literal", t.model(m), "Read") for m in models},
-            *{("topic", "literal", t.model_batch(m), "Read") for m in models},
-            *{("group", "literal", t.worker_group(m), "Read") for m in models},
-            ("topic", "literal", t.control, "Read"),
-            ("topic", "prefix", replies, "Write"),
-            ("topic", "literal", t.status, "Write"),
-            ("topic", "literal", t.usage, "Write"),
-            ("topic", "literal", t.dlq, "Write"),
-            ("topic", "literal", t.progress, "Read"),  # resume state: read from the start
-            ("topic", "literal", t.progress, "Write"),  # written with each chunk
-        },
-        "client": {
-            ("topic", "literal", t.requests, "Write"),
-            ("topic", "literal", t.control, "Write"),
-            ("topic", "literal", replies, "Read"),
-        },
-        # the template of a tenant whose producers Kafka authenticates: its own intake topic only
-        "tenant-example": {
-            ("topic", "literal", t.tenant_intake("example"), "Write"),
-            ("topic", "literal", t.control, "Write"),
-            ("topic", "prefix", f"{replies}.example.", "Read"),
-        },
-        "keda": {
-            *{("topic", "literal", t.model(m), "Describe") for m in models},
-            *{("group", "literal", t.worker_group(m), "Describe") for m in models},
-        },
-    }
+def _expected_acls(env: Env) -> dict[str, set[ACL]]:
+    """KafkaUser (without the topic prefix) -> the ACLs it needs, each derived from what uses it:
+    the router and each model's workers from fleet/topic_access.py for the settings the manifests configure
+    (the rendered fleet.toml and fleet-env); the calling-service and tenant templates from the same module
+    (fleet/client.py, and a producer of tenant `example`); KEDA from the ScaledObjects that use its user."""
+    s = env.settings
+    out = {name: ta.acls(grants) for name, grants in ta.services(s).items()}
+    out["client"] = ta.acls(ta.client(s))
+    # the template, and a copy of it per configured tenant whose producers Kafka authenticates (optional: a
+    # tenant may come in through the shared intake with an API key)
+    out["tenant-example"] = ta.acls(ta.tenant_producer(s, "example"))
+    for user in env.of("KafkaUser"):
+        name = user["metadata"]["name"].removeprefix(f"{s.kafka.topic_prefix}-tenant-")
+        if user["metadata"]["labels"].get("app.kubernetes.io/component") == "tenant" and s.tenant(name):
+            out[f"tenant-{name}"] = ta.acls(ta.tenant_producer(s, name))
+    keda: set[ACL] = set()
+    for so in env.of("ScaledObject"):
+        for trig in so["spec"]["triggers"]:
+            if trig["type"] == "kafka":  # the scaler's lag: end offsets and the group's commits, nothing else
+                keda |= {("topic", "literal", trig["metadata"]["topic"], "Describe")}
+                keda |= {("group", "literal", trig["metadata"]["consumerGroup"], "Describe")}
+    out["keda"] = keda
+    return out
 
 
 def _granted(user: dict[str, Any]) -> set[ACL]:
@@ -501,23 +485,76 @@ def _granted(user: dict[str, Any]) -> set[ACL]:
     for acl in user["spec"]["authorization"]["acls"]:
         r = acl["resource"]
         assert acl.get("type", "allow") == "allow" and acl.get("host", "*") == "*"
+        assert "operation" not in acl, "v1 has only `operations` (a list)"
+        assert acl["operations"], acl
         for op in acl["operations"]:
             out.add((r["type"], r.get("patternType", "literal"), r["name"], op))
     return out
 
 
-def test_kafka_users_have_scram_and_exactly_the_acls_their_component_needs(env: Env) -> None:
-    required = _required_acls(env.settings)
-    assert len(env.of("KafkaUser")) == len(required)
-    for component, needed in required.items():
+def test_strimzi_resources_use_the_v1_api_and_state_the_supported_range(env: Env) -> None:
+    strimzi = [d for d in env.docs if d["apiVersion"].startswith("kafka.strimzi.io/")]
+    assert {d["kind"] for d in strimzi} == {"KafkaTopic", "KafkaUser"}
+    for d in strimzi:
+        assert d["apiVersion"] == STRIMZI_API, f"{d['kind']} {d['metadata']['name']}: {d['apiVersion']}"
+        assert d.get("spec"), "v1 requires `spec`"
+    for path in (K8S / "README.md", K8S / "base" / "kafka-users.yaml", K8S / "base" / "kafka-topics.yaml"):
+        text = path.read_text()
+        assert f"Strimzi {STRIMZI_SINCE} or newer" in text, f"{path.name} states the supported Strimzi range"
+        assert "kafka.strimzi.io/v1beta" not in text and "kafka.strimzi.io/v1alpha" not in text, path.name
+
+
+def test_kafka_users_grant_exactly_what_the_code_uses(env: Env) -> None:
+    expected = _expected_acls(env)
+    prefix = env.settings.kafka.topic_prefix
+    users = {u["metadata"]["name"] for u in env.of("KafkaUser")}
+    assert users == {f"{prefix}-{name}" for name in expected}, "one KafkaUser per component, per model's workers"
+    for component, needed in expected.items():
         user = env.user(component)
         assert user["spec"]["authentication"]["type"] == "scram-sha-512"
         assert user["spec"]["authorization"]["type"] == "simple"
         granted = _granted(user)
-        assert not needed - granted, f"{component} lacks {sorted(needed - granted)}"
-        assert not granted - needed, f"{component} has more than it needs: {sorted(granted - needed)}"
+        missing, extra = sorted(needed - granted), sorted(granted - needed)
+        assert not missing, f"{user['metadata']['name']} lacks {missing} (fleet/topic_access.py says why)"
+        assert not extra, f"{user['metadata']['name']} has what nothing uses: {extra}"
         for rtype, _, name, op in granted:
             assert rtype in ("topic", "group") and name != "*" and op not in ("All", "Create", "Delete", "Alter")
+
+
+def test_each_users_acls_name_only_topics_that_exist(env: Env) -> None:
+    topics = {d["spec"]["topicName"] for d in env.of("KafkaTopic")}
+    prefix = env.settings.kafka.topic_prefix
+    # the router's rights on every tenant's intake: tenants are added while the fleet runs, each with its topic
+    tenant_intake = ("topic", "prefix", ta.tenant_intake_prefix(env.settings))
+    for user in env.of("KafkaUser"):
+        tenant = user["metadata"]["name"].removeprefix(f"{prefix}-tenant-")
+        if user["metadata"]["labels"]["app.kubernetes.io/component"] == "tenant" and not env.settings.tenant(tenant):
+            continue  # the template, for a tenant not configured here: its topic comes with the tenant
+        for rtype, pattern, name, _ in _granted(user):
+            if rtype == "topic" and (rtype, pattern, name) != tenant_intake:
+                hit = name in topics if pattern == "literal" else any(t.startswith(name) for t in topics)
+                assert hit, f"{user['metadata']['name']}: {pattern} {name!r} matches no KafkaTopic"
+
+
+def test_the_routers_health_feed_can_read_the_dlq(env: Env) -> None:
+    """Issue 22: without Read on the DLQ the health feed's consumer never starts and no breaker opens."""
+    granted = _granted(env.user("router"))
+    assert ("topic", "literal", env.topics.dlq, "Read") in granted
+    assert ("topic", "literal", env.topics.usage, "Read") in granted
+
+
+def test_a_tenant_added_later_needs_only_its_kafka_topic(env: Env) -> None:
+    """Tenants are added while the fleet runs: the router already reads and writes every tenant's intake (a
+    prefix ACL) and the counters' snapshots, whether or not fleet.toml lists any tenant."""
+    t = env.topics
+    router = {
+        ta.Access(ta.Resource(r), name, ta.Op(op), ta.Pattern(pattern))
+        for r, pattern, name, op in _granted(env.user("router"))
+    }
+    for op in (ta.Op.READ, ta.Op.WRITE):
+        assert ta.covered(router, ta.Resource.TOPIC, t.tenant_intake("added-later"), op)
+        assert ta.covered(router, ta.Resource.TOPIC, t.tenant_state, op)
+    assert env.topic(t.tenant_state), "the snapshots' topic is shipped too"
 
 
 # -- monitoring --------------------------------------------------------------------
