@@ -232,9 +232,10 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     tenant_state_interval_ms: int = 5_000  # a tenant's snapshot is also written this often while it changes
     # resilience (router/policies/breaker.py, fallback.py; router/stages/fallback.py). A model's breaker opens
     # when, over the last `breaker_window_s`, at least `breaker_min_requests` outcomes were seen and more than
-    # `breaker_error_rate` of them failed (usage records that did not finish stop/length, DLQ copies of its
-    # requests, requests forwarded here with no usage record `breaker_outcome_grace_ms` past their deadline),
-    # or when it has had no live worker (status heartbeats) for `breaker_no_worker_ms`. After
+    # `breaker_error_rate` of them failed: only outcomes that say the model failed count (DLQ codes poison and
+    # internal; never what a client chooses: expired, prompt_too_long...), and one tenant's failures alone never
+    # open it while others use the model (router/views.py); or when it has had no live worker (status
+    # heartbeats) for `breaker_no_worker_ms`. After
     # `breaker_cooldown_ms` (and with a live worker) it lets `breaker_probes` requests through; a success closes it
     breaker_window_s: float = 30.0
     breaker_error_rate: float = 0.05
@@ -242,7 +243,6 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     breaker_no_worker_ms: int = 2_000
     breaker_cooldown_ms: int = 5_000
     breaker_probes: int = 3
-    breaker_outcome_grace_ms: int = 2_000
     # a model not seen live since the router started: its no-worker bound. Minutes: workers load models (and
     # convert a GGUF once) before their first heartbeat; 10 s opened `fleet up`'s breakers before SmolLM2 loaded
     breaker_start_grace_ms: int = 120_000

@@ -77,6 +77,15 @@ def _dlq_model(settings: Settings, headers: dict[str, str]) -> str | None:
     return None
 
 
+def _tenant(settings: Settings, name: object) -> str:
+    """Whose request an outcome was, for the breaker: a configured tenant's name; without tenants one tenant for
+    all (the body's `tenant` is unchecked then, and a client naming a new one per request would dodge the
+    breaker's rule that one tenant's failures alone cannot open it)."""
+    if not settings.tenants or not isinstance(name, str):
+        return ""
+    return name if settings.tenant(name) is not None else "?"
+
+
 async def _answers(consumer: AIOKafkaConsumer, timeout_s: float = 2.0) -> bool:
     """Whether the broker answers a metadata request within `timeout_s`."""
     try:
@@ -129,14 +138,15 @@ async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Even
                             u = codec.decode_usage(r.value or b"")
                         except DecodeFailure:
                             continue
-                        health.usage(u.id, u.model, u.finish, now_ms)
+                        health.usage(u.model, u.finish, _tenant(settings, u.tenant), now_ms)
                     else:
                         h = headers_dict(r.headers)
                         model = _dlq_model(settings, h)
                         # bytes nobody could decode say nothing about the model that would have run them
                         if model is not None and h.get(Headers.ERROR_CODE) != UNDECODABLE:
-                            rid = codec.salvage(r.value or b"", ContentType.JSON).get("id") if r.value else None
-                            health.dead_letter(rid, model, h.get(Headers.ERROR_CODE, "?"), now_ms)
+                            body = codec.salvage(r.value or b"", ContentType.JSON) if r.value else {}
+                            tenant = _tenant(settings, body.get("tenant"))
+                            health.dead_letter(model, h.get(Headers.ERROR_CODE, "?"), tenant, now_ms)
             fresh = status.fresh(fresh_within_ms, now_ms=now_ms)
             if fresh:
                 for m in settings.model_names:

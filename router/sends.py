@@ -132,7 +132,6 @@ class Sends:
         tenant = d.tenant
         self.views.dedup.forwarding(tenant, req.id)
         self.views.load.forwarded(d.model)
-        self.views.health.forwarded(req.id, d.model, req.deadline_ms)
         self.stats.forwarded += 1
         headers: list[Header] = [
             (Headers.CONTENT_TYPE, ct.value.encode()),

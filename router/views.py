@@ -5,8 +5,6 @@ budget stages take from them; router/tenant_store.py loads, settles and snapshot
 
 from __future__ import annotations
 
-import heapq
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import structlog
@@ -21,6 +19,10 @@ from router.policies.overload import LoadTracker
 log = structlog.get_logger(__name__)
 
 OK_FINISHES = frozenset({"stop", "length", "cancelled"})  # usage finishes that say the model served
+# DLQ codes of a model topic's records that say the model (its engine or its worker) failed. Everything else a
+# client can cause at will and says nothing about the model: `expired` (a short timeout_ms with a large
+# max_tokens), `prompt_too_long` (a prompt over the model's context), `invalid_request`, `undecodable`...
+MODEL_FAILURE_CODES = frozenset({"poison", "internal"})
 
 DedupKey = tuple[str | None, str]  # (authenticated tenant, request id); None: the default tenant
 
@@ -64,13 +66,14 @@ class HealthView:
     """Each model's health as this router sees it: live workers and capacity (status heartbeats), outcomes over
     a sliding window and the breaker they drive (router/policies/breaker.py), and the fleet's retry budget.
 
-    Outcomes are what the router can read on Kafka: usage records (`finish` stop, length or cancelled is a
-    success; expired, or any other, a failure), DLQ copies of a model topic's records (`fleet-error-code`:
-    poison, internal...), and requests this router forwarded with a deadline that have no usage record
-    `outcome_grace_ms` past it (expired in the backlog, or lost with a dead worker: a worker that refuses an
-    expired request writes no usage record). Every transition is logged with its reason."""
+    Outcomes are what the router can read on Kafka, and only those that say something about the model count:
+    usage records (`finish` stop, length or cancelled is a success; expired or abandoned is neither: the client
+    chose the deadline, and slowness is not failure) and DLQ copies of a model topic's records whose code says
+    the model failed (MODEL_FAILURE_CODES). Each outcome carries the tenant of its request, and the breaker
+    keeps one tenant's failures from opening it for the others (router/policies/breaker.py). A model whose
+    workers stop reporting opens through the live-worker count. Every transition is logged with its reason."""
 
-    def __init__(self, settings: Settings, now_ms: int, max_pending: int = 100_000) -> None:
+    def __init__(self, settings: Settings, now_ms: int) -> None:
         r = settings.router
         self.config = BreakerConfig(
             window_ms=int(r.breaker_window_s * 1000),
@@ -84,13 +87,7 @@ class HealthView:
         self.breakers = {m: Breaker(m, self.config, now_ms) for m in settings.model_names}
         self.capacity: dict[str, int] = dict.fromkeys(settings.model_names, 0)
         self.budget = RetryBudget(r.retry_budget_per_s, r.retry_budget_burst)
-        self.grace_ms = r.breaker_outcome_grace_ms
-        self.max_pending = max_pending
         self.transitions: list[Transition] = []  # the last few, newest last
-        self._pending: OrderedDict[str, tuple[str, int]] = OrderedDict()  # id -> (model, deadline_ms)
-        self._blind_ms: int | None = None
-        self._start_grace_ms = max(r.breaker_no_worker_ms, r.breaker_start_grace_ms)
-        self._deadlines: list[tuple[int, str]] = []  # heap of (deadline_ms, id); ids no longer pending are skipped
 
     def state(self, model: str) -> BreakerState:
         b = self.breakers.get(model)
@@ -100,19 +97,6 @@ class HealthView:
         b = self.breakers.get(model)
         return b is None or b.admit(now_ms)
 
-    def forwarded(self, request_id: str, model: str, deadline_ms: int | None) -> None:
-        """A request this router forwarded: a failure if no usage record comes by its deadline and the grace."""
-        if deadline_ms is None or model not in self.breakers:
-            return
-        self._pending[request_id] = (model, deadline_ms)
-        self._pending.move_to_end(request_id)
-        heapq.heappush(self._deadlines, (deadline_ms, request_id))
-        while len(self._pending) > self.max_pending:
-            self._pending.popitem(last=False)
-        if len(self._deadlines) > 2 * self.max_pending + 1000:  # mostly settled ids: rebuild from what is pending
-            self._deadlines = [(d, rid) for rid, (_, d) in self._pending.items()]
-            heapq.heapify(self._deadlines)
-
     def workers(self, model: str, live: int, capacity: int, now_ms: int) -> None:
         b = self.breakers.get(model)
         if b is not None:
@@ -121,37 +105,22 @@ class HealthView:
 
     def blind(self, now_ms: int) -> None:
         """The feed could not see the fleet (the broker did not answer, or this process stalled): silence opens
-        no breaker, and deadlines are not counted missed, until the start grace has passed (what was written
-        meanwhile, heartbeats and usage records, is read by then)."""
-        self._blind_ms = now_ms
+        no breaker until the start grace has passed (heartbeats written meanwhile are read by then)."""
         for b in self.breakers.values():
             b.blind(now_ms)
 
-    def usage(self, request_id: str, model: str, finish: str, now_ms: int) -> None:
-        self._pending.pop(request_id, None)
+    def usage(self, model: str, finish: str, tenant: str, now_ms: int) -> None:
         b = self.breakers.get(model)
-        if b is not None:
-            self._note(b.outcome(finish not in OK_FINISHES, now_ms, f"usage {finish}"))
+        if b is not None and finish in OK_FINISHES:
+            self._note(b.outcome(False, now_ms, f"usage {finish}", tenant))
 
-    def dead_letter(self, request_id: str | None, model: str, code: str, now_ms: int) -> None:
-        if request_id is not None:
-            self._pending.pop(request_id, None)
+    def dead_letter(self, model: str, code: str, tenant: str, now_ms: int) -> None:
         b = self.breakers.get(model)
-        if b is not None:
-            self._note(b.outcome(True, now_ms, f"dlq {code}"))
+        if b is not None and code in MODEL_FAILURE_CODES:
+            self._note(b.outcome(True, now_ms, f"dlq {code}", tenant))
 
     def tick(self, now_ms: int) -> None:
-        """Time passes: missed deadlines count as failures; cool-downs and worker expiries take effect."""
-        edge = now_ms - self.grace_ms
-        if self._blind_ms is not None and now_ms - self._blind_ms < self._start_grace_ms:
-            edge = -1  # usage records written while the feed was blind may not be read yet
-        while self._deadlines and self._deadlines[0][0] < edge:
-            deadline, rid = heapq.heappop(self._deadlines)
-            entry = self._pending.get(rid)
-            if entry is None or entry[1] != deadline:
-                continue  # settled, or forwarded again with another deadline (its own heap entry)
-            del self._pending[rid]
-            self._note(self.breakers[entry[0]].outcome(True, now_ms, "no outcome by the deadline"))
+        """Time passes: cool-downs and worker expiries take effect."""
         for b in self.breakers.values():
             self._note(b.tick(now_ms))
 

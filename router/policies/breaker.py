@@ -9,6 +9,11 @@ transitions come out (with their reason, for the log). No clock reads, no Kafka.
 Half-open lets `probes` requests through (one more each cool-down while none has an outcome): the rest go to a
 fallback. Outcomes that arrive while open are stale (requests sent before it opened) and are not counted; the
 window starts empty when it closes.
+
+Outcomes carry the tenant that sent the request. One tenant's failures cannot open the breaker for everyone:
+while the window holds outcomes of several tenants, the error rate is taken without the tenant with the most
+failures (it must be over the threshold among everybody else too); with one tenant only (a fleet without
+tenants, or a model only one tenant uses), the plain rate counts.
 """
 
 from __future__ import annotations
@@ -55,8 +60,9 @@ class Breaker:
         self.last_live_ms = now_ms
         self.seen_live = False  # a worker of it reported live since the start
         self.blind_ms: int | None = None  # when the health feed last could not see the fleet (broker unreachable)
-        self._outcomes: deque[tuple[int, bool]] = deque()  # (at_ms, failed)
+        self._outcomes: deque[tuple[int, bool, str]] = deque()  # (at_ms, failed, tenant)
         self._failures = 0
+        self._by_tenant: dict[str, list[int]] = {}  # tenant -> [outcomes, failures] in the window
         self._probes_sent = 0
         self._last_probe_ms = 0
 
@@ -85,23 +91,33 @@ class Breaker:
         """The health feed cannot see the fleet now (the broker does not answer): silence proves nothing."""
         self.blind_ms = now_ms
 
-    def outcome(self, failed: bool, now_ms: int, what: str) -> Transition | None:
-        """A request's outcome on this model: `what` names it for the log (a usage finish, a DLQ code)."""
+    def outcome(self, failed: bool, now_ms: int, what: str, tenant: str = "") -> Transition | None:
+        """A request's outcome on this model: `what` names it for the log (a usage finish, a DLQ code); `tenant`
+        the tenant whose request it was ("" where unknown: counted as one more tenant)."""
         if self.state is BreakerState.OPEN:
             return None  # sent before it opened: says nothing about the model now
         if self.state is BreakerState.HALF_OPEN:
             if failed:
                 return self._go(BreakerState.OPEN, f"probe failed ({what})", now_ms)
             return self._go(BreakerState.CLOSED, f"probe succeeded ({what})", now_ms)
-        self._outcomes.append((now_ms, failed))
+        self._outcomes.append((now_ms, failed, tenant))
         self._failures += failed
+        counts = self._by_tenant.setdefault(tenant, [0, 0])
+        counts[0] += 1
+        counts[1] += failed
         self._prune(now_ms)
-        n = len(self._outcomes)
-        if failed and n >= self.config.min_requests and self._failures / n > self.config.error_rate:
-            rate = self._failures / n
+        if not failed:
+            return None
+        n, f = len(self._outcomes), self._failures
+        excluded = ""
+        if len(self._by_tenant) > 1:  # without the tenant with the most failures: it alone cannot open it
+            worst = max(self._by_tenant, key=lambda t: self._by_tenant[t][1])
+            n, f = n - self._by_tenant[worst][0], f - self._by_tenant[worst][1]
+            excluded = f", without tenant {worst!r}'s"
+        if n >= self.config.min_requests and f / n > self.config.error_rate:
             return self._go(
                 BreakerState.OPEN,
-                f"error rate {rate:.1%} > {self.config.error_rate:.1%} over {n} outcomes (last: {what})",
+                f"error rate {f / n:.1%} > {self.config.error_rate:.1%} over {n} outcomes{excluded} (last: {what})",
                 now_ms,
             )
         return None
@@ -138,7 +154,13 @@ class Breaker:
     def _prune(self, now_ms: int) -> None:
         edge = now_ms - self.config.window_ms
         while self._outcomes and self._outcomes[0][0] < edge:
-            self._failures -= self._outcomes.popleft()[1]
+            _, failed, tenant = self._outcomes.popleft()
+            self._failures -= failed
+            counts = self._by_tenant[tenant]
+            counts[0] -= 1
+            counts[1] -= failed
+            if not counts[0]:
+                del self._by_tenant[tenant]
 
     def _go(self, new: BreakerState, reason: str, now_ms: int) -> Transition:
         t = Transition(self.model, self.state, new, reason, now_ms)
@@ -147,4 +169,5 @@ class Breaker:
         if new is not BreakerState.HALF_OPEN:
             self._outcomes.clear()
             self._failures = 0
+            self._by_tenant.clear()
         return t

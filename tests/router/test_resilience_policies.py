@@ -233,34 +233,60 @@ def test_a_model_without_a_chain_and_an_open_breaker_is_refused_overloaded_at_on
     assert isinstance(v, Reject) and v.code is ErrorCode.OVERLOADED and "no live worker" in v.message
 
 
-def test_missed_deadlines_and_usage_finishes_are_outcomes() -> None:
+def test_only_outcomes_that_say_the_model_failed_count() -> None:
+    """Issue 23: what a client chooses (a short deadline, a prompt over the context, a bad field) never counts
+    against the model; successes and the model's own failures (poison, internal) do."""
     s = settings(breaker_min_requests=4)
     health = HealthView(s, 0)
     health.workers("large", 1, 8, 0)
-    for i in range(3):
-        health.forwarded(f"ok{i}", "large", 1_000)
-        health.usage(f"ok{i}", "large", "stop", 500)
-    health.forwarded("lost", "large", 1_000)
-    health.tick(2_000)  # within the grace
-    assert health.state("large") is BreakerState.CLOSED
-    with capture_logs() as logs:
-        health.tick(3_100)
-    assert health.state("large") is BreakerState.OPEN
-    assert any("no outcome by the deadline" in e.get("reason", "") for e in logs)
-    assert health.summary(3_100)["large"].startswith("open 1w")
+    for t in range(50):  # a flood of client-chosen outcomes: none counts
+        health.usage("large", "expired", "", t)
+        health.usage("large", "abandoned", "", t)
+        for code in ("expired", "prompt_too_long", "invalid_request", "forbidden", "undecodable"):
+            health.dead_letter("large", code, "", t)
+    health.tick(60_000)
+    assert health.state("large") is BreakerState.CLOSED and health.summary(100)["large"] == "closed 1w 0/0"
+    for t in range(3):
+        health.usage("large", "stop", "", 200 + t)
+    health.dead_letter("large", "poison", "", 300)
+    assert health.state("large") is BreakerState.OPEN  # 1 of 4 = 25% > 5%: the model's own failure counts
+    assert health.summary(300)["large"].startswith("open 1w")
 
 
-def test_after_a_blind_spell_missed_deadlines_wait_for_the_usage_records_written_meanwhile() -> None:
-    s = settings(breaker_min_requests=1)
-    health = HealthView(s, 0)
-    health.workers("large", 1, 8, 0)
-    health.forwarded("a", "large", 1_000)
-    health.blind(5_000)  # e.g. the router was stopped from 0 to 5 s
-    health.tick(5_000)
-    assert health.state("large") is BreakerState.CLOSED  # its usage record may still be unread
-    health.usage("a", "large", "stop", 5_100)
-    health.tick(16_000)
-    assert health.state("large") is BreakerState.CLOSED
+def test_one_tenants_failures_cannot_open_the_breaker_for_the_others() -> None:
+    b = live()
+    for t in range(40):  # tenant b is served; tenant a's requests all fail (a poison bait, say)
+        assert b.outcome(False, t, "usage stop", "b") is None
+        assert b.outcome(True, t, "dlq poison", "a") is None
+    assert b.state is BreakerState.CLOSED and b.error_rate(40) == (40, 80)
+    tr = None
+    for t in range(40, 60):  # now b fails too: the model is unhealthy for everyone
+        tr = tr or b.outcome(True, t, "dlq internal", "b")
+    assert tr is not None and tr.new is BreakerState.OPEN and "without tenant 'a'" in tr.reason
+
+
+def test_with_one_tenant_the_plain_rate_counts() -> None:
+    b = live()
+    for t in range(19):
+        b.outcome(False, t, "usage stop", "only")
+    b.outcome(True, 19, "dlq poison", "only")
+    tr = b.outcome(True, 20, "dlq poison", "only")
+    assert tr is not None and tr.new is BreakerState.OPEN and "without" not in tr.reason
+
+
+def test_tenant_counts_leave_the_window_with_their_outcomes() -> None:
+    b = live()
+    for t in range(30):  # two tenants: a's failures alone do not open it
+        b.outcome(True, t, "dlq poison", "a")
+        b.outcome(False, t, "usage stop", "b")
+    assert b.state is BreakerState.CLOSED
+    b.outcome(False, 20_000, "usage stop", "b")  # those left the 10 s window: b alone remains
+    assert b.error_rate(20_000) == (0, 1)
+    for t in range(20_001, 20_020):
+        b.outcome(False, t, "usage stop", "b")
+    tr = b.outcome(True, 20_020, "dlq poison", "b")
+    tr = tr or b.outcome(True, 20_021, "dlq poison", "b")
+    assert tr is not None and tr.new is BreakerState.OPEN  # only b in the window: the plain rate
 
 
 def test_router_settings_defaults_are_valid() -> None:
