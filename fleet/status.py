@@ -3,12 +3,20 @@
 The router's load view, `fleet up`'s readiness and status line, the benchmarks and the tests read worker
 status through this. A record that does not decode is logged and skipped (a bad status never stops a
 reader).
+
+A report is input like any other (anyone who can write the topic can write one), so a worker is judged by
+when its report *arrived*, not by the date it carries: a report dated in the future once kept a dead model
+looking alive for as long as its date was ahead, and a worker with a slow clock looked dead. A reader that
+replays the topic from its start cannot tell arrival from replay, so there a report counts from the earlier of
+its arrival and its date. Reports dated more than `FUTURE_TOLERANCE_MS` ahead are ignored, and the reader
+keeps at most `MAX_WORKERS` workers (the least recently heard go first), so unique forged ids cannot grow it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -23,6 +31,9 @@ from fleet.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+FUTURE_TOLERANCE_MS = 60_000  # clocks drift; a report dated further ahead than this is not believed at all
+MAX_WORKERS = 10_000
+
 
 class StatusReader:
     """Reads the status topic from its start (`from_start`) or from now; `latest` maps worker id to its
@@ -30,7 +41,10 @@ class StatusReader:
 
     def __init__(self, settings: Settings, *, from_start: bool = True, **consumer_overrides: Any) -> None:
         self.settings = settings
-        self.latest: dict[str, WorkerStatus] = {}
+        self.latest: OrderedDict[str, WorkerStatus] = OrderedDict()  # least recently heard first
+        self.heard_ms: dict[str, float] = {}  # worker id -> when its latest report counts from (ms, this clock)
+        self.ignored = 0  # reports dated too far in the future
+        self._from_start = from_start
         self._codec = Codec()
         self._consumer = make_consumer(
             settings,
@@ -67,15 +81,28 @@ class StatusReader:
                 except DecodeFailure as exc:
                     log.warning("status.bad_record", reason=exc.message[:200], offset=r.offset)
                     continue
+                now_ms = time.time() * 1000
+                if st.ts_ms > now_ms + FUTURE_TOLERANCE_MS:
+                    self.ignored += 1
+                    log.warning("status.dated_in_the_future", worker=st.worker_id[:200], ahead_ms=st.ts_ms - now_ms)
+                    continue
                 self.latest[st.worker_id] = st
+                self.latest.move_to_end(st.worker_id)
+                self.heard_ms[st.worker_id] = min(now_ms, st.ts_ms) if self._from_start else now_ms
+                while len(self.latest) > MAX_WORKERS:
+                    gone, _ = self.latest.popitem(last=False)
+                    self.heard_ms.pop(gone, None)
                 out.append(st)
         return out
 
     def fresh(self, within_ms: float, *, model: str | None = None, now_ms: float | None = None) -> list[WorkerStatus]:
-        """The latest report of each worker (of `model`) sent within the last `within_ms`."""
+        """The latest report of each worker (of `model`) heard within the last `within_ms`."""
         now_ms = time.time() * 1000 if now_ms is None else now_ms
+        heard = self.heard_ms
         return [
-            st for st in self.latest.values() if now_ms - st.ts_ms < within_ms and (model is None or st.model == model)
+            st
+            for wid, st in self.latest.items()
+            if now_ms - heard.get(wid, 0) < within_ms and (model is None or st.model == model)
         ]
 
     async def first(self, match: Callable[[WorkerStatus], bool], timeout_s: float) -> WorkerStatus:
