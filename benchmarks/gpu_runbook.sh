@@ -11,7 +11,7 @@
 #   2. here, always:  bash benchmarks/gpu_runbook.sh cpu                  (the same script, tiny shape, CPU, ~10 s)
 #   3. on the GPU:    run(command="bash benchmarks/gpu_runbook.sh run", carry=[".whl"], timeout_s=540)
 #   4. results come back from $OUT: gpu-engine_<device>_<date>_<commit>.{json,md}, gpu_engine_bench.log and
-#      gpu.txt; copy the .json and .md into benchmarks/results/ and fill the README's GPU table from the .md.
+#      gpu.txt; copy the .json and .md into benchmarks/results/ and fill the GPU table in docs/benchmarks.md from the .md.
 #
 # Modes:
 #   fetch   download the wheels into .whl/ (WITH_BNB=1: bitsandbytes, accelerate, psutil for int8/nf4;

@@ -106,7 +106,7 @@ async def fill(settings: Settings, model: str, n: int) -> None:
 
 async def forwarded_rate(settings: Settings, topic: str, n: int, timeout_s: float, check: object) -> float:
     """Seconds between 5% and 95% of `n` records reaching `topic`, counted by reading it (the dev broker's
-    end offsets can lag a batch behind, see the README)."""
+    end offsets can lag a batch behind, see docs/operations.md, the dev broker's gaps)."""
     consumer = make_consumer(settings, group_id=None, auto_offset_reset="earliest")
     await consumer.start()
     try:

@@ -15,7 +15,7 @@ class Priority(enum.StrEnum):
 
 
 class ErrorCode(enum.StrEnum):
-    """Every `error` event carries one of these codes (documented in the README)."""
+    """Every `error` event carries one of these codes (documented in docs/wire-contract.md)."""
 
     INVALID_ENCODING = "invalid_encoding"  # bytes do not decode in the declared content type
     INVALID_REQUEST = "invalid_request"  # decodes, but a field is missing, mistyped or out of range

@@ -86,7 +86,7 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 
 class LatencySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Client knobs on the request and reply path (README: 'Latency by design')."""
+    """Client knobs on the request and reply path (docs/latency.md)."""
 
     fetch_max_wait_ms: int = 5  # long-poll bound; aiokafka's 500 ms default costs up to 500 ms a hop
     fetch_min_bytes: int = 1  # return as soon as anything is there

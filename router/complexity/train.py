@@ -56,7 +56,7 @@ class Example:
 
 @dataclass(frozen=True, slots=True)
 class Hyper:
-    """Chosen once with group-fold cross-validation on the training split only (README, "Complexity routing")."""
+    """Chosen once with group-fold cross-validation on the training split only (docs/routing.md)."""
 
     l2: float = 3e-3  # on every weight but the bias
     max_tokens_l2: float = 1.0  # max_tokens is a weak signal by construction: a penalty about 300 times l2

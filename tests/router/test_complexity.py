@@ -60,7 +60,7 @@ def test_training_is_deterministic_for_a_seed_and_reproduces_the_shipped_artifac
 
 def test_the_shipped_artifact_reproduces_its_heldout_numbers() -> None:
     a = SHIPPED.artifact
-    assert a.training["data_sha256"] == data_sha256(), "the set changed: retrain (README, Complexity routing)"
+    assert a.training["data_sha256"] == data_sha256(), "the set changed: retrain (docs/routing.md)"
     examples, scores = heldout_scores(SHIPPED)
     assert heldout_metrics(scores, examples, a.threshold) == a.heldout
     h = a.heldout
@@ -116,7 +116,7 @@ def test_the_routers_fast_path_scores_every_request_as_the_named_features_do() -
 
 
 def test_short_hard_prompts_score_above_their_easy_look_alikes() -> None:
-    """What word features alone got wrong (README): the token weights (distilled from a sentence embedder) read a
+    """What word features alone got wrong (docs/routing.md): the token weights (distilled from a sentence embedder) read a
     short proof as hard and "step by step" or "derive" in a trivial ask as easy (prompts outside the set but the
     first, which is held out)."""
 

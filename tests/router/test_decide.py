@@ -66,7 +66,7 @@ def test_msgpack_body_labelled_json_is_answered_in_msgpack() -> None:
 def test_auto_explains_its_choice_and_a_long_system_prompt_does_not_make_hi_there_complex() -> None:
     # issue 14's example: the regex score sent this to `large` (system prompt length + max_tokens). (Its other
     # example, "Prove there are infinitely many primes.", is in the held-out split and still goes to `simple`: a
-    # known miss of the lexical model, counted in the held-out numbers, README "Complexity routing".)
+    # known miss of the lexical model, counted in the held-out numbers, docs/routing.md.)
     task = "Implement a thread-safe LRU cache in Go with per-entry TTL and explain the locking trade-offs."
     hard = decide({"id": "p", "reply_to": "r", "prompt": task})
     system = "You are the HR assistant of a large company. " + "Answer questions about leave and pay. " * 60

@@ -45,7 +45,7 @@ def cpu_threads(model: ModelSettings) -> int:
     minus one, divided among the workers started on this host.
 
     One core stays with the Kafka loop, the broker and the router: an OpenMP team spread over every
-    core of a small machine spins against them and slows both (see README, "Latency by design").
+    core of a small machine spins against them and slows both (see docs/latency.md).
     """
     if model.torch_threads > 0:
         return model.torch_threads
