@@ -2,7 +2,11 @@
 write there) or from the API key in `fleet-api-key`, never from the body alone. A missing or wrong key is
 refused `unauthenticated`, a body naming another tenant `forbidden`, both with a DLQ copy (which never
 holds the key: fleet/records.py drops that header). The request goes on carrying the authenticated tenant,
-so the workers' usage records bill it. Without tenants configured everything passes as before."""
+so the workers' usage records bill it. Without tenants configured everything passes as before.
+
+A refusal's error event goes only where the sender may write: an unauthenticated sender may write nowhere
+(a reply to its `reply_to` let anyone inject error events into any tenant's reply stream), so it gets the
+DLQ copy alone; an authenticated one gets its `forbidden` only under its own reply prefixes."""
 
 from __future__ import annotations
 
@@ -26,12 +30,13 @@ class Authenticate:
         ct = ctx.content_type.value
         who = self._tenants.identify(ctx.topic, ctx.headers)
         if isinstance(who, Refused):
-            return Reject(who.code, who.message, req.id or None, req.reply_to or None, True, ct)
+            return Reject(who.code, who.message, req.id or None, None, True, ct)
         t = who.tenant
         if t is None:
             return Continue(ctx)
         if req.tenant is not None and req.tenant != t.name:
             msg = f"`tenant` {req.tenant[:128]!r} is not the tenant this request authenticated as"
-            return Reject(ErrorCode.FORBIDDEN, msg, req.id or None, req.reply_to or None, True, ct)
+            mine = req.reply_to if req.reply_to and self._tenants.reply_allowed(t, req.reply_to) else None
+            return Reject(ErrorCode.FORBIDDEN, msg, req.id or None, mine, True, ct)
         routed = req if req.tenant == t.name else msgspec.structs.replace(req, tenant=t.name)
         return Continue(msgspec.structs.replace(ctx, request=routed, tenant=t))

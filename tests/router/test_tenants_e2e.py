@@ -15,7 +15,7 @@ from aiokafka import TopicPartition
 
 from contracts import Codec, Done, Error, ErrorCode
 from contracts.messages import UsageRecord
-from fleet.kafka import make_consumer
+from fleet.kafka import make_consumer, read_to_end
 from fleet.tenants import mint_key
 from tests.fixtures_kafka import FleetProcs, started, write_config
 from tests.kafka_helpers import RawPeer, header
@@ -63,11 +63,28 @@ def no_key(record: object) -> bool:
 async def test_refusals_come_back_with_keyless_dlq_copies_and_serving_goes_on(tenant_fleet: FleetProcs) -> None:
     reply = f"ten.replies.alpha.e2e-{uuid.uuid4().hex[:6]}"
     ct = ("content-type", b"application/json")
+    unanswered: list[str] = []
     async with RawPeer(tenant_fleet.settings, reply) as peer:
+        # an unauthenticated sender may write nowhere: a DLQ copy, and no error event in alpha's stream (the
+        # code before wrote one there: anyone could inject error events into any tenant's replies)
+        unauthenticated = [
+            [ct],  # no key
+            [ct, ("fleet-api-key", WRONG.encode())],
+            [ct, ("fleet-api-key", KEY.encode()), ("fleet-api-key", KEY.encode())],
+        ]
+        for headers in unauthenticated:
+            rid, value = body(reply)
+            await peer.send(value, headers=list(headers))
+            copy = await peer.dlq_record(value)
+            assert header(copy, "fleet-error-code") == "unauthenticated" and no_key(copy)
+            unanswered.append(rid)
+        # alpha's key, gamma's name in the body: forbidden, answered under alpha's own prefix only
+        rid, value = body("ten.replies.gamma.inbox", tenant="gamma")
+        await peer.send(value, headers=[ct, ("fleet-api-key", KEY.encode())])
+        copy = await peer.dlq_record(value)
+        assert header(copy, "fleet-error-code") == "forbidden" and no_key(copy)
+        unanswered.append(rid)
         cases = [
-            ([ct], ErrorCode.UNAUTHENTICATED, {}),  # no key
-            ([ct, ("fleet-api-key", WRONG.encode())], ErrorCode.UNAUTHENTICATED, {}),
-            ([ct, ("fleet-api-key", KEY.encode()), ("fleet-api-key", KEY.encode())], ErrorCode.UNAUTHENTICATED, {}),
             ([ct, ("fleet-api-key", KEY.encode())], ErrorCode.FORBIDDEN, {"tenant": "gamma"}),  # claims another
             ([ct, ("fleet-api-key", KEY.encode())], ErrorCode.INVALID_REQUEST, {"max_tokens": 65}),  # over ceiling
         ]
@@ -88,6 +105,12 @@ async def test_refusals_come_back_with_keyless_dlq_copies_and_serving_goes_on(te
         await peer.send(value, headers=[ct, ("fleet-api-key", KEY.encode())])
         done = await peer.reply(rid, Done)
         assert done.usage.completion_tokens > 0
+    # the done came after every refusal above: none of the unanswerable ones got an event meanwhile
+    assert not [e for e in peer.replies if e.id in unanswered], peer.replies
+    # nor did gamma's stream: its refusal's DLQ copy was acknowledged with anything sent beside it, so the
+    # topic read to its end now holds every event there will ever be for these ids
+    gamma = await read_to_end(tenant_fleet.settings, ["ten.replies.gamma.inbox"])
+    assert not [r for r in gamma if any(rid.encode() in (r.value or b"") for rid in unanswered)], gamma
     for name in tenant_fleet.procs:
         log = tenant_fleet.log(name)
         assert KEY not in log and WRONG not in log, f"a key reached the {name} log"
@@ -106,7 +129,9 @@ async def test_a_tenants_intake_topic_authenticates_by_topic(tenant_fleet: Fleet
         assert err.code is ErrorCode.FORBIDDEN
         rid, value = body(reply)  # the same body on the shared intake, without a key: unauthenticated
         await peer.send(value)
-        assert (await peer.reply(rid, Error)).code is ErrorCode.UNAUTHENTICATED
+        copy = await peer.dlq_record(value)  # a DLQ copy alone: nobody authenticated, nowhere to reply
+        assert header(copy, "fleet-error-code") == "unauthenticated"
+        assert not [e for e in peer.replies if e.id == rid]
 
 
 async def test_rate_limits_and_budgets_answer_with_retry_after_and_serving_goes_on(tenant_fleet: FleetProcs) -> None:

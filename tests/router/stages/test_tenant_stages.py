@@ -103,7 +103,8 @@ def test_missing_wrong_or_odd_keys_are_unauthenticated_with_a_dlq_copy(headers: 
     if headers and headers[0][0] == "fleet-api-key " and len(headers) == 1:
         assert isinstance(v, Reject) and "required" in v.message
     assert isinstance(v, Reject) and v.code is ErrorCode.UNAUTHENTICATED and v.to_dlq
-    assert (v.request_id, v.reply_to) == ("r1", "llm.replies.alpha.x")
+    # nobody authenticated, so nowhere to write: the DLQ copy alone (a reply to alpha's topic was an injection)
+    assert (v.request_id, v.reply_to) == ("r1", None)
     assert KEY_A not in v.message and KEY_B not in v.message
 
 
@@ -139,6 +140,9 @@ def test_fuzzed_key_headers_never_crash_and_never_authenticate() -> None:
 def test_a_body_tenant_other_than_the_authenticated_one_is_forbidden() -> None:
     v = auth(body(tenant="beta"), [("fleet-api-key", KEY_A.encode())])
     assert isinstance(v, Reject) and v.code is ErrorCode.FORBIDDEN and v.to_dlq and v.reply_to == "llm.replies.alpha.x"
+    # naming beta with a reply_to under beta's prefix: refused, and nothing written into beta's stream
+    v = auth(body(tenant="beta", reply_to="beta.out.inbox"), [("fleet-api-key", KEY_A.encode())])
+    assert isinstance(v, Reject) and v.code is ErrorCode.FORBIDDEN and v.to_dlq and v.reply_to is None
     v = auth(body(tenant="alpha"), [], topic=S.kafka.topics.tenant_intake("gamma"))
     assert isinstance(v, Reject) and v.code is ErrorCode.FORBIDDEN
 
