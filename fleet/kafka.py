@@ -115,10 +115,16 @@ def fleet_topics(settings: Settings) -> dict[str, int]:
 
 
 def topic_configs(settings: Settings, name: str) -> dict[str, str]:
-    """Broker configs a fleet topic is created with: the tenant-state snapshots are compacted (the latest per
-    tenant is all a router reads)."""
+    """Broker configs a fleet topic is created with: the tenant-state snapshots and progress records are
+    compacted (the latest per key is all a reader needs); the intake topics are stamped by the broker."""
     t = settings.kafka.topics
-    return {"cleanup.policy": "compact"} if name in (t.tenant_state, t.progress) else {}
+    if name in (t.tenant_state, t.progress):
+        return {"cleanup.policy": "compact"}
+    if name == t.requests or t.tenant_of_intake(name) is not None:
+        # the broker's clock stamps intake records, so the time a request waited counts against its deadline
+        # without trusting the producer's clock (brokers that ignore it, like the dev broker: from receipt)
+        return {"message.timestamp.type": "LogAppendTime"}
+    return {}
 
 
 async def read_to_end(

@@ -30,6 +30,17 @@ log = structlog.get_logger(__name__)
 UNDELIVERABLE = "undeliverable"  # DLQ code of a record whose refusal could not be written to its reply_to
 
 
+LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker stamped it (topic message.timestamp.type)
+
+
+def broker_timestamp_ms(rec: ConsumerRecord[Any, Any]) -> int:
+    """When the record reached the broker, where the broker says so (a topic with message.timestamp.type
+    LogAppendTime: fleet_topics creates the intake topics that way); 0 otherwise. A deadline then counts from the
+    router's receipt, as documented: a producer whose clock runs behind would have had its requests expire at
+    once, one running ahead would have bought time."""
+    return int(rec.timestamp or 0) if rec.timestamp_type == LOG_APPEND_TIME else 0
+
+
 @dataclass(slots=True)
 class RouterStats:
     """Every outcome the loop reaches, counted once (the health file and the stop log report these)."""
@@ -102,7 +113,8 @@ class Sends:
         """Run the pipeline on one record and turn its outcome into sends."""
         if ctx is None:
             headers, topic = list(rec.headers or ()), rec.topic or ""
-            ctx = Context(rec.value, headers, rec.timestamp or 0, now_ms, topic=topic, partition=rec.partition)
+            ts = broker_timestamp_ms(rec)
+            ctx = Context(rec.value, headers, ts, now_ms, topic=topic, partition=rec.partition)
         stage, outcome = self.pipeline.run(ctx)
         self.stats.verdict(stage, outcome)
         if isinstance(outcome, Forward):

@@ -47,7 +47,7 @@ from fleet.settings import Settings
 from router.feeds import feed_health, feed_load
 from router.pipeline import Pipeline, build_pipeline
 from router.policies.accounts import Held
-from router.sends import Plan, RouterStats, Send, SendKind, Sends
+from router.sends import Plan, RouterStats, Send, SendKind, Sends, broker_timestamp_ms
 from router.stages.base import Context, Forward, Hold, Outcome, Reject
 from router.tenant_store import TenantStore
 from router.views import Views
@@ -354,7 +354,7 @@ class RouterService:
                 ctx = Context(
                     rec.value,
                     list(rec.headers or ()),
-                    rec.timestamp or 0,
+                    broker_timestamp_ms(rec),
                     now_ms,
                     topic=tp.topic,
                     partition=tp.partition,

@@ -29,7 +29,9 @@ class Context(msgspec.Struct, frozen=True):
 
     value: bytes | None
     headers: list[Header]
-    timestamp_ms: int  # the record's timestamp (the producer's clock)
+    # the record's timestamp where the broker set it (LogAppendTime), else 0: a producer's clock is not ours, and
+    # one running behind expired requests at once (router/sends.py broker_timestamp_ms)
+    timestamp_ms: int
     now_ms: int  # the router's clock when the batch was fetched
     content_type: ContentType = ContentType.JSON
     request: Request | None = None  # decoded; the deadline stage makes its deadline absolute
