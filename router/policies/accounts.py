@@ -152,11 +152,15 @@ class Account:
         usage_next[partition] = offset + 1
         if not (0 <= tokens < 1 << 53 and 0.0 <= cost < 1e15):  # NaN fails both: never lowers or poisons the books
             return False
-        r = budget.settle(self.state.ledger, request_id, tokens, cost, ts_ms, now_ms)
-        if r is not None and self.tpm is not None:  # tokens reserved and not used go back to the minute's rate
-            self.state.tokens = self.state.tokens or self.tpm.new(now_ms)
-            rate_limit.give_back(self.state.tokens, self.tpm, r.tokens - tokens, now_ms)
+        first = self.admitted(request_id)  # the reservation's first settlement (a late one finds it closed)
+        settled = budget.settle(self.state.ledger, request_id, tokens, cost, ts_ms, now_ms)
         self.dirty = True
+        if settled is None:
+            return False  # no reservation of this account's: passed over
+        r, charged, _ = settled
+        if first and self.tpm is not None:  # tokens reserved and not used go back to the minute's rate
+            self.state.tokens = self.state.tokens or self.tpm.new(now_ms)
+            rate_limit.give_back(self.state.tokens, self.tpm, max(0, r.tokens - charged), now_ms)
         return True
 
     def expire(self, now_ms: int) -> list[str]:

@@ -51,10 +51,18 @@ class Reservation(msgspec.Struct, array_like=True):
     expires_ms: int  # released unsettled after this (the deadline plus a grace)
 
 
+# how long, and for how many requests, what is left of a settled or expired reservation is kept: a late usage
+# record, or the other run of a request that ran twice, is charged against it (never beyond the worst case)
+CLOSED_KEEP_MS = 3_600_000
+CLOSED_MAX = 100_000
+
+
 class Ledger(msgspec.Struct):
     day: Spent
     month: Spent
     pending: dict[str, Reservation] = msgspec.field(default_factory=dict)  # by request id
+    # settled or expired reservations: what is left of their worst case, until `expires_ms` (oldest first)
+    closed: dict[str, Reservation] = msgspec.field(default_factory=dict)
 
     @classmethod
     def new(cls, now_ms: int) -> Ledger:
@@ -123,24 +131,51 @@ def reserve(ledger: Ledger, request_id: str, tokens: int, cost: float, expires_m
     ledger.pending[request_id] = Reservation(tokens, cost, day_key(now_ms), month_key(now_ms), expires_ms)
 
 
-def settle(ledger: Ledger, request_id: str, tokens: int, cost: float, ts_ms: int, now_ms: int) -> Reservation | None:
-    """A usage record for `request_id`: its reservation (if any) goes and the actual usage counts in the
-    periods the reservation was made in (else those of the record's time). Returns the reservation."""
+def settle(
+    ledger: Ledger, request_id: str, tokens: int, cost: float, ts_ms: int, now_ms: int
+) -> tuple[Reservation, int, float] | None:
+    """A usage record for `request_id`, settled against the reservation this ledger made for it: the usage counts
+    in the periods the reservation was made in, capped at what is left of its worst case (a record claiming more
+    cannot charge more than the request could have cost). A record for a request this ledger never reserved is
+    not this ledger's to apply (None): a usage record is input like any other, and one naming another tenant's
+    request could otherwise lock that tenant out with an absurd charge. A late record, or the other run of a
+    request that ran twice, is charged against what is left of its closed reservation for CLOSED_KEEP_MS.
+    Returns (the reservation, the tokens and cost charged)."""
     roll(ledger, now_ms)
-    r = ledger.pending.pop(request_id, None)
-    day, month = (r.day, r.month) if r is not None else (day_key(ts_ms), month_key(ts_ms))
-    if day == ledger.day.key:
+    _prune_closed(ledger, now_ms)
+    r = ledger.pending.pop(request_id, None) or ledger.closed.pop(request_id, None)
+    if r is None:
+        return None
+    tokens, cost = min(tokens, r.tokens), min(cost, r.cost)
+    _close(ledger, request_id, Reservation(r.tokens - tokens, r.cost - cost, r.day, r.month, now_ms + CLOSED_KEEP_MS))
+    if r.day == ledger.day.key:
         ledger.day.tokens += tokens
         ledger.day.cost += cost
-    if month == ledger.month.key:
+    if r.month == ledger.month.key:
         ledger.month.tokens += tokens
         ledger.month.cost += cost
-    return r
+    return r, tokens, cost
+
+
+def _close(ledger: Ledger, request_id: str, left: Reservation) -> None:
+    ledger.closed[request_id] = left
+    while len(ledger.closed) > CLOSED_MAX:
+        del ledger.closed[next(iter(ledger.closed))]
+
+
+def _prune_closed(ledger: Ledger, now_ms: int) -> None:
+    while ledger.closed:
+        rid, r = next(iter(ledger.closed.items()))
+        if r.expires_ms > now_ms:
+            return
+        del ledger.closed[rid]
 
 
 def expire(ledger: Ledger, now_ms: int) -> list[str]:
     """Release reservations whose requests are long past their deadline; returns their ids."""
     gone = [rid for rid, r in ledger.pending.items() if r.expires_ms <= now_ms]
     for rid in gone:
-        del ledger.pending[rid]
+        r = ledger.pending.pop(rid)
+        _close(ledger, rid, Reservation(r.tokens, r.cost, r.day, r.month, now_ms + CLOSED_KEEP_MS))
+    _prune_closed(ledger, now_ms)
     return gone

@@ -61,15 +61,21 @@ def test_budget_reserves_settles_and_rolls_over() -> None:
     budget.settle(led, "a", 150, 0.02, T0, T0)  # the actual usage replaces the reservation
     assert led.day.tokens == 150 and not led.pending
     assert budget.check(led, lim, 600, 0.1, T0) is None
-    # a usage record for a request not reserved here (a redo's first run) still counts
+    # a usage record for a request never reserved here is not this ledger's to apply (a forged one could charge
+    # any tenant anything); the other run of a request that ran twice counts, within the worst case left
+    assert budget.settle(led, "b", 100, 0.01, T0, T0) is None and led.day.tokens == 150
+    assert budget.settle(led, "a", 1_000_000, 50.0, T0, T0) is not None  # capped at 600 - 150 tokens left
+    assert led.day.tokens == 600 and led.day.cost == pytest.approx(0.1)
+    assert budget.settle(led, "a", 5, 0.0, T0, T0) is not None and led.day.tokens == 600  # nothing left
+    budget.reserve(led, "b", 100, 0.01, T0 + 60_000, T0)
     budget.settle(led, "b", 100, 0.01, T0, T0)
-    assert led.day.tokens == 250
+    assert led.day.tokens == 700
     # the next day the daily count starts again; the month goes on
     tomorrow = T0 + 86_400_000
     assert budget.check(led, lim, 1000, 0.1, tomorrow) is None
-    assert led.day.tokens == 0 and led.month.cost == pytest.approx(0.03)
+    assert led.day.tokens == 0 and led.month.cost == pytest.approx(0.11)
     # a month's cost budget: December starts afresh
-    over = budget.check(led, lim, 10, 0.98, tomorrow)
+    over = budget.check(led, lim, 10, 0.9, tomorrow)
     assert over is not None and over.which == "monthly_cost"
     assert over.retry_after_ms == calendar.timegm((2026, 12, 1, 0, 0, 0, 0, 0, 0)) * 1000 - tomorrow
 

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 from aiokafka import TopicPartition
 
@@ -151,8 +152,11 @@ async def test_rate_limits_and_budgets_answer_with_retry_after_and_serving_goes_
         ts_ms=now_ms,
         finish="stop",
     )
+    # and one charging "bud" a trillion tokens for a request it never made (it locked "bud" out for the month on
+    # the code before): a usage record settles only a reservation its router made, capped at its worst case
+    lockout = msgspec.structs.replace(bogus, id="never-reserved", prompt_tokens=10**12, cost=1e12)
     async with RawPeer(s, "ten.replies.bud.bogus") as peer:
-        for value in (b"", b"\xff\x00", b"{}", b"[" * 100_000, Codec().encode(bogus)):
+        for value in (b"", b"\xff\x00", b"{}", b"[" * 100_000, Codec().encode(bogus), Codec().encode(lockout)):
             await peer.send(value, topic=s.kafka.topics.usage)
     await asyncio.sleep(1.0)  # the router's usage feed reads them
     for tenant, key, passes, code in cases:
