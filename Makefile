@@ -35,10 +35,11 @@ clients: $(NODE_STAMP)
 
 test: $(STAMP) clients
 	$(VENV)/bin/lint-imports --no-cache  # the layers contract in pyproject.toml
-	$(PY) -m pytest -q -m "not gpu"
+	$(PY) -m pytest -q -m "not gpu" --durations=25
 
+# the unit tier: no broker, no process, no model (tests/conftest.py sorts every test into unit, integration, system)
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not gpu"
+	$(PY) -m pytest -q -m "unit and not gpu"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check contracts router worker fleet benchmarks tests
