@@ -71,6 +71,9 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     # the producers' max_request_size: a record over it fails at send(); DLQ copies are cut to fit it.
     # Keep it at or under the brokers' message.max.bytes (1 MiB + 12 by default)
     max_request_bytes: int = 1_048_576
+    # the secret router and workers sign forwarded requests, usage and progress records with (fleet/record_mac.py;
+    # at least 16 characters). Unset: nothing is signed or checked. `fleet up` makes one per run
+    record_key: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -368,6 +371,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return tenant.reply_prefixes or [f"{self.kafka.topics.replies}.{tenant.name}."]
 
     def __post_init__(self) -> None:
+        if self.kafka.record_key is not None and len(self.kafka.record_key) < 16:
+            raise ValueError("kafka.record_key must be at least 16 characters (a random hex string of 64 is usual)")
         names = [t.name for t in self.tenants]
         if len(set(names)) != len(names):
             raise ValueError(f"tenant names must be unique, got {names}")
@@ -421,6 +426,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "FLEET_KAFKA_SSL_CAFILE": ("kafka", "ssl_cafile"),
     "FLEET_KAFKA_SSL_CERTFILE": ("kafka", "ssl_certfile"),
     "FLEET_KAFKA_SSL_KEYFILE": ("kafka", "ssl_keyfile"),
+    "FLEET_RECORD_KEY": ("kafka", "record_key"),
     "FLEET_TOPIC_PREFIX": ("kafka", "topic_prefix"),
     "FLEET_EMBEDDED_PORT": ("kafka", "embedded_port"),
     "FLEET_MODEL_PARTITIONS": ("kafka", "model_partitions"),
@@ -458,7 +464,7 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     for var, (section, key) in ENV_VARS.items():
         if var in env and env[var] != "":
             target = data.setdefault(section, {}) if section else data
-            raw = key.endswith(("servers", "password", "username", "instance_id"))  # names stay strings
+            raw = key.endswith(("servers", "password", "username", "instance_id", "record_key"))  # strings stay
             target[key] = env[var] if raw else _env_value(env[var])
     try:
         return msgspec.convert(data, Settings, strict=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import sys
 import time
@@ -33,7 +34,10 @@ def children(settings: Settings, logs_dir: Path, config: str | None) -> FleetPro
     """The router and workers `fleet up` starts: they read the same config file and know how many
     workers share this host (each takes its share of the CPU threads) unless the environment says."""
     on_host = os.environ.get(WORKERS_ON_HOST_ENV, str(len(settings.models)))
-    return FleetProcesses(settings.kafka.bootstrap, logs_dir, config, env={WORKERS_ON_HOST_ENV: on_host})
+    # one secret per run for the records only the fleet may write (fleet/record_mac.py), unless configured
+    record_key = settings.kafka.record_key or os.environ.get("FLEET_RECORD_KEY") or secrets.token_hex(32)
+    env = {WORKERS_ON_HOST_ENV: on_host, "FLEET_RECORD_KEY": record_key}
+    return FleetProcesses(settings.kafka.bootstrap, logs_dir, config, env=env)
 
 
 class StatusLine:

@@ -16,6 +16,7 @@ from contracts.codec import Codec, ContentType, DecodeFailure, headers_dict
 from contracts.topics import Headers
 from fleet.fetch import UNDECODABLE, Fetch
 from fleet.kafka import group_progress, make_consumer, with_retry
+from fleet.record_mac import Kind, record_mac
 from fleet.settings import Settings
 from fleet.status import StatusReader
 from router.policies.overload import LoadTracker
@@ -112,6 +113,7 @@ async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Even
         settings, topics.usage, topics.dlq, group_id=None, auto_offset_reset="latest", fetch_max_wait_ms=wait_ms
     )
     fetch = Fetch(outcomes, settings, name="router.outcomes")
+    mac = record_mac(settings.kafka.record_key)
     await status.start(stop)
     await with_retry("router.outcomes.start", outcomes.start, stop=stop)
     fresh_within_ms = 3 * settings.latency.status_interval_ms + 1000
@@ -134,6 +136,9 @@ async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Even
             for tp, records in batch.items():
                 for r in records:
                     if tp.topic == topics.usage:
+                        key = r.key if isinstance(r.key, bytes) else None
+                        if mac is not None and not mac.verify(Kind.USAGE, key, r.value, r.headers):
+                            continue  # not a worker's: says nothing about the model
                         try:
                             u = codec.decode_usage(r.value or b"")
                         except DecodeFailure:

@@ -18,6 +18,7 @@ from contracts.codec import Codec, ContentType
 from contracts.messages import Error, ErrorCode
 from contracts.topics import Headers
 from contracts.validation import is_topic_name
+from fleet.record_mac import Kind, record_mac
 from fleet.records import Header, dlq_record
 from fleet.settings import Settings
 from router.pipeline import Pipeline
@@ -108,6 +109,7 @@ class Sends:
         # each forward's decision is a debug line: below debug, not even the call is made (it cost ~3% of a
         # record's time through structlog's lazy proxy)
         self.log_forwards = settings.debug
+        self.mac = record_mac(settings.kafka.record_key)  # forwards carry one: workers serve only those
 
     def plan(self, rec: ConsumerRecord[Any, Any], now_ms: int, ctx: Context | None = None) -> Plan:
         """Run the pipeline on one record and turn its outcome into sends."""
@@ -154,6 +156,8 @@ class Sends:
         if d.requested_model:
             headers.append((Headers.REQUESTED_MODEL, d.requested_model.encode()))
         value, key = self.codec.encode(req, ct), req.id.encode()
+        if self.mac is not None:
+            headers.append(self.mac.header(Kind.REQUEST, key, value))
         if self.log_forwards:
             log.debug("router.forward", request_id=req.id, model=d.model, tier=d.tier, score=d.score, signals=d.signals)
         return [

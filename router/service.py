@@ -141,6 +141,13 @@ class RouterService:
             group_instance_id=r.group_instance_id,
             tenants=[t.name for t in self.settings.tenants],
         )
+        if self.settings.tenants and self.settings.kafka.record_key is None:
+            log.warning(
+                "router.records_not_signed",
+                note="tenants are configured but no kafka.record_key (FLEET_RECORD_KEY): anyone who can write a model "
+                "topic skips authentication, limits and budgets, and a forged usage record can settle a reservation. "
+                "Set one secret for the router and every worker, or make sure Kafka ACLs close those topics",
+            )
         if not self.settings.tenants:
             log.warning(
                 "router.default_tenant",

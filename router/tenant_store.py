@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from contracts.codec import Codec, DecodeFailure
 from fleet.fetch import Fetch
 from fleet.kafka import make_consumer, with_retry
+from fleet.record_mac import Kind, record_mac
 from fleet.settings import Settings, TenantSettings
 from router.policies.accounts import STATE_VERSION, Account, TenantState
 from router.views import AccountsView
@@ -71,6 +72,8 @@ class TenantStore:
         self.topics = settings.kafka.topics
         self.accounts = accounts
         self._codec = Codec()
+        self._mac = record_mac(settings.kafka.record_key)  # set: only a worker's usage record settles anything
+        self.forged_usage = 0
         self._by_name = {t.name: t for t in settings.tenants if t.limited}
         self._latest: dict[str, Snapshot] = {}  # tenant -> its newest snapshot read so far
         self._state: AIOKafkaConsumer | None = None
@@ -85,7 +88,12 @@ class TenantStore:
     @property
     def counts(self) -> dict[str, int]:
         """For the router's health file and stop log."""
-        return {"tenant_snapshots": self.saved, "tenant_snapshot_failures": self.save_failures, "settled": self.settled}
+        return {
+            "tenant_snapshots": self.saved,
+            "tenant_snapshot_failures": self.save_failures,
+            "settled": self.settled,
+            "usage_not_signed": self.forged_usage,
+        }
 
     @property
     def enabled(self) -> bool:
@@ -237,6 +245,12 @@ class TenantStore:
             now = _ms()
             for tp, records in batch.items():
                 for rec in records:
+                    if self._mac is not None and not self._mac.verify(
+                        Kind.USAGE, rec.key if isinstance(rec.key, bytes) else None, rec.value, rec.headers
+                    ):
+                        self.forged_usage += 1  # a zero-cost record settling a reservation spent without limit
+                        log.warning("router.usage_not_signed", partition=tp.partition, offset=rec.offset)
+                        continue
                     self._settle(tp.partition, rec.offset, rec.value, now)
             for account in list(self.accounts.accounts.values()):
                 account.expire(now)

@@ -25,6 +25,7 @@ from contracts.messages import ErrorCode, Progress, Request
 from contracts.topics import Headers
 from contracts.validation import InvalidRequest, validate_request
 from fleet.fetch import Fetch
+from fleet.record_mac import Kind, record_mac
 from fleet.settings import ModelSettings, Settings
 from worker.commits import Commits
 from worker.driver import EngineDriver
@@ -59,6 +60,7 @@ class Intake:
         # a batch nothing can decode goes to the DLQ raw and its offsets finish once that copy is delivered
         self._fetch = Fetch(consumer, settings, name=f"worker.{model.name}", on_undecodable=replies.dead_letter_batch)
         self._driver = driver
+        self._mac = record_mac(settings.kafka.record_key)  # set: only records the router forwarded are served
         self._replies = replies
         self._commits = commits
         self._codec = codec
@@ -178,6 +180,12 @@ class Intake:
     def _admit(self, tp: TopicPartition, rec: ConsumerRecord[Any, Any]) -> None:
         headers = list(rec.headers or ())
         reject = self._replies.reject
+        key = rec.key if isinstance(rec.key, bytes) else None
+        if self._mac is not None and not self._mac.verify(Kind.REQUEST, key, rec.value, headers):
+            # not forwarded by the router: whoever wrote it skipped authentication, limits and budgets. No reply
+            # (its reply_to is nobody's word), the DLQ copy alone
+            reject(tp, rec, ErrorCode.UNAUTHENTICATED, "not forwarded by the router (no valid fleet-mac)", None, None)
+            return
         try:
             ct = content_type_from_headers(headers)  # an unknown type is an invalid_encoding refusal, as below
             req = self._codec.decode_request(rec.value or b"", ct)

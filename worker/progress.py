@@ -31,6 +31,7 @@ from contracts.messages import Progress
 from contracts.topics import Headers
 from fleet.fetch import Fetch
 from fleet.kafka import make_consumer, with_retry
+from fleet.record_mac import Kind, RecordMac, record_mac
 from fleet.settings import Settings
 from worker.outbox import Delivery, Outbox
 
@@ -40,6 +41,7 @@ _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(Progress)
 _START_WAIT_S = 30.0  # a view that has not started reading yet (a worker starting): wait this long for it
 _HEADERS = [(Headers.CONTENT_TYPE, ContentType.MSGPACK.value.encode())]
+MAX_RECORDS = 100_000  # progress records a worker's view keeps (the least recently written go first)
 
 
 def encode_progress(p: Progress) -> bytes:
@@ -62,7 +64,9 @@ class ProgressView:
         self._on_missing = on_missing  # the topic does not exist: the worker stops writing progress
         self._model = model
         self._topic = settings.kafka.topics.progress
-        self._records: dict[str, Progress] = {}
+        self._records: dict[str, Progress] = {}  # oldest first; at most MAX_RECORDS
+        self._mac = record_mac(settings.kafka.record_key)  # set: records without a worker's MAC are passed over
+        self.forged = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._parts: list[TopicPartition] = []
         self.available = False  # the topic was found and is being read
@@ -73,18 +77,26 @@ class ProgressView:
         p = self._records.get(request_id)
         return p if p is not None and p.tenant == tenant else None
 
-    def apply(self, key: bytes | None, value: bytes | None) -> None:
-        """One record of the topic: a progress record of this model, or a tombstone."""
+    def apply(self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]] = ()) -> None:
+        """One record of the topic: a progress record of this model, or a tombstone. Where records are signed, one
+        without a worker's MAC (forged text to inject into an answer, a tombstone to delete another's) is passed
+        over."""
         if key is None:
             return
         self.read += 1
+        if self._mac is not None and not self._mac.verify(Kind.PROGRESS, key, value, headers):
+            self.forged += 1
+            return
         rid = key.decode("utf-8", "replace")
         if value is None:
             self._records.pop(rid, None)
             return
         p = decode_progress(value)
         if p is not None and p.model == self._model and p.id == rid:
+            self._records.pop(rid, None)
             self._records[rid] = p
+            while len(self._records) > MAX_RECORDS:  # unique ids cannot grow a worker without bound
+                del self._records[next(iter(self._records))]
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self._settings
@@ -115,7 +127,7 @@ class ProgressView:
                     continue
                 for records in batch.values():
                     for rec in records:
-                        self.apply(rec.key, rec.value)
+                        self.apply(rec.key, rec.value, list(rec.headers or ()))
         finally:
             self.available = False
             await fetch.stop()
@@ -154,22 +166,25 @@ class _Held:
 class ProgressGate:
     """Writes progress records and holds the events each one covers until it is durable, in order per run."""
 
-    def __init__(self, outbox: Outbox, topic: str) -> None:
+    def __init__(self, outbox: Outbox, topic: str, mac: RecordMac | None = None) -> None:
         self._outbox = outbox
         self._topic = topic
+        self._mac = mac  # set: every record and tombstone is signed (only workers can write one a worker reads)
         self._held: dict[str, deque[_Held]] = {}  # run id -> what waits, oldest first
         self.written = 0
         self.failed = 0
 
     def write(self, p: Progress) -> asyncio.Future[Delivery]:
         self.written += 1
-        return self._outbox.submit(
-            self._topic, encode_progress(p), key=p.id.encode(), headers=_HEADERS, what=f"progress {p.id[:100]}"
-        )
+        key, value = p.id.encode(), encode_progress(p)
+        headers = [*_HEADERS, self._mac.header(Kind.PROGRESS, key, value)] if self._mac else _HEADERS
+        return self._outbox.submit(self._topic, value, key=key, headers=headers, what=f"progress {p.id[:100]}")
 
     def delete(self, request_id: str) -> asyncio.Future[Delivery]:
         """The tombstone: the request ended, nobody resumes it."""
-        return self._outbox.submit(self._topic, None, key=request_id.encode(), what=f"progress end {request_id[:100]}")
+        key = request_id.encode()
+        headers = [self._mac.header(Kind.PROGRESS, key, None)] if self._mac else None
+        return self._outbox.submit(self._topic, None, key=key, headers=headers, what=f"progress end {request_id[:100]}")
 
     def send_after(
         self, p: Progress, sends: Sequence[Callable[[], asyncio.Future[Delivery]]]

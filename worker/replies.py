@@ -24,6 +24,7 @@ from contracts.messages import Chunk, Done, Error, ErrorCode, Progress, UsageRec
 from contracts.topics import Headers
 from contracts.validation import is_topic_name
 from fleet.fetch import Undecodable
+from fleet.record_mac import Kind, record_mac
 from fleet.records import dlq_record
 from fleet.settings import ModelSettings, Settings
 from worker.commits import Commits
@@ -50,7 +51,8 @@ class Replies:
         self._commits = commits
         self._codec = codec
         # resume: progress records before the chunks they cover (None: resume is off)
-        self.progress = ProgressGate(outbox, self._topics.progress) if settings.worker.resume else None
+        self._mac = record_mac(settings.kafka.record_key)  # set: usage and progress records are signed
+        self.progress = ProgressGate(outbox, self._topics.progress, self._mac) if settings.worker.resume else None
         self._answered: OrderedDict[tuple[str | None, str], Done] = OrderedDict()  # (tenant, id) -> its `done`
         self._tasks: set[asyncio.Task[None]] = set()  # one per request waiting for its records' outcome
         self.done = 0
@@ -228,7 +230,9 @@ class Replies:
             run_id=state.run_id,
             tier=state.tier,
         )
-        self._usage.submit(self._topics.usage, self._codec.encode(rec), key=state.request.id.encode(), what="usage")
+        key, value = state.request.id.encode(), self._codec.encode(rec)
+        headers = [self._mac.header(Kind.USAGE, key, value)] if self._mac else None
+        self._usage.submit(self._topics.usage, value, key=key, headers=headers, what="usage")
 
     # -- outcomes ------------------------------------------------------------------------------------
     def track(self, futs: list[asyncio.Future[Delivery]], tp: Any, offset: int, *, ended: str | None = None) -> None:
