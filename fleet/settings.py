@@ -17,7 +17,7 @@ from contracts.topics import Topics
 from contracts.validation import Limits
 from fleet.tenants import KeyHash
 
-_TENANT_NAME = re.compile(r"[A-Za-z0-9-]{1,100}")
+TENANT_NAME = re.compile(r"[A-Za-z0-9-]{1,100}")
 WORKERS_ON_HOST_ENV = "FLEET_WORKERS_ON_HOST"  # set by `fleet up` for its workers: they share the CPU threads
 
 
@@ -377,7 +377,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         if len(set(names)) != len(names):
             raise ValueError(f"tenant names must be unique, got {names}")
         for t in self.tenants:
-            if not _TENANT_NAME.fullmatch(t.name):
+            if not TENANT_NAME.fullmatch(t.name):
                 # a "." (or "_", which Kafka's metrics treat alike) would let one tenant's topics cover another's:
                 # tenant "acme"'s default reply prefix `replies.acme.` holds all of "acme.eu"'s topics
                 raise ValueError(

@@ -114,3 +114,21 @@ def test_a_router_with_overlapping_tenants_stops_at_start_with_one_line(tmp_path
     lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
     assert out.returncode != 0 and len(lines) == 1, lines
     assert "'acme'" in lines[0] and "covers tenant 'acme-eu'" in lines[0]
+
+
+# -- CLI manners (issue 24, item 5) ----------------------------------------------------------------------------
+
+
+@pytest.mark.system
+def test_the_cli_has_a_version_a_short_help_and_plain_help_text() -> None:
+    def fleet(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "fleet.cli", *args], capture_output=True, text=True, timeout=60)
+
+    version = fleet("--version")
+    assert version.returncode == 0 and version.stdout.startswith("llm-fleet ")
+    short, long = fleet("-h"), fleet("--help")
+    assert short.returncode == 0 and short.stdout == long.stdout and "Commands:" in short.stdout
+    tenants = fleet("tenants", "-h")
+    assert tenants.returncode == 0 and "[[tenants]]" in tenants.stdout  # rich markup once ate it: "the [] config"
+    bad = fleet("tenants", "add", "acme.eu")
+    assert bad.returncode == 2 and "letters, digits and '-'" in bad.stderr
