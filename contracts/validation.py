@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Annotated
 
 import msgspec
 
@@ -21,26 +22,29 @@ def is_topic_name(name: str) -> bool:
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 
+_Count = Annotated[int, msgspec.Meta(ge=1)]  # a limit of at least one (0 would refuse every request)
+
+
 class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    max_id_chars: int = 200
-    max_tokens_ceiling: int = 2048
-    max_prompt_chars: int = 32_000
-    max_stop_sequences: int = 16
-    max_stop_chars: int = 256
-    max_messages: int = 256
-    max_metadata_bytes: int = 16_384
-    max_metadata_depth: int = 16
+    max_id_chars: _Count = 200
+    max_tokens_ceiling: _Count = 2048
+    max_prompt_chars: _Count = 32_000
+    max_stop_sequences: Annotated[int, msgspec.Meta(ge=0)] = 16
+    max_stop_chars: _Count = 256
+    max_messages: _Count = 256
+    max_metadata_bytes: _Count = 16_384
+    max_metadata_depth: _Count = 16
     # the whole encoded request as it arrives: checked before decoding, so an oversized record is refused
     # (and its DLQ copy truncated) instead of failing the forward; leaves room under Kafka's 1 MiB default
-    max_request_bytes: int = 524_288
-    max_tenant_chars: int = 128
-    max_model_chars: int = 100
-    max_message_role_chars: int = 32
+    max_request_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 524_288
+    max_tenant_chars: _Count = 128
+    max_model_chars: _Count = 100
+    max_message_role_chars: _Count = 32
     # a deadline further out than this is refused (`timeout_ms`) or capped (`deadline_ms`, whose clock is the
     # producer's): a client clock an hour ahead buys no hour, and no arithmetic on it can overflow
-    max_timeout_ms: int = 900_000
+    max_timeout_ms: _Count = 900_000
     # sampling at 0 < temperature < this divides logits by a number so small that probabilities turn NaN
-    min_temperature: float = 1e-2
+    min_temperature: Annotated[float, msgspec.Meta(gt=0, le=2)] = 1e-2
 
 
 class InvalidRequest(FleetError):

@@ -4,13 +4,15 @@ environment variables, and passed down. Units are in the names."""
 from __future__ import annotations
 
 import enum
+import math
 import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
 
 from contracts.messages import Priority
 from contracts.topics import Topics
@@ -19,6 +21,20 @@ from fleet.tenants import KeyHash
 
 TENANT_NAME = re.compile(r"[A-Za-z0-9-]{1,100}")
 WORKERS_ON_HOST_ENV = "FLEET_WORKERS_ON_HOST"  # set by `fleet up` for its workers: they share the CPU threads
+
+# The range of every numeric setting is part of its declaration: `msgspec.convert` checks it as the settings
+# load, and `load_settings` turns a value outside it into one line naming the key, the value and the range.
+Port = Annotated[int, Meta(ge=1, le=65535)]
+PositiveInt = Annotated[int, Meta(ge=1)]  # counts that must be at least one: partitions, probes, max_*
+NonNegativeInt = Annotated[int, Meta(ge=0)]  # counts where 0 means none (or turns the feature off)
+Ms = Annotated[int, Meta(ge=0)]  # a wait, linger, grace or backoff in milliseconds; 0: none
+PositiveMs = Annotated[int, Meta(ge=1)]  # timeouts and periods in milliseconds: 0 would mean never, or a busy loop
+Seconds = Annotated[float, Meta(ge=0)]  # a grace, window or TTL in seconds; 0: none
+PositiveSeconds = Annotated[float, Meta(gt=0)]  # a window or watchdog in seconds that must let some time pass
+Fraction = Annotated[float, Meta(ge=0, le=1)]  # shares, error rates, probabilities
+Price = Annotated[float, Meta(ge=0)]  # money: prices per 1k tokens, budgets
+Rate = Annotated[float, Meta(gt=0)]  # a speed or a limit per second: divided by, so more than 0
+NonNegativeFloat = Annotated[float, Meta(ge=0)]
 
 
 class Quantization(enum.StrEnum):
@@ -54,7 +70,7 @@ class SecurityProtocol(enum.StrEnum):
 class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     bootstrap_servers: str | None = None  # None: start the embedded broker
     embedded_host: str = "127.0.0.1"
-    embedded_port: int = 9092
+    embedded_port: Port = 9092
     security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
     sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER
     sasl_username: str | None = None
@@ -63,14 +79,14 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     topic_prefix: str = "llm"
-    intake_partitions: int = 4
-    model_partitions: int = 4
-    reply_partitions: int = 4
-    replication_factor: int = 1
+    intake_partitions: PositiveInt = 4
+    model_partitions: PositiveInt = 4
+    reply_partitions: PositiveInt = 4
+    replication_factor: PositiveInt = 1
     client_id: str = "llm-fleet"
     # the producers' max_request_size: a record over it fails at send(); DLQ copies are cut to fit it.
     # Keep it at or under the brokers' message.max.bytes (1 MiB + 12 by default)
-    max_request_bytes: int = 1_048_576
+    max_request_bytes: Annotated[int, Meta(ge=1024)] = 1_048_576
     # the secret router and workers sign forwarded requests, usage and progress records with (fleet/record_mac.py;
     # at least 16 characters). Unset: nothing is signed or checked. `fleet up` makes one per run
     record_key: str | None = None
@@ -91,28 +107,28 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 class LatencySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Client knobs on the request and reply path (docs/latency.md)."""
 
-    fetch_max_wait_ms: int = 5  # long-poll bound; aiokafka's 500 ms default costs up to 500 ms a hop
-    fetch_min_bytes: int = 1  # return as soon as anything is there
-    background_fetch_max_wait_ms: int = 100  # control and status topics: off the request path, polled less often
-    request_linger_ms: int = 0  # requests are sent one by one, never held back for batching
-    reply_linger_ms: int = 0  # token chunks go out at once; coalescing happens before the producer
-    usage_linger_ms: int = 50  # usage records are off the hot path: batch them
+    fetch_max_wait_ms: Ms = 5  # long-poll bound; aiokafka's 500 ms default costs up to 500 ms a hop
+    fetch_min_bytes: PositiveInt = 1  # return as soon as anything is there
+    background_fetch_max_wait_ms: Ms = 100  # control and status topics: off the request path, polled less often
+    request_linger_ms: Ms = 0  # requests are sent one by one, never held back for batching
+    reply_linger_ms: Ms = 0  # token chunks go out at once; coalescing happens before the producer
+    usage_linger_ms: Ms = 50  # usage records are off the hot path: batch them
     acks: str = "all"  # durability of requests and terminal events; "1" trades it for a hop of latency
     # what the fleet's producers write with (docs/operations.md#compression has the measurement behind the default)
     compression_type: CompressionType = CompressionType.NONE
-    chunk_interval_ms: int = 50  # at most one chunk per interval per request...
-    chunk_max_tokens: int = 16  # ...or per this many tokens, whichever comes first
+    chunk_interval_ms: Ms = 50  # at most one chunk per interval per request...
+    chunk_max_tokens: PositiveInt = 16  # ...or per this many tokens, whichever comes first
     # batch requests stream coarser (nobody reads them token by token): less reply traffic beside interactive work
-    batch_chunk_interval_ms: int = 1_000
-    batch_chunk_max_tokens: int = 256
-    session_timeout_ms: int = 10_000
-    heartbeat_interval_ms: int = 1_000
-    rebalance_timeout_ms: int = 10_000
-    max_poll_interval_ms: int = 300_000
-    status_interval_ms: int = 1_000
+    batch_chunk_interval_ms: Ms = 1_000
+    batch_chunk_max_tokens: PositiveInt = 256
+    session_timeout_ms: PositiveMs = 10_000
+    heartbeat_interval_ms: PositiveMs = 1_000
+    rebalance_timeout_ms: PositiveMs = 10_000
+    max_poll_interval_ms: PositiveMs = 300_000
+    status_interval_ms: PositiveMs = 1_000
     # how long a produce (and a send's wait for a topic's metadata) may take before it fails: a reply topic
     # the broker does not know costs this per try before the outbox records it undeliverable
-    request_timeout_ms: int = 15_000
+    request_timeout_ms: PositiveMs = 15_000
 
 
 class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -123,50 +139,51 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     quantization: Quantization = Quantization.NONE
     draft_path: str | None = None
     draft_quantization: Quantization = Quantization.NONE
-    num_speculative_tokens: int = 4
-    spec_max_batch_size: int = 4  # speculate only while at most this many sequences run
+    num_speculative_tokens: NonNegativeInt = 4
+    spec_max_batch_size: NonNegativeInt = 4  # speculate only while at most this many sequences run
     ngram_speculation: bool = False  # prompt lookup: alone, or first with the draft model for the rest
     dtype: str = "float32"  # float32 | bfloat16 | float16
     device: str = "auto"  # auto | cpu | cuda
-    torch_threads: int = 0  # CPU math threads; 0 = auto: cores minus one, shared by the workers on the host
-    max_running: int = 32  # sequences in the running batch
-    max_batch_tokens: int = 8192  # KV budget in tokens: running sequences x the longest prompt + max_tokens
-    prefill_chunk_tokens: int = 256  # prompt tokens prefilled per engine step (chunked prefill)
-    max_inflight: int = 64  # uncommitted requests a worker holds (running + waiting)
-    max_model_len: int = 2048
-    price_per_1k_prompt: float = 0.0
-    price_per_1k_completion: float = 0.0
+    torch_threads: NonNegativeInt = 0  # CPU math threads; 0 = auto: cores minus one, shared by the workers on the host
+    max_running: PositiveInt = 32  # sequences in the running batch
+    max_batch_tokens: PositiveInt = 8192  # KV budget in tokens: running sequences x the longest prompt + max_tokens
+    prefill_chunk_tokens: PositiveInt = 256  # prompt tokens prefilled per engine step (chunked prefill)
+    max_inflight: PositiveInt = 64  # uncommitted requests a worker holds (running + waiting)
+    max_model_len: PositiveInt = 2048
+    price_per_1k_prompt: Price = 0.0
+    price_per_1k_completion: Price = 0.0
     engine: EngineKind = EngineKind.CONTINUOUS
     engine_process: bool = True  # run the model in its own process, apart from the worker's Kafka loop (and GIL)
-    simulated_tokens_per_s: float = 100.0  # simulated engine only
+    simulated_tokens_per_s: Rate = 100.0  # simulated engine only
     simulated_fail_marker: str | None = None  # simulated engine only: a step raises while a prompt holding it runs
 
 
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The worker process's tunables (every model's worker shares them)."""
 
-    revoke_grace_s: float = 5.0  # a revoked partition's requests may finish this long before they are abandoned
-    drain_grace_s: float = 30.0  # SIGTERM: in-flight requests may finish this long; k8s grace must exceed it
-    max_attempts: int = 3  # a request that fails alone in the engine this often goes to the DLQ as `poison`
-    engine_watchdog_s: float = 120.0  # work held and no engine step for this long: the engine is hung, exit non-zero
-    deadline_grace_ms: int = 500  # past a deadline by this much, the worker answers `expired` itself
-    send_backoff_max_ms: int = 5_000  # outbox: retriable send failures back off up to this
-    metadata_attempts: int = 2  # outbox: sends to a topic the broker does not know before it is undeliverable
-    dead_topic_ttl_s: float = 30.0  # outbox: an undeliverable topic fails fast this long
-    answered_ids: int = 10_000  # terminal events kept to answer a re-send of an id finished here
-    commit_retry_ms: int = 500  # a failed commit is retried after this
+    revoke_grace_s: Seconds = 5.0  # a revoked partition's requests may finish this long before they are abandoned
+    drain_grace_s: Seconds = 30.0  # SIGTERM: in-flight requests may finish this long; k8s grace must exceed it
+    max_attempts: PositiveInt = 3  # a request that fails alone in the engine this often goes to the DLQ as `poison`
+    # work held and no engine step for this long: the engine is hung, exit non-zero
+    engine_watchdog_s: PositiveSeconds = 120.0
+    deadline_grace_ms: Ms = 500  # past a deadline by this much, the worker answers `expired` itself
+    send_backoff_max_ms: Ms = 5_000  # outbox: retriable send failures back off up to this
+    metadata_attempts: PositiveInt = 2  # outbox: sends to a topic the broker does not know before it is undeliverable
+    dead_topic_ttl_s: Seconds = 30.0  # outbox: an undeliverable topic fails fast this long
+    answered_ids: NonNegativeInt = 10_000  # terminal events kept to answer a re-send of an id finished here
+    commit_retry_ms: PositiveMs = 500  # a failed commit is retried after this
     group_instance_id: str | None = None  # static membership: a stable name per worker (the pod name); model appended
     # Priority lanes: batch requests (their own topic per model) are taken only with spare capacity. Outside
     # off-peak windows this share of `max_running` is kept for interactive requests; inside, batch work may
     # use every slot not taken by interactive work. Windows are UTC "HH:MM-HH:MM" (may wrap midnight).
-    batch_reserve: float = 0.5
+    batch_reserve: Fraction = 0.5
     off_peak_utc: list[str] = msgspec.field(default_factory=list)
     # Resume (llm.progress): each request's progress is written before its chunk goes out, and a worker taking a
     # request over continues it under the same run_id. A request started by this many workers that died with it
     # (max_attempts) is `poison`; from `suspect_alone_after` such starts on, it runs alone in the engine.
     resume: bool = True
-    progress_catch_up_s: float = 3.0  # on an assignment, wait at most this long for the progress view to catch up
-    suspect_alone_after: int = 2
+    progress_catch_up_s: Seconds = 3.0  # on an assignment, wait at most this long for the progress view to catch up
+    suspect_alone_after: PositiveInt = 2
     simulated_exit_marker: str | None = None  # tests only (simulated engine): a step exits the process on it
 
     def __post_init__(self) -> None:
@@ -202,8 +219,8 @@ class TierSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     model: str
     # highest complexity score (the classifier's probability that a stronger model is needed) this tier takes;
     # the last tier takes everything. None: from cheap_share if set, else (first tier) the classifier's own threshold
-    max_score: float | None = None
-    cheap_share: float | None = None  # instead of max_score: the share of traffic this tier and the ones before take
+    max_score: NonNegativeFloat | None = None
+    cheap_share: Fraction | None = None  # instead of max_score: the share of traffic this tier and the ones before take
 
 
 class RouterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -213,26 +230,27 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             TierSettings(name="complex", model="large", max_score=float("inf")),
         ]
     )
-    dedup_window_s: float = 600.0
-    dedup_max_entries: int = 200_000
-    overload_max_backlog: int = 1_000  # per model topic: refuse with `overloaded` above this
-    est_tokens_per_s: float = 200.0  # per model, used to estimate queue wait for deadlines
+    dedup_window_s: Seconds = 600.0
+    dedup_max_entries: NonNegativeInt = 200_000
+    overload_max_backlog: NonNegativeInt = 1_000  # per model topic: refuse with `overloaded` above this
+    est_tokens_per_s: Rate = 200.0  # per model, used to estimate queue wait for deadlines
     # static group membership: a restart with the same id within the session timeout keeps the partitions
     # (no rebalance). Unique per router replica (e.g. the pod name); None: dynamic membership
     group_instance_id: str | None = None
-    classify_max_chars: int = 8_000  # the classifier reads at most this many characters of a turn (head and tail)
+    # the classifier reads at most this many characters of a turn (head and tail)
+    classify_max_chars: PositiveInt = 8_000
     classifier_path: str | None = None  # complexity classifier artifact (`fleet router train`); None: the shipped one
-    reply_max_attempts: int = 5  # a refusal's reply that keeps failing retriably is then recorded undeliverable
-    bad_topic_ttl_s: float = 60.0  # a reply topic that failed for good is not tried again for this long
-    health_interval_ms: int = 500  # the consume loop rewrites the health file at most this often
+    reply_max_attempts: PositiveInt = 5  # a refusal's reply that keeps failing retriably is then recorded undeliverable
+    bad_topic_ttl_s: Seconds = 60.0  # a reply topic that failed for good is not tried again for this long
+    health_interval_ms: Ms = 500  # the consume loop rewrites the health file at most this often
     # tenant counters: a reservation no usage record settled is released this long after the request's
     # deadline (a usage record that comes later still counts), and the prompt's token estimate (its UTF-8
     # bytes: a byte-level BPE token covers at least one byte) adds this for the chat template, per message
-    reservation_grace_ms: int = 60_000
-    template_tokens: int = 48
-    message_tokens: int = 8
-    batch_hold_max: int = 10_000  # paced batch requests a router holds per tenant; beyond, `rate_limited`
-    tenant_state_interval_ms: int = 5_000  # a tenant's snapshot is also written this often while it changes
+    reservation_grace_ms: Ms = 60_000
+    template_tokens: NonNegativeInt = 48
+    message_tokens: NonNegativeInt = 8
+    batch_hold_max: NonNegativeInt = 10_000  # paced batch requests a router holds per tenant; beyond, `rate_limited`
+    tenant_state_interval_ms: PositiveMs = 5_000  # a tenant's snapshot is also written this often while it changes
     # resilience (router/policies/breaker.py, fallback.py; router/stages/fallback.py). A model's breaker opens
     # when, over the last `breaker_window_s`, at least `breaker_min_requests` outcomes were seen and more than
     # `breaker_error_rate` of them failed: only outcomes that say the model failed count (DLQ codes poison and
@@ -240,21 +258,21 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # open it while others use the model (router/views.py); or when it has had no live worker (status
     # heartbeats) for `breaker_no_worker_ms`. After
     # `breaker_cooldown_ms` (and with a live worker) it lets `breaker_probes` requests through; a success closes it
-    breaker_window_s: float = 30.0
-    breaker_error_rate: float = 0.05
-    breaker_min_requests: int = 20
-    breaker_no_worker_ms: int = 2_000
-    breaker_cooldown_ms: int = 5_000
-    breaker_probes: int = 3
+    breaker_window_s: PositiveSeconds = 30.0
+    breaker_error_rate: Fraction = 0.05
+    breaker_min_requests: PositiveInt = 20
+    breaker_no_worker_ms: PositiveMs = 2_000
+    breaker_cooldown_ms: Ms = 5_000
+    breaker_probes: PositiveInt = 3
     # a model not seen live since the router started: its no-worker bound. Minutes: workers load models (and
     # convert a GGUF once) before their first heartbeat; 10 s opened `fleet up`'s breakers before SmolLM2 loaded
-    breaker_start_grace_ms: int = 120_000
+    breaker_start_grace_ms: PositiveMs = 120_000
     # model or tier name -> alternatives (model or tier names), tried in order when its breaker is open; an
     # alternative's own chain follows it. A cycle or an unknown name stops the router's start
     fallback: dict[str, list[str]] = msgspec.field(default_factory=dict)
-    fallback_max_moves: int = 2  # a request goes at most this many steps down its chain
-    retry_budget_per_s: float = 100.0  # reroutes per second a router may make (token bucket), per replica
-    retry_budget_burst: int = 200
+    fallback_max_moves: NonNegativeInt = 2  # a request goes at most this many steps down its chain
+    retry_budget_per_s: NonNegativeFloat = 100.0  # reroutes per second a router may make (token bucket), per replica
+    retry_budget_burst: NonNegativeInt = 200
     # every model in the chain down: this text as a `done` marked `degraded: true`; None: `overloaded` (retriable)
     degraded_reply: str | None = None
 
@@ -273,22 +291,23 @@ class TenantSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # Empty: `<prefix>.replies.<name>.` (the client library's default reply topics lie under it)
     reply_prefixes: list[str] = msgspec.field(default_factory=list)
     allowed_models: list[str] | None = None  # model or tier names; None: all. "auto" picks among these
-    max_tokens: int | None = None  # a request asking for more is refused (invalid_request); None: the fleet's limit
+    # a request asking for more is refused (invalid_request); None: the fleet's limit
+    max_tokens: PositiveInt | None = None
     default_priority: Priority | None = None  # for requests that do not say; None: interactive
-    default_timeout_ms: int | None = None  # for requests with neither timeout_ms nor deadline_ms
+    default_timeout_ms: PositiveMs | None = None  # for requests with neither timeout_ms nor deadline_ms
     # Rate limits (None: none). Exact across router replicas: one router owns a tenant's counters (the one
     # holding partition 0 of its intake topic). An interactive request over a limit is refused
     # `rate_limited` with `retry_after_ms`; a batch request is held and paced instead.
-    requests_per_s: float | None = None
-    burst_requests: int | None = None  # requests allowed at once above the rate; None: max(1, requests_per_s)
-    tokens_per_min: int | None = None  # prompt tokens (estimated from above) + max_tokens, taken at admission
-    burst_tokens: int | None = None  # None: tokens_per_min
+    requests_per_s: Rate | None = None
+    burst_requests: PositiveInt | None = None  # requests allowed at once above the rate; None: max(1, requests_per_s)
+    tokens_per_min: PositiveInt | None = None  # prompt tokens (estimated from above) + max_tokens, taken at admission
+    burst_tokens: PositiveInt | None = None  # None: tokens_per_min
     # Budgets per UTC day and month (None: none). Admission reserves the worst case (prompt tokens estimated
     # from above + max_tokens, priced at the model's rates); the worker's usage record settles it.
-    daily_tokens: int | None = None
-    monthly_tokens: int | None = None
-    daily_cost: float | None = None
-    monthly_cost: float | None = None
+    daily_tokens: NonNegativeInt | None = None
+    monthly_tokens: NonNegativeInt | None = None
+    daily_cost: Price | None = None
+    monthly_cost: Price | None = None
 
     @property
     def limited(self) -> bool:
@@ -461,12 +480,84 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     if path:
         with open(path, "rb") as f:
             data = tomllib.load(f)
+    from_env: dict[str, str] = {}  # dotted key -> the variable that set it
     for var, (section, key) in ENV_VARS.items():
         if var in env and env[var] != "":
             target = data.setdefault(section, {}) if section else data
             raw = key.endswith(("servers", "password", "username", "instance_id", "record_key"))  # strings stay
             target[key] = env[var] if raw else _env_value(env[var])
+            from_env[f"{section}.{key}" if section else key] = var
     try:
         return msgspec.convert(data, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise ValueError(f"invalid configuration: {exc}") from None
+        raise ValueError(_config_error(str(exc), data, from_env)) from None
+
+
+# msgspec's message for a value outside its declared range: "Expected `int` <= 65535 - at `$.kafka.embedded_port`"
+_OUT_OF_RANGE = re.compile(r"Expected `(?:int|float)` (?P<bound>(?:>=|>|<=|<) \S+) - at `\$(?P<path>[^`]*)`")
+_STEP = re.compile(r"\.(?P<key>[^.\[]+)|\[(?P<index>\d+|\.\.\.)\]")
+
+
+def _config_error(message: str, data: dict[str, Any], from_env: dict[str, str]) -> str:
+    """One line for a configuration msgspec refused. A value out of range names the key (a dotted path such as
+    `models[0].price_per_1k_prompt`), the value given and the range declared beside the field."""
+    m = _OUT_OF_RANGE.fullmatch(message)
+    if m is None:
+        return f"invalid configuration: {message}"
+    steps: list[str | int | None] = []  # a key, a list index, or None for a table's value (msgspec's `[...]`)
+    key = ""
+    for step in _STEP.finditer(m["path"]):
+        if step["key"] is not None:
+            steps.append(step["key"])
+            key += f".{step['key']}"
+        else:
+            steps.append(None if step["index"] == "..." else int(step["index"]))
+            key += f"[{step['index']}]"
+    key = key.lstrip(".")
+    value: Any = data
+    try:
+        for s in steps:
+            value = value[s]
+        given = f" = {_toml_value(value)}"
+    except (KeyError, IndexError, TypeError):  # under a table's key, which msgspec does not name
+        given = ""
+    source = f" (from {from_env[key]})" if key in from_env else ""
+    return f"{key}{given}{source} is out of range: expected {_range(steps) or 'value ' + m['bound']}"
+
+
+def _range(steps: list[str | int | None]) -> str | None:
+    """The range declared for the setting at `steps`, as "1 <= value <= 65535" (None: not found)."""
+    t: Any = msgspec.inspect.type_info(Settings)
+    for s in steps:
+        if isinstance(t, msgspec.inspect.UnionType):  # `X | None`: the X
+            t = next((u for u in t.types if not isinstance(u, msgspec.inspect.NoneType)), None)
+        if isinstance(t, msgspec.inspect.StructType) and isinstance(s, str):
+            t = next((f.type for f in t.fields if f.encode_name == s), None)
+        elif isinstance(t, msgspec.inspect.ListType) and isinstance(s, int):
+            t = t.item_type
+        elif isinstance(t, msgspec.inspect.DictType) and s is None:
+            t = t.value_type
+        else:
+            return None
+    if isinstance(t, msgspec.inspect.UnionType):
+        t = next((u for u in t.types if isinstance(u, msgspec.inspect.IntType | msgspec.inspect.FloatType)), None)
+    if not isinstance(t, msgspec.inspect.IntType | msgspec.inspect.FloatType):
+        return None
+    low = f"{t.ge} <= " if t.ge is not None else f"{t.gt} < " if t.gt is not None else ""
+    high = f" <= {t.le}" if t.le is not None else f" < {t.lt}" if t.lt is not None else ""
+    if low and high:
+        return f"{low}value{high}"
+    if low:
+        return f"value >= {t.ge}" if t.ge is not None else f"value > {t.gt}"
+    return f"value{high}" if high else None
+
+
+def _toml_value(value: Any) -> str:
+    """A value as a configuration file writes it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"
+    if isinstance(value, str):
+        return toml_string(value)
+    return repr(value)

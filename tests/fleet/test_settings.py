@@ -5,9 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from fleet.settings import SMOLLM2_135M_INSTRUCT, Quantization, load_settings
+from fleet.settings import SMOLLM2_135M_INSTRUCT, Quantization, Settings, TenantSettings, load_settings
 
 
 def test_defaults_serve_two_tiers_of_the_real_model() -> None:
@@ -132,3 +133,132 @@ def test_the_cli_has_a_version_a_short_help_and_plain_help_text() -> None:
     assert tenants.returncode == 0 and "[[tenants]]" in tenants.stdout  # rich markup once ate it: "the [] config"
     bad = fleet("tenants", "add", "acme.eu")
     assert bad.returncode == 2 and "letters, digits and '-'" in bad.stderr
+
+
+# -- every setting's range on its declaration (issue 24, item 4) -----------------------------------------------
+
+_MODEL = '[[models]]\nname = "m"\npath = "none"\nengine = "simulated"\n'
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("toml", "key", "value", "allowed"),
+    [
+        ("[limits]\nmax_timeout_ms = -1", "limits.max_timeout_ms", "-1", "value >= 1"),
+        ("[limits]\nmin_temperature = 0.0", "limits.min_temperature", "0.0", "0 < value <= 2"),
+        ("[kafka]\nembedded_port = 70000", "kafka.embedded_port", "70000", "1 <= value <= 65535"),
+        ("[kafka]\nembedded_port = 0", "kafka.embedded_port", "0", "1 <= value <= 65535"),
+        ("[kafka]\nintake_partitions = 0", "kafka.intake_partitions", "0", "value >= 1"),
+        ("[kafka]\nreplication_factor = 0", "kafka.replication_factor", "0", "value >= 1"),
+        ("[kafka]\nmax_request_bytes = 100", "kafka.max_request_bytes", "100", "value >= 1024"),
+        ("[latency]\nfetch_max_wait_ms = -5", "latency.fetch_max_wait_ms", "-5", "value >= 0"),
+        ("[latency]\nsession_timeout_ms = -1", "latency.session_timeout_ms", "-1", "value >= 1"),
+        ("[latency]\nrequest_timeout_ms = 0", "latency.request_timeout_ms", "0", "value >= 1"),
+        ("[latency]\nchunk_max_tokens = 0", "latency.chunk_max_tokens", "0", "value >= 1"),
+        (_MODEL + "price_per_1k_prompt = -0.001", "models[0].price_per_1k_prompt", "-0.001", "value >= 0"),
+        (_MODEL + "max_running = 0", "models[0].max_running", "0", "value >= 1"),
+        (_MODEL + "torch_threads = -1", "models[0].torch_threads", "-1", "value >= 0"),
+        (_MODEL + "simulated_tokens_per_s = 0.0", "models[0].simulated_tokens_per_s", "0.0", "value > 0"),
+        ("[router]\nbreaker_error_rate = 1.5", "router.breaker_error_rate", "1.5", "0 <= value <= 1"),
+        ("[router]\nbreaker_probes = 0", "router.breaker_probes", "0", "value >= 1"),
+        ("[router]\nest_tokens_per_s = -200.0", "router.est_tokens_per_s", "-200.0", "value > 0"),
+        ("[router]\nbreaker_window_s = nan", "router.breaker_window_s", "nan", "value > 0"),
+        (
+            '[[router.tiers]]\nname = "a"\nmodel = "m"\n[[router.tiers]]\nname = "b"\nmodel = "m"\ncheap_share = 2.0',
+            "router.tiers[1].cheap_share",
+            "2.0",
+            "0 <= value <= 1",
+        ),
+        (
+            '[[router.tiers]]\nname = "a"\nmodel = "m"\nmax_score = -0.5',
+            "router.tiers[0].max_score",
+            "-0.5",
+            "value >= 0",
+        ),
+        ("[worker]\nbatch_reserve = 1.5", "worker.batch_reserve", "1.5", "0 <= value <= 1"),
+        ("[worker]\nmax_attempts = 0", "worker.max_attempts", "0", "value >= 1"),
+        ("[worker]\ndrain_grace_s = -30.0", "worker.drain_grace_s", "-30.0", "value >= 0"),
+        ("[worker]\nengine_watchdog_s = 0.0", "worker.engine_watchdog_s", "0.0", "value > 0"),
+        ('[[tenants]]\nname = "a"\nrequests_per_s = 0.0', "tenants[0].requests_per_s", "0.0", "value > 0"),
+        ('[[tenants]]\nname = "a"\ndaily_cost = -1.0', "tenants[0].daily_cost", "-1.0", "value >= 0"),
+        ('[[tenants]]\nname = "a"\nmax_tokens = 0', "tenants[0].max_tokens", "0", "value >= 1"),
+    ],
+)
+def test_a_value_out_of_range_stops_the_load_with_one_line(
+    tmp_path: Path, toml: str, key: str, value: str, allowed: str
+) -> None:
+    cfg = tmp_path / "f.toml"
+    cfg.write_text(toml + "\n")
+    with pytest.raises(ValueError) as err:
+        load_settings(cfg, env={})
+    assert str(err.value) == f"{key} = {value} is out of range: expected {allowed}"
+
+
+@pytest.mark.system
+def test_a_router_with_a_port_out_of_range_stops_at_start_with_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "f.toml"
+    cfg.write_text("[kafka]\nembedded_port = 70000\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "fleet.cli", "router", "--config", str(cfg)], capture_output=True, text=True, timeout=120
+    )
+    lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
+    assert out.returncode == 2 and lines == [
+        "fleet: kafka.embedded_port = 70000 is out of range: expected 1 <= value <= 65535"
+    ], lines
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("var", "raw", "line"),
+    [
+        ("FLEET_EMBEDDED_PORT", "70000", "kafka.embedded_port = 70000 (from FLEET_EMBEDDED_PORT) is out of range"),
+        ("FLEET_MODEL_PARTITIONS", "0", "kafka.model_partitions = 0 (from FLEET_MODEL_PARTITIONS) is out of range"),
+    ],
+)
+def test_a_value_out_of_range_from_the_environment_names_its_variable(var: str, raw: str, line: str) -> None:
+    with pytest.raises(ValueError) as err:
+        load_settings(env={var: raw})
+    assert str(err.value).startswith(line) and "\n" not in str(err.value)
+
+
+@pytest.mark.unit
+def test_a_value_of_the_wrong_type_is_still_one_line() -> None:
+    with pytest.raises(ValueError) as err:
+        load_settings(env={"FLEET_EMBEDDED_PORT": "port"})
+    assert "kafka.embedded_port" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.unit
+def test_every_default_lies_in_its_range() -> None:
+    """A struct built in Python skips the declared ranges; encoding the defaults and loading them back checks
+    every one of them (the default models and tiers too)."""
+    assert load_settings(None, env={}) == Settings()
+    for value, cls in [(Settings(), Settings), (TenantSettings(name="t"), TenantSettings)]:
+        assert msgspec.convert(msgspec.to_builtins(value), cls) == value
+
+
+Number = msgspec.inspect.IntType | msgspec.inspect.FloatType
+
+
+def _numbers(t: msgspec.inspect.Type, where: str, seen: set[type]) -> list[tuple[str, Number]]:
+    if isinstance(t, Number):
+        return [(where, t)]
+    if isinstance(t, msgspec.inspect.UnionType):
+        return [n for u in t.types for n in _numbers(u, where, seen)]
+    if isinstance(t, msgspec.inspect.ListType):
+        return _numbers(t.item_type, where + "[]", seen)
+    if isinstance(t, msgspec.inspect.DictType):
+        return _numbers(t.value_type, where + "[...]", seen)
+    if isinstance(t, msgspec.inspect.StructType) and t.cls not in seen:
+        seen.add(t.cls)
+        return [n for f in t.fields for n in _numbers(f.type, f"{where}.{f.name}".lstrip("."), seen)]
+    return []
+
+
+@pytest.mark.unit
+def test_every_numeric_setting_declares_its_range() -> None:
+    """A new number among the settings comes with its range (`[limits]`, declared in contracts/validation.py, too)."""
+    numbers = _numbers(msgspec.inspect.type_info(Settings), "", set())
+    assert len(numbers) >= 80
+    unbounded = [where for where, t in numbers if (t.ge, t.gt, t.le, t.lt) == (None, None, None, None)]
+    assert unbounded == []
