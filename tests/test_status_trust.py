@@ -8,6 +8,8 @@ past its bound."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -55,19 +57,28 @@ async def test_a_heartbeat_dated_in_the_future_does_not_keep_a_dead_model_alive(
         )
     finally:
         await producer.stop()
+    # the router believes the report for one freshness window from its arrival (ghost's breaker closes: "first
+    # live worker"), then ghost is dead again and its breaker opens; on the code before, a report dated 50 s ahead
+    # kept it "live" for 50 s more, and every request in between went to a topic nobody reads, with no event
+    deadline = time.monotonic() + 20
+    while not ghost_reopened(ghost_fleet.log("router")):
+        assert time.monotonic() < deadline, [ln for ln in ghost_fleet.log("router").splitlines() if "breaker" in ln]
+        await asyncio.sleep(0.2)
     reply = f"{s.kafka.topic_prefix}.replies.ghost-{uuid.uuid4().hex[:6]}"
     async with RawPeer(s, reply) as peer:
-        deadline = time.monotonic() + 20
-        while True:  # the forged report counts for one freshness window from its arrival, then ghost is dead again
-            rid = f"g-{uuid.uuid4().hex[:6]}"
-            body = f'{{"id": "{rid}", "reply_to": "{reply}", "prompt": "hi", "model": "ghost", "timeout_ms": 3000}}'
-            await peer.send(body.encode())
-            err = await peer.reply(rid, Error, timeout_s=15)  # on the code before: no event at all
-            if err.code is ErrorCode.OVERLOADED:
-                break
-            assert time.monotonic() < deadline, err
-    log = ghost_fleet.log("router")
-    assert "ghost" in log and "no live worker" in log
+        rid = f"g-{uuid.uuid4().hex[:6]}"
+        body = f'{{"id": "{rid}", "reply_to": "{reply}", "prompt": "hi", "model": "ghost", "timeout_ms": 3000}}'
+        await peer.send(body.encode())
+        err = await peer.reply(rid, Error, timeout_s=15)
+        assert err.code is ErrorCode.OVERLOADED and "no live worker" in err.message, err
+
+
+def ghost_reopened(log: str) -> bool:
+    """Whether ghost's breaker closed on the forged report and opened again after it."""
+    events = [json.loads(ln) for ln in log.splitlines() if ln.startswith("{") and '"router.breaker"' in ln]
+    ghost = [(e.get("new"), e.get("reason", "")) for e in events if e.get("model") == "ghost"]
+    closed = next((i for i, (new, why) in enumerate(ghost) if new == "closed" and "first live worker" in why), None)
+    return closed is not None and any(new == "open" for new, _ in ghost[closed + 1 :])
 
 
 @pytest.mark.integration
