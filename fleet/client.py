@@ -196,13 +196,7 @@ class FleetClient:
                 await self._dispatch_once(fetch)
 
     async def _dispatch_once(self, fetch: Fetch) -> None:
-        try:
-            batch = await fetch.getmany(timeout_ms=50)
-        except KafkaError as exc:
-            log.warning("client.fetch_error", error=repr(exc))
-            await asyncio.sleep(0.2)
-            return
-        for records in batch.values():
+        for records in (await fetch.poll(timeout_ms=50, backoff_s=0.2)).values():
             for rec in records:
                 try:
                     ev = self.codec.decode_reply(rec.value or b"", content_type_from_headers(rec.headers))

@@ -18,6 +18,7 @@ batch is tried again on the next call, never skipped without an outcome.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -153,6 +154,16 @@ class Fetch:
             for tp, recs in (await self._step_past(suspects, room)).items():
                 got.setdefault(tp, []).extend(recs)
         return got
+
+    async def poll(self, *, timeout_ms: int, max_records: int | None = None, backoff_s: float = 0.5) -> Records:
+        """`getmany` for a loop that only waits on the broker: a Kafka error (the broker away, a coordinator
+        moving) is logged and waited out for `backoff_s`, and the turn returns no records."""
+        try:
+            return await self.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            log.warning("kafka.fetch_error", consumer=self._name, error=repr(exc))
+            await asyncio.sleep(backoff_s)
+            return {}
 
     def _noticed(self, exc: BaseException, parts: list[TopicPartition]) -> None:
         log.warning(

@@ -45,13 +45,7 @@ class Control:
             consumer.assign(parts)
             await consumer.seek_to_end(*parts)
             while not stop.is_set():
-                try:
-                    batch = await fetch.getmany(timeout_ms=50)
-                except KafkaError as exc:
-                    log.warning("worker.control_fetch_error", error=repr(exc))
-                    await asyncio.sleep(0.5)
-                    continue
-                for records in batch.values():
+                for records in (await fetch.poll(timeout_ms=50)).values():
                     for rec in records:
                         try:
                             self.on_record(rec)

@@ -119,13 +119,7 @@ class ProgressView:
             await consumer.seek_to_beginning(*self._parts)
             self.available = True
             while not stop.is_set():
-                try:
-                    batch = await fetch.getmany(timeout_ms=50)
-                except KafkaError as exc:
-                    log.warning("worker.progress_fetch_error", error=repr(exc))
-                    await asyncio.sleep(0.5)
-                    continue
-                for records in batch.values():
+                for records in (await fetch.poll(timeout_ms=50)).values():
                     for rec in records:
                         self.apply(rec.key, rec.value, list(rec.headers or ()))
         finally:
