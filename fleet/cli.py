@@ -18,6 +18,7 @@ from fleet.settings import TENANT_NAME, Settings, load_settings
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,  # main() turns infrastructure failures into one line; --debug shows the traceback
     help="llm-fleet: LLM inference behind Kafka.",
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,
@@ -384,9 +385,29 @@ def _mount_plugins() -> None:
         app.add_typer(ep.load(), name=ep.name)
 
 
+# exit codes (docs/operations.md#exit-codes): 2 a configuration or usage error, 3 the infrastructure (a broker that
+# does not answer, a busy port, a model that cannot be found or loaded), 130 interrupted
+EXIT_INFRASTRUCTURE = 3
+
+
 def main() -> None:
+    """`fleet ...`; an infrastructure failure is one line on stderr and exit 3 (`--debug` shows the traceback)."""
+    from aiokafka.errors import KafkaError
+
+    from contracts.errors import FleetError
+
     _mount_plugins()
-    app()
+    debug = "--debug" in sys.argv[1:]
+    if debug:
+        sys.argv.remove("--debug")
+    try:
+        app()
+    except (KafkaError, OSError, FleetError, TimeoutError) as exc:
+        if debug:
+            raise
+        why = str(exc) or type(exc).__name__
+        typer.echo(f"fleet: {type(exc).__name__}: {why} (run with --debug for the traceback)", err=True)
+        raise SystemExit(EXIT_INFRASTRUCTURE) from None
 
 
 if __name__ == "__main__":

@@ -169,8 +169,12 @@ class FleetClient:
             log.warning("client.reply_topic_not_created", topic=self.reply_topic, error=repr(exc))
         self._producer = make_producer(self.settings, purpose=ProducerPurpose.REQUESTS)
         self._consumer = make_consumer(self.settings, group_id=None)
-        await self._producer.start()
-        await self._consumer.start()
+        try:
+            await self._producer.start()
+            await self._consumer.start()
+        except BaseException:  # an unreachable broker: what was started is closed, nothing is left dangling
+            await self.stop()
+            raise
         await self._consumer.topics()
         parts = self._consumer.partitions_for_topic(self.reply_topic) or set()
         tps = [TopicPartition(self.reply_topic, p) for p in sorted(parts)]

@@ -262,3 +262,33 @@ def test_every_numeric_setting_declares_its_range() -> None:
     assert len(numbers) >= 80
     unbounded = [where for where, t in numbers if (t.ge, t.gt, t.le, t.lt) == (None, None, None, None)]
     assert unbounded == []
+
+
+@pytest.mark.system
+def test_infrastructure_failures_are_one_line_and_exit_3(tmp_path: Path) -> None:
+    """A busy port and an unreachable broker: no traceback, a line that says what failed, exit 3; --debug shows
+    the traceback (issue 24: these printed 80 to 130 lines)."""
+    import socket
+
+    def fleet(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "fleet.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **(env or {})},
+        )
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = fleet("broker", "--port", str(port))
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 3 and lines == [lines[-1]] and "already in use" in lines[-1], out.stderr
+    out = fleet("generate", "hi", "--timeout-s", "5", env={"FLEET_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode == 3 and "Traceback" not in out.stderr, out.stderr
+    assert last.startswith("fleet: KafkaConnectionError") and "--debug" in last
+    debug = fleet("--debug", "generate", "hi", env={"FLEET_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
+    assert debug.returncode != 0 and "Traceback" in debug.stderr

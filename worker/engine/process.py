@@ -42,6 +42,7 @@ from pathlib import Path
 import msgspec
 import structlog
 
+from contracts.errors import FleetError
 from fleet.settings import ModelSettings
 from worker.engine.api import EngineDied, EngineRequest, EngineStats, FinishKind, StepOutput, check_prompt_len
 
@@ -57,8 +58,9 @@ class StartCancelled(RuntimeError):
     """The worker was told to stop while its engine process was still loading; the process was killed."""
 
 
-class EngineFailed(RuntimeError):
-    """A step raised inside the engine process; the message carries the child's exception."""
+class EngineFailed(FleetError, RuntimeError):
+    """A step raised inside the engine process, or the process could not load its model; the message carries the
+    child's exception (the CLI prints it as one line and exits 3)."""
 
 
 # -- the messages on the two pipes (pickled: the payloads are the engine API's own dataclasses) -------
