@@ -64,7 +64,7 @@ def build_pipeline(settings: Settings, views: Views, codec: Codec) -> list[Stage
         *request_stages(settings, codec, tenants),
         Dedup(views.dedup),
         Fallback(settings, views.health, tenants),
-        Overload(views.load),
+        Overload(views.load, views.health),
         RateLimit(views.accounts, settings.router, active=limited),
         Budget(views.accounts, settings, active=limited),
         Route(settings.kafka.topics),

@@ -48,14 +48,18 @@ class LoadTracker:
         if m is not None:
             m.backlog += 1
 
-    def refusal(self, model: str, deadline_ms: int | None, now_ms: int) -> str | None:
-        """A reason to answer `overloaded` now, or None to route the request."""
+    def refusal(self, model: str, deadline_ms: int | None, now_ms: int, live_capacity: int = 0) -> str | None:
+        """A reason to answer `overloaded` now, or None to route the request. `live_capacity`: what the live
+        workers hold at most as the health view counts them (its own status reader may hear a restarted worker a
+        poll before this view does: the backlog queued while the model was dead then counted as waiting behind no
+        capacity, at a drain rate measured while it was dead, and refused requests a live model would serve)."""
         m = self.models.get(model)
         if m is None:
             return None
         if m.backlog >= self.max_backlog:
             return f"model {model} has {m.backlog} requests waiting (bound {self.max_backlog}); retry later"
-        queued = m.backlog - m.capacity  # waiting in the topic, beyond what the workers already hold
+        # waiting in the topic, beyond what the workers already hold
+        queued = m.backlog - max(m.capacity, live_capacity)
         if deadline_ms is not None and queued > 0 and m.drain_per_s > 0:
             wait_ms = queued / m.drain_per_s * 1000
             if now_ms + wait_ms > deadline_ms:

@@ -8,20 +8,23 @@ from __future__ import annotations
 from contracts.messages import ErrorCode, Priority
 from router.policies.overload import LoadTracker
 from router.stages.base import Context, Continue, Reject, Verdict
+from router.views import HealthView
 
 
 class Overload:
     name = "overload"
 
-    def __init__(self, load: LoadTracker) -> None:
+    def __init__(self, load: LoadTracker, health: HealthView | None = None) -> None:
         self._load = load
+        self._health = health  # its live capacity: heard first when a worker comes back
 
     def __call__(self, ctx: Context) -> Verdict:
         req = ctx.request
         assert req is not None and ctx.model is not None, "overload runs after resolve_model"
         if req.priority is Priority.BATCH:
             return Continue(ctx)
-        reason = self._load.refusal(ctx.model, req.deadline_ms, ctx.now_ms)
+        live = self._health.capacity.get(ctx.model, 0) if self._health is not None else 0
+        reason = self._load.refusal(ctx.model, req.deadline_ms, ctx.now_ms, live)
         if reason is None:
             return Continue(ctx)
         return Reject(ErrorCode.OVERLOADED, reason, req.id, req.reply_to, False, ctx.content_type.value)

@@ -116,8 +116,8 @@ def test_the_routers_fast_path_scores_every_request_as_the_named_features_do() -
 
 
 def test_short_hard_prompts_score_above_their_easy_look_alikes() -> None:
-    """What word features alone got wrong (docs/routing.md): the token weights (distilled from a sentence embedder) read a
-    short proof as hard and "step by step" or "derive" in a trivial ask as easy (prompts outside the set but the
+    """What word features alone got wrong (docs/routing.md): the token weights (distilled from a sentence embedder)
+    read a short proof as hard and "step by step" or "derive" in a trivial ask as easy (prompts outside the set but the
     first, which is held out)."""
 
     def score(text: str) -> float:

@@ -104,6 +104,20 @@ def test_overload_refuses_a_model_over_its_bound_and_passes_an_unknown_load() ->
     assert isinstance(v, Reject) and v.code is ErrorCode.OVERLOADED and not v.to_dlq and v.reply_to == "r"
 
 
+def test_overload_counts_the_capacity_the_health_view_has_already_heard() -> None:
+    """A worker back after an outage: the health view hears it a poll before the load view does. The requests
+    queued meanwhile wait behind its capacity, not behind none at the dead period's drain rate (the resilience
+    test's `overloaded` refusals right after its breaker went half-open)."""
+    views = Views.from_settings(S)
+    c = Context(b"", [], 0, 0, request=Request(id="a", reply_to="r", prompt="x", deadline_ms=20_000), model="small")
+    views.load.update("small", 0, 0, 0.0)
+    views.load.update("small", 36, 0, 10.0)  # 36 queued while nobody drained them: a rate near zero
+    views.load.models["small"].fast_per_s = views.load.models["small"].slow_per_s = 1.6
+    assert isinstance(Overload(views.load)(c), Reject)  # ~22 s behind no capacity: refused, as before
+    views.health.workers("small", 1, 256, 10_000)  # the health view has heard the worker, capacity 256
+    assert isinstance(Overload(views.load, views.health)(c), Continue)
+
+
 def test_route_forwards_to_the_models_topic() -> None:
     c = Context(b"", [], 0, 0, request=Request(id="a", reply_to="r", prompt="x"), model="small", tier="simple")
     v = Route(S.kafka.topics)(c)
