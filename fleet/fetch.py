@@ -115,45 +115,39 @@ class Fetch:
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> Records:
         parts = partitions or tuple(self.consumer.assignment())
-        suspects: list[TopicPartition] = []
         if len(parts) <= 1:
-            try:
-                got: Records = await self.consumer.getmany(*parts, timeout_ms=timeout_ms, max_records=max_records)
-            except Exception as exc:
-                if not is_decode_error(exc):
-                    raise
-                got, suspects = {}, list(parts)
-                self._noticed(exc, suspects)
+            got, suspects = await self._guarded(parts, timeout_ms, max_records)
         else:
-            try:  # one record touches at most one partition: a raise here loses nothing already drained
-                got = await self.consumer.getmany(*parts, timeout_ms=timeout_ms, max_records=1)
-            except Exception as exc:
-                if not is_decode_error(exc):
-                    raise
-                got, suspects = {}, list(parts)
-                self._noticed(exc, suspects)
-            if got:
-                room = None if max_records is None else max_records - 1
-                for tp in parts:  # each partition alone: a raise loses only its own (undrained) records
-                    if room is not None and room <= 0:
-                        break
-                    try:
-                        more = await self.consumer.getmany(tp, timeout_ms=0, max_records=room)
-                    except Exception as exc:
-                        if not is_decode_error(exc):
-                            raise
-                        suspects.append(tp)
-                        self._noticed(exc, [tp])
-                        continue
-                    for mtp, recs in more.items():
-                        got.setdefault(mtp, []).extend(recs)
-                        if room is not None:
-                            room -= len(recs)
+            # one record touches at most one partition: a raise here loses nothing already drained
+            got, suspects = await self._guarded(parts, timeout_ms, 1)
+            room = None if max_records is None else max_records - 1
+            for tp in parts if got else ():  # each partition alone: a raise loses only its own undrained records
+                if room is not None and room <= 0:
+                    break
+                more, bad = await self._guarded((tp,), 0, room)
+                suspects += bad
+                for mtp, recs in more.items():
+                    got.setdefault(mtp, []).extend(recs)
+                    if room is not None:
+                        room -= len(recs)
         if suspects:
             room = None if max_records is None else max(0, max_records - sum(map(len, got.values())))
             for tp, recs in (await self._step_past(suspects, room)).items():
                 got.setdefault(tp, []).extend(recs)
         return got
+
+    async def _guarded(
+        self, parts: tuple[TopicPartition, ...], timeout_ms: int, max_records: int | None
+    ) -> tuple[Records, list[TopicPartition]]:
+        """The consumer's getmany over `parts`; when a batch of theirs does not decode, no records and `parts` as
+        the suspects (any other error is raised as it is)."""
+        try:
+            return dict(await self.consumer.getmany(*parts, timeout_ms=timeout_ms, max_records=max_records)), []
+        except Exception as exc:
+            if not is_decode_error(exc):
+                raise
+            self._noticed(exc, list(parts))
+            return {}, list(parts)
 
     async def poll(self, *, timeout_ms: int, max_records: int | None = None, backoff_s: float = 0.5) -> Records:
         """`getmany` for a loop that only waits on the broker: a Kafka error (the broker away, a coordinator

@@ -35,7 +35,7 @@ def children(settings: Settings, logs_dir: Path, config: str | None) -> FleetPro
     workers share this host (each takes its share of the CPU threads) unless the environment says."""
     on_host = os.environ.get(WORKERS_ON_HOST_ENV, str(len(settings.models)))
     # one secret per run for the records only the fleet may write (fleet/record_mac.py), unless configured
-    record_key = settings.kafka.record_key or os.environ.get("FLEET_RECORD_KEY") or secrets.token_hex(32)
+    record_key = settings.kafka.record_key or secrets.token_hex(32)  # FLEET_RECORD_KEY is read into the settings
     env = {WORKERS_ON_HOST_ENV: on_host, "FLEET_RECORD_KEY": record_key}
     return FleetProcesses(settings.kafka.bootstrap, logs_dir, config, env=env)
 

@@ -52,9 +52,11 @@ class Reservation(msgspec.Struct, array_like=True):
 
 
 # how long, and for how many requests, what is left of a settled or expired reservation is kept: a late usage
-# record, or the other run of a request that ran twice, is charged against it (never beyond the worst case)
-CLOSED_KEEP_MS = 3_600_000
-CLOSED_MAX = 100_000
+# record, or the other run of a request that ran twice, is charged against it (never beyond the worst case). The
+# ledger travels in the tenant's snapshot record, which must stay far under the producer's record limit (1 MiB):
+# 1,000 entries of a 200-character id are about 250 KB at worst
+CLOSED_KEEP_MS = 600_000
+CLOSED_MAX = 1_000
 
 
 class Ledger(msgspec.Struct):

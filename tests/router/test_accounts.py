@@ -138,3 +138,27 @@ def test_a_usage_record_with_negative_non_finite_or_absurd_values_never_changes_
     assert acc.state.ledger.day.tokens == 0 and acc.state.ledger.day.cost == 0.0 and acc.admitted("r")
     assert acc.state.usage_next == {0: 5}  # passed over, not waited for
     assert acc.settle(0, 5, "r", 12, 0.001, T0, T0) and acc.state.ledger.day.tokens == 12
+
+
+def test_closed_reservations_stay_bounded_so_the_snapshot_fits_a_record() -> None:
+    """What is kept of settled reservations travels in the tenant's snapshot: a busy tenant's hour of traffic
+    must not grow it past the producer's record limit (then no snapshot, so no commit, would ever succeed)."""
+    acc = Account.new(tenant(daily_tokens=10**12), T0)
+    w = worst_case(Request(id="r", reply_to="x", prompt="hi", max_tokens=8), ModelSettings(name="m", path="p"), R)
+    for i in range(3 * budget.CLOSED_MAX):
+        rid = f"{i:0200d}"  # the longest id the contract allows
+        acc.reserve(rid, w, T0 + 10_000, T0)
+        assert acc.settle(0, i, rid, 1, 0.0, T0, T0)
+    assert len(acc.state.ledger.closed) == budget.CLOSED_MAX
+    assert len(msgspec.msgpack.encode(acc.state)) < 512 * 1024
+    assert acc.settle(0, 10**6, f"{3 * budget.CLOSED_MAX - 1:0200d}", 1, 0.0, T0, T0)  # the newest is still there
+    assert not acc.settle(0, 10**6 + 1, f"{0:0200d}", 1, 0.0, T0, T0)  # the oldest went
+    assert not acc.settle(
+        0,
+        10**6 + 2,
+        f"{3 * budget.CLOSED_MAX - 2:0200d}",
+        1,
+        0.0,
+        T0 + budget.CLOSED_KEEP_MS,
+        T0 + budget.CLOSED_KEEP_MS,
+    )
