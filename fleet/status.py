@@ -33,6 +33,7 @@ log = structlog.get_logger(__name__)
 
 FUTURE_TOLERANCE_MS = 60_000  # clocks drift; a report dated further ahead than this is not believed at all
 MAX_WORKERS = 10_000
+MAX_ID_CHARS = 300  # a report whose worker id or model is longer is ignored: the bound counts entries, not bytes
 
 
 class StatusReader:
@@ -85,6 +86,10 @@ class StatusReader:
                 if st.ts_ms > now_ms + FUTURE_TOLERANCE_MS:
                     self.ignored += 1
                     log.warning("status.dated_in_the_future", worker=st.worker_id[:200], ahead_ms=st.ts_ms - now_ms)
+                    continue
+                if len(st.worker_id) > MAX_ID_CHARS or len(st.model) > MAX_ID_CHARS:
+                    self.ignored += 1  # a worker's id is `{model}-{host}-{pid}-{suffix}`: a megabyte one is nobody's
+                    log.warning("status.id_too_long", chars=len(st.worker_id), offset=r.offset)
                     continue
                 self.latest[st.worker_id] = st
                 self.latest.move_to_end(st.worker_id)

@@ -99,12 +99,15 @@ async def test_reports_count_from_arrival_and_far_future_ones_are_ignored(
             now = time.time() * 1000
             await producer.send_and_wait(s.kafka.topics.status, heartbeat("slow-clock", "m", now - 120_000))
             await producer.send_and_wait(s.kafka.topics.status, heartbeat("far-future", "m", now + 3_600_000))
-            while "slow-clock" not in reader.latest or reader.ignored < 1:
+            await producer.send_and_wait(s.kafka.topics.status, heartbeat("x" * 500_000, "m", now))  # a huge id
+            await producer.send_and_wait(s.kafka.topics.status, heartbeat("big-model", "m" * 1000, now))
+            while "slow-clock" not in reader.latest or reader.ignored < 3:
                 await reader.poll(timeout_ms=200)
                 assert time.monotonic() < deadline
             # dated two minutes ago, but it arrived now: a worker with a slow clock is live
             assert {st.worker_id for st in reader.fresh(5_000)} == {"probe", "slow-clock"}
             assert "far-future" not in reader.latest  # an hour ahead: not believed at all
+            assert reader.ignored == 3 and "big-model" not in reader.latest and "x" * 500_000 not in reader.latest
             for i in range(80):
                 await producer.send_and_wait(s.kafka.topics.status, heartbeat(f"forged-{i}", "m", time.time() * 1000))
             while "forged-79" not in reader.latest:

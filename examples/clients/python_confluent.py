@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -36,7 +36,12 @@ def main() -> int:
     args = ap.parse_args()
 
     admin = AdminClient({"bootstrap.servers": args.bootstrap})
-    admin.create_topics([NewTopic(args.reply_to, num_partitions=4, replication_factor=1)])  # fails if it exists: fine
+    for future in admin.create_topics([NewTopic(args.reply_to, num_partitions=4, replication_factor=1)]).values():
+        try:
+            future.result(timeout=10)
+        except KafkaException as exc:  # it exists already (or topics are made by the operator): read it as it is
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                print(f"reply topic {args.reply_to!r} not created: {exc}", file=sys.stderr)
     consumer = reply_reader(args)
 
     request_id = f"req-{uuid.uuid4().hex[:12]}"

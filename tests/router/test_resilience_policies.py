@@ -9,7 +9,7 @@ from structlog.testing import capture_logs
 
 from contracts.codec import Codec
 from contracts.messages import Done, ErrorCode, Request
-from fleet.settings import RouterSettings, Settings, TierSettings
+from fleet.settings import RouterSettings, Settings, TenantSettings, TierSettings
 from router.pipeline import build_pipeline
 from router.policies.breaker import Breaker, BreakerConfig, BreakerState
 from router.policies.fallback import ChainError, Chains, RetryBudget
@@ -292,3 +292,17 @@ def test_tenant_counts_leave_the_window_with_their_outcomes() -> None:
 def test_router_settings_defaults_are_valid() -> None:
     r = RouterSettings()
     assert r.breaker_error_rate == 0.05 and r.fallback == {} and r.degraded_reply is None
+
+
+def test_an_outcome_is_attributed_to_a_configured_tenant_or_to_nobody_in_particular() -> None:
+    """The tenant an outcome names is input (a DLQ body, a usage record): only a configured name is taken as
+    itself; anything else (another type, a huge string, an unknown name) is one bucket, and without tenants
+    every outcome is the same tenant (so a client naming a new tenant per request cannot dodge the rule)."""
+    from router.feeds import _tenant
+
+    plain = settings()
+    assert {_tenant(plain, v) for v in ("acme", "other", None, 7)} == {""}
+    s = msgspec.structs.replace(plain, tenants=[msgspec.convert({"name": "acme"}, TenantSettings)])
+    assert _tenant(s, "acme") == "acme"
+    assert {_tenant(s, v) for v in ("nobody", "x" * 1_000_000, "")} == {"?"}
+    assert {_tenant(s, v) for v in (None, 7, ["acme"], {"acme": 1})} == {""}
