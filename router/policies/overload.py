@@ -13,7 +13,6 @@ from dataclasses import dataclass
 @dataclass(slots=True)
 class ModelLoad:
     backlog: int = 0  # published but not finished (includes what workers hold in flight)
-    capacity: int = 0  # requests the live workers hold in flight at most (from their status reports)
     fast_per_s: float = 0.0  # requests finished per second, EWMA over a few polls
     slow_per_s: float = 0.0  # the same over about a minute: a failover's commit stall does not zero it
     committed: int | None = None
@@ -32,9 +31,8 @@ class LoadTracker:
         self._fast, self._slow = fast, slow
         self.models: dict[str, ModelLoad] = {}
 
-    def update(self, model: str, end_total: int, committed_total: int, now_s: float, capacity: int = 0) -> None:
+    def update(self, model: str, end_total: int, committed_total: int, now_s: float) -> None:
         m = self.models.setdefault(model, ModelLoad())
-        m.capacity = capacity
         if m.committed is not None and m.at_s is not None and now_s > m.at_s:
             rate = max(0, committed_total - m.committed) / (now_s - m.at_s)
             m.fast_per_s = rate if m.fast_per_s == 0 else (1 - self._fast) * m.fast_per_s + self._fast * rate
@@ -48,18 +46,18 @@ class LoadTracker:
         if m is not None:
             m.backlog += 1
 
-    def refusal(self, model: str, deadline_ms: int | None, now_ms: int, live_capacity: int = 0) -> str | None:
-        """A reason to answer `overloaded` now, or None to route the request. `live_capacity`: what the live
-        workers hold at most as the health view counts them (its own status reader may hear a restarted worker a
-        poll before this view does: the backlog queued while the model was dead then counted as waiting behind no
-        capacity, at a drain rate measured while it was dead, and refused requests a live model would serve)."""
+    def refusal(self, model: str, deadline_ms: int | None, now_ms: int, capacity: int = 0) -> str | None:
+        """A reason to answer `overloaded` now, or None to route the request. `capacity`: what the model's live
+        workers hold in flight at most, as the health view counts them now (the router reads the status topic
+        once, there: a second reader here heard a restarted worker a poll later, and the backlog queued while
+        the model was dead then counted as waiting behind no capacity and was refused)."""
         m = self.models.get(model)
         if m is None:
             return None
         if m.backlog >= self.max_backlog:
             return f"model {model} has {m.backlog} requests waiting (bound {self.max_backlog}); retry later"
         # waiting in the topic, beyond what the workers already hold
-        queued = m.backlog - max(m.capacity, live_capacity)
+        queued = m.backlog - capacity
         if deadline_ms is not None and queued > 0 and m.drain_per_s > 0:
             wait_ms = queued / m.drain_per_s * 1000
             if now_ms + wait_ms > deadline_ms:

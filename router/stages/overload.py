@@ -16,15 +16,15 @@ class Overload:
 
     def __init__(self, load: LoadTracker, health: HealthView | None = None) -> None:
         self._load = load
-        self._health = health  # its live capacity: heard first when a worker comes back
+        self._health = health  # each model's live capacity (router/feeds.py feed_health)
 
     def __call__(self, ctx: Context) -> Verdict:
         req = ctx.request
         assert req is not None and ctx.model is not None, "overload runs after resolve_model"
         if req.priority is Priority.BATCH:
             return Continue(ctx)
-        live = self._health.capacity.get(ctx.model, 0) if self._health is not None else 0
-        reason = self._load.refusal(ctx.model, req.deadline_ms, ctx.now_ms, live)
+        capacity = self._health.capacity.get(ctx.model, 0) if self._health is not None else 0
+        reason = self._load.refusal(ctx.model, req.deadline_ms, ctx.now_ms, capacity)
         if reason is None:
             return Continue(ctx)
         return Reject(ErrorCode.OVERLOADED, reason, req.id, req.reply_to, False, ctx.content_type.value)

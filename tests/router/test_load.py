@@ -23,9 +23,9 @@ def test_deadline_versus_drain_rate() -> None:
 
 def test_requests_the_workers_already_hold_are_not_queued() -> None:
     t = LoadTracker(max_backlog=1000)
-    t.update("m", end_total=20, committed_total=0, now_s=0, capacity=24)
-    t.update("m", end_total=20, committed_total=0, now_s=10, capacity=24)  # a stall: commits stopped
-    assert t.refusal("m", deadline_ms=1_000, now_ms=0) is None
+    t.update("m", end_total=20, committed_total=0, now_s=0)
+    t.update("m", end_total=20, committed_total=0, now_s=10)  # a stall: commits stopped
+    assert t.refusal("m", deadline_ms=1_000, now_ms=0, capacity=24) is None
 
 
 def test_requests_routed_between_polls_count_towards_the_backlog() -> None:

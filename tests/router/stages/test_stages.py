@@ -105,9 +105,9 @@ def test_overload_refuses_a_model_over_its_bound_and_passes_an_unknown_load() ->
 
 
 def test_overload_counts_the_capacity_the_health_view_has_already_heard() -> None:
-    """A worker back after an outage: the health view hears it a poll before the load view does. The requests
-    queued meanwhile wait behind its capacity, not behind none at the dead period's drain rate (the resilience
-    test's `overloaded` refusals right after its breaker went half-open)."""
+    """A worker back after an outage: the requests queued meanwhile wait behind the capacity the health view has
+    heard, not behind none at the dead period's drain rate (the resilience test's `overloaded` refusals right after
+    its breaker went half-open, when a second status reader for the load view heard the worker a poll later)."""
     views = Views.from_settings(S)
     c = Context(b"", [], 0, 0, request=Request(id="a", reply_to="r", prompt="x", deadline_ms=20_000), model="small")
     views.load.update("small", 0, 0, 0.0)
