@@ -99,7 +99,7 @@ class Pipeline:
                 message,
                 s.get("id"),
                 s.get("reply_to"),
-                True,
-                s.get("encoding", ContentType.JSON.value),
+                to_dlq=True,
+                content_type=s.get("encoding", ContentType.JSON.value),
             )
-        return name, Reject(ErrorCode.INTERNAL, "no stage decided", None, None, True)
+        return name, Reject(ErrorCode.INTERNAL, "no stage decided", None, None, to_dlq=True)

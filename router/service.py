@@ -414,7 +414,7 @@ class RouterService:
                 # the owner's topic is missing or closed to this router: refused here, with the reason
                 s = self.codec.salvage(p.rec.value or b"", ContentType.JSON) if p.rec.value else {}
                 why = f"the request could not be sent to its tenant's router ({send.topic}): {exc!r}"[:500]
-                reject = Reject(ErrorCode.INTERNAL, why, s.get("id"), s.get("reply_to"), True)
+                reject = Reject(ErrorCode.INTERNAL, why, s.get("id"), s.get("reply_to"), to_dlq=True)
                 self.stats.moved -= 1
                 self.stats.rejected += 1
                 follow += self.sends.reject_sends(reject, p.rec)
@@ -424,7 +424,14 @@ class RouterService:
                 why = "request too large to forward" if too_big else f"forward to {send.topic} failed"
                 ct = p.decision.content_type.value if isinstance(p.decision, Forward) else ContentType.JSON.value
                 req = p.decision.request if isinstance(p.decision, Forward) else None
-                reject = Reject(code, f"{why}: {exc!r}"[:500], send.request_id, req.reply_to if req else None, True, ct)
+                reject = Reject(
+                    code,
+                    f"{why}: {exc!r}"[:500],
+                    send.request_id,
+                    req.reply_to if req else None,
+                    to_dlq=True,
+                    content_type=ct,
+                )
                 self.stats.forwarded -= 1
                 self.stats.rejected += 1
                 follow += self.sends.reject_sends(reject, p.rec)

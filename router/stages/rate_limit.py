@@ -34,7 +34,9 @@ class RateLimit:
         account = self._accounts.get(t.name)
         if account is None:  # the owner stage sent it here, so the account loads with the partition: retry
             msg = f"tenant {t.name!r}'s counters are not loaded on this router yet"
-            return Reject(ErrorCode.INTERNAL, msg, req.id, req.reply_to, False, ct, retry_after_ms=1000)
+            return Reject(
+                ErrorCode.INTERNAL, msg, req.id, req.reply_to, to_dlq=False, content_type=ct, retry_after_ms=1000
+            )
         if (t.requests_per_s is None and t.tokens_per_min is None) or account.admitted(req.id):
             return Continue(ctx)
         tokens = worst_case_tokens(req, self._r)
@@ -47,9 +49,25 @@ class RateLimit:
                 return Hold(t.name, tokens)
             why = "its deadline comes first" if too_late else f"{len(account.held)} batch requests are held already"
             msg = f"tenant {t.name!r} is over its rate and this batch request cannot be paced: {why}"
-            return Reject(ErrorCode.RATE_LIMITED, msg, req.id, req.reply_to, False, ct, retry_after_ms=wait_ms or 1000)
+            return Reject(
+                ErrorCode.RATE_LIMITED,
+                msg,
+                req.id,
+                req.reply_to,
+                to_dlq=False,
+                content_type=ct,
+                retry_after_ms=wait_ms or 1000,
+            )
         if limited is not None:
             msg = f"tenant {t.name!r} is over its {limited.which.replace('_', ' ')} limit"
-            return Reject(ErrorCode.RATE_LIMITED, msg, req.id, req.reply_to, False, ct, limited.retry_after_ms)
+            return Reject(
+                ErrorCode.RATE_LIMITED,
+                msg,
+                req.id,
+                req.reply_to,
+                to_dlq=False,
+                content_type=ct,
+                retry_after_ms=limited.retry_after_ms,
+            )
         account.take_rate(tokens, ctx.now_ms)
         return Continue(ctx)

@@ -170,8 +170,9 @@ def test_router_stats_count_every_verdict_by_stage_and_code() -> None:
     from router.sends import RouterStats
 
     st = RouterStats()
-    st.verdict("route", Forward(Request(id="a", reply_to="r", prompt="x"), "small", None, None))
+    routed = Context(b"", [], 0, 0, request=Request(id="a", reply_to="r", prompt="x"), model="small")
+    st.verdict("route", Forward(routed, ("llm.requests.small",)))
     st.verdict("dedup", Drop("duplicate", "a"))
-    st.verdict("decode", Reject(ErrorCode.INVALID_ENCODING, "m", None, None, True))
-    st.verdict("decode", Reject(ErrorCode.INVALID_ENCODING, "m", None, None, True))
+    st.verdict("decode", Reject(ErrorCode.INVALID_ENCODING, "m", None, None, to_dlq=True))
+    st.verdict("decode", Reject(ErrorCode.INVALID_ENCODING, "m", None, None, to_dlq=True))
     assert st.verdicts == {"route.forward": 1, "dedup.duplicate": 1, "decode.invalid_encoding": 2}
