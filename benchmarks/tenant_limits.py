@@ -39,7 +39,7 @@ from fleet.settings import Settings
 from fleet.supervisor import FleetProcesses
 from fleet.tenants import mint_key
 from router.cost import read_usage
-from router.tenant_store import Snapshot, keep_newest
+from router.accounts.store import Snapshot, keep_newest
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TPM, TPM_BURST = 6000, 300  # 100 tokens/s

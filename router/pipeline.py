@@ -10,9 +10,9 @@ The owner stage moves a limited tenant's record to the router that holds its cou
 come last before route, so a request they count is one that is forwarded.
 
 Each stage (router/stages/<name>.py) returns Continue or an outcome (Reject, Drop, Answer, Forward) that
-ends the run; the Kafka loop (router/service.py) carries the outcome out. A stage whose `active` is False
-(nothing configured for it to do: no tenants, no limits) is not run. A new policy is one module here and
-one line in `build_pipeline`.
+ends the run; the Kafka loop (router/intake.py) carries the outcome out. A stage whose `active` is False
+(nothing configured for it to do: no tenants, no limits) is not run. A new policy is one stage module, at
+most one view module (router/views.py: its feed and hooks, registered here) and one line in `build_pipeline`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ or one of the outcomes that end the pipeline: `Reject` (an error code for the se
 bad input), `Drop` (nothing is sent: a duplicate), `Answer` (a reply the router sends itself), `Forward`
 (the publishes: the model topic, later a shadow copy), `Move` (the record goes to the router that owns its
 tenant's counters) or `Hold` (a batch request waits for its tenant's rate). The Kafka loop
-(router/service.py) carries them out.
+(router/intake.py, router/delivery.py) carries them out.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Budget: a tenant's tokens and cost per UTC day and month. The request's worst case (prompt tokens
 estimated from above plus `max_tokens`, priced at the chosen model's rates) is reserved on the counters its
-owning router holds; the worker's usage record settles it (router/tenant_store.py). Over a budget:
+owning router holds; the worker's usage record settles it (router/accounts/store.py). Over a budget:
 `budget_exceeded`, not retriable, with `retry_after_ms` until the period rolls over, no DLQ copy. A request
 that already holds a reservation (a redo after a router restart) is not counted again."""
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from contracts.messages import ErrorCode
 from fleet.settings import Settings
-from router.policies.accounts import worst_case
+from router.accounts.account import worst_case
+from router.accounts.view import AccountsView
 from router.stages.base import Context, Continue, Reject, Verdict
-from router.views import AccountsView
 
 
 class Budget:

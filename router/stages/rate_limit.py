@@ -3,7 +3,7 @@
 
 Over a limit, an interactive request is refused `rate_limited` (retriable, with `retry_after_ms`, no DLQ
 copy: nothing is wrong with it); a batch request is held and paced (`Hold`): the router releases held
-requests in arrival order as the rate admits them, after any interactive request (router/service.py). A
+requests in arrival order as the rate admits them, after any interactive request (router/pacer.py). A
 batch request that could not start before its deadline, or one beyond `batch_hold_max` held, is refused
 `rate_limited` instead. A request that already holds a reservation (a redo after a router restart) is not
 counted again."""
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from contracts.messages import ErrorCode, Priority
 from fleet.settings import RouterSettings
-from router.policies.accounts import worst_case_tokens
+from router.accounts.account import worst_case_tokens
+from router.accounts.view import AccountsView
 from router.stages.base import Context, Continue, Hold, Reject, Verdict
-from router.views import AccountsView
 
 
 class RateLimit:

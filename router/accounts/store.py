@@ -1,6 +1,7 @@
-"""The Kafka side of tenant accounts (router/policies/accounts.py): load a tenant's counters when this router
-is assigned partition 0 of its intake topic, settle them from `llm.usage`, and snapshot them to the compacted
-`llm.tenants.state` topic (keyed by tenant) before the intake offset is committed.
+"""The Kafka side of tenant accounts (router/accounts/account.py; the stages read them through view.py): load a
+tenant's counters when this router is assigned partition 0 of its intake topic, settle them from `llm.usage`,
+and snapshot them to the compacted `llm.tenants.state` topic (keyed by tenant) before the intake offset is
+committed.
 
 Why a snapshot and not a replay of `llm.usage` alone: rate buckets and open reservations are not in the
 usage topic, and replaying days of usage at every takeover would not scale. The snapshot carries, with the
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
 import structlog
@@ -28,8 +30,10 @@ from fleet.fetch import Fetch
 from fleet.kafka import make_consumer, with_retry
 from fleet.record_mac import Kind, record_mac
 from fleet.settings import Settings, TenantSettings
-from router.policies.accounts import STATE_VERSION, Account, TenantState
-from router.views import AccountsView
+from router.accounts.account import STATE_VERSION, Account, TenantState
+
+if TYPE_CHECKING:
+    from router.accounts.view import AccountsView
 
 log = structlog.get_logger(__name__)
 
@@ -167,7 +171,7 @@ class TenantStore:
             if want < await self._usage.position(tp):
                 self._usage.seek(tp, want)
         # last, with no await before the caller seeks the intake: a batch of the partition fetched meanwhile
-        # waits (router/service.py) rather than being decided without the counters or before the seek
+        # waits (router/intake.py) rather than being decided without the counters or before the seek
         self.accounts.accounts[tenant.name] = account
         start = max(committed or 0, account.state.next_offset)
         log.info(

@@ -1,5 +1,5 @@
 """A tenant's account: its rate buckets and budget ledger together, as the owning router holds them and
-snapshots them (`TenantState`, written to the compacted `llm.tenants.state` topic by router/tenant_store.py).
+snapshots them (`TenantState`, written to the compacted `llm.tenants.state` topic by router/accounts/store.py).
 
 Pure: no Kafka, no clock. The stages ask and take (router/stages/rate_limit.py, budget.py); the usage feed
 settles; the snapshot says how far the account has seen its intake partition and the usage topic, so a new
@@ -16,8 +16,9 @@ import msgspec
 
 from contracts.messages import Request
 from fleet.settings import ModelSettings, RouterSettings, TenantSettings
-from router.policies import budget, rate_limit
-from router.policies.budget import Ledger, Limits, OverBudget
+from router.accounts import budget
+from router.accounts.budget import Ledger, Limits, OverBudget
+from router.policies import rate_limit
 from router.policies.rate_limit import Bucket, Rate
 
 STATE_VERSION = 1
@@ -74,7 +75,7 @@ class Limited:
 class Held:
     """A paced batch request the router holds until the tenant's rate admits it."""
 
-    key: Any  # the service's handle on the record (its topic-partition and offset)
+    key: Any  # the pacer's handle on the record (its topic-partition and offset)
     tokens: int
     taken: bool = False  # its rate was taken already (released once, its send failed retriably)
 
