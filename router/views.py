@@ -7,6 +7,7 @@ A view is an object with a `name` and any of these optional members (the registr
     batch()                    a new intake batch begins
     forwarding(send)           a forward (router/sends.py Send) is about to be sent, not yet acknowledged
     forwarded(send, now_ms)    the broker acknowledged that forward
+    finished(usage, now_ms)    a worker's usage record (signed, where records are): a request finished
 
 The built-in views: each model's load (router/feeds.py feed_load), its health (feed_health), the dedup window,
 and the accounts of the tenants this router owns (router/accounts/). A new stateful stage registers its view in
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
+from contracts.messages import UsageRecord
 from fleet.settings import Settings
 from router.accounts.view import AccountsView
 from router.policies.breaker import Breaker, BreakerConfig, BreakerState, Transition
@@ -49,9 +51,10 @@ class DedupView:
 
     name = "dedup"
 
-    def __init__(self, window_s: float, max_entries: int) -> None:
+    def __init__(self, window_s: float, max_entries: int, tenants: bool = False) -> None:
         self.window = DedupWindow(window_s, max_entries)
         self._in_batch: set[DedupKey] = set()
+        self._tenants = tenants  # without tenants every request is the default tenant's (None)
 
     def batch(self) -> None:
         """A new batch: nothing of it is being forwarded yet."""
@@ -69,6 +72,11 @@ class DedupView:
         """Acknowledged by the broker: a redo must not forward it again."""
         assert send.request_id is not None, "a forward carries its request's id"
         self.window.record((send.tenant, send.request_id), now_ms / 1000)
+
+    def finished(self, usage: UsageRecord, now_ms: int) -> None:
+        """Its worker finished it: a re-send is forwarded again, and answered with the same `done` (the worker
+        remembers its last answers) instead of dropped until the window ends."""
+        self.window.forget((usage.tenant if self._tenants else None, usage.id))
 
 
 class LoadView(LoadTracker):
@@ -105,6 +113,7 @@ class HealthView:
 
     def __init__(self, settings: Settings, now_ms: int) -> None:
         self._settings = settings
+        self.on_usage: Callable[[UsageRecord, int], None] = lambda usage, now_ms: None  # every view's `finished`
         r = settings.router
         self.config = BreakerConfig(
             window_ms=int(r.breaker_window_s * 1000),
@@ -185,10 +194,12 @@ class Views:
         self._batch: list[Callable[[], None]] = []
         self._forwarding: list[Callable[[Send], None]] = []
         self._forwarded: list[Callable[[Send, int], None]] = []
+        self._finished: list[Callable[[UsageRecord, int], None]] = []
         self.load = self.register(LoadView(settings))
-        self.dedup = self.register(DedupView(r.dedup_window_s, r.dedup_max_entries))
+        self.dedup = self.register(DedupView(r.dedup_window_s, r.dedup_max_entries, bool(settings.tenants)))
         self.accounts = self.register(AccountsView(settings))
         self.health = self.register(HealthView(settings, now_ms))
+        self.health.on_usage = self.finished  # the health feed reads the usage topic for every view
 
     @classmethod
     def from_settings(cls, settings: Settings, now_ms: int = 0) -> Views:
@@ -208,6 +219,8 @@ class Views:
             self._forwarding.append(hook)
         if callable(hook := getattr(view, "forwarded", None)):
             self._forwarded.append(hook)
+        if callable(hook := getattr(view, "finished", None)):
+            self._finished.append(hook)
         return view
 
     def batch(self) -> None:
@@ -221,3 +234,7 @@ class Views:
     def forwarded(self, send: Send, now_ms: int) -> None:
         for hook in self._forwarded:
             hook(send, now_ms)
+
+    def finished(self, usage: UsageRecord, now_ms: int) -> None:
+        for hook in self._finished:
+            hook(usage, now_ms)

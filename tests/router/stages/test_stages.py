@@ -182,3 +182,23 @@ def test_router_stats_count_every_verdict_by_stage_and_code() -> None:
     st.verdict("decode", Reject(ErrorCode.INVALID_ENCODING, "m", None, None, to_dlq=True))
     st.verdict("decode", Reject(ErrorCode.INVALID_ENCODING, "m", None, None, to_dlq=True))
     assert st.verdicts == {"route.forward": 1, "dedup.duplicate": 1, "decode.invalid_encoding": 2}
+
+
+def test_a_finished_request_is_forgotten_by_the_dedup_window_so_a_re_send_is_routed() -> None:
+    from contracts.messages import UsageRecord
+
+    view = DedupView(window_s=600, max_entries=100, tenants=True)
+    stage = Dedup(view)
+    c = ctx(id="a", reply_to="r", prompt="x", now=1000)
+    view.forwarded(forward_send("a"), 1000)
+    assert isinstance(stage(c), Drop)  # running: a re-send is a duplicate
+
+    def usage(tenant: str | None) -> UsageRecord:
+        return UsageRecord(
+            id="a", model="small", tenant=tenant, prompt_tokens=1, completion_tokens=1, cost=0.0, ts_ms=0, finish="stop"
+        )
+
+    view.finished(usage("other"), 2000)  # another tenant's request of the same id finished: still running
+    assert isinstance(stage(c), Drop)
+    view.finished(usage(None), 2000)
+    assert isinstance(stage(c), Continue)  # finished: routed again, and its worker answers with the same done
