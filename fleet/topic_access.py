@@ -129,6 +129,7 @@ def router_tenants(settings: Settings) -> frozenset[Access]:
                 Pattern.PREFIX,
                 "router/stages/owner.py: a tenant with limits has its records moved to its owner's partition",
             ),
+            _topic(t.control, Op.WRITE, "router/stages/cancel.py: a tenant's cancel from its intake, relayed signed"),
             _topic(t.tenant_state, Op.READ, "router/accounts/store.py: the counters' snapshots, read at a takeover"),
             _topic(t.tenant_state, Op.WRITE, "router/accounts/store.py: the counters' snapshots"),
         }

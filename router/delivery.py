@@ -92,7 +92,8 @@ class Delivery:
                 follow.append(self.sends.undeliverable(p.rec, then.topic, then.why))
             elif isinstance(then, Lost):
                 self.stats.undeliverable += 1  # nowhere left to write it: the log line is its record
-                log.error("router.dlq_failed", topic=send.topic, error=then.why, offset=p.rec.offset)
+                event = "router.dlq_failed" if send.kind is SendKind.DLQ else "router.cancel_failed"
+                log.error(event, topic=send.topic, error=then.why, offset=p.rec.offset)
         p.failures = keep
         p.sends = follow
         return bool(follow)

@@ -8,7 +8,7 @@ Refuse         the request can never be sent where it was going (too large, a to
 Undeliverable  an error reply that cannot be written: a DLQ copy records it; `gone`: the topic failed for
                good (unknown after the producer's full metadata wait, or closed), so replies to it are not
                tried again for a while
-Lost           a DLQ copy that cannot be written: nowhere is left, the log line is its record
+Lost           a DLQ copy or a relayed cancel that cannot be written: the log line is its record
 """
 
 from __future__ import annotations
@@ -87,6 +87,6 @@ def follow_up(
         if not gone and attempts + 1 < max_attempts:
             return Retry(attempted=True)
         return Undeliverable(send.topic, repr(exc), gone)
-    if send.kind is SendKind.DLQ and not retriable:
+    if send.kind in (SendKind.DLQ, SendKind.CONTROL) and not retriable:
         return Lost(repr(exc))
     return RETRY

@@ -1,6 +1,6 @@
 """The router's decision: an ordered list of pure stages, built from settings, run on each intake record.
 
-    decode -> authenticate -> owner -> validate -> tenant_limits -> deadline -> resolve_model
+    cancel -> decode -> authenticate -> owner -> validate -> tenant_limits -> deadline -> resolve_model
            -> allowed_models -> dedup -> fallback -> overload -> rate_limit -> budget -> route
 
 fallback sends a request whose model's breaker is open down its chain (or answers it degraded), before overload
@@ -25,6 +25,7 @@ from router.stages.allowed_models import AllowedModels
 from router.stages.authenticate import Authenticate
 from router.stages.base import Context, Continue, Outcome, Reject, Stage
 from router.stages.budget import Budget
+from router.stages.cancel import CancelStage
 from router.stages.deadline import Deadline
 from router.stages.decode import Decode
 from router.stages.dedup import Dedup
@@ -45,6 +46,7 @@ def request_stages(settings: Settings, codec: Codec, tenants: Tenants | None = N
     """The stages that look at the record alone (no view)."""
     tenants = tenants if tenants is not None else Tenants(settings)
     return [
+        CancelStage(tenants, signed=settings.kafka.record_key is not None),
         Decode(settings, codec),
         Authenticate(tenants),
         Owner(settings.kafka.topics, active=tenants.limited),

@@ -15,14 +15,14 @@ import structlog
 from aiokafka import ConsumerRecord
 
 from contracts.codec import Codec, ContentType
-from contracts.messages import Error, ErrorCode
+from contracts.messages import Cancel, Error, ErrorCode
 from contracts.topics import Headers
 from contracts.validation import is_topic_name
 from fleet.record_mac import Kind, record_mac
 from fleet.records import Header, dlq_record
 from fleet.settings import Settings
 from router.pipeline import Pipeline
-from router.stages.base import Answer, Context, Drop, Forward, Hold, Move, Outcome, Reject, verdict_code
+from router.stages.base import Answer, Context, Drop, Forward, Hold, Move, Outcome, Reject, RelayCancel, verdict_code
 from router.stages.validate import InternalTopics
 
 log = structlog.get_logger(__name__)
@@ -58,6 +58,7 @@ class RouterStats:
     answered: int = 0  # replies the router sent itself
     moved: int = 0  # records sent on to the router that owns their tenant's counters
     held: int = 0  # batch requests held for their tenant's rate (each counted once per hold)
+    cancels: int = 0  # tenants' cancels relayed from the intake to the control topic
     undecodable: int = 0  # intake batches nothing could decode: copied raw to the DLQ and stepped past
     verdicts: dict[str, int] = field(default_factory=dict)  # "<stage>.<code>": every verdict of the pipeline
 
@@ -82,6 +83,8 @@ class RouterStats:
             self.duplicates += 1
         elif isinstance(decision, Answer):
             self.answered += 1
+        elif isinstance(decision, RelayCancel):
+            self.cancels += 1
 
 
 class SendKind(enum.StrEnum):
@@ -89,6 +92,7 @@ class SendKind(enum.StrEnum):
     MOVE = "move"
     REPLY = "reply"
     DLQ = "dlq"
+    CONTROL = "control"  # a tenant's cancel relayed to the control topic
 
 
 class Send(msgspec.Struct):  # (structs: one or two per record, several times cheaper to build than a dataclass)
@@ -146,6 +150,8 @@ class Sends:
             return Plan(rec, outcome, [Send(SendKind.MOVE, outcome.topic, rec.value, key, headers, partition=where)])
         if isinstance(outcome, Hold):
             return Plan(rec, outcome)
+        if isinstance(outcome, RelayCancel):
+            return Plan(rec, outcome, [self.cancel_send(outcome)])
         if isinstance(outcome, Drop):
             log.info("router.duplicate", request_id=outcome.request_id, offset=rec.offset, stage=stage)
             return Plan(rec, outcome)
@@ -171,6 +177,16 @@ class Sends:
             Send(SendKind.FORWARD, topic, value, key, list(headers), request_id=req.id, model=d.model, tenant=tenant)
             for topic in d.topics
         ]
+
+    def cancel_send(self, c: RelayCancel) -> Send:
+        """The cancel on the control topic, keyed by the tenant it authenticated as and signed over key and value
+        (workers accept a relayed cancel only so: it stops only that tenant's runs of the id)."""
+        key, value = c.tenant.encode(), self.codec.encode(Cancel(id=c.request_id), ContentType.JSON)
+        headers: list[Header] = [(Headers.CONTENT_TYPE, ContentType.JSON.value.encode())]
+        if self.mac is not None:
+            headers.append(self.mac.header(Kind.CANCEL, key, value))
+        log.info("router.cancel", request_id=c.request_id[:200], tenant=c.tenant)
+        return Send(SendKind.CONTROL, self.settings.kafka.topics.control, value, key, headers, tenant=c.tenant)
 
     def answer_send(self, a: Answer) -> Send:
         ct = a.content_type

@@ -4,7 +4,8 @@ A stage returns `Continue` (with the context as it leaves it: a decoded or chang
 or one of the outcomes that end the pipeline: `Reject` (an error code for the sender, and a DLQ copy for
 bad input), `Drop` (nothing is sent: a duplicate), `Answer` (a reply the router sends itself), `Forward`
 (the publishes: the model topic, later a shadow copy), `Move` (the record goes to the router that owns its
-tenant's counters) or `Hold` (a batch request waits for its tenant's rate). The Kafka loop
+tenant's counters), `Hold` (a batch request waits for its tenant's rate) or `RelayCancel` (a tenant's cancel,
+relayed to the control topic). The Kafka loop
 (router/intake.py, router/delivery.py) carries them out.
 """
 
@@ -134,6 +135,14 @@ class Move(msgspec.Struct, frozen=True):
     tenant: str
 
 
+class RelayCancel(msgspec.Struct, frozen=True):
+    """A cancel that came through the intake: relayed to the control topic for the tenant it authenticated as
+    (signed where records are, so workers stop only that tenant's runs of the id)."""
+
+    tenant: str
+    request_id: str
+
+
 class Hold(msgspec.Struct, frozen=True):
     """A batch request over its tenant's rate: held by the router and run again when the rate admits it."""
 
@@ -141,7 +150,7 @@ class Hold(msgspec.Struct, frozen=True):
     tokens: int  # what it takes from the tokens-per-minute rate when released
 
 
-Outcome = Reject | Drop | Answer | Forward | Move | Hold
+Outcome = Reject | Drop | Answer | Forward | Move | Hold | RelayCancel
 Verdict = Continue | Outcome
 
 
@@ -167,4 +176,6 @@ def verdict_code(v: Outcome) -> str:
         return "move"
     if isinstance(v, Hold):
         return "hold"
+    if isinstance(v, RelayCancel):
+        return "cancel"
     return "answer"  # the one outcome left
