@@ -212,7 +212,7 @@ class Intake:
         raw_intake = next((v for k, v in headers if k == Headers.INTAKE_MS), None)
         intake_s = _header_ms(raw_intake, rec.timestamp) / 1000
         now = time.time()
-        if req.deadline_ms is not None and now * 1000 >= req.deadline_ms:
+        if req.deadline_ms is not None and now * 1000 >= req.deadline_ms and not self._finished_before(tp, rec, req):
             late_ms = now * 1000 - req.deadline_ms
             reason = f"deadline passed {late_ms:.0f} ms before the worker took it"
             reject(tp, rec, ErrorCode.EXPIRED, reason, req.id, req.reply_to, ct, dlq=False)
@@ -243,6 +243,14 @@ class Intake:
                 deaths=deaths,
             )
         self._start(tp, rec, req, ids, ct, intake_s, prior, deaths, prior.run_id if prior else None)
+
+    def _finished_before(self, tp: TopicPartition, rec: ConsumerRecord[Any, Any], req: Request) -> bool:
+        """A redelivery of a request an earlier owner finished (its progress record says so): its final events
+        go out again, whatever the deadline, never an `expired` after its `done`."""
+        if self._progress is None or self._replies.progress is None:
+            return False
+        prior = self._progress.get(req.id, req.tenant, record_source(tp, rec.offset))
+        return prior is not None and prior.finish is not None
 
     def _start(
         self,

@@ -256,7 +256,10 @@ class Replies:
             log.info("worker.outcome_unknown", partition=tp.partition, offset=offset)
             return
         if ended and self.progress is not None:
-            self.progress.delete(*ended)  # best effort: a record left behind is only read for a redelivery
+            # deleted once the commit past it is confirmed (worker/commits.py): until then a redelivery finds the
+            # record with its `finish` and sends the same final events again, never a second, different end
+            gate, (tenant, rid) = self.progress, ended
+            self._commits.after_commit(tp, offset, lambda: gate.delete(tenant, rid))
         self._commits.finish(tp, offset)
 
     async def settle(self) -> None:
