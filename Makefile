@@ -42,7 +42,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "unit and not gpu"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check contracts router worker fleet benchmarks tests
+	$(VENV)/bin/ruff check contracts router worker fleet training benchmarks tests
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
 

@@ -1,6 +1,6 @@
 """Complexity routing, measured as RouteLLM measures routers (issue 14), and its cost in the router's hot path.
 
-    quality: the shipped artifact on the held-out split of router/complexity/data/prompts.jsonl: share of traffic
+    quality: the shipped artifact on the held-out split of corpora/complexity/prompts.jsonl: share of traffic
              to the cheap tier, share of complex prompts misrouted there, share of simple prompts sent up, at the
              artifact's threshold and as a curve over thresholds (plot)
     latency: inside a router process (RouterService built from settings, as `fleet router` builds it), pinned to
@@ -28,10 +28,10 @@ import msgspec
 from benchmarks.schema import collect_meta
 from fleet.settings import Settings
 from router.complexity.model import DEFAULT_ARTIFACT
-from router.complexity.train import DEFAULT_TOKENS, curve, heldout_scores, load_examples
 from router.policies.classify import Classifier
 from router.service import RouterService
 from router.stages.resolve_model import ResolveModel
+from training.complexity import DEFAULT_TOKENS, curve, heldout_scores, load_examples
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 GOAL_CHEAP, GOAL_MISROUTED, GOAL_P99_MS = 0.60, 0.05, 2.0

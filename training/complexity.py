@@ -1,12 +1,14 @@
 """Training and evaluation of the complexity classifier (`fleet router train`). numpy only; deterministic for a
-seed (full-batch optimisation, sequential sums, sorted vocabulary).
+seed (full-batch optimisation, sequential sums, sorted vocabulary). Comes with a checkout, not with the installed
+package: the router needs only what this writes (router/complexity/artifacts/).
 
-    data (router/complexity/data/prompts.jsonl) -> train split | held-out split (fixed in the data, never tuned on)
+    data (corpora/complexity/prompts.jsonl) -> train split | held-out split (fixed in the data, never tuned on)
     train split: k group-folds (seeded) -> out-of-fold scores -> the threshold for the target cheap share and the
                  score percentiles that map any other share to a threshold
-                 all of it -> the final weights (L2 logistic regression on the features in features.py and on the
-                 mean of the instruction's static token vectors, data/token-vectors.npz; the vector weights are
-                 then folded into one weight per token, which is all the artifact keeps of them)
+                 all of it -> the final weights (L2 logistic regression on the features of
+                 router/complexity/features.py and on the mean of the instruction's static token vectors,
+                 corpora/complexity/token-vectors.npz; the vector weights are then folded into one weight per
+                 token, which is all the artifact keeps of them)
     held-out split: scored by the written artifact through the router's own code -> the reported metrics
 """
 
@@ -35,10 +37,11 @@ from router.complexity.model import (
 )
 from router.complexity.tokens import WordPiece
 
-DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "prompts.jsonl"
+CORPUS = Path(__file__).resolve().parents[1] / "corpora" / "complexity"  # the set and its sources (README.md there)
+DEFAULT_DATA = CORPUS / "prompts.jsonl"
 # static token vectors distilled from all-MiniLM-L6-v2 (corpora/complexity/token_vectors.py): int8, one scale
 TRAINING_ONLY = "training_only"  # the tag of records written for training only (never reference traffic)
-DEFAULT_TOKENS = Path(__file__).resolve().parent / "data" / "token-vectors.npz"
+DEFAULT_TOKENS = CORPUS / "token-vectors.npz"
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
