@@ -47,7 +47,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 bench-engine: $(STAMP)
-	$(PY) -m benchmarks.engine_bench
+	$(PY) -m benchmarks.engine.bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks.arrivals import ArrivalSpec, RampStrategy, RampUp, arrival_offsets, rate_at
+from benchmarks.serving.arrivals import ArrivalSpec, RampStrategy, RampUp, arrival_offsets, rate_at
 
 
 def _gaps(spec: ArrivalSpec, n: int = 4000, seed: int = 7) -> np.ndarray:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import msgspec
 
-from benchmarks.report import publish_serving, read_serving
-from benchmarks.runner import ServeConfig, run_serving
-from benchmarks.schema import ServingReport
+from benchmarks.serving.report import publish_serving, read_serving
+from benchmarks.serving.runner import ServeConfig, run_serving
+from benchmarks.serving.schema import ServingReport
 from tests.fixtures_kafka import FleetProcs
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.datasets import load_jsonl, random_requests
+from benchmarks.common.datasets import load_jsonl, random_requests
 
 
 class CharTokenizer:

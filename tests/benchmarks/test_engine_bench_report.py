@@ -6,9 +6,9 @@ import dataclasses
 from types import SimpleNamespace
 from typing import Any
 
-from benchmarks.engine_bench_driver import RunResult, median_run
-from benchmarks.engine_bench_report import Row, goals, markdown
-from benchmarks.metrics import RequestTrace
+from benchmarks.common.metrics import RequestTrace
+from benchmarks.engine.driver import RunResult, median_run
+from benchmarks.engine.report import Row, goals, markdown
 
 
 def _run(tok_s: float, kv: int = 0) -> RunResult:
@@ -91,7 +91,7 @@ def test_markdown_has_the_note_the_paired_repeats_and_the_transformers_line() ->
 
 
 def test_prompt_lookup_needs_no_draft_model() -> None:
-    from benchmarks.engine_bench import _needs_draft
+    from benchmarks.engine.bench import _needs_draft
 
     for method, configs, needed in (
         ("ngram", "abcde", False),

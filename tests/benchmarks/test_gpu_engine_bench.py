@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from benchmarks.gpu_engine_bench import (
+from benchmarks.gpu.bench import (
     SHAPES,
     Variant,
     bound_fraction,
@@ -41,7 +41,7 @@ def test_peak_bandwidth_by_device_name() -> None:
 def test_runbook_cpu_mode_runs_the_benchmark_end_to_end(tmp_path: Path) -> None:
     env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
     proc = subprocess.run(
-        ["bash", str(ROOT / "benchmarks" / "gpu_runbook.sh"), "cpu", "--peak-bw-gbs", "20"],
+        ["bash", str(ROOT / "benchmarks" / "gpu" / "runbook.sh"), "cpu", "--peak-bw-gbs", "20"],
         cwd=ROOT,
         env=env,
         capture_output=True,

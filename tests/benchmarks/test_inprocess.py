@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from benchmarks.arrivals import ArrivalSpec, arrival_offsets
-from benchmarks.datasets import random_requests
-from benchmarks.inprocess import InProcessEngine
-from benchmarks.metrics import summarize
-from benchmarks.serve import drive
+from benchmarks.common.datasets import random_requests
+from benchmarks.common.metrics import summarize
+from benchmarks.serving.arrivals import ArrivalSpec, arrival_offsets
+from benchmarks.serving.inprocess import InProcessEngine
+from benchmarks.serving.serve import drive
 from fleet.settings import LatencySettings, Settings
 from worker.engine.simulated import SimulatedEngine
 
@@ -49,7 +49,7 @@ async def test_inprocess_simulated_engine_timings() -> None:
 async def test_drive_respects_concurrency() -> None:
     import asyncio
 
-    from benchmarks.metrics import RequestTrace
+    from benchmarks.common.metrics import RequestTrace
 
     live = 0
     peak = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.metrics import (
+from benchmarks.common.metrics import (
     RequestTrace,
     distribution,
     parse_slos,

@@ -1,7 +1,7 @@
 """Priority lanes on real processes (router, simulated-engine worker: timed token emission, no model), small:
 with a batch backlog that could fill the worker, interactive requests are all served while the backlog is
 still being worked through, and the backlog progresses meanwhile (spare capacity is used, not wasted).
-benchmarks/priority_lanes.py measures the TTFT figures."""
+benchmarks/policies/priority_lanes.py measures the TTFT figures."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.priority_lanes import phase
+from benchmarks.policies.priority_lanes import phase
 
 pytestmark = pytest.mark.slow
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from benchmarks.metrics import RequestTrace, ServingMetrics, summarize
-from benchmarks.report import publish_scale, publish_serving, read_scale, read_serving, serving_markdown
-from benchmarks.schema import (
+from benchmarks.common.metrics import RequestTrace, ServingMetrics, summarize
+from benchmarks.common.results import collect_meta
+from benchmarks.serving.report import publish_scale, publish_serving, read_scale, read_serving, serving_markdown
+from benchmarks.serving.schema import (
     RebalancePause,
     ScalePoint,
     ScaleReport,
     ServingPoint,
     ServingReport,
-    collect_meta,
     overhead,
     samples,
 )
@@ -89,8 +89,8 @@ def test_scale_report_files(tmp_path: Path) -> None:
 def test_overhead_sentence_reads_as_a_sentence() -> None:
     import dataclasses
 
-    from benchmarks.report import overhead_sentence
-    from benchmarks.schema import Overhead
+    from benchmarks.serving.report import overhead_sentence
+    from benchmarks.serving.schema import Overhead
 
     base = Overhead(5.0, 8.0, 10.0, 12.0, 0.5, 0.67, meets_goal=True)
     point = dataclasses.replace(_point(1.0, 0.012), overhead=base)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.smoke_set import SMOKE_SET, SmokeResult, markdown
+from benchmarks.serving.smoke_set import SMOKE_SET, SmokeResult, markdown
 
 META = {"machine_detail": "test box", "commit": "abc", "date": "2026-01-01", "max_tokens": "64"}
 

@@ -1,4 +1,4 @@
-"""Tenant limits on real processes, small (benchmarks/tenant_limits.py measures them at full size): a rate
+"""Tenant limits on real processes, small (benchmarks/policies/tenant_limits.py measures them at full size): a rate
 limit holds across three routers and paces batch work instead of refusing it; a budget holds across four
 routers while the one that owns the tenant is SIGKILLed or drained, and the new owner's books equal the usage
 records; batch requests held for pacing outlive the router holding them."""
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.policy_fleet import Client, start_fleet
-from benchmarks.tenant_limits import MAX_TOKENS, PRICE, REQUEST_TOKENS, budget_run, owner_of, rate_run
+from benchmarks.policies.policy_fleet import Client, start_fleet
+from benchmarks.policies.tenant_limits import MAX_TOKENS, PRICE, REQUEST_TOKENS, budget_run, owner_of, rate_run
 from contracts.messages import Done
 from fleet.tenants import mint_key
 

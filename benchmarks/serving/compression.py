@@ -5,7 +5,7 @@ producer settings (linger 0: each record is its own batch, as on the reply and r
     bytes on the wire  the stored batch per record (what the produce request carries), read back raw
     one hop            produce -> a consumer on the topic sees it (fetch_max_wait_ms as configured), p50/p99 ms
 
-Run `python -m benchmarks.compression [--records N]`; results go to benchmarks/results/compression_<machine>_
+Run `python -m benchmarks.serving.compression [--records N]`; results go to benchmarks/results/compression_<machine>_
 <date>_<commit>.{json,md}. The default of `[latency] compression_type` is chosen from this (docs/operations.md).
 """
 
@@ -18,14 +18,13 @@ import statistics
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import msgspec
 from aiokafka import TopicPartition
 from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.fetch import FetchRequest
 
-from benchmarks.schema import collect_meta
+from benchmarks.common.results import collect_meta, result_path
 from contracts.codec import Codec
 from contracts.messages import Chunk, Request
 from fleet.batches import scan
@@ -33,7 +32,6 @@ from fleet.broker import EmbeddedBroker, free_port
 from fleet.kafka import ProducerPurpose, ensure_topics, make_consumer, make_producer
 from fleet.settings import CompressionType, Settings, load_settings
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PROMPT = (
     "Summarise the following support ticket for the on-call engineer in three bullet points, keeping error codes "
     "and timestamps exact. Customer reports that since the deploy at 09:42 UTC the checkout service returns HTTP "
@@ -141,7 +139,7 @@ def report(rows: list[Row], meta: dict[str, object]) -> str:
         "# Producer codecs on the fleet's hot records",
         "",
         f"Machine: {meta.get('machine_detail')}; commit {meta.get('commit')}; embedded broker (Tansu); linger 0, "
-        "one record per batch as on the request and reply paths; `python -m benchmarks.compression`.",
+        "one record per batch as on the request and reply paths; `python -m benchmarks.serving.compression`.",
         "",
         "| record | codec | value bytes | bytes on the wire | one hop p50 ms | one hop p99 ms |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -158,13 +156,12 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=300, help="records per codec and kind")
     args = ap.parse_args()
     rows = asyncio.run(main_async(args.records))
-    meta = asdict(collect_meta(simulated=False))
-    stamp = str(meta["date"]).replace("-", "").replace(":", "").replace("T", "-")[:15]
-    stem = f"compression_{meta['machine']}_{stamp}_{meta['commit']}"
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=1))
+    run = collect_meta(simulated=False)
+    meta = asdict(run)
+    data = json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=1)
+    result_path("compression", run, "json").write_text(data)
     text = report(rows, meta)
-    (RESULTS_DIR / f"{stem}.md").write_text(text)
+    result_path("compression", run, "md").write_text(text)
     print(text)
 
 

@@ -1,26 +1,22 @@
-"""Reports: JSON per run plus a Markdown summary, named with machine, date and commit."""
+"""Reports: JSON per run plus a Markdown summary and plots, named by the one scheme (common/results.py)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
 import msgspec
 
-from benchmarks.metrics import Distribution, ServingMetrics
-from benchmarks.schema import ScaleReport, ServingPoint, ServingReport
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from benchmarks.common.metrics import Distribution, ServingMetrics
+from benchmarks.common.results import result_path
+from benchmarks.serving.schema import ScaleReport, ServingPoint, ServingReport
 
 DEFINITIONS = (
     "Definitions (as `vllm bench serve`): TTFT = send to first chunk; ITL = gaps between chunks; "
     "TPOT = (E2EL - TTFT) / (output tokens - 1), single-token outputs excluded; E2EL = send to `done`; "
     "all timed at the client; percentiles are numpy linear; goodput = requests meeting every SLO per second."
 )
-
-
-def stem(kind: str, report: ServingReport | ScaleReport) -> str:
-    return f"{kind}_{report.meta.stem_suffix}"
 
 
 def write_json(report: ServingReport | ScaleReport, path: Path) -> Path:
@@ -193,29 +189,32 @@ def scale_markdown(report: ScaleReport, plots: dict[str, str] | None = None) -> 
     return "\n".join(out)
 
 
-def publish_serving(report: ServingReport, out_dir: Path = RESULTS_DIR) -> dict[str, Path]:
-    """Write `<stem>.json`, `<stem>.md` and the PNG plots; returns what was written by kind."""
-    from benchmarks import plots
+def publish_serving(report: ServingReport, out_dir: Path | None = None) -> dict[str, Path]:
+    """Write `serve_<...>.json`, `.md` and the PNG plots (`_cdf`, `_rate`) to `out_dir` (default benchmarks/results/);
+    returns what was written by kind."""
+    from benchmarks.serving import plots
 
-    base = stem("serve", report)
+    path = functools.partial(result_path, "serve", report.meta, out_dir=out_dir)
+
     files = {
-        "cdf": plots.latency_cdfs(report, out_dir / f"{base}_cdf.png"),
-        "rate": plots.rate_curves(report, out_dir / f"{base}_rate.png"),
+        "cdf": plots.latency_cdfs(report, path("png", tag="cdf")),
+        "rate": plots.rate_curves(report, path("png", tag="rate")),
     }
     md = serving_markdown(report, {k: p.name for k, p in files.items()})
-    files["json"] = write_json(report, out_dir / f"{base}.json")
-    files["md"] = out_dir / f"{base}.md"
+    files["json"] = write_json(report, path("json"))
+    files["md"] = path("md")
     files["md"].write_text(md)
     return files
 
 
-def publish_scale(report: ScaleReport, out_dir: Path = RESULTS_DIR) -> dict[str, Path]:
-    from benchmarks import plots
+def publish_scale(report: ScaleReport, out_dir: Path | None = None) -> dict[str, Path]:
+    from benchmarks.serving import plots
 
-    base = stem("scale", report)
-    files = {"scaling": plots.scaling_curves(report, out_dir / f"{base}_scaling.png")}
+    path = functools.partial(result_path, "scale", report.meta, out_dir=out_dir)
+
+    files = {"scaling": plots.scaling_curves(report, path("png", tag="scaling"))}
     md = scale_markdown(report, {k: p.name for k, p in files.items()})
-    files["json"] = write_json(report, out_dir / f"{base}.json")
-    files["md"] = out_dir / f"{base}.md"
+    files["json"] = write_json(report, path("json"))
+    files["md"] = path("md")
     files["md"].write_text(md)
     return files

@@ -14,7 +14,7 @@ added latency is the difference of their p95s; the goal is at most 250 ms), ever
 were sent to `large` between the kill and the breaker opening wait in its topic until it returns (served then,
 or answered `expired`): the router does not move a dead model's backlog.
 
-Run `python -m benchmarks.resilience [--rate 40] [--seconds 30]`; results go to
+Run `python -m benchmarks.policies.resilience [--rate 40] [--seconds 30]`; results go to
 benchmarks/results/resilience_<machine>_<date>_<commit>.json. tests/test_resilience.py runs it small as the
 chaos test.
 """
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import msgspec
 
-from benchmarks import policy_fleet
-from benchmarks.schema import collect_meta
+from benchmarks.common.results import collect_meta, result_path
+from benchmarks.policies import policy_fleet
 from contracts.messages import Chunk, Done, Error, Request
 from fleet.broker import EmbeddedBroker, free_port
 from fleet.kafka import ensure_topics, fleet_topics
@@ -41,7 +41,6 @@ from fleet.settings import Settings
 from fleet.status import wait_for_workers
 from fleet.supervisor import FleetProcesses
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LARGE_WORKERS = ("worker-large-a", "worker-large-b")
 
 
@@ -255,8 +254,7 @@ async def run(
 
 def write(result: ResilienceResult) -> Path:
     meta = collect_meta(simulated=True)  # simulated-engine workers: the router's rerouting is what is measured
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"resilience_{meta.stem_suffix}.json"
+    path = result_path("resilience", meta, "json")
     path.write_text(json.dumps({"meta": asdict(meta), "result": asdict(result)}, indent=2) + "\n")
     return path
 

@@ -5,7 +5,7 @@ With resume on, a run's start record is acknowledged before it enters the engine
 progress record that covers it (worker/progress.py). SIMULATED engine (timed token emission, no model): the
 numbers are the fleet's plumbing, not a model's speed.
 
-    python -m benchmarks.resume_cost [--requests 60] [--rounds 2]
+    python -m benchmarks.policies.resume_cost [--requests 60] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.procs import Procs, simulated_config, wait_workers
+from benchmarks.common.procs import Procs, simulated_config, wait_workers
 from contracts import Chunk
 from fleet.broker import EmbeddedBroker, free_port
 from fleet.client import FleetClient

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.datasets import BenchRequest
-from benchmarks.metrics import RequestTrace
+from benchmarks.common.datasets import BenchRequest
+from benchmarks.common.metrics import RequestTrace
 
 SendOne = Callable[[BenchRequest], Awaitable[RequestTrace]]
 

@@ -4,13 +4,13 @@ bare aiokafka relay with the same commit discipline, on the same broker in the s
     backlog of N valid requests (known model) in <prefix>.requests
         router: `fleet router` (decode, validate, deadline, model "auto" through the complexity classifier, dedup,
                 overload; commit after acks)
-        relay:  `python -m benchmarks.floor relay` (decode, publish, commit after the batch's acks)
+        relay:  `python -m benchmarks.common.floor relay` (decode, publish, commit after the batch's acks)
     rate = requests that reached the model topic per second, between 5% and 95% of the backlog
     (start-up and group join are not part of it)
 
 The two alternate, each repeat on fresh topics, and the goal (router >= 0.5x the relay) is judged on the
-median of the per-repeat ratios. Run `python -m benchmarks.router_throughput [--requests N --repeats R]`;
-results go to benchmarks/results/router_<machine>_<date>_<commit>.{json,md}.
+median of the per-repeat ratios. Run `python -m benchmarks.router.throughput [--requests N --repeats R]`;
+results go to benchmarks/results/router_<machine>_<date>_<commit>[_named].{json,md} (_named: --model m).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from benchmarks.floor import ECHO_MODEL, FloorRelays
-from benchmarks.procs import Procs
-from benchmarks.schema import collect_meta
+from benchmarks.common.floor import ECHO_MODEL, FloorRelays
+from benchmarks.common.procs import Procs
+from benchmarks.common.results import RESULTS_DIR, collect_meta, result_path
 from contracts.codec import Codec
 from contracts.messages import Request
 from contracts.topics import Headers
@@ -38,7 +38,6 @@ from fleet.settings import Settings
 from fleet.supervisor import toml_value
 
 GOAL_RATIO = 0.5
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MODEL = "m"
 
 
@@ -218,7 +217,7 @@ def markdown(meta: dict[str, object], runs: list[Run], s: dict[str, float], mode
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.router_throughput", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.router.throughput", description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--partitions", type=int, default=2)
@@ -228,15 +227,14 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logs = Path(tempfile.mkdtemp(prefix="router-throughput-"))
     runs = asyncio.run(measure(args.requests, args.repeats, args.partitions, logs, args.model))
-    meta = asdict(collect_meta(machine=args.machine, simulated=False))
+    run = collect_meta(machine=args.machine, simulated=False)
+    meta = asdict(run)
     s = summary(runs)
-    named = "" if args.model == "auto" else "-named"
-    stem = f"router_{collect_meta(machine=args.machine, simulated=False).stem_suffix}{named}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(
+    tag = None if args.model == "auto" else "named"  # named-model traffic: router_<...>_named.json
+    result_path("router", run, "json", tag=tag, out_dir=args.out).write_text(
         json.dumps({"meta": meta, "model": args.model, "runs": [asdict(r) for r in runs], "summary": s}, indent=1)
     )
-    (args.out / f"{stem}.md").write_text(markdown(meta, runs, s, args.model))
+    result_path("router", run, "md", tag=tag, out_dir=args.out).write_text(markdown(meta, runs, s, args.model))
     print(markdown(meta, runs, s, args.model))
 
 

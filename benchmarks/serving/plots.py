@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.schema import ScaleReport, ServingReport
+from benchmarks.serving.schema import ScaleReport, ServingReport
 
 PATH_LABELS = {
     "fleet": "fleet through Kafka",

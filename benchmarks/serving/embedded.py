@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 
-from benchmarks.procs import Procs, wait_workers
+from benchmarks.common.procs import Procs, wait_workers
 from fleet.preparation import prepare_models
 from fleet.settings import Settings
 

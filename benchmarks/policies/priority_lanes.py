@@ -8,7 +8,7 @@ emission, no model: what is measured is the fleet's scheduling, not a model's co
                then the same interactive stream
 
 Goal (issue 12): interactive TTFT p99 with the batch backlog at most 1.2x its p99 alone. The run also says how
-much batch work was served meanwhile (lanes must not starve it). Run `python -m benchmarks.priority_lanes`;
+much batch work was served meanwhile (lanes must not starve it). Run `python -m benchmarks.policies.priority_lanes`;
 results go to benchmarks/results/priority_lanes_<machine>_<date>_<commit>.{json,png}.
 """
 
@@ -23,12 +23,11 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.policy_fleet import Client, pct, start_fleet
-from benchmarks.schema import collect_meta
+from benchmarks.common.results import collect_meta, result_path
+from benchmarks.policies.policy_fleet import Client, pct, start_fleet
 from contracts.messages import Done
 from fleet.broker import EmbeddedBroker, free_port
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 GOAL = 1.2
 ENGINE: dict[str, object] = {"simulated_tokens_per_s": 50.0, "max_running": 8, "max_inflight": 64}
 WORKER = "[worker]\nbatch_reserve = 0.5\n"
@@ -131,8 +130,6 @@ def main() -> None:
     phases = asyncio.run(go())
     ratio = phases["lanes"].ttft_p99_ms / phases["alone"].ttft_p99_ms
     meta = collect_meta(simulated=True)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    stem = RESULTS_DIR / f"priority_lanes_{meta.stem_suffix}"
     summary = {
         "meta": asdict(meta),
         "engine": ENGINE,
@@ -143,12 +140,13 @@ def main() -> None:
         "met": ratio <= GOAL,
         "phases": {k: asdict(v) for k, v in phases.items()},
     }
-    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot(phases, stem.with_suffix(".png"))
+    path = result_path("priority_lanes", meta, "json")
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    plot(phases, result_path("priority_lanes", meta, "png"))
     for p in phases.values():
         ttft = f"TTFT p50 {p.ttft_p50_ms:8.1f} ms  p99 {p.ttft_p99_ms:8.1f} ms"
         print(f"{p.name:9s} {ttft}  batch served meanwhile {p.batch_served_during}")
-    print(f"p99 lanes / alone = {ratio:.2f} (goal <= {GOAL})  -> {stem}.json")
+    print(f"p99 lanes / alone = {ratio:.2f} (goal <= {GOAL})  -> {path}")
 
 
 if __name__ == "__main__":

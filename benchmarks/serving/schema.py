@@ -1,88 +1,15 @@
-"""What a benchmark run records: the report structures written as JSON, and run metadata."""
+"""What a serving or scale run records: the report structures written as JSON (run metadata: common/results.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import platform
-import re
-import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from benchmarks.metrics import RequestTrace, ServingMetrics, request_metrics
+from benchmarks.common.metrics import RequestTrace, ServingMetrics, request_metrics
+from benchmarks.common.results import RunMeta
 
 GOAL_X_FLOOR_P50 = 1.5
 GOAL_X_FLOOR_P99 = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class RunMeta:
-    machine: str  # short label used in file names, e.g. "x86_64-2cpu" or "h100"
-    machine_detail: str  # processor, cores, accelerator as far as known
-    date: str  # ISO 8601 UTC
-    commit: str  # short hash, "+dirty" when the tree had changes
-    python: str
-    simulated: bool  # True when the engine was the simulated one: numbers are not a model's
-
-    @property
-    def stem_suffix(self) -> str:
-        day = self.date[:19].replace("-", "").replace(":", "").replace("T", "-")
-        return f"{_slug(self.machine)}_{day}_{_slug(self.commit)}"
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-") or "x"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_commit(repo: Path | None = None) -> str:
-    cwd = repo or Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        ).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "nocommit"
-
-
-def collect_meta(*, machine: str | None = None, accelerator: str | None = None, simulated: bool) -> RunMeta:
-    cores = os.cpu_count() or 0
-    label = _slug(machine or f"{platform.machine()}-{cores}cpu")
-    detail = f"{_cpu_model()}, {cores} cores" + (f", {accelerator}" if accelerator else ", no GPU")
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    return RunMeta(
-        machine=label,
-        machine_detail=detail,
-        date=now.isoformat(),
-        commit=git_commit(),
-        python=platform.python_version(),
-        simulated=simulated,
-    )
 
 
 @dataclass(frozen=True, slots=True)

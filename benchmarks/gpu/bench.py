@@ -11,11 +11,11 @@ bitsandbytes int8 and nf4). Measures, in process (no Kafka):
   4. speculation by prompt lookup (n-gram, no draft model) on a workload with repetition: TPOT with and
      without at c=1 and c=32.
 
-The drivers are engine_bench's (closed loop of `c` clients, greedy, fixed-length outputs). Every section is
+The drivers are benchmarks.engine's (closed loop of `c` clients, greedy, fixed-length outputs). Every section is
 written to the results as soon as it is done, so a run cut short by a time limit still leaves what it measured.
 
-    python -m benchmarks.gpu_engine_bench --out DIR              # on a GPU: the 1B shape (~5 min on an H200)
-    python -m benchmarks.gpu_engine_bench --tiny --out DIR       # the same code path on a CPU in seconds
+    python -m benchmarks.gpu.bench --out DIR              # on a GPU: the 1B shape (~5 min on an H200)
+    python -m benchmarks.gpu.bench --tiny --out DIR       # the same code path on a CPU in seconds
 """
 
 from __future__ import annotations
@@ -36,10 +36,9 @@ from typing import Any
 import msgspec
 import torch
 
-from benchmarks.engine_bench_driver import BenchPrompt, RunResult, drive_engine, drive_generate
-from benchmarks.engine_bench_report import Row
-from benchmarks.report import RESULTS_DIR
-from benchmarks.schema import collect_meta
+from benchmarks.common.results import collect_meta, result_path
+from benchmarks.engine.driver import BenchPrompt, RunResult, drive_engine, drive_generate
+from benchmarks.engine.report import Row
 from fleet.settings import Quantization
 from worker.engine.api import EngineStats
 from worker.engine.continuous import ContinuousEngine, EngineConfig
@@ -325,11 +324,11 @@ def _same_outputs(a: dict[str, Any], b: dict[str, Any]) -> str:
 class Run:
     """The report being built; written after every section."""
 
-    def __init__(self, args: argparse.Namespace, meta: Any, out_dir: Path) -> None:
+    def __init__(self, args: argparse.Namespace, meta: Any, out_dir: Path | None) -> None:
         self.args, self.meta = args, meta
-        prefix = "gpu-engine-tiny" if args.shape == "tiny" else "gpu-engine"
-        self.json_path = out_dir / f"{prefix}_{meta.stem_suffix}.json"
-        self.md_path = out_dir / f"{prefix}_{meta.stem_suffix}.md"
+        kind = "gpu-engine-tiny" if args.shape == "tiny" else "gpu-engine"
+        self.json_path = result_path(kind, meta, "json", out_dir=out_dir)
+        self.md_path = result_path(kind, meta, "md", out_dir=out_dir)
         self.report: dict[str, Any] = {
             "random_weights": True,
             "label": RANDOM_WEIGHTS,
@@ -345,8 +344,7 @@ class Run:
             "skipped": [],
             "sections_done": [],
         }
-        self.t0 = time.time()
-        out_dir.mkdir(parents=True, exist_ok=True)
+        self.t0 = time.time()  # result_path made the folder
 
     def over_budget(self) -> bool:
         return bool(self.args.budget_s) and time.time() - self.t0 > self.args.budget_s
@@ -364,7 +362,7 @@ class Run:
     def write(self) -> None:
         self.report["wall_s"] = round(time.time() - self.t0, 1)
         self.json_path.write_bytes(msgspec.json.format(msgspec.json.encode(_without_outputs(self.report)), indent=1))
-        from benchmarks.gpu_engine_bench_report import markdown
+        from benchmarks.gpu.report import markdown
 
         self.md_path.write_text(markdown(self.report))
 
@@ -388,7 +386,7 @@ def run_all(args: argparse.Namespace) -> Run:
     graphs = args.decode_graphs if args.decode_graphs != "auto" else ("capture" if device.type == "cuda" else "static")
     meta = collect_meta(machine=args.machine or _machine(name), accelerator=name if device.type == "cuda" else None,
                         simulated=False)  # fmt: skip
-    run = Run(args, meta, Path(args.out) if args.out else RESULTS_DIR)
+    run = Run(args, meta, Path(args.out) if args.out else None)
     rep = run.report
     max_c = max(args.concurrency)
     args.max_model_len = args.prompt_len + args.output_len + args.spec_tokens + 8
@@ -580,7 +578,7 @@ def _machine(name: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_engine_bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--tiny", action="store_true", help="the tiny shape with short runs: the CPU mode of the runbook")
     p.add_argument("--shape", choices=sorted(SHAPES), default=None, help="model shape (default 1b; tiny with --tiny)")
     p.add_argument("--device", default="auto")

@@ -1,6 +1,6 @@
 """Closed-loop drivers for the engine benchmark: the engine stepped in this thread, and
 the baseline of sequential `model.generate` calls. Times are perf_counter seconds; the
-metrics are benchmarks.metrics' (vLLM's definitions)."""
+metrics are benchmarks.common.metrics' (vLLM's definitions)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.metrics import Distribution, RequestTrace, distribution, request_metrics
+from benchmarks.common.metrics import Distribution, RequestTrace, distribution, request_metrics
 from worker.engine.api import EngineRequest, SamplingParams
 from worker.engine.continuous import ContinuousEngine
 from worker.loader import ModelBundle
@@ -72,7 +72,7 @@ def load_prompts(tokenizer: Any, *, n: int, prompt_len: int, seed: int) -> list[
     except Exception:  # the corpus is optional: any failure falls back to words
         texts = []
     if not texts:
-        from benchmarks.datasets import _WORDS
+        from benchmarks.common.datasets import _WORDS
 
         texts = [" ".join(rng.choice(_WORDS) for _ in range(4 * prompt_len)) for _ in range(n)]
     out: list[BenchPrompt] = []

@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.arrivals import ArrivalSpec, arrival_offsets
-from benchmarks.datasets import random_requests
-from benchmarks.metrics import RequestTrace, request_metrics, summarize
-from benchmarks.procs import Procs, simulated_config, wait_workers
-from benchmarks.schema import RebalancePause, ScalePoint, ScaleReport, collect_meta
+from benchmarks.common.datasets import random_requests
+from benchmarks.common.metrics import RequestTrace, request_metrics, summarize
+from benchmarks.common.procs import Procs, simulated_config, wait_workers
+from benchmarks.common.results import collect_meta
+from benchmarks.serving.arrivals import ArrivalSpec, arrival_offsets
+from benchmarks.serving.schema import RebalancePause, ScalePoint, ScaleReport
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ async def _measure(
     burstiness: float = 1.0,
     during: Callable[[float], Any] | None = None,
 ) -> tuple[list[RequestTrace], float]:
-    from benchmarks.serve import drive, fleet_sender, warm_up
+    from benchmarks.serving.serve import drive, fleet_sender, warm_up
 
     send = fleet_sender(client, model=model, timeout_s=120.0)
     reqs = random_requests(n, input_len=cfg.input_len, output_len=cfg.output_len, seed=cfg.seed)

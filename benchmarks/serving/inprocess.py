@@ -16,8 +16,8 @@ import time
 from types import TracebackType
 from typing import Any
 
-from benchmarks.datasets import BenchRequest
-from benchmarks.metrics import RequestTrace
+from benchmarks.common.datasets import BenchRequest
+from benchmarks.common.metrics import RequestTrace
 from contracts.messages import ChatMessage, Chunk, Done, Error, Request
 from contracts.validation import InvalidRequest
 from fleet.settings import Settings

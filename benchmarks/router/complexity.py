@@ -8,7 +8,7 @@
     compare: the same prompts through an encoder shaped like all-MiniLM-L6-v2 (6 layers, 384 wide; random weights:
              the cost of the architecture, not of a trained model), one thread, for the latency budget only
 
-Run `python -m benchmarks.complexity [--repeats 5] [--no-encoder]`; results go to
+Run `python -m benchmarks.router.complexity [--repeats 5] [--no-encoder]`; results go to
 benchmarks/results/complexity_<machine>_<date>_<commit>.{json,md,png}.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from benchmarks.schema import collect_meta
+from benchmarks.common.results import RESULTS_DIR, collect_meta, result_path
 from fleet.settings import Settings
 from router.complexity.model import DEFAULT_ARTIFACT
 from router.policies.classify import Classifier
@@ -33,7 +33,6 @@ from router.service import RouterService
 from router.stages.resolve_model import ResolveModel
 from training.complexity import DEFAULT_TOKENS, curve, heldout_scores, load_examples
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 GOAL_CHEAP, GOAL_MISROUTED, GOAL_P99_MS = 0.60, 0.05, 2.0
 
 
@@ -201,19 +200,18 @@ def main() -> None:
     q = quality(Classifier(Settings().router.tiers, Settings().model_names))
     lat = latency(args.repeats)
     enc = None if args.no_encoder else encoder_latency()
-    stem = f"complexity_{meta_obj.stem_suffix}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(
+    md = result_path("complexity", meta_obj, "md", out_dir=args.out)
+    result_path("complexity", meta_obj, "json", out_dir=args.out).write_text(
         json.dumps({"meta": meta, "quality": q, "latency": lat, "encoder": enc}, indent=1) + "\n"
     )
-    (args.out / f"{stem}.md").write_text(markdown(meta, q, lat, enc))
+    md.write_text(markdown(meta, q, lat, enc))
     a = q["artifact"]
     title = (
         f"held-out {a['requests']} prompts: {a['cheap_share']:.0%} cheap, {a['complex_misrouted']:.0%} of complex "
         f"misrouted at the shipped threshold"
     )
-    plot(q["curve"], a["threshold"], args.out / f"{stem}.png", title)
-    print((args.out / f"{stem}.md").read_text())
+    plot(q["curve"], a["threshold"], result_path("complexity", meta_obj, "png", out_dir=args.out), title)
+    print(md.read_text())
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Engine benchmark results: JSON plus a Markdown table, named with machine, date and commit."""
+"""Engine benchmark results: JSON plus a Markdown table, named by the one scheme (common/results.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from typing import Any
 
 import msgspec
 
-from benchmarks.engine_bench_driver import RunResult, median_run
-from benchmarks.report import RESULTS_DIR
-from benchmarks.schema import collect_meta
+from benchmarks.common.results import collect_meta, result_path
+from benchmarks.engine.driver import RunResult, median_run
 from worker.loader import ModelBundle
 
 GOAL_THROUGHPUT_X = 5.0  # (b) at the highest concurrency vs (a)
@@ -167,10 +166,8 @@ def publish(
         "goals": goals(rows),
         "outputs_vs_b": compare_outputs(outputs),
     }
-    out = out_dir or RESULTS_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"engine_{meta.stem_suffix}"
-    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
+    json_path = result_path("engine", meta, "json", out_dir=out_dir)
+    md_path = result_path("engine", meta, "md", out_dir=out_dir)
     json_path.write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=1) + b"\n")
     md_path.write_text(markdown(report))
     return [json_path, md_path]

@@ -157,8 +157,10 @@ def markdown(results: list[SmokeResult], *, meta: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def publish(results: list[SmokeResult], out_dir: Path, *, machine: str | None, max_tokens: int) -> dict[str, Path]:
-    from benchmarks.schema import collect_meta
+def publish(
+    results: list[SmokeResult], out_dir: Path | None, *, machine: str | None, max_tokens: int
+) -> dict[str, Path]:
+    from benchmarks.common.results import collect_meta, result_path
 
     meta = collect_meta(machine=machine, simulated=False)
     info = {
@@ -167,10 +169,8 @@ def publish(results: list[SmokeResult], out_dir: Path, *, machine: str | None, m
         "date": meta.date,
         "max_tokens": str(max_tokens),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"smoke_{meta.stem_suffix}"
-    md = out_dir / f"{stem}.md"
+    md = result_path("smoke", meta, "md", out_dir=out_dir)
     md.write_text(markdown(results, meta=info))
-    js = out_dir / f"{stem}.json"
+    js = result_path("smoke", meta, "json", out_dir=out_dir)
     js.write_text(json.dumps({"meta": info, "results": [dataclasses.asdict(r) for r in results]}, indent=1) + "\n")
     return {"md": md, "json": js}

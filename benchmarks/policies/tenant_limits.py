@@ -12,8 +12,8 @@ worker (timed token emission, no model), and a client that sends as one tenant w
             in between. Admitted must be at most admits + 1, and the owner's books (the last snapshot on
             `llm.tenants.state`) must equal the usage records: not reset, not counted twice.
 
-Run `python -m benchmarks.tenant_limits [--requests N]`; results go to
-benchmarks/results/tenant_limits_<machine>_<date>_<commit>.{json,md}. tests/benchmarks/test_tenant_limits.py
+Run `python -m benchmarks.policies.tenant_limits [--requests N]`; results go to
+benchmarks/results/tenant_limits_<machine>_<date>_<commit>.json. tests/benchmarks/test_tenant_limits.py
 runs it small.
 """
 
@@ -30,8 +30,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from benchmarks.policy_fleet import MAX_TOKENS, MODEL, Client, pct, start_fleet
-from benchmarks.schema import collect_meta
+from benchmarks.common.results import collect_meta, result_path
+from benchmarks.policies.policy_fleet import MAX_TOKENS, MODEL, Client, pct, start_fleet
 from contracts.messages import Done, Error, ErrorCode
 from fleet.broker import EmbeddedBroker, free_port
 from fleet.kafka import read_to_end
@@ -41,7 +41,6 @@ from fleet.tenants import mint_key
 from router.cost import read_usage
 from router.accounts.store import Snapshot, keep_newest
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TPM, TPM_BURST = 6000, 300  # 100 tokens/s
 REQUEST_TOKENS = 5 + 48 + MAX_TOKENS
 PRICE = 1.0  # per 1k completion tokens; prompts are free, so a request's cost is exactly max_tokens / 1000
@@ -276,8 +275,7 @@ async def budget_run(
 
 def write(results: dict[str, object]) -> Path:
     meta = collect_meta(simulated=True)  # the worker's engine is simulated: the routers are what is measured
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"tenant_limits_{meta.stem_suffix}.json"
+    path = result_path("tenant_limits", meta, "json")
     path.write_text(json.dumps({"meta": asdict(meta), **results}, indent=2) + "\n")
     return path
 

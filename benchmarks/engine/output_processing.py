@@ -4,7 +4,7 @@ One request's 2,000 output tokens pushed one at a time through IncrementalDetoke
 strings of 40 characters that never match; the best of 3 runs, in CPU time (process_time), so a busy
 machine skews it less. The text must equal a full decode of the same ids.
 
-    python -m benchmarks.output_processing [--tokenizer HF_DIR] [--module worker.output]
+    python -m benchmarks.engine.output_processing [--tokenizer HF_DIR] [--module worker.output]
 """
 
 from __future__ import annotations

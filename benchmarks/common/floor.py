@@ -8,7 +8,7 @@ decode, answer with one chunk and a `done` at once, commit after the ack).
 Each runs in its own process, as the router and the workers do, and the
 client side is the fleet's own `FleetClient` under another topic prefix, so
 every hop has the same client settings (`fleet.kafka` factories) as the
-fleet. Run `python -m benchmarks.floor relay|echo --bootstrap HOST:PORT --prefix P`.
+fleet. Run `python -m benchmarks.common.floor relay|echo --bootstrap HOST:PORT --prefix P`.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ class FloorRelays:
         await ensure_topics(self.settings, floor_topics(self.settings))
         for role in self.roles:
             args = (role, "--bootstrap", self.settings.kafka.bootstrap, "--prefix", self.prefix)
-            self._procs.start(role, *args, module="benchmarks.floor")
+            self._procs.start(role, *args, module="benchmarks.common.floor")
         return self
 
     async def __aexit__(
@@ -164,7 +164,7 @@ class FloorRelays:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.floor", description="a hop of the raw Kafka floor")
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.common.floor", description="a hop of the raw Kafka floor")
     ap.add_argument("role", choices=["relay", "echo"])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--prefix", default="bench-floor")

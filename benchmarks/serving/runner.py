@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.arrivals import ArrivalSpec, RampUp, arrival_offsets
-from benchmarks.datasets import BenchRequest, load_jsonl, random_requests
-from benchmarks.metrics import RequestTrace, ServingMetrics, summarize
-from benchmarks.schema import ServingPoint, ServingReport, collect_meta, overhead, samples
-from benchmarks.serve import SendOne, drive, fleet_sender, warm_up
+from benchmarks.common.datasets import BenchRequest, load_jsonl, random_requests
+from benchmarks.common.metrics import RequestTrace, ServingMetrics, summarize
+from benchmarks.common.results import collect_meta
+from benchmarks.serving.arrivals import ArrivalSpec, RampUp, arrival_offsets
+from benchmarks.serving.schema import ServingPoint, ServingReport, overhead, samples
+from benchmarks.serving.serve import SendOne, drive, fleet_sender, warm_up
 from fleet.settings import EngineKind, Settings
 
 
@@ -100,8 +101,8 @@ async def until_answered(send: SendOne, req: BenchRequest, check: Any, timeout_s
 
 async def run_serving(settings: Settings, cfg: ServeConfig, *, say: Any = print) -> ServingReport:
     """Measure every rate three ways; returns the report (not yet written)."""
-    from benchmarks.floor import FloorRelays
-    from benchmarks.inprocess import InProcessEngine
+    from benchmarks.common.floor import FloorRelays
+    from benchmarks.serving.inprocess import InProcessEngine
     from fleet.client import FleetClient
     from worker.engine import build_engine
 

@@ -12,8 +12,8 @@ request when the previous one is done. Outputs are greedy and fixed-length (EOS
 ignored, like `vllm bench serve --ignore-eos`), and the greedy outputs of the
 configurations are compared token for token.
 
-    python -m benchmarks.engine_bench            # the full run, results in benchmarks/results/
-    python -m benchmarks.engine_bench --quick    # a short smoke run
+    python -m benchmarks.engine.bench            # the full run, results in benchmarks/results/
+    python -m benchmarks.engine.bench --quick    # a short smoke run
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.engine_bench_driver import (
+from benchmarks.engine.driver import (
     BenchPrompt,
     RunResult,
     drive_engine,
@@ -36,7 +36,7 @@ from benchmarks.engine_bench_driver import (
     load_prompts,
     median_run,
 )
-from benchmarks.engine_bench_report import Row, publish
+from benchmarks.engine.report import Row, publish
 from fleet.settings import ModelSettings, Quantization
 from worker.engine import engine_config
 from worker.engine.continuous import ContinuousEngine, EngineConfig
@@ -135,7 +135,7 @@ def run_point(
 
 def main(argv: list[str] | None = None) -> int:
     defaults, engine_defaults = ModelSettings(name="x", path="x"), EngineConfig()
-    p = argparse.ArgumentParser(prog="python -m benchmarks.engine_bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.engine.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--target", default="demo:large")
     p.add_argument(
         "--draft",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU runbook: the engine at a realistic size (benchmarks/gpu_engine_bench.py) on a GPU machine, with carried wheels.
+# GPU runbook: the engine at a realistic size (benchmarks/gpu/bench.py) on a GPU machine, with carried wheels.
 #
 # The GPU machine (an H100 or H200 lent through this workplace's device tool) has python3 with torch,
 # transformers, numpy, matplotlib, tqdm, typer and rich, but reaches no package registry: what the benchmark
@@ -7,9 +7,9 @@
 # all, code included). No weights travel: the model (Llama architecture, ~1B parameters, RANDOM weights) is
 # built from a config on the device.
 #
-#   1. here, once:    WITH_BNB=1 bash benchmarks/gpu_runbook.sh fetch     (bitsandbytes + accelerate: ~42 MiB)
-#   2. here, always:  bash benchmarks/gpu_runbook.sh cpu                  (the same script, tiny shape, CPU, ~10 s)
-#   3. on the GPU:    run(command="bash benchmarks/gpu_runbook.sh run", carry=[".whl"], timeout_s=540)
+#   1. here, once:    WITH_BNB=1 bash benchmarks/gpu/runbook.sh fetch     (bitsandbytes + accelerate: ~42 MiB)
+#   2. here, always:  bash benchmarks/gpu/runbook.sh cpu                  (the same script, tiny shape, CPU, ~10 s)
+#   3. on the GPU:    run(command="bash benchmarks/gpu/runbook.sh run", carry=[".whl"], timeout_s=540)
 #   4. results come back from $OUT: gpu-engine_<device>_<date>_<commit>.{json,md}, gpu_engine_bench.log and
 #      gpu.txt; copy the .json and .md into benchmarks/results/ and fill the GPU table in docs/benchmarks.md from the .md.
 #
@@ -22,12 +22,12 @@
 #           device name), PEAK_BW_GBS (override the data-sheet bandwidth), GPU_BENCH_ARGS (more flags).
 #   cpu     here: the same benchmark with the tiny shape on the CPU (tests/benchmarks/test_gpu_engine_bench.py runs
 #           it); results to $OUT or /tmp/gpu-engine-cpu; extra arguments go to the benchmark; python: $PYTHON, else .venv/bin/python, else python3.
-#   serve   on the device: the older demo-model run (engine_bench and `fleet bench run` on demo:large/small; needs
-#           WITH_SERVE=1 wheels, and the demo models built or carried in .bench-cache/). Knobs: MODEL (default
-#           large), RATES (default "1 4 16"), NUM_PROMPTS (200), INPUT_LEN/OUTPUT_LEN (256/128), ENGINE_BENCH_ARGS,
-#           QUANT (none|int8|nf4).
+#   serve   on the device: the older demo-model run (benchmarks.engine.bench and `fleet bench run` on
+#           demo:large/small; needs WITH_SERVE=1 wheels, and the demo models built or carried in .bench-cache/).
+#           Knobs: MODEL (default large), RATES (default "1 4 16"), NUM_PROMPTS (200), INPUT_LEN/OUTPUT_LEN
+#           (256/128), ENGINE_BENCH_ARGS, QUANT (none|int8|nf4).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."  # the repository root: python -m benchmarks.gpu.bench runs from there
 
 fetch() {
     local exclude
@@ -65,7 +65,7 @@ run() {
     if [[ -n "${MACHINE:-}" ]]; then args+=(--machine "$MACHINE"); fi
     if [[ -n "${PEAK_BW_GBS:-}" ]]; then args+=(--peak-bw-gbs "$PEAK_BW_GBS"); fi
     # shellcheck disable=SC2086  # GPU_BENCH_ARGS is a list of words
-    timeout "${TIMEOUT_S:-480}" python3 -m benchmarks.gpu_engine_bench "${args[@]}" ${GPU_BENCH_ARGS:-} 2>&1 \
+    timeout "${TIMEOUT_S:-480}" python3 -m benchmarks.gpu.bench "${args[@]}" ${GPU_BENCH_ARGS:-} 2>&1 \
         | tee "$OUT/gpu_engine_bench.log"
 }
 
@@ -74,7 +74,7 @@ cpu() {
     mkdir -p "$out"
     local py="${PYTHON:-}"
     if [[ -z "$py" ]]; then if [[ -x .venv/bin/python ]]; then py=.venv/bin/python; else py=python3; fi; fi
-    "$py" -m benchmarks.gpu_engine_bench --tiny --out "$out" "$@"
+    "$py" -m benchmarks.gpu.bench --tiny --out "$out" "$@"
 }
 
 serve() {
@@ -117,7 +117,7 @@ EOF
 
     # its --cache-dir is its own (FLEET_CACHE_DIR is not read): point it at the models just built
     # shellcheck disable=SC2086  # ENGINE_BENCH_ARGS is a list of words
-    timeout 240 python3 -m benchmarks.engine_bench --cache-dir "$FLEET_CACHE_DIR" ${ENGINE_BENCH_ARGS:-} 2>&1 \
+    timeout 240 python3 -m benchmarks.engine.bench --cache-dir "$FLEET_CACHE_DIR" ${ENGINE_BENCH_ARGS:-} 2>&1 \
         | tee "$OUT/engine_bench.log" || echo "engine bench failed (rc $?)" | tee -a "$OUT/engine_bench.log"
 
     local rate_args=()

@@ -1,9 +1,9 @@
 """An untrained draft model cut from the target itself: its embedding, first `k` decoder layers,
 final norm and (tied) LM head, saved as a Hugging Face checkpoint that shares the target's
-tokenizer. For measuring whether such a draft pays (`python -m benchmarks.engine_bench
+tokenizer. For measuring whether such a draft pays (`python -m benchmarks.engine.bench
 --draft DIR --spec-method draft|hybrid`); nothing in the fleet builds or uses it.
 
-    python -m benchmarks.truncated_draft /path/to/target /tmp/draft-k4 --layers 4
+    python -m benchmarks.engine.truncated_draft /path/to/target /tmp/draft-k4 --layers 4
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def truncate(target: Path, out: Path, layers: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.truncated_draft", description=__doc__.split("\n\n")[0])
+    prog = "python -m benchmarks.engine.truncated_draft"
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("target", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--layers", type=int, required=True)

@@ -2,8 +2,8 @@
 arrives, notes when each start-up step shows and when the smoke answer's first text arrives, then sends
 Ctrl-C to the whole process group (as a terminal does) and times the exit.
 
-    python -m benchmarks.first_answer make up                       # in a fresh clone: install included
-    FLEET_CACHE_DIR=/tmp/empty python -m benchmarks.first_answer make up   # nothing in the model cache
+    python -m benchmarks.serving.first_answer make up                       # in a fresh clone: install included
+    FLEET_CACHE_DIR=/tmp/empty python -m benchmarks.serving.first_answer make up   # nothing in the model cache
 
 Prints one line of marks in seconds from the start; the raw output goes to first_answer.log.
 """
