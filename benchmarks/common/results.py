@@ -11,7 +11,7 @@ commit   the short hash, "-dirty" when tracked files had changes (outside a repo
 tag      optional: one file of several from a run (a plot: cdf, rate, scaling) or a variant of the run (named)
 ext      json (the data), md (the summary), png (a plot)
 
-Every writer asks `result_path` for its names, so the scheme lives here alone; tests/benchmarks/test_results.py
+Every writer asks `result_path` for its names, so the scheme lives here alone; tests/benchmarks/common/test_results.py
 checks the files already in benchmarks/results/ against RESULT_NAME. Folders in results/ (pipeline-ab/, ...) hold
 hand-assembled comparisons of such runs, with a README.
 """

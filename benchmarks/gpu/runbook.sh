@@ -20,7 +20,7 @@
 #           default 330 s, are skipped and say so; the whole command is cut at TIMEOUT_S, default 480 s; every
 #           finished section is already written to $OUT). Knobs: MACHINE (file-name label, default from the
 #           device name), PEAK_BW_GBS (override the data-sheet bandwidth), GPU_BENCH_ARGS (more flags).
-#   cpu     here: the same benchmark with the tiny shape on the CPU (tests/benchmarks/test_gpu_engine_bench.py runs
+#   cpu     here: the same benchmark with the tiny shape on the CPU (tests/benchmarks/gpu/test_gpu_engine_bench.py runs
 #           it); results to $OUT or /tmp/gpu-engine-cpu; extra arguments go to the benchmark; python: $PYTHON, else .venv/bin/python, else python3.
 #   serve   on the device: the older demo-model run (benchmarks.engine.bench and `fleet bench run` on
 #           demo:large/small; needs WITH_SERVE=1 wheels, and the demo models built or carried in .bench-cache/).

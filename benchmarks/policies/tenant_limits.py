@@ -13,7 +13,7 @@ worker (timed token emission, no model), and a client that sends as one tenant w
             `llm.tenants.state`) must equal the usage records: not reset, not counted twice.
 
 Run `python -m benchmarks.policies.tenant_limits [--requests N]`; results go to
-benchmarks/results/tenant_limits_<machine>_<date>_<commit>.json. tests/benchmarks/test_tenant_limits.py
+benchmarks/results/tenant_limits_<machine>_<date>_<commit>.json. tests/benchmarks/policies/test_tenant_limits.py
 runs it small.
 """
 

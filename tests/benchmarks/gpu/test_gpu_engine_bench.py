@@ -26,7 +26,7 @@ from benchmarks.gpu.bench import (
 )
 from fleet.settings import Quantization
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_peak_bandwidth_by_device_name() -> None:
