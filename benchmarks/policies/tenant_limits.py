@@ -38,8 +38,8 @@ from fleet.kafka import read_to_end
 from fleet.settings import Settings
 from fleet.supervisor import FleetProcesses
 from fleet.tenants import mint_key
-from router.cost import read_usage
 from router.accounts.store import Snapshot, keep_newest
+from router.cost import read_usage
 
 TPM, TPM_BURST = 6000, 300  # 100 tokens/s
 REQUEST_TOKENS = 5 + 48 + MAX_TOKENS
