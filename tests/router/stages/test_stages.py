@@ -134,6 +134,7 @@ def test_the_pipeline_runs_in_order_and_names_the_deciding_stage() -> None:
     views = Views.from_settings(S)
     stages = build_pipeline(S, views, CODEC)
     assert [s.name for s in stages] == [
+        "cancel",
         "decode",
         "authenticate",
         "owner",
