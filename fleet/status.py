@@ -34,6 +34,12 @@ log = structlog.get_logger(__name__)
 FUTURE_TOLERANCE_MS = 60_000  # clocks drift; a report dated further ahead than this is not believed at all
 MAX_WORKERS = 10_000
 MAX_ID_CHARS = 300  # a report whose worker id or model is longer is ignored: the bound counts entries, not bytes
+# A worker counts as live for this many of its own recent heartbeat gaps (its clock's, so skew-free): a worker slowed
+# by a starved CPU reports late but is not dead, and its requests wait rather than fail. Never longer than the cap
+# after its last report, so a dead worker is declared dead within that.
+GAP_SLACK = 3.0
+MAX_LIVE_WINDOW_MS = 30_000
+GAP_DECAY = 0.9  # the remembered gap is the largest recent one, decaying by this per report
 
 
 class StatusReader:
@@ -44,6 +50,7 @@ class StatusReader:
         self.settings = settings
         self.latest: OrderedDict[str, WorkerStatus] = OrderedDict()  # least recently heard first
         self.heard_ms: dict[str, float] = {}  # worker id -> when its latest report counts from (ms, this clock)
+        self.gap_ms: dict[str, float] = {}  # worker id -> its recent largest gap between reports (its own clock)
         self.ignored = 0  # reports dated too far in the future
         self._from_start = from_start
         self._codec = Codec()
@@ -91,23 +98,30 @@ class StatusReader:
                     self.ignored += 1  # a worker's id is `{model}-{host}-{pid}-{suffix}`: a megabyte one is nobody's
                     log.warning("status.id_too_long", chars=len(st.worker_id), offset=r.offset)
                     continue
+                prev = self.latest.get(st.worker_id)
+                if prev is not None and st.ts_ms > prev.ts_ms:
+                    gap = min(float(st.ts_ms - prev.ts_ms), MAX_LIVE_WINDOW_MS)
+                    self.gap_ms[st.worker_id] = max(gap, self.gap_ms.get(st.worker_id, 0.0) * GAP_DECAY)
                 self.latest[st.worker_id] = st
                 self.latest.move_to_end(st.worker_id)
                 self.heard_ms[st.worker_id] = min(now_ms, st.ts_ms) if self._from_start else now_ms
                 while len(self.latest) > MAX_WORKERS:
                     gone, _ = self.latest.popitem(last=False)
                     self.heard_ms.pop(gone, None)
+                    self.gap_ms.pop(gone, None)
                 out.append(st)
         return out
 
     def fresh(self, within_ms: float, *, model: str | None = None, now_ms: float | None = None) -> list[WorkerStatus]:
-        """The latest report of each worker (of `model`) heard within the last `within_ms`."""
+        """The latest report of each worker (of `model`) heard within the last `within_ms`, or within a few of its
+        own recent heartbeat gaps where those grew (a slowed worker, not a dead one; at most MAX_LIVE_WINDOW_MS)."""
         now_ms = time.time() * 1000 if now_ms is None else now_ms
-        heard = self.heard_ms
+        heard, gaps = self.heard_ms, self.gap_ms
         return [
             st
             for wid, st in self.latest.items()
-            if now_ms - heard.get(wid, 0) < within_ms and (model is None or st.model == model)
+            if now_ms - heard.get(wid, 0) < max(within_ms, min(MAX_LIVE_WINDOW_MS, GAP_SLACK * gaps.get(wid, 0.0)))
+            and (model is None or st.model == model)
         ]
 
     async def first(self, match: Callable[[WorkerStatus], bool], timeout_s: float) -> WorkerStatus:

@@ -117,3 +117,46 @@ async def test_reports_count_from_arrival_and_far_future_ones_are_ignored(
             assert "slow-clock" not in reader.latest and "forged-0" not in reader.latest
     finally:
         await producer.stop()
+
+
+@pytest.mark.integration
+async def test_a_worker_whose_heartbeats_slowed_stays_live_for_a_few_of_its_own_gaps(broker: str) -> None:
+    """A worker slowed by a starved CPU reports every 4 s instead of every 0.3 s: it stays live for three of its
+    own gaps (measured on its clock) after its last report, where a fixed window would have called it dead and
+    opened its breaker; a worker that kept its cadence and went silent is dead after the fixed window, and no
+    gap keeps anyone live past the cap."""
+    s = load_settings(None, env={"FLEET_KAFKA_BOOTSTRAP": broker, "FLEET_TOPIC_PREFIX": f"st{uuid.uuid4().hex[:6]}"})
+    producer = AIOKafkaProducer(bootstrap_servers=broker)
+    await producer.start()
+    try:
+        async with StatusReader(s, from_start=False) as reader:
+            deadline = time.monotonic() + 30
+            while "probe" not in reader.latest:
+                await producer.send_and_wait(s.kafka.topics.status, heartbeat("probe", "m", time.time() * 1000))
+                await reader.poll(timeout_ms=300)
+                assert time.monotonic() < deadline
+            t0 = int(time.time() * 1000)
+            for k in range(3):  # its own clock: 4 s apart (sent now: what counts is the gap it reports)
+                await producer.send_and_wait(s.kafka.topics.status, heartbeat("slowed", "m", t0 + 4_000 * k))
+            for k in range(3):
+                await producer.send_and_wait(s.kafka.topics.status, heartbeat("steady", "m", t0 + 300 * k))
+            await producer.send_and_wait(s.kafka.topics.status, heartbeat("leaping", "m", t0))
+            await producer.send_and_wait(
+                s.kafka.topics.status, heartbeat("leaping", "m", t0 + 59_000)
+            )  # within the future tolerance
+            last = {"slowed": t0 + 8_000, "steady": t0 + 600, "leaping": t0 + 59_000}
+            while any(w not in reader.latest or reader.latest[w].ts_ms != ts for w, ts in last.items()):
+                await reader.poll(timeout_ms=200)
+                assert time.monotonic() < deadline
+            heard = max(reader.heard_ms[w] for w in ("slowed", "steady"))
+
+            def live(after_ms: float) -> set[str]:
+                return {st.worker_id for st in reader.fresh(1_900, now_ms=heard + after_ms)} - {"probe"}
+
+            assert live(1_000) == {"slowed", "steady", "leaping"}
+            assert live(5_000) == {"slowed", "leaping"}  # steady went silent: dead after the fixed window
+            assert live(11_000) == {"slowed", "leaping"}  # three of slowed's 4 s gaps
+            assert live(13_000) == {"leaping"}
+            assert live(status_mod.MAX_LIVE_WINDOW_MS + 1_000) == set()  # a forged leap keeps nobody live longer
+    finally:
+        await producer.stop()
