@@ -152,6 +152,10 @@ def app(registry: CollectorRegistry, probes: Probes) -> Callable[..., Iterable[b
             status = "200 OK" if ok else "503 Service Unavailable"
             start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
             return [data]
+        # the text format 0.0.4 whatever the scraper accepts: prometheus_client 0.26's OpenMetrics encoder writes the
+        # samples of `llm_fleet:x` as `llm_fleet_x` (it escapes them as label names, with no colon) under a TYPE line
+        # that keeps the colon, so Prometheus stored every series under another name than vLLM's dashboards query
+        environ = {**environ, "HTTP_ACCEPT": "text/plain; version=0.0.4"}
         return metrics(environ, start_response)  # type: ignore[no-any-return]
 
     return handle

@@ -48,6 +48,19 @@ def test_metrics_and_probes_over_http() -> None:
         assert status == 200 and isinstance(ready, dict) and ready["worker"] == "w-1"
 
 
+def test_names_keep_their_colon_whatever_the_scraper_accepts() -> None:
+    """Prometheus asks for OpenMetrics first; prometheus_client's encoder for it would write `test_fleet_things`."""
+    registry = new_registry()
+    Counter("test_fleet:things", "Things.", registry=registry).inc()
+    accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,*/*;q=0.1"
+    with MetricsServer(ON, registry, Probes(ON)) as srv:
+        req = urllib.request.Request(f"http://127.0.0.1:{srv.port}/metrics", headers={"Accept": accept})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            body = r.read().decode()
+    samples = {s.name for f in text_string_to_metric_families(body) for s in f.samples}
+    assert "test_fleet:things_total" in samples
+
+
 def test_a_stale_beat_fails_both_probes_and_an_unreadable_one_answers_503() -> None:
     old = Probes(ON, read=lambda: Beat(time.monotonic() - ON.live_max_age_s - 1, True, "ok"))
     assert old.live()[0] is False and old.ready()[0] is False
