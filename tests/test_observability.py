@@ -182,3 +182,121 @@ def test_metrics_stay_off_unless_enabled(tmp_path: Path) -> None:
     assert load_settings(env={}).metrics.enabled is False
     on = load_settings(env={"FLEET_METRICS_ENABLED": "true", "FLEET_METRICS_PORT": "9500"})
     assert on.metrics.enabled and on.metrics.port == 9500 and on.metrics.prefix == PREFIX
+
+
+MONITORING = Path(__file__).resolve().parents[1] / "k8s" / "monitoring"
+# what the Strimzi Kafka Exporter exports (the rules and the dashboard read its lag too)
+KAFKA_EXPORTER = {"kafka_consumergroup_lag", "kafka_consumergroup_members", "kafka_topic_partition_current_offset"}
+
+
+def exported(*scrapes: str) -> set[str]:
+    """Every series name a scrape can carry, from the families' names (a family with no sample yet counts)."""
+    names: set[str] = set()
+    for text in scrapes:
+        for fam in text_string_to_metric_families(text):
+            names |= {fam.name + s for s in ("", "_total", "_bucket", "_sum", "_count")}
+    return names
+
+
+def monitoring_exprs() -> list[str]:
+    import yaml
+
+    exprs = [
+        r["expr"]
+        for path in MONITORING.glob("*.yaml")
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc and doc.get("kind") == "PrometheusRule"
+        for g in doc["spec"]["groups"]
+        for r in g["rules"]
+    ]
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    exprs += [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    return exprs
+
+
+async def test_dashboard_and_alerts_name_only_metrics_the_fleet_exports(observed: ObservedFleet) -> None:
+    import re
+
+    await until("/readyz", lambda: get(observed.worker_port, "/readyz")[0] == 200, observed.fleet)
+    names = exported(*(get(p, "/metrics")[1].decode() for p in (observed.router_port, observed.worker_port)))
+    for expr in monitoring_exprs():
+        for name in re.findall(r"\b(llm_fleet:[A-Za-z_][A-Za-z0-9_]*|kafka_[a-z_]+)", expr):
+            assert name in names or name in KAFKA_EXPORTER, f"{name} (in {expr!r}) is not exported"
+
+
+def prometheus_config(path: Path, targets: list[int]) -> Path:
+    path.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: fleet\n"
+        "    static_configs:\n      - targets: [" + ", ".join(f"'127.0.0.1:{p}'" for p in targets) + "]\n"
+    )
+    return path
+
+
+async def test_a_real_prometheus_scrapes_the_counts_sent(observed: ObservedFleet, tmp_path: Path) -> None:
+    """Item 5: Prometheus (Debian's package) scrapes the running fleet; its HTTP API returns the counts sent, and
+    every query of the dashboard evaluates."""
+    import shutil
+    import subprocess
+    import urllib.parse
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("prometheus not installed (apt-get install prometheus; make test does so as root)")
+    port = free_port()
+    cfg = prometheus_config(tmp_path / "prometheus.yml", [observed.router_port, observed.worker_port])
+    log = (tmp_path / "prometheus.log").open("wb")
+    args = [f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}"]
+    args.append(f"--web.listen-address=127.0.0.1:{port}")
+    prom = await asyncio.create_subprocess_exec(binary, *args, stdout=log, stderr=subprocess.STDOUT)
+
+    def query(q: str) -> list[dict[str, object]]:
+        status, body = get(port, "/api/v1/query?" + urllib.parse.urlencode({"query": q}))
+        if status in (0, 503):  # not listening yet, or still starting up
+            return []
+        assert status == 200, body[:300]
+        data = json.loads(body)["data"]
+        return data["result"]  # type: ignore[no-any-return]
+
+    def value(q: str) -> float | None:
+        r = query(q)
+        return float(r[0]["value"][1]) if r else None  # type: ignore[index]
+
+    fleet = observed.fleet
+    try:
+        await until("prometheus' targets up", lambda: value("sum(up)") == 2.0, fleet)
+        truth = f"sum({PREFIX}request_success_total)"
+
+        def settled() -> bool:  # Prometheus' latest sample equals what the worker says now
+            w = total(scrape(observed.worker_port), f"{PREFIX}request_success_total")
+            return value(truth) == w
+
+        await until("prometheus caught up", settled, fleet)
+        names = ["request_success_total", "time_to_first_token_seconds_count", "generation_tokens_total"]
+        names.append("router_forwarded_total")
+        before = {n: value(f"sum({PREFIX}{n})") or 0.0 for n in names}
+        n = 5
+        async with FleetClient(fleet.settings) as c:
+            done = await asyncio.gather(
+                *(c.generate(f"prom {i}", model="obs-a", max_tokens=2 + i, timeout_s=60) for i in range(n))
+            )
+        await until(
+            "prometheus scraped the traffic",
+            lambda: (value(truth) or 0) - before["request_success_total"] >= n and settled(),
+            fleet,
+        )
+        after = {k: value(f"sum({PREFIX}{k})") or 0.0 for k in names}
+        assert after["request_success_total"] - before["request_success_total"] == n
+        assert after["time_to_first_token_seconds_count"] - before["time_to_first_token_seconds_count"] == n
+        assert after["generation_tokens_total"] - before["generation_tokens_total"] == sum(
+            d.usage.completion_tokens for d in done
+        )
+        assert after["router_forwarded_total"] - before["router_forwarded_total"] == n
+        assert query(f'{PREFIX}router_breaker_state{{model_name="obs-a",state="closed"}} == 1')
+        for expr in monitoring_exprs():  # every query of the dashboard and the rules evaluates
+            q = expr.replace("$__rate_interval", "1m")
+            status, body = get(port, "/api/v1/query?" + urllib.parse.urlencode({"query": q}))
+            assert status == 200 and json.loads(body)["status"] == "success", (q, body[:300])
+    finally:
+        prom.terminate()
+        await asyncio.wait_for(prom.wait(), 30)
+        log.close()
