@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.procs import Procs
-from benchmarks.router_throughput import MODEL, fill, forwarded_rate, router_config
+from benchmarks.router_throughput import MODEL, fill, router_config
 from benchmarks.schema import collect_meta
 from contracts.messages import Done, Request
 from fleet.kafka import ensure_topics, fleet_topics
@@ -66,8 +66,9 @@ PROMPTS = [
 # -- worker ---------------------------------------------------------------------------------------------------
 async def _batch(
     engine: Engine, tokenizer: Any, settings: Settings, observer: WorkerMetrics | None, n: int, max_tokens: int
-) -> tuple[list[float], RequestState | None]:
-    """One batch of `n` requests through a fresh driver on the shared engine: their TPOTs (ms) and one state."""
+) -> tuple[list[float], RequestState | None, float]:
+    """One batch of `n` requests through a fresh driver on the shared engine: their TPOTs (ms), one state, and the
+    CPU time this process spent per generated token (us): the worker's own cost, which other load moves little."""
     driver = EngineDriver(
         engine, tokenizer, model="m", max_model_len=2048, latency=settings.latency, max_attempts=3
     )
@@ -78,15 +79,20 @@ async def _batch(
         )
         driver.add(req, prompt_token_ids(req, tokenizer, 2048), intake_s=time.time())
     tpots: list[float] = []
+    tokens = 0
     kept: RequestState | None = None
+    cpu0 = time.process_time()  # this process only: the worker's side (the model steps in its own process)
     while driver.states:
         upd = await driver.step()
         for ev in upd.requests:
             kept = ev.state
             for e in ev.final:
-                if isinstance(e, Done) and e.usage.completion_tokens > 1:
-                    tpots.append(e.timings.tpot_ms)
-    return tpots, kept
+                if isinstance(e, Done):
+                    tokens += e.usage.completion_tokens
+                    if e.usage.completion_tokens > 1:
+                        tpots.append(e.timings.tpot_ms)
+    cpu_us_per_token = (time.process_time() - cpu0) / max(1, tokens) * 1e6
+    return tpots, kept, cpu_us_per_token
 
 
 def hook_costs_us(m: WorkerMetrics, state: RequestState) -> tuple[float, float]:
@@ -111,11 +117,13 @@ async def worker_part(repeats: int, n: int, max_tokens: int) -> dict[str, Any]:
         await _batch(engine, tokenizer, settings, None, n, 8)  # warm-up: first steps are slow
         for r in range(repeats):
             for on in (False, True) if r % 2 == 0 else (True, False):
-                tpots, kept = await _batch(engine, tokenizer, settings, metrics if on else None, n, max_tokens)
+                tpots, kept, cpu = await _batch(engine, tokenizer, settings, metrics if on else None, n, max_tokens)
                 state = kept or state
                 median = statistics.median(tpots)
-                runs.append({"repeat": r, "metrics": on, "tpot_ms_median": round(median, 3), "requests": len(tpots)})
-                print(f"worker repeat {r} metrics {'on ' if on else 'off'}: TPOT median {median:.2f} ms", flush=True)
+                row = {"repeat": r, "metrics": on, "tpot_ms_median": round(median, 3), "requests": len(tpots)}
+                runs.append(row | {"cpu_us_per_token": round(cpu, 2)})
+                print(f"worker repeat {r} metrics {'on ' if on else 'off'}: TPOT median {median:.2f} ms, "
+                      f"{cpu:.0f} us CPU per token", flush=True)
     finally:
         engine.close()
     assert state is not None
@@ -130,6 +138,8 @@ async def worker_part(repeats: int, n: int, max_tokens: int) -> dict[str, Any]:
     # per decode step every running request gets one `tokens` call; the step takes one TPOT
     per_token_share = n * tok_us / (off * 1000)
     finish_share = fin_us / (max_tokens * off * 1000)
+    cpu_off = statistics.median(x["cpu_us_per_token"] for x in runs if not x["metrics"])
+    cpu_on = statistics.median(x["cpu_us_per_token"] for x in runs if x["metrics"])
     return {
         "model": "SmolLM2-135M-Instruct (full precision, engine process, CPU)",
         "batch": n,
@@ -140,6 +150,10 @@ async def worker_part(repeats: int, n: int, max_tokens: int) -> dict[str, Any]:
         "ab_ratio_median": round(statistics.median(ratios), 4),
         "ab_ratio_min": round(min(ratios), 4),
         "ab_ratio_max": round(max(ratios), 4),
+        "cpu_us_per_token_off": round(cpu_off, 2),
+        "cpu_us_per_token_on": round(cpu_on, 2),
+        # the worker's added CPU per token, as a share of the time per output token
+        "cpu_share_of_tpot": round((cpu_on - cpu_off) / (off * 1000), 6),
         "tokens_hook_us": tok_us,
         "finished_hook_us": fin_us,
         "hook_share_of_tpot": round(per_token_share + finish_share, 6),
@@ -176,13 +190,53 @@ async def _router_run(bootstrap: str, n: int, repeat: int, logs: Path, on: bool)
     if on:
         thread.start()
     try:
-        secs = await forwarded_rate(settings, settings.kafka.topics.model(MODEL), n, 600, procs.check_alive)
+        secs, cpu_s = await _forwarded(settings, n, procs)
     finally:
         done.set()
         await asyncio.to_thread(procs.stop_all)
     rate = round(0.9 * n / secs, 1)
-    print(f"router repeat {repeat} metrics {'on ' if on else 'off'}: {rate:.0f} req/s", flush=True)
-    return {"repeat": repeat, "metrics": on, "per_s": rate, "scrapes": len(renders), "scrape_ms": renders}
+    cpu_us = round(cpu_s / (0.9 * n) * 1e6, 2)
+    print(f"router repeat {repeat} metrics {'on ' if on else 'off'}: {rate:.0f} req/s, {cpu_us:.0f} us CPU per request",
+          flush=True)
+    return {"repeat": repeat, "metrics": on, "per_s": rate, "cpu_us_per_request": cpu_us, "scrapes": len(renders),
+            "scrape_ms": renders}
+
+
+async def _forwarded(settings: Settings, n: int, procs: Procs) -> tuple[float, float]:
+    """Seconds between 5% and 95% of the backlog reaching the model topic (as router_throughput measures it), and
+    the router process's CPU seconds over the same span (its own cost: what other load on the machine moves
+    least)."""
+    import psutil
+    from aiokafka import TopicPartition
+
+    from fleet.kafka import make_consumer
+
+    router = psutil.Process(procs.procs["router"].pid)
+
+    def cpu() -> float:
+        t = router.cpu_times()
+        return float(t.user + t.system)
+
+    topic = settings.kafka.topics.model(MODEL)
+    consumer = make_consumer(settings, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in range(settings.kafka.model_partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        seen, lo = 0, None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            procs.check_alive()
+            batch = await consumer.getmany(timeout_ms=20, max_records=10_000)
+            seen += sum(len(records) for records in batch.values())
+            if lo is None and seen >= 0.05 * n:
+                lo = (time.monotonic(), cpu())
+            if seen >= 0.95 * n and lo is not None:
+                return max(1e-6, time.monotonic() - lo[0]), cpu() - lo[1]
+        raise TimeoutError(f"{topic}: {seen} of a backlog of {n} forwarded")
+    finally:
+        await consumer.stop()
 
 
 async def router_part(repeats: int, n: int, logs: Path) -> dict[str, Any]:
@@ -204,6 +258,8 @@ async def router_part(repeats: int, n: int, logs: Path) -> dict[str, Any]:
     ]
     renders = [ms for x in runs for ms in x["scrape_ms"]]
     render = statistics.median(renders) if renders else float("nan")
+    cpu_off = statistics.median(x["cpu_us_per_request"] for x in runs if not x["metrics"])
+    cpu_on = statistics.median(x["cpu_us_per_request"] for x in runs if x["metrics"])
     return {
         "requests": n,
         "runs": [{k: v for k, v in x.items() if k != "scrape_ms"} for x in runs],
@@ -212,6 +268,10 @@ async def router_part(repeats: int, n: int, logs: Path) -> dict[str, Any]:
         "ab_ratio_median": round(statistics.median(ratios), 4),
         "ab_ratio_min": round(min(ratios), 4),
         "ab_ratio_max": round(max(ratios), 4),
+        "cpu_us_per_request_off": cpu_off,
+        "cpu_us_per_request_on": cpu_on,
+        # the router's added CPU per request, as a share of it: throughput lost where the router is CPU-bound
+        "cpu_share": round((cpu_on - cpu_off) / cpu_off, 4),
         "scrape_ms_median": round(render, 3),
         "scrape_ms_max": round(max(renders), 3) if renders else None,
         "scrape_share_at_15s": round(render / 15_000, 6),  # of one core's time, at Prometheus' usual interval
@@ -232,19 +292,26 @@ def markdown(meta: dict[str, Any], worker: dict[str, Any] | None, router: dict[s
         lines += [
             f"## Worker (goal: at most 1% of TPOT): {w['model']}, batches of {w['batch']}, {w['max_tokens']} tokens",
             "",
-            "| repeat | TPOT off (ms) | TPOT on (ms) | on / off |",
-            "| ---: | ---: | ---: | ---: |",
+            "| repeat | TPOT off (ms) | TPOT on (ms) | on / off | worker CPU per token off (us) | on (us) |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for r in sorted({x["repeat"] for x in w["runs"]}):
-            off = next(x for x in w["runs"] if x["repeat"] == r and not x["metrics"])["tpot_ms_median"]
-            on = next(x for x in w["runs"] if x["repeat"] == r and x["metrics"])["tpot_ms_median"]
-            lines.append(f"| {r} | {off:.2f} | {on:.2f} | {on / off:.3f} |")
+            off = next(x for x in w["runs"] if x["repeat"] == r and not x["metrics"])
+            on = next(x for x in w["runs"] if x["repeat"] == r and x["metrics"])
+            lines.append(
+                f"| {r} | {off['tpot_ms_median']:.2f} | {on['tpot_ms_median']:.2f} | "
+                f"{on['tpot_ms_median'] / off['tpot_ms_median']:.3f} | {off['cpu_us_per_token']:.0f} | "
+                f"{on['cpu_us_per_token']:.0f} |"
+            )
         lines += [
             "",
-            f"A/B median ratio {w['ab_ratio_median']:.3f} (range {w['ab_ratio_min']:.3f} to {w['ab_ratio_max']:.3f}):"
-            " within the noise of this shared machine.",
-            f"The observer's own calls: `tokens` {w['tokens_hook_us']} us per running request per step, `finished` "
-            f"{w['finished_hook_us']} us per request: **{w['hook_share_of_tpot']:.3%} of TPOT** "
+            f"TPOT A/B median ratio {w['ab_ratio_median']:.3f} (range {w['ab_ratio_min']:.3f} to "
+            f"{w['ab_ratio_max']:.3f}): the noise of this shared machine, far above the effect.",
+            f"The worker process's CPU per token (the model steps in its own process): {w['cpu_us_per_token_off']} us "
+            f"off, {w['cpu_us_per_token_on']} us on (medians), a difference of **{w['cpu_share_of_tpot']:.3%} of "
+            f"TPOT**.",
+            f"The observer's own calls, timed alone: `tokens` {w['tokens_hook_us']} us per running request per step, "
+            f"`finished` {w['finished_hook_us']} us per request: **{w['hook_share_of_tpot']:.3%} of TPOT** "
             f"({w['tpot_ms_off']:.2f} ms) at a batch of {w['batch']}.",
             "",
         ]
@@ -253,17 +320,23 @@ def markdown(meta: dict[str, Any], worker: dict[str, Any] | None, router: dict[s
         lines += [
             f"## Router (goal: at most 2% of throughput): a backlog of {rt['requests']} requests, scraped every 1 s",
             "",
-            "| repeat | off (req/s) | on (req/s) | on / off |",
-            "| ---: | ---: | ---: | ---: |",
+            "| repeat | off (req/s) | on (req/s) | on / off | router CPU per request off (us) | on (us) |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for r in sorted({x["repeat"] for x in rt["runs"]}):
-            off = next(x for x in rt["runs"] if x["repeat"] == r and not x["metrics"])["per_s"]
-            on = next(x for x in rt["runs"] if x["repeat"] == r and x["metrics"])["per_s"]
-            lines.append(f"| {r} | {off:.0f} | {on:.0f} | {on / off:.3f} |")
+            off = next(x for x in rt["runs"] if x["repeat"] == r and not x["metrics"])
+            on = next(x for x in rt["runs"] if x["repeat"] == r and x["metrics"])
+            lines.append(
+                f"| {r} | {off['per_s']:.0f} | {on['per_s']:.0f} | {on['per_s'] / off['per_s']:.3f} | "
+                f"{off['cpu_us_per_request']:.0f} | {on['cpu_us_per_request']:.0f} |"
+            )
         lines += [
             "",
-            f"A/B median ratio {rt['ab_ratio_median']:.3f} (range {rt['ab_ratio_min']:.3f} to "
-            f"{rt['ab_ratio_max']:.3f}). The router's hot path has no metrics code; a scrape renders in "
+            f"Throughput A/B median ratio {rt['ab_ratio_median']:.3f} (range {rt['ab_ratio_min']:.3f} to "
+            f"{rt['ab_ratio_max']:.3f}): the noise of this shared machine. The router process's CPU per forwarded "
+            f"request: {rt['cpu_us_per_request_off']} us off, {rt['cpu_us_per_request_on']} us on and scraped every "
+            f"second (medians): **{rt['cpu_share']:+.1%}**.",
+            "The router's hot path has no metrics code; a scrape renders in "
             f"{rt['scrape_ms_median']} ms (median; max {rt['scrape_ms_max']} ms), **{rt['scrape_share_at_15s']:.4%} "
             "of one core** at a 15 s scrape interval.",
             "",

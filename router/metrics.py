@@ -11,6 +11,7 @@ Labels are bounded: a model label only for configured models, a tenant label onl
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -112,6 +113,7 @@ class RouterCollector(Collector):
         self._read = read
         self._transitions: dict[tuple[str, str], int] = {}  # (model, to) -> transitions counted so far
         self._last_transition: Any = None  # the newest transition counted (by identity)
+        self._lock = threading.Lock()  # two scrapes at once (two Prometheus servers) count each transition once
         self._failed = 0
 
     def describe(self) -> list[Metric]:
@@ -187,21 +189,23 @@ class RouterCollector(Collector):
         yield live
         yield capacity
         # transitions since the last scrape: the view keeps the newest few; count those after the last one seen
-        new = s.transitions
-        if self._last_transition is not None:
-            for i in range(len(new) - 1, -1, -1):
-                if new[i] is self._last_transition:
-                    new = new[i + 1 :]
-                    break
-        for t in new:
-            key = (t.model, t.new.value)
-            self._transitions[key] = self._transitions.get(key, 0) + 1
-        if s.transitions:
-            self._last_transition = s.transitions[-1]
+        with self._lock:
+            new = s.transitions
+            if self._last_transition is not None:
+                for i in range(len(new) - 1, -1, -1):
+                    if new[i] is self._last_transition:
+                        new = new[i + 1 :]
+                        break
+            for t in new:
+                key = (t.model, t.new.value)
+                self._transitions[key] = self._transitions.get(key, 0) + 1
+            if s.transitions:
+                self._last_transition = s.transitions[-1]
+            counted = sorted(self._transitions.items())
         trans = CounterMetricFamily(
             p + "router_breaker_transitions", "Breaker transitions by the state entered.", labels=["model_name", "to"]
         )
-        for (model, to), n in sorted(self._transitions.items()):
+        for (model, to), n in counted:
             trans.add_metric([model, to], n)
         yield trans
 
