@@ -13,7 +13,7 @@ and scraped every second (15 times Prometheus' usual rate), alternating. The rou
 code (router/metrics.py reads its counters at scrape time), so the cost is the scrapes; their render time is
 measured too and set against the scrape interval.
 
-    python -m benchmarks.metrics_overhead [--part worker|router|both] [--repeats R]
+    python -m benchmarks.metrics_overhead [--part worker|router|both] [--worker-repeats W] [--repeats R]
 
 Results: benchmarks/results/metrics_overhead_<machine>_<date>_<commit>.{json,md}.
 """
@@ -65,7 +65,7 @@ PROMPTS = [
 
 # -- worker ---------------------------------------------------------------------------------------------------
 async def _batch(
-    engine: Engine, tokenizer: Any, settings: Settings, observer: WorkerMetrics | None, n: int, max_tokens: int
+    engine: Engine, tokenizer: Any, settings: Settings, observer: _Timed | None, n: int, max_tokens: int
 ) -> tuple[list[float], RequestState | None, float]:
     """One batch of `n` requests through a fresh driver on the shared engine: their TPOTs (ms), one state, and the
     CPU time this process spent per generated token (us): the worker's own cost, which other load moves little."""
@@ -95,6 +95,25 @@ async def _batch(
     return tpots, kept, cpu_us_per_token
 
 
+class _Timed:
+    """The metrics observer, with the time spent inside its calls added up (what the worker's loop pays)."""
+
+    def __init__(self, m: WorkerMetrics) -> None:
+        self.m, self.s, self.calls = m, 0.0, 0
+
+    def tokens(self, state: RequestState, n: int, prev_s: float | None, now_s: float) -> None:
+        t0 = time.perf_counter()
+        self.m.tokens(state, n, prev_s, now_s)
+        self.s += time.perf_counter() - t0
+        self.calls += 1
+
+    def finished(self, state: RequestState, kind: FinishKind, now_s: float) -> None:
+        t0 = time.perf_counter()
+        self.m.finished(state, kind, now_s)
+        self.s += time.perf_counter() - t0
+        self.calls += 1
+
+
 def hook_costs_us(m: WorkerMetrics, state: RequestState) -> tuple[float, float]:
     """Microseconds per `tokens` call (a decode step's, one per running request) and per `finished` call."""
     n = 20_000
@@ -117,11 +136,16 @@ async def worker_part(repeats: int, n: int, max_tokens: int) -> dict[str, Any]:
         await _batch(engine, tokenizer, settings, None, n, 8)  # warm-up: first steps are slow
         for r in range(repeats):
             for on in (False, True) if r % 2 == 0 else (True, False):
-                tpots, kept, cpu = await _batch(engine, tokenizer, settings, metrics if on else None, n, max_tokens)
+                timed = _Timed(metrics) if on else None
+                w0 = time.perf_counter()
+                tpots, kept, cpu = await _batch(engine, tokenizer, settings, timed, n, max_tokens)
+                wall = time.perf_counter() - w0
                 state = kept or state
                 median = statistics.median(tpots)
                 row = {"repeat": r, "metrics": on, "tpot_ms_median": round(median, 3), "requests": len(tpots)}
-                runs.append(row | {"cpu_us_per_token": round(cpu, 2)})
+                runs.append(row | {"cpu_us_per_token": round(cpu, 2), "wall_s": round(wall, 3)})
+                if timed is not None:
+                    runs[-1] |= {"hook_ms": round(timed.s * 1000, 3), "hook_calls": timed.calls}
                 print(f"worker repeat {r} metrics {'on ' if on else 'off'}: TPOT median {median:.2f} ms, "
                       f"{cpu:.0f} us CPU per token", flush=True)
     finally:
@@ -138,6 +162,9 @@ async def worker_part(repeats: int, n: int, max_tokens: int) -> dict[str, Any]:
     # per decode step every running request gets one `tokens` call; the step takes one TPOT
     per_token_share = n * tok_us / (off * 1000)
     finish_share = fin_us / (max_tokens * off * 1000)
+    on_runs = [x for x in runs if x["metrics"]]
+    # the share of the on runs' wall time spent inside the metrics calls: the most they can add to TPOT
+    in_run_share = sum(x["hook_ms"] for x in on_runs) / 1000 / sum(x["wall_s"] for x in on_runs)
     cpu_off = statistics.median(x["cpu_us_per_token"] for x in runs if not x["metrics"])
     cpu_on = statistics.median(x["cpu_us_per_token"] for x in runs if x["metrics"])
     return {
@@ -154,6 +181,9 @@ async def worker_part(repeats: int, n: int, max_tokens: int) -> dict[str, Any]:
         "cpu_us_per_token_on": round(cpu_on, 2),
         # the worker's added CPU per token, as a share of the time per output token
         "cpu_share_of_tpot": round((cpu_on - cpu_off) / (off * 1000), 6),
+        "hook_ms_in_runs": round(sum(x["hook_ms"] for x in on_runs), 3),
+        "wall_s_of_on_runs": round(sum(x["wall_s"] for x in on_runs), 3),
+        "hook_share_in_runs": round(in_run_share, 6),
         "tokens_hook_us": tok_us,
         "finished_hook_us": fin_us,
         "hook_share_of_tpot": round(per_token_share + finish_share, 6),
@@ -306,10 +336,13 @@ def markdown(meta: dict[str, Any], worker: dict[str, Any] | None, router: dict[s
         lines += [
             "",
             f"TPOT A/B median ratio {w['ab_ratio_median']:.3f} (range {w['ab_ratio_min']:.3f} to "
-            f"{w['ab_ratio_max']:.3f}): the noise of this shared machine, far above the effect.",
+            f"{w['ab_ratio_max']:.3f}): other load on this shared machine moves TPOT between runs by more than the "
+            "metrics calls cost (below).",
             f"The worker process's CPU per token (the model steps in its own process): {w['cpu_us_per_token_off']} us "
             f"off, {w['cpu_us_per_token_on']} us on (medians), a difference of **{w['cpu_share_of_tpot']:.3%} of "
             f"TPOT**.",
+            f"Time inside the metrics calls during the on runs: {w['hook_ms_in_runs']} ms of {w['wall_s_of_on_runs']} s"
+            f" (**{w['hook_share_in_runs']:.3%}**: the most they can add to TPOT, were every call on its path).",
             f"The observer's own calls, timed alone: `tokens` {w['tokens_hook_us']} us per running request per step, "
             f"`finished` {w['finished_hook_us']} us per request: **{w['hook_share_of_tpot']:.3%} of TPOT** "
             f"({w['tpot_ms_off']:.2f} ms) at a batch of {w['batch']}.",
@@ -347,9 +380,10 @@ def markdown(meta: dict[str, Any], worker: dict[str, Any] | None, router: dict[s
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.metrics_overhead", description=__doc__.split("\n")[0])
     ap.add_argument("--part", choices=("worker", "router", "both"), default="both")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5, help="router: off/on pairs")
+    ap.add_argument("--worker-repeats", type=int, default=10, help="worker: off/on pairs")
     ap.add_argument("--batch", type=int, default=8, help="worker: requests running at once")
-    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--requests", type=int, default=3000, help="router: the backlog")
     ap.add_argument("--out", type=Path, default=RESULTS_DIR)
     ap.add_argument("--machine", default=None)
@@ -358,7 +392,7 @@ def main(argv: list[str] | None = None) -> None:
     logs = Path(tempfile.mkdtemp(prefix="metrics-overhead-"))
     worker = router = None
     if args.part in ("worker", "both"):
-        worker = asyncio.run(worker_part(args.repeats, args.batch, args.max_tokens))
+        worker = asyncio.run(worker_part(args.worker_repeats, args.batch, args.max_tokens))
     if args.part in ("router", "both"):
         router = asyncio.run(router_part(args.repeats, args.requests, logs))
     meta_obj = collect_meta(machine=args.machine, simulated=False)
