@@ -309,6 +309,11 @@ async def router_part(repeats: int, n: int, logs: Path) -> dict[str, Any]:
 
 
 # -- report ---------------------------------------------------------------------------------------------------
+def _range(part: dict[str, Any], key: str, on: bool) -> str:
+    values = [x[key] for x in part["runs"] if x["metrics"] is on]
+    return f"{min(values):.0f} to {max(values):.0f}"
+
+
 def markdown(meta: dict[str, Any], worker: dict[str, Any] | None, router: dict[str, Any] | None, cmd: str) -> str:
     lines = [
         "# What metrics cost: on against off in one run",
@@ -339,8 +344,8 @@ def markdown(meta: dict[str, Any], worker: dict[str, Any] | None, router: dict[s
             f"{w['ab_ratio_max']:.3f}): other load on this shared machine moves TPOT between runs by more than the "
             "metrics calls cost (below).",
             f"The worker process's CPU per token (the model steps in its own process): {w['cpu_us_per_token_off']} us "
-            f"off, {w['cpu_us_per_token_on']} us on (medians), a difference of **{w['cpu_share_of_tpot']:.3%} of "
-            f"TPOT**.",
+            f"off ({_range(w, 'cpu_us_per_token', False)}), {w['cpu_us_per_token_on']} us on "
+            f"({_range(w, 'cpu_us_per_token', True)}): medians {w['cpu_share_of_tpot']:+.3%} of TPOT apart.",
             f"Time inside the metrics calls during the on runs: {w['hook_ms_in_runs']} ms of {w['wall_s_of_on_runs']} s"
             f" (**{w['hook_share_in_runs']:.3%}**: the most they can add to TPOT, were every call on its path).",
             f"The observer's own calls, timed alone: `tokens` {w['tokens_hook_us']} us per running request per step, "
@@ -367,8 +372,9 @@ def markdown(meta: dict[str, Any], worker: dict[str, Any] | None, router: dict[s
             "",
             f"Throughput A/B median ratio {rt['ab_ratio_median']:.3f} (range {rt['ab_ratio_min']:.3f} to "
             f"{rt['ab_ratio_max']:.3f}): the noise of this shared machine. The router process's CPU per forwarded "
-            f"request: {rt['cpu_us_per_request_off']} us off, {rt['cpu_us_per_request_on']} us on and scraped every "
-            f"second (medians): **{rt['cpu_share']:+.1%}**.",
+            f"request: {rt['cpu_us_per_request_off']} us off ({_range(rt, 'cpu_us_per_request', False)}), "
+            f"{rt['cpu_us_per_request_on']} us on and scraped every second ({_range(rt, 'cpu_us_per_request', True)})"
+            f" (medians: {rt['cpu_share']:+.1%}; the ranges overlap, so other load decides it too).",
             "The router's hot path has no metrics code; a scrape renders in "
             f"{rt['scrape_ms_median']} ms (median; max {rt['scrape_ms_max']} ms), **{rt['scrape_share_at_15s']:.4%} "
             "of one core** at a 15 s scrape interval.",
