@@ -80,3 +80,18 @@ def test_off_means_nothing_listens() -> None:
 
 def test_token_buckets_are_vllms() -> None:
     assert buckets_1_2_5(100) == [1, 2, 5, 10, 20, 50, 100]
+
+
+def test_fleet_up_gives_each_child_its_own_port() -> None:
+    from fleet.settings import Settings
+    from fleet.up import metrics_ports
+
+    assert metrics_ports(Settings()) == {}  # off: nothing listens
+    on = Settings(metrics=MetricsSettings(enabled=True, port=9400))
+    assert metrics_ports(on) == {
+        "router": {"FLEET_METRICS_PORT": "9400"},
+        "small": {"FLEET_METRICS_PORT": "9401"},
+        "large": {"FLEET_METRICS_PORT": "9402"},
+    }
+    anywhere = Settings(metrics=MetricsSettings(enabled=True, port=0))
+    assert {e["FLEET_METRICS_PORT"] for e in metrics_ports(anywhere).values()} == {"0"}
