@@ -48,12 +48,12 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "unit and not gpu"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check contracts router worker fleet benchmarks tests
+	$(VENV)/bin/ruff check contracts router worker fleet training benchmarks tests
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
 
 bench-engine: $(STAMP)
-	$(PY) -m benchmarks.engine_bench
+	$(PY) -m benchmarks.engine.bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -70,10 +70,10 @@ def run(
     out: OutOpt = None,
 ) -> None:
     """Serving benchmark through Kafka, with the raw Kafka floor and the in-process engine in the same run."""
-    from benchmarks.arrivals import RampStrategy, RampUp
-    from benchmarks.metrics import parse_slos
-    from benchmarks.report import RESULTS_DIR, headline_table, overhead_sentence, publish_serving
-    from benchmarks.runner import ServeConfig, run_serving
+    from benchmarks.common.metrics import parse_slos
+    from benchmarks.serving.arrivals import RampStrategy, RampUp
+    from benchmarks.serving.report import headline_table, overhead_sentence, publish_serving
+    from benchmarks.serving.runner import ServeConfig, run_serving
 
     try:
         slos = parse_slos(goodput or [])
@@ -107,13 +107,13 @@ def run(
 
     async def main() -> None:
         if start_fleet:
-            from benchmarks.embedded import embedded_fleet
+            from benchmarks.serving.embedded import embedded_fleet
 
             async with embedded_fleet(settings, [model], config=Path(config) if config else None) as running:
                 report = await run_serving(running, cfg, say=typer.echo)
         else:
             report = await run_serving(settings, cfg, say=typer.echo)
-        files = publish_serving(report, out or RESULTS_DIR)
+        files = publish_serving(report, out)
         head = report.points[report.headline]
         typer.echo(headline_table(head, simulated=report.meta.simulated))
         typer.echo(overhead_sentence(head))
@@ -143,8 +143,8 @@ def scale(
 ) -> None:
     """Fleet scaling with the SIMULATED engine: throughput and TTFT against workers and partitions,
     and the pause a consumer-group rebalance causes."""
-    from benchmarks.report import RESULTS_DIR, publish_scale
-    from benchmarks.scale import ScaleConfig, run_scale
+    from benchmarks.serving.report import publish_scale
+    from benchmarks.serving.scale import ScaleConfig, run_scale
 
     cfg = ScaleConfig(
         workers=[int(x) for x in workers.split(",")],
@@ -162,7 +162,7 @@ def scale(
         machine=machine,
     )
     report = _run(run_scale(cfg, bootstrap=bootstrap, say=typer.echo))
-    files = publish_scale(report, out or RESULTS_DIR)
+    files = publish_scale(report, out)
     typer.echo(files["md"].read_text())
     for kind, path in files.items():
         typer.echo(f"{kind}: {path}")
@@ -183,21 +183,20 @@ def smoke(
 ) -> None:
     """Correctness smoke set: questions with unambiguous answers through the whole fleet (greedy); exits 1 if
     any check fails."""
-    from benchmarks.report import RESULTS_DIR
-    from benchmarks.smoke_set import publish, run_smoke_set
+    from benchmarks.serving.smoke_set import publish, run_smoke_set
 
     settings = _settings(config, bootstrap)
     models = model or settings.model_names
 
     async def main() -> bool:
         if start_fleet:
-            from benchmarks.embedded import embedded_fleet
+            from benchmarks.serving.embedded import embedded_fleet
 
             async with embedded_fleet(settings, models, config=Path(config) if config else None) as running:
                 results = await run_smoke_set(running, models, max_tokens=max_tokens, reference=reference)
         else:
             results = await run_smoke_set(settings, models, max_tokens=max_tokens, reference=reference)
-        files = publish(results, out or RESULTS_DIR, machine=machine, max_tokens=max_tokens)
+        files = publish(results, out, machine=machine, max_tokens=max_tokens)
         typer.echo(files["md"].read_text())
         for kind, path in files.items():
             typer.echo(f"{kind}: {path}")

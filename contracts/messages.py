@@ -173,7 +173,7 @@ class UsageRecord(msgspec.Struct, frozen=True, tag="usage", tag_field="type", kw
 
 
 class Progress(msgspec.Struct, frozen=True, tag="progress", tag_field="type", kw_only=True):
-    """A request's generation so far, on the compacted `llm.progress` (key: the request `id`; a tombstone once it
+    """A request's generation so far, on the compacted `llm.progress` (key: tenant NUL `id`; a tombstone once it
     ended). The worker writes one when it starts a request and one with each chunk, before the chunk goes out;
     a worker that takes the request over continues from it under the same `run_id`, `seq` going on."""
 
@@ -190,3 +190,6 @@ class Progress(msgspec.Struct, frozen=True, tag="progress", tag_field="type", kw
     prompt_tokens: int = 0
     finish: str | None = None  # set when the final events (tail chunk, done) were about to go out
     tenant: str | None = None
+    # the model-topic record it belongs to ("<topic>:<partition>:<offset>"): a takeover resumes only a redelivery of
+    # that record, never another request that happens to share the tenant and id
+    source: str | None = None

@@ -139,19 +139,43 @@ def router(ctx: typer.Context, config: ConfigOpt = None) -> None:
             server.close()
 
 
+def _checkout_on_path() -> None:
+    """The classifier's training (training/) and labelled set (corpora/) come with a checkout, not with the installed
+    package, which ships only the trained artifact. An editable install (make) maps the installed packages alone,
+    so `fleet router train` looks for the checkout beside them; installed from a wheel, it says where to get it."""
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    if find_spec("training") is not None:  # the repository root is on the path (pytest, python -m, lint-imports)
+        return
+    checkout = Path(__file__).resolve().parents[1]
+    if not (checkout / "training" / "complexity.py").is_file():
+        typer.echo(
+            "fleet router train: the training code and its labelled data are not installed (the package ships the "
+            "trained artifact only); run it from a checkout of the repository, where training/ and corpora/ are",
+            err=True,
+        )
+        raise typer.Exit(2)
+    sys.path.append(str(checkout))
+
+
 @router_app.command("train")
 def router_train(
     out: Annotated[str, typer.Option(help="where to write the artifact (JSON)")] = "complexity-v2.json",
-    data: Annotated[str | None, typer.Option(help="labelled JSONL (default: the set shipped with the router)")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="labelled JSONL (default: corpora/complexity/prompts.jsonl in the checkout)")
+    ] = None,
     seed: Annotated[int, typer.Option()] = 0,
     cheap_share: Annotated[float, typer.Option(help="target share of traffic to the cheapest tier")] = 0.6,
 ) -> None:
     """Train the complexity classifier on the data's train split, measure it on the held-out split, write the
-    artifact (the router loads it from router.classifier_path)."""
+    artifact (the router loads it from router.classifier_path). Runs from a checkout of the repository."""
     from pathlib import Path
 
     from router.complexity.model import encode_artifact
-    from router.complexity.train import DEFAULT_DATA, train
+
+    _checkout_on_path()
+    from training.complexity import DEFAULT_DATA, train
 
     try:
         artifact = train(data or DEFAULT_DATA, seed=seed, cheap_share=cheap_share)

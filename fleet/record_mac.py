@@ -24,6 +24,7 @@ class Kind(enum.StrEnum):
     REQUEST = "request"  # router -> model topic
     USAGE = "usage"  # worker -> llm.usage
     PROGRESS = "progress"  # worker -> llm.progress
+    CANCEL = "cancel"  # router -> llm.control: a tenant's cancel relayed from its intake (key: the tenant)
 
 
 class RecordMac:

@@ -91,7 +91,7 @@ def reply_prefixes(settings: Settings) -> list[str]:
     """Where router and workers write replies: the reply namespace `<prefix>.replies` and each tenant's own
     reply prefixes (those outside the namespace too). Without tenants the router forwards any `reply_to`
     outside the fleet's own topics; the deployment confines replies to these prefixes (k8s: prefix ACLs), so a
-    reply anywhere else is recorded undeliverable (worker/outbox.py, router/service.py)."""
+    reply anywhere else is recorded undeliverable (worker/outbox.py, router/follow_up.py)."""
     out = [settings.kafka.topics.replies]
     for t in settings.tenants:
         for p in settings.reply_prefixes(t):
@@ -129,20 +129,21 @@ def router_tenants(settings: Settings) -> frozenset[Access]:
                 Pattern.PREFIX,
                 "router/stages/owner.py: a tenant with limits has its records moved to its owner's partition",
             ),
-            _topic(t.tenant_state, Op.READ, "router/tenant_store.py: the counters' snapshots, read at a takeover"),
-            _topic(t.tenant_state, Op.WRITE, "router/tenant_store.py: the counters' snapshots"),
+            _topic(t.control, Op.WRITE, "router/stages/cancel.py: a tenant's cancel from its intake, relayed signed"),
+            _topic(t.tenant_state, Op.READ, "router/accounts/store.py: the counters' snapshots, read at a takeover"),
+            _topic(t.tenant_state, Op.WRITE, "router/accounts/store.py: the counters' snapshots"),
         }
     )
 
 
 def router(settings: Settings) -> frozenset[Access]:
-    """The router process (`fleet router`): router/service.py, router/feeds.py, router/tenant_store.py."""
+    """The router process (`fleet router`): router/service.py, router/feeds.py, router/accounts/store.py."""
     t = settings.kafka.topics
     out = {
         _topic(t.requests, Op.READ, "router/service.py: the intake, in the router group"),
-        _group(t.router_group, Op.READ, "router/service.py: the intake's consumer group (join, commit)"),
+        _group(t.router_group, Op.READ, "router/intake.py: the intake's consumer group (join, commit)"),
         _topic(t.status, Op.READ, "router/feeds.py: worker heartbeats (fleet/status.py StatusReader)"),
-        _topic(t.usage, Op.READ, "router/feeds.py feed_health: outcomes (and tenant_store.py: settlements)"),
+        _topic(t.usage, Op.READ, "router/feeds.py feed_health: outcomes (and accounts/store.py: settlements)"),
         _topic(t.dlq, Op.READ, "router/feeds.py feed_health: DLQ copies of model-topic records open breakers"),
         _topic(t.dlq, Op.WRITE, "router/sends.py: bad input, undeliverable refusals"),
         *_reply_writes(settings, "router/sends.py"),

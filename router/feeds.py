@@ -136,6 +136,7 @@ async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Even
                         except DecodeFailure:
                             continue
                         health.usage(u.model, u.finish, _tenant(settings, u.tenant), now_ms)
+                        health.on_usage(u, now_ms)  # the views that hear of finished requests (dedup)
                     else:
                         h = headers_dict(r.headers)
                         model = _dlq_model(settings, h)

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 
 from fleet.metrics import Beat, MetricsServer, Probes, new_registry, serve
 from fleet.settings import Settings
-from router.policies.budget import day_key, month_key
+from router.accounts.budget import day_key, month_key
 
 log = structlog.get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """The router's decision: an ordered list of pure stages, built from settings, run on each intake record.
 
-    decode -> authenticate -> owner -> validate -> tenant_limits -> deadline -> resolve_model
+    cancel -> decode -> authenticate -> owner -> validate -> tenant_limits -> deadline -> resolve_model
            -> allowed_models -> dedup -> fallback -> overload -> rate_limit -> budget -> route
 
 fallback sends a request whose model's breaker is open down its chain (or answers it degraded), before overload
@@ -10,9 +10,9 @@ The owner stage moves a limited tenant's record to the router that holds its cou
 come last before route, so a request they count is one that is forwarded.
 
 Each stage (router/stages/<name>.py) returns Continue or an outcome (Reject, Drop, Answer, Forward) that
-ends the run; the Kafka loop (router/service.py) carries the outcome out. A stage whose `active` is False
-(nothing configured for it to do: no tenants, no limits) is not run. A new policy is one module here and
-one line in `build_pipeline`.
+ends the run; the Kafka loop (router/intake.py) carries the outcome out. A stage whose `active` is False
+(nothing configured for it to do: no tenants, no limits) is not run. A new policy is one stage module, at
+most one view module (router/views.py: its feed and hooks, registered here) and one line in `build_pipeline`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from router.stages.allowed_models import AllowedModels
 from router.stages.authenticate import Authenticate
 from router.stages.base import Context, Continue, Outcome, Reject, Stage
 from router.stages.budget import Budget
+from router.stages.cancel import CancelStage
 from router.stages.deadline import Deadline
 from router.stages.decode import Decode
 from router.stages.dedup import Dedup
@@ -45,6 +46,7 @@ def request_stages(settings: Settings, codec: Codec, tenants: Tenants | None = N
     """The stages that look at the record alone (no view)."""
     tenants = tenants if tenants is not None else Tenants(settings)
     return [
+        CancelStage(tenants, signed=settings.kafka.record_key is not None),
         Decode(settings, codec),
         Authenticate(tenants),
         Owner(settings.kafka.topics, active=tenants.limited),
@@ -99,7 +101,7 @@ class Pipeline:
                 message,
                 s.get("id"),
                 s.get("reply_to"),
-                True,
-                s.get("encoding", ContentType.JSON.value),
+                to_dlq=True,
+                content_type=s.get("encoding", ContentType.JSON.value),
             )
-        return name, Reject(ErrorCode.INTERNAL, "no stage decided", None, None, True)
+        return name, Reject(ErrorCode.INTERNAL, "no stage decided", None, None, to_dlq=True)

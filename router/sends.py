@@ -1,6 +1,6 @@
 """Verdicts into records: the router's pipeline runs on one intake record and its outcome becomes the sends that
 carry it out (a forward to the model topic, a move to the tenant's owner, an error event and a DLQ copy, a
-reply the router answers itself). No Kafka here: router/service.py sends them and handles what fails.
+reply the router answers itself). No Kafka here: router/delivery.py sends them and follows up on what fails.
 """
 
 from __future__ import annotations
@@ -15,16 +15,15 @@ import structlog
 from aiokafka import ConsumerRecord
 
 from contracts.codec import Codec, ContentType
-from contracts.messages import Error, ErrorCode
+from contracts.messages import Cancel, Error, ErrorCode
 from contracts.topics import Headers
 from contracts.validation import is_topic_name
 from fleet.record_mac import Kind, record_mac
 from fleet.records import Header, dlq_record
 from fleet.settings import Settings
 from router.pipeline import Pipeline
-from router.stages.base import Answer, Context, Drop, Forward, Hold, Move, Outcome, Reject, verdict_code
+from router.stages.base import Answer, Context, Drop, Forward, Hold, Move, Outcome, Reject, RelayCancel, verdict_code
 from router.stages.validate import InternalTopics
-from router.views import Views
 
 log = structlog.get_logger(__name__)
 
@@ -51,14 +50,15 @@ class RouterStats:
     rejected: int = 0
     duplicates: int = 0
     overloaded: int = 0
-    dlq: int = 0
-    undeliverable: int = 0
+    dlq: int = 0  # DLQ copies acknowledged
+    undeliverable: int = 0  # refusals that could not be written (a DLQ copy records each) and DLQ copies lost
     redone: int = 0  # batches sought back after a retriable send failure
     committed: int = 0  # records whose offsets the broker acknowledged as committed
     commits_dropped: int = 0  # commits refused after a rebalance: the partition's owner redoes them
     answered: int = 0  # replies the router sent itself
     moved: int = 0  # records sent on to the router that owns their tenant's counters
     held: int = 0  # batch requests held for their tenant's rate (each counted once per hold)
+    cancels: int = 0  # tenants' cancels relayed from the intake to the control topic
     undecodable: int = 0  # intake batches nothing could decode: copied raw to the DLQ and stepped past
     verdicts: dict[str, int] = field(default_factory=dict)  # "<stage>.<code>": every verdict of the pipeline
 
@@ -66,12 +66,33 @@ class RouterStats:
         key = f"{stage}.{verdict_code(outcome)}"
         self.verdicts[key] = self.verdicts.get(key, 0) + 1
 
+    def reached(self, decision: Outcome | None) -> None:
+        """A record reached its outcome: every send of it acknowledged (or given up as undeliverable). Counted
+        here once, from the final decision (a forward that could never be sent is counted as the refusal it
+        became); None: it reached its outcome in an earlier try. A held request is counted when released."""
+        if isinstance(decision, Forward):
+            self.forwarded += 1
+        elif isinstance(decision, Reject):
+            if decision.code is ErrorCode.OVERLOADED:
+                self.overloaded += 1
+            else:
+                self.rejected += 1
+        elif isinstance(decision, Move):
+            self.moved += 1
+        elif isinstance(decision, Drop):
+            self.duplicates += 1
+        elif isinstance(decision, Answer):
+            self.answered += 1
+        elif isinstance(decision, RelayCancel):
+            self.cancels += 1
+
 
 class SendKind(enum.StrEnum):
     FORWARD = "forward"
     MOVE = "move"
     REPLY = "reply"
     DLQ = "dlq"
+    CONTROL = "control"  # a tenant's cancel relayed to the control topic
 
 
 class Send(msgspec.Struct):  # (structs: one or two per record, several times cheaper to build than a dataclass)
@@ -96,13 +117,12 @@ class Plan(msgspec.Struct):
 
 
 class Sends:
-    """Runs the pipeline on a record and builds its sends, counting each outcome once."""
+    """Runs the pipeline on a record and builds its sends."""
 
-    def __init__(self, settings: Settings, pipeline: Pipeline, codec: Codec, views: Views, stats: RouterStats) -> None:
+    def __init__(self, settings: Settings, pipeline: Pipeline, codec: Codec, stats: RouterStats) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.codec = codec
-        self.views = views
         self.stats = stats
         self.internal = InternalTopics(settings)
         self.bad_topics: dict[str, float] = {}  # reply topic -> monotonic time until which it is not tried
@@ -112,7 +132,8 @@ class Sends:
         self.mac = record_mac(settings.kafka.record_key)  # forwards carry one: workers serve only those
 
     def plan(self, rec: ConsumerRecord[Any, Any], now_ms: int, ctx: Context | None = None) -> Plan:
-        """Run the pipeline on one record and turn its outcome into sends."""
+        """Run the pipeline on one record and turn its outcome into sends (counted when they are acknowledged:
+        RouterStats.reached)."""
         if ctx is None:
             headers, topic = list(rec.headers or ()), rec.topic or ""
             ts = broker_timestamp_ms(rec)
@@ -122,31 +143,23 @@ class Sends:
         if isinstance(outcome, Forward):
             return Plan(rec, outcome, self.forward_sends(outcome, now_ms))
         if isinstance(outcome, Reject):
-            if outcome.code is ErrorCode.OVERLOADED:
-                self.stats.overloaded += 1
-            else:
-                self.stats.rejected += 1
             return Plan(rec, outcome, self.reject_sends(outcome, rec))
         if isinstance(outcome, Move):
-            self.stats.moved += 1
             headers = [(k, v) for k, v in (rec.headers or ()) if k != Headers.API_KEY]  # the topic names it there
             key, where = outcome.tenant.encode(), outcome.partition
             return Plan(rec, outcome, [Send(SendKind.MOVE, outcome.topic, rec.value, key, headers, partition=where)])
         if isinstance(outcome, Hold):
             return Plan(rec, outcome)
+        if isinstance(outcome, RelayCancel):
+            return Plan(rec, outcome, [self.cancel_send(outcome)])
         if isinstance(outcome, Drop):
-            self.stats.duplicates += 1
             log.info("router.duplicate", request_id=outcome.request_id, offset=rec.offset, stage=stage)
             return Plan(rec, outcome)
-        self.stats.answered += 1
         return Plan(rec, outcome, [self.answer_send(outcome)])
 
     def forward_sends(self, d: Forward, now_ms: int) -> list[Send]:
         req, ct = d.request, d.content_type
         tenant = d.tenant
-        self.views.dedup.forwarding(tenant, req.id)
-        self.views.load.forwarded(d.model)
-        self.stats.forwarded += 1
         headers: list[Header] = [
             (Headers.CONTENT_TYPE, ct.value.encode()),
             (Headers.INTAKE_MS, str(now_ms).encode()),  # the router's own clock, not the producer's
@@ -164,6 +177,16 @@ class Sends:
             Send(SendKind.FORWARD, topic, value, key, list(headers), request_id=req.id, model=d.model, tenant=tenant)
             for topic in d.topics
         ]
+
+    def cancel_send(self, c: RelayCancel) -> Send:
+        """The cancel on the control topic, keyed by the tenant it authenticated as and signed over key and value
+        (workers accept a relayed cancel only so: it stops only that tenant's runs of the id)."""
+        key, value = c.tenant.encode(), self.codec.encode(Cancel(id=c.request_id), ContentType.JSON)
+        headers: list[Header] = [(Headers.CONTENT_TYPE, ContentType.JSON.value.encode())]
+        if self.mac is not None:
+            headers.append(self.mac.header(Kind.CANCEL, key, value))
+        log.info("router.cancel", request_id=c.request_id[:200], tenant=c.tenant)
+        return Send(SendKind.CONTROL, self.settings.kafka.topics.control, value, key, headers, tenant=c.tenant)
 
     def answer_send(self, a: Answer) -> Send:
         ct = a.content_type
@@ -226,7 +249,6 @@ class Sends:
         return send
 
     def dlq(self, rec: ConsumerRecord[Any, Any], code: str, reason: str) -> Send:
-        self.stats.dlq += 1
         value, key, headers = dlq_record(
             rec.value,
             rec.key,

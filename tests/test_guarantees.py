@@ -82,8 +82,13 @@ async def test_overload_is_an_immediate_retriable_answer(simulated_fleet: FleetP
     await wait_idle(simulated_fleet, "sim-a", timeout_s=60)
 
 
-async def test_resent_request_id_is_generated_once(simulated_fleet: FleetProcs) -> None:
-    """A producer re-sends the same id within the dedup window: one generation, one terminal event."""
+async def test_resent_request_id_is_generated_once_and_a_finished_one_gets_its_done_again(
+    simulated_fleet: FleetProcs,
+) -> None:
+    """A producer re-sends the same id within the dedup window. While it runs, the re-send is dropped (one
+    generation); once it finished, a re-send gets the same `done` again (same run, same text), as the resilience
+    page promises: the router forgets a finished id when its usage record arrives, and the worker that finished it
+    answers from memory."""
     import json
 
     from contracts import Done, Error
@@ -94,11 +99,22 @@ async def test_resent_request_id_is_generated_once(simulated_fleet: FleetProcs) 
     body = json.dumps({"id": rid, "reply_to": reply, "prompt": "once", "model": "sim-b", "max_tokens": 8}).encode()
     async with RawPeer(simulated_fleet.settings, reply) as peer:
         await peer.send(body, key=rid.encode())
-        await peer.reply(rid, Done)
-        await peer.send(body, key=rid.encode())  # the re-send, after the first finished
-        await peer.send(body, key=rid.encode())
-        await asyncio.sleep(3.0)  # time for a second generation to show up, if there were one
+        await peer.send(body, key=rid.encode())  # while the first runs: a duplicate
+        first = await peer.reply(rid, Done)
+
+        def dones() -> list[Done]:
+            return [e for e in peer.replies if isinstance(e, Done) and e.id == rid]
+
+        async def answered_again() -> None:  # the router hears of the finish through the usage topic
+            while len(dones()) < 2:
+                await peer.send(body, key=rid.encode())
+                await asyncio.sleep(0.5)
+
+        await asyncio.wait_for(answered_again(), 30)
         terminals = [e for e in peer.replies if isinstance(e, Done | Error) and e.id == rid]
         runs = {e.run_id for e in peer.replies if e.id == rid}
-    assert len(terminals) == 1 and len(runs) == 1
+    assert all(isinstance(t, Done) and (t.run_id, t.text) == (first.run_id, first.text) for t in terminals)
+    assert len(runs) == 1  # one generation: every `done` after the first is the same answer again
     assert '"router.duplicate"' in simulated_fleet.log("router")
+    workers = [n for n in simulated_fleet.procs if n.startswith("worker-sim-b")]
+    assert any('"worker.answered_again"' in simulated_fleet.log(n) for n in workers)

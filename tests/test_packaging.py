@@ -1,12 +1,15 @@
 """The versions `make test` and `make up` install are pinned on purpose (constraints.txt), and every pin
-satisfies the range pyproject.toml declares: a new upstream release cannot change what CI runs."""
+satisfies the range pyproject.toml declares: a new upstream release cannot change what CI runs. The project builds
+with the backend it names, and the wheel carries what the installed services need, not the classifier's training."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import tomllib
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -77,3 +80,44 @@ def test_the_build_backend_reads_the_spdx_license() -> None:
     assert data["project"]["license"] == "Apache-2.0"
     (req,) = [Requirement(r) for r in data["build-system"]["requires"] if Requirement(r).name == "setuptools"]
     assert not req.specifier.contains("76.9") and req.specifier.contains("77.0")
+
+
+@pytest.mark.system  # a child process (pip) builds the wheel: about 10 s
+def test_the_wheel_ships_the_classifier_artifact_not_its_training(tmp_path: Path) -> None:
+    """The router needs the trained artifact only. The training (training/) and the labelled set it reads
+    (corpora/complexity/: the prompts and the 9.5 MB of token vectors) stay in the checkout; issue 24 found them in
+    the wheel, 10 of its 10.3 MB."""
+    import subprocess
+    import sys
+    import zipfile
+
+    import setuptools
+
+    from router.complexity.model import DEFAULT_ARTIFACT
+
+    if Version(setuptools.__version__) < Version("77"):
+        pytest.skip(f"this venv's setuptools {setuptools.__version__} cannot build the project (77 or later can)")
+    # the files a fresh clone has (tracked, and new ones not ignored): no build/, *.egg-info or .venv to leak in
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    src = tmp_path / "src"
+    for rel in filter(None, listed.split("\0")):
+        if (ROOT / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, src / rel)
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path)]
+    subprocess.run([*build, str(src)], capture_output=True, check=True, timeout=240)
+    (wheel,) = tmp_path.glob("llm_fleet-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+
+    artifact = DEFAULT_ARTIFACT.relative_to(ROOT).as_posix()
+    assert artifact in names and "router/complexity/model.py" in names  # what the router loads, and its loader
+    assert not [n for n in names if n.split("/")[0] in ("training", "corpora")]
+    assert not [n for n in names if n.startswith("router/complexity/") and n.endswith("train.py")]
+    data = {n for n in names if not n.endswith(".py") and ".dist-info/" not in n}
+    assert data == {artifact}, f"data files in the wheel besides the artifact: {sorted(data - {artifact})}"
+    assert wheel.stat().st_size < 1 << 20, f"{wheel.name}: {wheel.stat().st_size:,} bytes"

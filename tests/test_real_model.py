@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from benchmarks.smoke_set import greedy_chat_answers
+from benchmarks.serving.smoke_set import greedy_chat_answers
 from contracts import Chunk, Done, FinishReason
 from fleet.client import FleetClient
 from fleet.settings import SMOLLM2_135M_INSTRUCT

@@ -1,5 +1,5 @@
-"""Chaos on real processes (benchmarks/resilience.py, small): a router and simulated-engine workers (timed token
-emission, no model) of two models; every worker of `large` is SIGKILLed mid-run and later restarted. Every
+"""Chaos on real processes (benchmarks/policies/resilience.py, small): a router and simulated-engine workers
+(timed token emission, no model) of two models; every worker of `large` is SIGKILLed mid-run and later restarted. Every
 request gets exactly one terminal event within its deadline; requests for `large` sent once its breaker opened
 are served by `small` with `done` naming both; when `large` is back its breaker closes and it serves again."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.resilience import run
+from benchmarks.policies.resilience import run
 from fleet.client import FleetClient, FleetTimeout
 from tests.fixtures_kafka import started, write_config
 

@@ -4,11 +4,17 @@ any order), and committed in order (worker/offsets.py), only once the broker con
 A finish wakes the commit loop, which commits what moved after a short debounce (one commit covers a
 burst of finishes); a failed commit is handed out again and retried after `commit_retry_ms`. Only
 partitions this worker still owns are committed.
+
+What must wait for the commit waits here (`after_commit`): a finished request's progress record is deleted only
+once the broker confirmed a commit past its offset. Deleted before, a worker killed between the two left a
+record to be redelivered with nothing to say it was answered, and the next owner answered it again (`expired`
+after its `done`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -27,6 +33,7 @@ class Commits:
         self.offsets: OffsetTracker[TopicPartition] = OffsetTracker()
         self._wake = asyncio.Event()
         self._closing = False
+        self._after: dict[TopicPartition, list[tuple[int, Callable[[], object]]]] = {}
         self.committed = 0  # commits the broker confirmed (one per partition moved)
         self.max_uncommitted_seen = 0
 
@@ -37,6 +44,11 @@ class Commits:
     def take(self, tp: TopicPartition, offset: int) -> None:
         self.offsets.take(tp, offset)
         self.max_uncommitted_seen = max(self.max_uncommitted_seen, self.uncommitted)
+
+    def after_commit(self, tp: TopicPartition, offset: int, fn: Callable[[], object]) -> None:
+        """Call `fn` once the broker confirmed a commit of `tp` past `offset` (never, if the partition is lost
+        first: its next owner meets the record again)."""
+        self._after.setdefault(tp, []).append((offset, fn))
 
     def finish(self, tp: TopicPartition, offset: int) -> None:
         self.offsets.finish(tp, offset)
@@ -62,6 +74,8 @@ class Commits:
         """Commit what moved; True when the broker confirmed it (or nothing was due)."""
         offsets = self.offsets.to_commit()
         assigned = self._consumer.assignment()
+        for tp in [tp for tp in self._after if tp not in assigned]:  # lost: its next owner meets them again
+            del self._after[tp]
         keep = {tp: o for tp, o in offsets.items() if tp in assigned and (only is None or tp in only)}
         self.offsets.failed({tp: o for tp, o in offsets.items() if tp not in keep})  # handed out again later
         if not keep:
@@ -74,4 +88,14 @@ class Commits:
             return False
         self.offsets.confirmed(keep)
         self.committed += len(keep)
+        for tp, committed in keep.items():
+            waiting = self._after.get(tp)
+            if waiting:
+                due = [fn for o, fn in waiting if o < committed]
+                self._after[tp] = [(o, fn) for o, fn in waiting if o >= committed]
+                for fn in due:
+                    try:
+                        fn()
+                    except Exception:  # one failing follow-up never stops the commits
+                        log.exception("worker.after_commit_failed", partition=tp.partition)
         return True

@@ -1,7 +1,9 @@
 """Control: every worker of the model reads every control message (no group) and acts on the
 requests it holds. Today that is `Cancel`; one odd record is logged and skipped, never the end
-of cancellation. With tenants configured a cancel carries the sender's API key (`fleet-api-key`) and
-stops only that tenant's runs of the id; one without a valid key is logged and ignored."""
+of cancellation. With tenants configured a cancel says whose it is: the sender's API key (`fleet-api-key`), or,
+for a cancel the router relayed from a tenant's intake (router/stages/cancel.py), the tenant as the record key
+with the router's MAC over key and value. It stops only that tenant's runs of the id; one that says neither is
+logged and ignored."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from contracts.codec import Codec, DecodeFailure, content_type_from_headers
 from contracts.messages import Cancel
 from fleet.fetch import Fetch
 from fleet.kafka import make_consumer, with_retry
+from fleet.record_mac import Kind, record_mac
 from fleet.settings import Settings
 from fleet.tenants import KeyRing, key_values
 from worker.driver import EngineDriver
@@ -31,6 +34,7 @@ class Control:
         self._replies = replies
         self._codec = codec
         self._keys = KeyRing.of(settings.tenants)
+        self._mac = record_mac(settings.kafka.record_key)  # relayed cancels are accepted only with it
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self._settings
@@ -68,12 +72,20 @@ class Control:
                 log.info("worker.cancel", request_id=msg.id[:200], held=held)
                 return
             keys = key_values(rec.headers or ())
-            tenant = self._keys.tenant_of(keys[0]) if len(keys) == 1 else None
+            tenant = self._keys.tenant_of(keys[0]) if len(keys) == 1 else self._relayed_by(rec)
             if tenant is None:  # a cancel reaches only the sender's own requests: it must say who it is
                 log.warning("worker.cancel_unauthenticated", request_id=msg.id[:200], held=held)
                 return
             self._replies.deliver(self._driver.cancel(msg.id, tenant=tenant, any_tenant=False))
             log.info("worker.cancel", request_id=msg.id[:200], held=held, tenant=tenant)
+
+    def _relayed_by(self, rec: ConsumerRecord[Any, Any]) -> str | None:
+        """The tenant of a cancel the router relayed: the record key, where the router's MAC covers it."""
+        key = rec.key if isinstance(rec.key, bytes) else None
+        if self._mac is None or not key or not self._mac.verify(Kind.CANCEL, key, rec.value, rec.headers):
+            return None
+        name = key.decode("utf-8", "replace")
+        return name if self._settings.tenant(name) is not None else None
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

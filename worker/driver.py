@@ -5,7 +5,7 @@ worker thread: the engine computes while the event loop serves Kafka), then upda
 from its `StepOutput` through output processing (`worker/state.py`, `worker/output.py`:
 detokenization, stop strings, chunk coalescing) and return plain data, an `Update`. The worker
 (`worker/replies.py`) turns an Update into records; the in-process benchmark
-(`benchmarks/inprocess.py`) records its timings. Neither sees the engine.
+(`benchmarks/serving/inprocess.py`) records its timings. Neither sees the engine.
 
 It also owns what a step failure does (the requests the engine held are started again and bisected
 until the one that fails the step runs alone, and is charged), the worker's own deadline check

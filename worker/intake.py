@@ -34,6 +34,7 @@ from worker.inputs import prompt_token_ids, reply_refusal
 from worker.lanes import Lanes
 from worker.progress import ProgressView
 from worker.replies import Replies
+from worker.state import record_source
 
 log = structlog.get_logger(__name__)
 
@@ -211,7 +212,7 @@ class Intake:
         raw_intake = next((v for k, v in headers if k == Headers.INTAKE_MS), None)
         intake_s = _header_ms(raw_intake, rec.timestamp) / 1000
         now = time.time()
-        if req.deadline_ms is not None and now * 1000 >= req.deadline_ms:
+        if req.deadline_ms is not None and now * 1000 >= req.deadline_ms and not self._finished_before(tp, rec, req):
             late_ms = now * 1000 - req.deadline_ms
             reason = f"deadline passed {late_ms:.0f} ms before the worker took it"
             reject(tp, rec, ErrorCode.EXPIRED, reason, req.id, req.reply_to, ct, dlq=False)
@@ -224,14 +225,14 @@ class Intake:
         if self._progress is None or self._replies.progress is None:
             self._start(tp, rec, req, ids, ct, intake_s, None, 0, None)
             return
-        prior = self._progress.get(req.id, req.tenant)
+        prior = self._progress.get(req.id, req.tenant, record_source(tp, rec.offset))
         if prior is not None and prior.run_id in self._driver.states:
             prior = None  # the record of a run this worker has in hand: a copy of a live request, not a takeover
         deaths = prior.attempts if prior is not None else 0
         if deaths >= self._settings.worker.max_attempts and (prior is None or prior.finish is None):
             reason = f"{deaths} workers died while running it (max_attempts {self._settings.worker.max_attempts})"
             log.warning("worker.poison", request_id=req.id[:200], deaths=deaths)
-            reject(tp, rec, ErrorCode.POISON, reason, req.id, req.reply_to, ct, ended=True)
+            reject(tp, rec, ErrorCode.POISON, reason, req.id, req.reply_to, ct, ended=True, tenant=req.tenant)
             return
         if prior is not None:
             log.info(
@@ -242,6 +243,14 @@ class Intake:
                 deaths=deaths,
             )
         self._start(tp, rec, req, ids, ct, intake_s, prior, deaths, prior.run_id if prior else None)
+
+    def _finished_before(self, tp: TopicPartition, rec: ConsumerRecord[Any, Any], req: Request) -> bool:
+        """A redelivery of a request an earlier owner finished (its progress record says so): its final events
+        go out again, whatever the deadline, never an `expired` after its `done`."""
+        if self._progress is None or self._replies.progress is None:
+            return False
+        prior = self._progress.get(req.id, req.tenant, record_source(tp, rec.offset))
+        return prior is not None and prior.finish is not None
 
     def _start(
         self,

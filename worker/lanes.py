@@ -5,8 +5,9 @@ requests are always taken (up to `max_inflight`); batch requests only into spare
 `max_running` that neither interactive requests nor a reserve for them (`batch_reserve`, a share of the
 slots) take. In an off-peak window the reserve is zero, so batch work may use the whole fleet while no
 interactive request needs it. The engine then admits waiting interactive requests ahead of waiting batch
-ones (worker/engine/scheduler.py), so a batch request never delays an interactive one in the queue; one
-already running finishes (no preemption), which the reserve bounds.
+ones (worker/engine/scheduler.py), so a batch request never delays an interactive one in the queue; on the real
+engine a running batch row that holds the slot or KV an interactive request needs is preempted (its tokens kept,
+recomputed when it is readmitted).
 """
 
 from __future__ import annotations

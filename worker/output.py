@@ -17,7 +17,7 @@ class IncrementalDetokenizer:
     that merges or strips spaces at a word's start still reads its context), and stop strings are
     searched only in the text not yet handed out, which is at most the longest stop string plus the new
     text. CPU per token for one 2,000-token output with 16 stop strings of 40 characters
-    (benchmarks/output_processing.py): 263 us before (a full re-decode and every prefix of every stop
+    (benchmarks/engine/output_processing.py): 263 us before (a full re-decode and every prefix of every stop
     string per token), 6.9 us after, with the test checkpoint's HF tokenizer.
     """
 

@@ -1,5 +1,7 @@
-"""Resume state on `llm.progress` (compacted, key: the request id): the view a worker reads when it takes a
-request over, and the gate that holds each chunk until the progress record that covers it is durable.
+"""Resume state on `llm.progress` (compacted, key: the tenant and the request id, `progress_key`): the view a
+worker reads when it takes a request over, and the gate that holds each chunk until the progress record that
+covers it is durable. A record names the model-topic record it belongs to; a takeover resumes only a redelivery
+of that record.
 
 Why the gate: a new owner continues from the last progress record it can read, under the same `run_id`, with
 `seq` going on. If a chunk reached the client before the record covering it was durable, the new owner would
@@ -44,6 +46,12 @@ _HEADERS = [(Headers.CONTENT_TYPE, ContentType.MSGPACK.value.encode())]
 MAX_RECORDS = 100_000  # progress records a worker's view keeps (the least recently written go first)
 
 
+def progress_key(tenant: str | None, request_id: str) -> bytes:
+    """A request's key on the topic: its tenant and id (a tenant name has no NUL: the first one separates them).
+    Two tenants' requests with the same id have two records: neither overwrites nor deletes the other's."""
+    return (tenant or "").encode() + b"\x00" + request_id.encode("utf-8", "surrogatepass")
+
+
 def encode_progress(p: Progress) -> bytes:
     return _ENCODER.encode(p)
 
@@ -64,7 +72,7 @@ class ProgressView:
         self._on_missing = on_missing  # the topic does not exist: the worker stops writing progress
         self._model = model
         self._topic = settings.kafka.topics.progress
-        self._records: dict[str, Progress] = {}  # oldest first; at most MAX_RECORDS
+        self._records: dict[tuple[str | None, str], Progress] = {}  # (tenant, id); oldest first, <= MAX_RECORDS
         self._mac = record_mac(settings.kafka.record_key)  # set: records without a worker's MAC are passed over
         self.forged = 0
         self._consumer: AIOKafkaConsumer | None = None
@@ -73,9 +81,12 @@ class ProgressView:
         self.missing = False  # the topic does not exist: requests restart, as before
         self.read = 0
 
-    def get(self, request_id: str, tenant: str | None) -> Progress | None:
-        p = self._records.get(request_id)
-        return p if p is not None and p.tenant == tenant else None
+    def get(self, request_id: str, tenant: str | None, source: str | None = None) -> Progress | None:
+        """The request's record, if it belongs to `source` (the redelivered record; None: any)."""
+        p = self._records.get((tenant, request_id))
+        if p is None or (source is not None and p.source is not None and p.source != source):
+            return None
+        return p
 
     def apply(self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]] = ()) -> None:
         """One record of the topic: a progress record of this model, or a tombstone. Where records are signed, one
@@ -87,14 +98,17 @@ class ProgressView:
         if self._mac is not None and not self._mac.verify(Kind.PROGRESS, key, value, headers):
             self.forged += 1
             return
-        rid = key.decode("utf-8", "replace")
+        tenant_part, nul, id_part = key.partition(b"\x00")
+        if not nul:
+            return  # not a progress key (an older release's bare id: its request restarts, as without resume)
+        k = (tenant_part.decode("utf-8", "replace") or None, id_part.decode("utf-8", "surrogatepass"))
         if value is None:
-            self._records.pop(rid, None)
+            self._records.pop(k, None)
             return
         p = decode_progress(value)
-        if p is not None and p.model == self._model and p.id == rid:
-            self._records.pop(rid, None)
-            self._records[rid] = p
+        if p is not None and p.model == self._model and (p.tenant, p.id) == k:
+            self._records.pop(k, None)
+            self._records[k] = p
             while len(self._records) > MAX_RECORDS:  # unique ids cannot grow a worker without bound
                 del self._records[next(iter(self._records))]
 
@@ -170,13 +184,13 @@ class ProgressGate:
 
     def write(self, p: Progress) -> asyncio.Future[Delivery]:
         self.written += 1
-        key, value = p.id.encode(), encode_progress(p)
+        key, value = progress_key(p.tenant, p.id), encode_progress(p)
         headers = [*_HEADERS, self._mac.header(Kind.PROGRESS, key, value)] if self._mac else _HEADERS
         return self._outbox.submit(self._topic, value, key=key, headers=headers, what=f"progress {p.id[:100]}")
 
-    def delete(self, request_id: str) -> asyncio.Future[Delivery]:
+    def delete(self, tenant: str | None, request_id: str) -> asyncio.Future[Delivery]:
         """The tombstone: the request ended, nobody resumes it."""
-        key = request_id.encode()
+        key = progress_key(tenant, request_id)
         headers = [self._mac.header(Kind.PROGRESS, key, None)] if self._mac else None
         return self._outbox.submit(self._topic, None, key=key, headers=headers, what=f"progress end {request_id[:100]}")
 

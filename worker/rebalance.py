@@ -74,8 +74,11 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                 break
             log.warning("worker.revoke_commit_retry", attempt=attempt + 1)
             await asyncio.sleep(self._settings.commit_retry_ms / 1000)
-        await release(self._replies, [s for s in self._driver.states.values() if s.partition in revoked])
+        # abandoned first, then released: a run still going wrote chunk records (charged) after its release record,
+        # and the next owner read the last of them and counted a partition let go alive as a death
+        let_go = [s for s in self._driver.states.values() if s.partition in revoked]
         self._driver.abandon_where(lambda s: s.partition in revoked)
+        await release(self._replies, let_go)
         for tp in revoked:
             offsets.forget(tp)
 

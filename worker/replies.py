@@ -89,7 +89,7 @@ class Replies:
             if ev.finished is not None and ev.finished in _TOKEN_USING:
                 timings = terminal.timings if isinstance(terminal, Done) else state.timings(upd.at_s)
                 self._send_usage(state, ev.finished, timings)
-            self.track(futs, state.partition, state.offset, ended=state.request.id)
+            self.track(futs, state.partition, state.offset, ended=(state.request.tenant, state.request.id))
         for p in upd.poisoned:
             s = p.state
             self.reject(
@@ -101,6 +101,7 @@ class Replies:
                 s.request.reply_to,
                 s.content_type,
                 ended=True,
+                tenant=s.request.tenant,
             )
 
     def _send_chunks(self, state: RequestState, chunks: list[Chunk]) -> None:
@@ -176,6 +177,7 @@ class Replies:
         *,
         dlq: bool = True,
         ended: bool = False,
+        tenant: str | None = None,
     ) -> None:
         """Refuse a record (`rec`, a ConsumerRecord from partition `tp`): an error event to its reply
         topic (when it names one) and a DLQ copy (cut to fit, noted in a header); the offset is
@@ -202,7 +204,7 @@ class Replies:
                 self._outbox.submit(self._topics.dlq, value, key=key, headers=headers, what=f"dlq {code.value}")
             )
         self.errors += 1
-        self.track(futs, tp, rec.offset, ended=request_id if ended and isinstance(request_id, str) else None)
+        self.track(futs, tp, rec.offset, ended=(tenant, request_id) if ended and isinstance(request_id, str) else None)
 
     async def dead_letter_batch(self, bad: Undecodable) -> None:
         """A batch of the model's topic that nothing can decode: its raw bytes to the DLQ; its offsets count as
@@ -244,15 +246,17 @@ class Replies:
         self._usage.submit(self._topics.usage, value, key=key, headers=headers, what="usage")
 
     # -- outcomes ------------------------------------------------------------------------------------
-    def track(self, futs: list[asyncio.Future[Delivery]], tp: Any, offset: int, *, ended: str | None = None) -> None:
+    def track(
+        self, futs: list[asyncio.Future[Delivery]], tp: Any, offset: int, *, ended: tuple[str | None, str] | None = None
+    ) -> None:
         """Finish the offset once every record of the request has its outcome (delivered or undeliverable);
-        `ended`: the request id whose progress record is then deleted (nobody is to resume it)."""
+        `ended`: the (tenant, id) whose progress record is then deleted (nobody is to resume it)."""
         task = asyncio.ensure_future(self._await_outcome(futs, tp, offset, ended))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _await_outcome(
-        self, futs: list[asyncio.Future[Delivery]], tp: Any, offset: int, ended: str | None = None
+        self, futs: list[asyncio.Future[Delivery]], tp: Any, offset: int, ended: tuple[str | None, str] | None = None
     ) -> None:
         try:
             await asyncio.gather(*futs)
@@ -261,7 +265,10 @@ class Replies:
             log.info("worker.outcome_unknown", partition=tp.partition, offset=offset)
             return
         if ended and self.progress is not None:
-            self.progress.delete(ended)  # best effort: a record left behind is only read for a redelivery
+            # deleted once the commit past it is confirmed (worker/commits.py): until then a redelivery finds the
+            # record with its `finish` and sends the same final events again, never a second, different end
+            gate, (tenant, rid) = self.progress, ended
+            self._commits.after_commit(tp, offset, lambda: gate.delete(tenant, rid))
         self._commits.finish(tp, offset)
 
     async def settle(self) -> None:

@@ -259,5 +259,6 @@ class WorkerService:
         deadline = time.monotonic() + self.tun.drain_grace_s
         while commits.uncommitted and time.monotonic() < deadline:  # noqa: ASYNC110 - a bounded poll, not a wait for one event
             await asyncio.sleep(0.05)
-        await release(replies, list(self.driver.states.values()))
+        let_go = list(self.driver.states.values())  # abandoned first: no chunk record may follow the release
         self.driver.abandon_where(lambda _: True)
+        await release(replies, let_go)

@@ -22,6 +22,11 @@ _ERROR = {
 }
 
 
+def record_source(tp: object, offset: int) -> str:
+    """The model-topic record a progress record belongs to (a takeover resumes only its redelivery)."""
+    return f"{getattr(tp, 'topic', tp)}:{getattr(tp, 'partition', '')}:{offset}"
+
+
 @dataclass(slots=True)
 class RequestState:
     request: Request
@@ -99,6 +104,7 @@ class RequestState:
             prompt_tokens=self.num_prompt_tokens or max(0, len(self.prompt_ids) - self.resumed_tokens),
             finish=finish.value if finish is not None else None,
             tenant=self.request.tenant,
+            source=record_source(self.partition, self.offset),
         )
 
     def on_output(self, out: StepOutput, now_s: float) -> list[Chunk]:

@@ -1,11 +1,11 @@
-"""Builds router/complexity/data/prompts.jsonl from the hand-written pieces in this folder.
+"""Builds prompts.jsonl (beside this file) from the hand-written pieces in this folder.
 
     python corpora/complexity/build.py            # rewrites the JSONL (deterministic)
 
 Each record: id, group (variants of one hand-written core share it), split (train | test: the held-out split, by a
 fixed hash of the group, never tuned on), label (simple | complex), category, tags (hard cases), and the request
 as the gateway sees it: `prompt` or `messages` (system prompt, earlier turns, the user turn), and `max_tokens`.
-See router/complexity/data/README.md for how the labels were assigned.
+See README.md (beside this file) for how the labels were assigned.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import short_cases
 import standalone
 import system_prompts
 
-ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "router" / "complexity" / "data" / "prompts.jsonl"
+OUT = Path(__file__).resolve().parent / "prompts.jsonl"
 SEED = 14
 SHORT_SEED = 15  # the training-only third pass (short_cases.py) is wrapped with its own generator
 TEST_PERCENT = 25  # share of groups held out

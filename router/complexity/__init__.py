@@ -1,3 +1,4 @@
-"""The complexity classifier behind `model: "auto"`: a labelled set of gateway prompts (data/), features shared by
-training and routing (features.py), a versioned artifact the router loads (model.py, artifacts/), and the training
-and evaluation that `fleet router train` runs (train.py)."""
+"""The complexity classifier behind `model: "auto"`: features shared by training and routing (features.py, with
+tokens.py's WordPiece and fast.py's flat scorer on the hot path), and the versioned artifact the router loads
+(model.py, artifacts/). The training and the labelled set are not part of the installed package: training/complexity.py
+and corpora/complexity/ in a checkout (`fleet router train`)."""

@@ -1,6 +1,7 @@
-"""Idempotent intake: a request key seen within the window is not routed again. The key is (tenant, id):
-one tenant's id never shadows another's (a request pre-sent under a victim's id would otherwise have the
-victim's own request dropped as its duplicate).
+"""Idempotent intake: a request key seen within the window is not routed again while it runs; once its usage
+record says it finished, a re-send is routed (the worker that finished it answers with the same `done`). The
+key is (tenant, id): one tenant's id never shadows another's (a request pre-sent under a victim's id would
+otherwise have the victim's own request dropped as its duplicate).
 
 The window lives in the router's memory (an insertion-ordered dict, pruned by
 age and size). A router restart starts with an empty window, unless it is
@@ -32,6 +33,10 @@ class DedupWindow:
         self._seen.move_to_end(key)
         while len(self._seen) > self._max:
             self._seen.popitem(last=False)
+
+    def forget(self, key: Hashable) -> None:
+        """The request finished: a re-send of it is a new request again (its worker answers it from memory)."""
+        self._seen.pop(key, None)
 
     def _prune(self, now_s: float) -> None:
         horizon = now_s - self._window_s

@@ -40,7 +40,7 @@ class LoadTracker:
         m.committed, m.at_s = committed_total, now_s
         m.backlog = max(0, end_total - committed_total)
 
-    def forwarded(self, model: str) -> None:
+    def routed(self, model: str) -> None:
         """Count a request routed since the last poll (the next poll replaces the estimate with the truth)."""
         m = self.models.get(model)
         if m is not None:

@@ -1,6 +1,6 @@
 """Token buckets for a tenant's rate limits (requests per second, tokens per minute), as plain data with
 pure functions: the time comes in, nothing is read from a clock, and the state is a msgspec struct the owning
-router snapshots to Kafka (router/tenant_store.py).
+router snapshots to Kafka (router/accounts/store.py).
 
 A bucket holds up to `burst` and refills at `rate_per_s`. A request passes when the bucket holds its cost,
 or, for a cost above the burst (one request asking for more tokens than the burst), when the bucket is

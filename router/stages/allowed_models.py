@@ -23,4 +23,4 @@ class AllowedModels:
             return Continue(ctx)
         chosen = f"model {ctx.model!r}" + (f" (tier {ctx.tier!r})" if ctx.tier else "")
         msg = f"tenant {t.name!r} may not use {chosen}; allowed: {t.allowed_models}"
-        return Reject(ErrorCode.FORBIDDEN, msg, req.id, req.reply_to, True, ctx.content_type.value)
+        return Reject(ErrorCode.FORBIDDEN, msg, req.id, req.reply_to, to_dlq=True, content_type=ctx.content_type.value)

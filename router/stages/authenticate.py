@@ -30,13 +30,13 @@ class Authenticate:
         ct = ctx.content_type.value
         who = self._tenants.identify(ctx.topic, ctx.headers)
         if isinstance(who, Refused):
-            return Reject(who.code, who.message, req.id or None, None, True, ct)
+            return Reject(who.code, who.message, req.id or None, None, to_dlq=True, content_type=ct)
         t = who.tenant
         if t is None:
             return Continue(ctx)
         if req.tenant is not None and req.tenant != t.name:
             msg = f"`tenant` {req.tenant[:128]!r} is not the tenant this request authenticated as"
             mine = req.reply_to if req.reply_to and self._tenants.reply_allowed(t, req.reply_to) else None
-            return Reject(ErrorCode.FORBIDDEN, msg, req.id or None, mine, True, ct)
+            return Reject(ErrorCode.FORBIDDEN, msg, req.id or None, mine, to_dlq=True, content_type=ct)
         routed = req if req.tenant == t.name else msgspec.structs.replace(req, tenant=t.name)
         return Continue(msgspec.structs.replace(ctx, request=routed, tenant=t))

@@ -4,8 +4,9 @@ A stage returns `Continue` (with the context as it leaves it: a decoded or chang
 or one of the outcomes that end the pipeline: `Reject` (an error code for the sender, and a DLQ copy for
 bad input), `Drop` (nothing is sent: a duplicate), `Answer` (a reply the router sends itself), `Forward`
 (the publishes: the model topic, later a shadow copy), `Move` (the record goes to the router that owns its
-tenant's counters) or `Hold` (a batch request waits for its tenant's rate). The Kafka loop
-(router/service.py) carries them out.
+tenant's counters), `Hold` (a batch request waits for its tenant's rate) or `RelayCancel` (a tenant's cancel,
+relayed to the control topic). The Kafka loop
+(router/intake.py, router/delivery.py) carries them out.
 """
 
 from __future__ import annotations
@@ -50,11 +51,17 @@ class Continue(msgspec.Struct, frozen=True):
     ctx: Context
 
 
-class Reject(msgspec.Struct, frozen=True):
+class _Refusal(msgspec.Struct, frozen=True):
     code: ErrorCode
     message: str
     request_id: str | None  # where the error can be addressed, if at all
-    reply_to: str | None
+    reply_to: str | None  # None: no error event (only a DLQ copy, if any)
+
+
+class Reject(_Refusal, frozen=True, kw_only=True):
+    """A refusal: `Reject(code, message, request_id, reply_to, to_dlq=..., content_type=..., retry_after_ms=...)`.
+    The flags are keyword-only, so a call says what its True or False means."""
+
     to_dlq: bool  # bad input goes to the DLQ; operational refusals (expired, overloaded) do not
     content_type: str = "application/json"
     retry_after_ms: int | None = None
@@ -77,15 +84,46 @@ class Answer(msgspec.Struct, frozen=True):
 
 
 class Forward(msgspec.Struct, frozen=True):
-    request: Request  # model resolved, deadline made absolute
-    model: str
-    tier: str | None
-    score: float | None
-    content_type: ContentType = ContentType.JSON  # as the sender encoded it; replies and the forward use it too
-    topics: tuple[str, ...] = ()  # where it is published: the model topic first
-    tenant: str | None = None  # authenticated (None: the default tenant); the request carries it too
-    signals: tuple[str, ...] = ()  # why "auto" chose the tier: the classifier's top features
-    requested_model: str | None = None  # the model asked for, when a fallback serves it (header for the worker)
+    """Publish the request: the final context (every stage's view of it: the request with its model resolved and
+    its deadline made absolute, the tier, the score and its signals, the authenticated tenant) and the topics it
+    goes to (the model topic first). A later stage or a send reads what it needs from `ctx`."""
+
+    ctx: Context
+    topics: tuple[str, ...]
+
+    @property
+    def request(self) -> Request:
+        assert self.ctx.request is not None, "a forward carries a decoded request"
+        return self.ctx.request
+
+    @property
+    def model(self) -> str:
+        assert self.ctx.model is not None, "a forward carries a resolved model"
+        return self.ctx.model
+
+    @property
+    def tier(self) -> str | None:
+        return self.ctx.tier
+
+    @property
+    def score(self) -> float | None:
+        return self.ctx.score  # the classifier's score when the model was "auto"
+
+    @property
+    def content_type(self) -> ContentType:
+        return self.ctx.content_type  # as the sender encoded it; replies and the forward use it too
+
+    @property
+    def tenant(self) -> str | None:
+        return self.ctx.tenant.name if self.ctx.tenant is not None else None  # None: the default tenant
+
+    @property
+    def signals(self) -> tuple[str, ...]:
+        return self.ctx.signals  # why "auto" chose the tier: the classifier's top features
+
+    @property
+    def requested_model(self) -> str | None:
+        return self.ctx.requested_model  # the model asked for, when a fallback serves it (header for the worker)
 
 
 class Move(msgspec.Struct, frozen=True):
@@ -97,6 +135,14 @@ class Move(msgspec.Struct, frozen=True):
     tenant: str
 
 
+class RelayCancel(msgspec.Struct, frozen=True):
+    """A cancel that came through the intake: relayed to the control topic for the tenant it authenticated as
+    (signed where records are, so workers stop only that tenant's runs of the id)."""
+
+    tenant: str
+    request_id: str
+
+
 class Hold(msgspec.Struct, frozen=True):
     """A batch request over its tenant's rate: held by the router and run again when the rate admits it."""
 
@@ -104,7 +150,7 @@ class Hold(msgspec.Struct, frozen=True):
     tokens: int  # what it takes from the tokens-per-minute rate when released
 
 
-Outcome = Reject | Drop | Answer | Forward | Move | Hold
+Outcome = Reject | Drop | Answer | Forward | Move | Hold | RelayCancel
 Verdict = Continue | Outcome
 
 
@@ -130,4 +176,6 @@ def verdict_code(v: Outcome) -> str:
         return "move"
     if isinstance(v, Hold):
         return "hold"
+    if isinstance(v, RelayCancel):
+        return "cancel"
     return "answer"  # the one outcome left

@@ -1,6 +1,6 @@
 """Budget: a tenant's tokens and cost per UTC day and month. The request's worst case (prompt tokens
 estimated from above plus `max_tokens`, priced at the chosen model's rates) is reserved on the counters its
-owning router holds; the worker's usage record settles it (router/tenant_store.py). Over a budget:
+owning router holds; the worker's usage record settles it (router/accounts/store.py). Over a budget:
 `budget_exceeded`, not retriable, with `retry_after_ms` until the period rolls over, no DLQ copy. A request
 that already holds a reservation (a redo after a router restart) is not counted again."""
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from contracts.messages import ErrorCode
 from fleet.settings import Settings
-from router.policies.accounts import worst_case
+from router.accounts.account import worst_case
+from router.accounts.view import AccountsView
 from router.stages.base import Context, Continue, Reject, Verdict
-from router.views import AccountsView
 
 
 class Budget:
@@ -31,7 +31,9 @@ class Budget:
         ct = ctx.content_type.value
         if account is None:
             msg = f"tenant {t.name!r}'s counters are not loaded on this router yet"
-            return Reject(ErrorCode.INTERNAL, msg, req.id, req.reply_to, False, ct, retry_after_ms=1000)
+            return Reject(
+                ErrorCode.INTERNAL, msg, req.id, req.reply_to, to_dlq=False, content_type=ct, retry_after_ms=1000
+            )
         if account.admitted(req.id):
             return Continue(ctx)
         r = self._settings.router
@@ -39,7 +41,15 @@ class Budget:
         over = account.over_budget(w, ctx.now_ms)
         if over is not None:
             msg = f"tenant {t.name!r} is over its {over.message}"
-            return Reject(ErrorCode.BUDGET_EXCEEDED, msg, req.id, req.reply_to, False, ct, over.retry_after_ms)
+            return Reject(
+                ErrorCode.BUDGET_EXCEEDED,
+                msg,
+                req.id,
+                req.reply_to,
+                to_dlq=False,
+                content_type=ct,
+                retry_after_ms=over.retry_after_ms,
+            )
         deadline = req.deadline_ms if req.deadline_ms is not None else ctx.now_ms + self._settings.limits.max_timeout_ms
         account.reserve(req.id, w, deadline + r.reservation_grace_ms, ctx.now_ms)
         return Continue(ctx)

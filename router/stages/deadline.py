@@ -24,6 +24,8 @@ class Deadline:
         deadline = routed_deadline_ms(req, ctx.timestamp_ms, now, self._max_timeout_ms)
         if now >= deadline:
             msg = f"deadline passed {now - deadline} ms before routing"
-            return Reject(ErrorCode.EXPIRED, msg, req.id, req.reply_to, False, ctx.content_type.value)
+            return Reject(
+                ErrorCode.EXPIRED, msg, req.id, req.reply_to, to_dlq=False, content_type=ctx.content_type.value
+            )
         routed = msgspec.structs.replace(req, deadline_ms=deadline, timeout_ms=None)
         return Continue(msgspec.structs.replace(ctx, request=routed))

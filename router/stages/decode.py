@@ -27,17 +27,28 @@ class Decode:
             ct = content_type_from_headers(ctx.headers)
         except DecodeFailure as exc:  # an unsupported content type: still answer the sender if we can
             s = self._codec.salvage(value or b"", ContentType.JSON)
-            return Reject(exc.code, exc.message, s.get("id"), s.get("reply_to"), True, s.get("encoding", JSON))
+            return Reject(
+                exc.code, exc.message, s.get("id"), s.get("reply_to"), to_dlq=True, content_type=s.get("encoding", JSON)
+            )
         try:
             check_size(value, self._limits)
         except InvalidRequest as exc:  # before decoding: the reply and DLQ copy must not depend on the body
             s = self._codec.salvage(value or b"", ct)
-            return Reject(exc.code, exc.message, s.get("id"), s.get("reply_to"), True, s.get("encoding", ct.value))
+            return Reject(
+                exc.code,
+                exc.message,
+                s.get("id"),
+                s.get("reply_to"),
+                to_dlq=True,
+                content_type=s.get("encoding", ct.value),
+            )
         try:
             if not value:
                 raise DecodeFailure(ErrorCode.INVALID_ENCODING, "empty message body")
             req = self._codec.decode_request(value, ct)
         except DecodeFailure as exc:
             s = exc.salvaged
-            return Reject(exc.code, exc.message, s.get("id"), s.get("reply_to"), True, s.get("encoding", JSON))
+            return Reject(
+                exc.code, exc.message, s.get("id"), s.get("reply_to"), to_dlq=True, content_type=s.get("encoding", JSON)
+            )
         return Continue(msgspec.structs.replace(ctx, content_type=ct, request=req))

@@ -54,7 +54,9 @@ class Fallback:
         else:
             why += "; no alternative in its chain is available"
         if self._reply is None:
-            return Reject(ErrorCode.OVERLOADED, why, req.id, req.reply_to, False, ctx.content_type.value)
+            return Reject(
+                ErrorCode.OVERLOADED, why, req.id, req.reply_to, to_dlq=False, content_type=ctx.content_type.value
+            )
         done = Done(
             id=req.id,
             seq=0,

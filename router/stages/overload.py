@@ -27,4 +27,6 @@ class Overload:
         reason = self._load.refusal(ctx.model, req.deadline_ms, ctx.now_ms, capacity)
         if reason is None:
             return Continue(ctx)
-        return Reject(ErrorCode.OVERLOADED, reason, req.id, req.reply_to, False, ctx.content_type.value)
+        return Reject(
+            ErrorCode.OVERLOADED, reason, req.id, req.reply_to, to_dlq=False, content_type=ctx.content_type.value
+        )

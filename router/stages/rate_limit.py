@@ -3,7 +3,7 @@
 
 Over a limit, an interactive request is refused `rate_limited` (retriable, with `retry_after_ms`, no DLQ
 copy: nothing is wrong with it); a batch request is held and paced (`Hold`): the router releases held
-requests in arrival order as the rate admits them, after any interactive request (router/service.py). A
+requests in arrival order as the rate admits them, after any interactive request (router/pacer.py). A
 batch request that could not start before its deadline, or one beyond `batch_hold_max` held, is refused
 `rate_limited` instead. A request that already holds a reservation (a redo after a router restart) is not
 counted again."""
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from contracts.messages import ErrorCode, Priority
 from fleet.settings import RouterSettings
-from router.policies.accounts import worst_case_tokens
+from router.accounts.account import worst_case_tokens
+from router.accounts.view import AccountsView
 from router.stages.base import Context, Continue, Hold, Reject, Verdict
-from router.views import AccountsView
 
 
 class RateLimit:
@@ -34,7 +34,9 @@ class RateLimit:
         account = self._accounts.get(t.name)
         if account is None:  # the owner stage sent it here, so the account loads with the partition: retry
             msg = f"tenant {t.name!r}'s counters are not loaded on this router yet"
-            return Reject(ErrorCode.INTERNAL, msg, req.id, req.reply_to, False, ct, retry_after_ms=1000)
+            return Reject(
+                ErrorCode.INTERNAL, msg, req.id, req.reply_to, to_dlq=False, content_type=ct, retry_after_ms=1000
+            )
         if (t.requests_per_s is None and t.tokens_per_min is None) or account.admitted(req.id):
             return Continue(ctx)
         tokens = worst_case_tokens(req, self._r)
@@ -47,9 +49,25 @@ class RateLimit:
                 return Hold(t.name, tokens)
             why = "its deadline comes first" if too_late else f"{len(account.held)} batch requests are held already"
             msg = f"tenant {t.name!r} is over its rate and this batch request cannot be paced: {why}"
-            return Reject(ErrorCode.RATE_LIMITED, msg, req.id, req.reply_to, False, ct, retry_after_ms=wait_ms or 1000)
+            return Reject(
+                ErrorCode.RATE_LIMITED,
+                msg,
+                req.id,
+                req.reply_to,
+                to_dlq=False,
+                content_type=ct,
+                retry_after_ms=wait_ms or 1000,
+            )
         if limited is not None:
             msg = f"tenant {t.name!r} is over its {limited.which.replace('_', ' ')} limit"
-            return Reject(ErrorCode.RATE_LIMITED, msg, req.id, req.reply_to, False, ct, limited.retry_after_ms)
+            return Reject(
+                ErrorCode.RATE_LIMITED,
+                msg,
+                req.id,
+                req.reply_to,
+                to_dlq=False,
+                content_type=ct,
+                retry_after_ms=limited.retry_after_ms,
+            )
         account.take_rate(tokens, ctx.now_ms)
         return Continue(ctx)

@@ -54,7 +54,9 @@ class ResolveModel:
         else:
             auto = " or 'auto'" if self._classifier is not None else " ('auto' needs router.tiers)"
             msg = f"unknown model {req.model[:100]!r}; known: {sorted(self._models)}{auto}"
-            return Reject(ErrorCode.UNKNOWN_MODEL, msg, req.id, req.reply_to, True, ctx.content_type.value)
+            return Reject(
+                ErrorCode.UNKNOWN_MODEL, msg, req.id, req.reply_to, to_dlq=True, content_type=ctx.content_type.value
+            )
         routed = req if model == req.model else msgspec.structs.replace(req, model=model)
         return Continue(
             msgspec.structs.replace(ctx, request=routed, model=model, tier=tier_name, score=score, signals=signals)

@@ -18,12 +18,9 @@ class Route:
     def __call__(self, ctx: Context) -> Verdict:
         req = ctx.request
         assert req is not None and ctx.model is not None, "route runs after resolve_model"
-        tenant = ctx.tenant.name if ctx.tenant is not None else None
         lane = (ctx.model, req.priority is Priority.BATCH)
         topics = self._lanes.get(lane)
         if topics is None:  # resolve_model chose a configured model: a handful of entries
             topics = (self._topics.model_batch(ctx.model) if lane[1] else self._topics.model(ctx.model),)
             self._lanes[lane] = topics
-        return Forward(
-            req, ctx.model, ctx.tier, ctx.score, ctx.content_type, topics, tenant, ctx.signals, ctx.requested_model
-        )
+        return Forward(ctx, topics)

@@ -53,7 +53,14 @@ class TenantLimits:
                 changes["max_tokens"] = t.max_tokens
             else:
                 msg = f"`max_tokens` is {req.max_tokens}; tenant {t.name!r}'s ceiling is {t.max_tokens}"
-                return Reject(ErrorCode.INVALID_REQUEST, msg, req.id, req.reply_to, True, ctx.content_type.value)
+                return Reject(
+                    ErrorCode.INVALID_REQUEST,
+                    msg,
+                    req.id,
+                    req.reply_to,
+                    to_dlq=True,
+                    content_type=ctx.content_type.value,
+                )
         if wants_priority and given is not None and given.priority is msgspec.UNSET:
             changes["priority"] = t.default_priority
         if t.default_timeout_ms is not None and req.timeout_ms is None and req.deadline_ms is None:

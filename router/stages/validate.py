@@ -39,14 +39,14 @@ class Validate:
         try:
             validate_request(req, self._limits)
         except InvalidRequest as exc:
-            return Reject(exc.code, exc.message, req.id or None, req.reply_to or None, True, ct)
+            return Reject(exc.code, exc.message, req.id or None, req.reply_to or None, to_dlq=True, content_type=ct)
         if req.reply_to in self._internal:  # refused without a reply: writing one there is what must not happen
             msg = f"`reply_to` {req.reply_to!r} is a topic of the fleet itself"
-            return Reject(ErrorCode.FORBIDDEN, msg, req.id, None, True, ct)
+            return Reject(ErrorCode.FORBIDDEN, msg, req.id, None, to_dlq=True, content_type=ct)
         t = ctx.tenant
         if t is not None and not self._tenants.reply_allowed(t, req.reply_to):
             # no reply either: the topic may be another tenant's, and an error event there is a message to it
             prefixes = list(self._tenants.reply_prefixes(t))
             msg = f"`reply_to` {req.reply_to!r} is not under tenant {t.name!r}'s reply prefixes {prefixes}"
-            return Reject(ErrorCode.FORBIDDEN, msg, req.id, None, True, ct)
+            return Reject(ErrorCode.FORBIDDEN, msg, req.id, None, to_dlq=True, content_type=ct)
         return Continue(ctx)

@@ -264,6 +264,8 @@ def test_every_component_gets_a_complete_sasl_ssl_config(env: Env) -> None:
             user = env.user(component)["metadata"]["name"]
             assert s.kafka.sasl_username == user, f"{name} must authenticate as KafkaUser {user}"
             assert s.kafka.sasl_password == f"secret:{user}/password", name
+            # one record key for the router and every worker: what the router signs, the workers check
+            assert s.kafka.record_key == "secret:llm-fleet-record-key/key", f"{name} must read the shared record key"
             assert s.kafka.security_protocol is SecurityProtocol.SASL_SSL
             assert s.kafka.sasl_mechanism == "SCRAM-SHA-512"
             assert s.kafka.bootstrap_servers == fe["FLEET_KAFKA_BOOTSTRAP"]

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -143,8 +144,11 @@ def _router_settings(broker: str, tenant_key_hash: str | None) -> Settings:
     models = [
         ModelSettings(name=m, path="demo:small", engine=EngineKind.SIMULATED, max_running=4) for m in ("small", "large")
     ]
+    kafka = _kafka(broker)
+    if tenants:  # records signed, so a tenant's cancel through its intake is relayed (router/stages/cancel.py)
+        kafka = msgspec.structs.replace(kafka, record_key="topic-access-test-key-" + uuid.uuid4().hex)
     return Settings(
-        kafka=_kafka(broker),
+        kafka=kafka,
         latency=LATENCY,
         models=models,
         tenants=tenants,
@@ -170,6 +174,8 @@ async def test_the_router_touches_exactly_what_topic_access_declares(
         for prio in ("interactive", "batch")
     ]
     bodies.append(_request("r-bad", reply, "small", max_tokens=-1))  # refused: an error event and a DLQ copy
+    if settings.tenants:  # a cancel through the intake: relayed to the control topic
+        bodies.append(json.dumps({"type": "cancel", "id": "r-small-batch"}).encode())
     records: list[Record] = [
         (t.requests, body, None, headers, i % settings.kafka.intake_partitions) for i, body in enumerate(bodies)
     ]
@@ -263,6 +269,7 @@ def test_the_router_may_serve_tenants_added_later_with_only_their_topic() -> Non
         ("topic", "prefix", intake, "Write"),  # a tenant with limits: moved to its owner partition
         ("topic", "literal", t.tenant_state, "Read"),
         ("topic", "literal", t.tenant_state, "Write"),
+        ("topic", "literal", t.control, "Write"),  # a tenant's cancel through its intake, relayed
     }
     assert {a.acl for a in ta.router_tenants(plain)} == tenant_acls
     assert tenant_acls <= ta.acls(ta.router(plain)), "without tenants configured too"

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 
 def json_record(
@@ -35,8 +38,13 @@ class ScriptedProducer:
     """Acknowledges every send except those scripted to fail: topic -> what each send in turn raises (None:
     acknowledged)."""
 
-    def __init__(self, fail: dict[str, list[BaseException | None]] | None = None) -> None:
+    def __init__(
+        self,
+        fail: dict[str, list[BaseException | None]] | None = None,
+        on_send: Callable[[str], None] | None = None,
+    ) -> None:
         self.fail = fail or {}
+        self.on_send = on_send  # called with the topic of each send, before its outcome is set
         self.tries: Counter[str] = Counter()
         self.acked: list[tuple[str, bytes, int | None]] = []  # (topic, value, partition)
 
@@ -55,6 +63,8 @@ class ScriptedProducer:
         partition: int | None = None,
     ) -> asyncio.Future[None]:
         self.tries[topic] += 1
+        if self.on_send is not None:
+            self.on_send(topic)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         script = self.fail.get(topic, [])
         exc = script.pop(0) if script else None
@@ -76,16 +86,28 @@ class ScriptedProducer:
 
 
 class RecordingConsumer:
+    """Records commits and seeks; `revoked`: the group moved on, so both fail as aiokafka's do then."""
+
     def __init__(self) -> None:
         self.commits: list[dict[object, int]] = []
         self.seeks: list[tuple[object, int]] = []
+        self.revoked = False
 
     async def commit(self, offsets: dict[object, int]) -> None:
+        if self.revoked:
+            raise CommitFailedError("the group rebalanced")
         self.commits.append(dict(offsets))
 
     def seek(self, tp: object, offset: int) -> None:
+        if self.revoked:
+            raise IllegalStateError("no longer assigned")
         self.seeks.append((tp, offset))
 
 
 async def no_pause(seconds: float) -> None:
     return None
+
+
+def now_ms() -> int:
+    """The router's clock, as the loop reads it for a batch."""
+    return int(time.time() * 1000)

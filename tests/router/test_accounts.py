@@ -12,9 +12,10 @@ import pytest
 
 from contracts.messages import Request
 from fleet.settings import ModelSettings, RouterSettings, TenantSettings
-from router.policies import budget, rate_limit
-from router.policies.accounts import Account, TenantState, worst_case, worst_case_tokens
-from router.policies.budget import Ledger, Limits
+from router.accounts import budget
+from router.accounts.account import Account, TenantState, worst_case, worst_case_tokens
+from router.accounts.budget import Ledger, Limits
+from router.policies import rate_limit
 from router.policies.rate_limit import Rate
 
 T0 = calendar.timegm((2026, 11, 29, 12, 0, 0, 0, 0, 0)) * 1000

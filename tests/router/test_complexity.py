@@ -21,9 +21,9 @@ from fleet.cli import app
 from fleet.settings import RouterSettings, Settings, TierSettings
 from router.complexity.model import DEFAULT_ARTIFACT, ClassifierError, encode_artifact, load_model
 from router.complexity.tokens import WordPiece
-from router.complexity.train import DEFAULT_DATA, data_sha256, heldout_metrics, heldout_scores, load_examples, train
 from router.decide import Decider
 from router.policies.classify import Classifier
+from training.complexity import DEFAULT_DATA, data_sha256, heldout_metrics, heldout_scores, load_examples, train
 
 SHIPPED = load_model()
 
@@ -318,3 +318,16 @@ def test_train_cli_writes_a_loadable_artifact(tmp_path: Path) -> None:
     m = load_model(out)
     assert m.artifact.training["seed"] == 3 and m.artifact.cheap_share_target == 0.5
     assert msgspec.json.decode(out.read_bytes())["format"] == "llm-fleet/complexity-classifier"
+
+
+def test_train_cli_installed_from_a_wheel_says_the_training_is_in_a_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wheel ships the artifact, not training/ or corpora/: `fleet router train` says so in one line."""
+    import fleet.cli
+
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)  # `training` is nowhere on the path
+    monkeypatch.setattr(fleet.cli, "__file__", str(tmp_path / "site-packages" / "fleet" / "cli.py"))
+    r = CliRunner().invoke(app, ["router", "train", "--out", str(tmp_path / "a.json")])
+    assert r.exit_code == 2 and "run it from a checkout" in r.output, _output(r)
+    assert not (tmp_path / "a.json").exists()

@@ -33,5 +33,5 @@ def test_requests_routed_between_polls_count_towards_the_backlog() -> None:
     t.update("m", end_total=0, committed_total=0, now_s=0)
     for _ in range(3):
         assert t.refusal("m", None, 0) is None
-        t.forwarded("m")
+        t.routed("m")
     assert t.refusal("m", None, 0) is not None

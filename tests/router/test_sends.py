@@ -24,7 +24,7 @@ TASK = "Implement a thread-safe LRU cache in Go with per-entry TTL and explain t
 def sends_for(settings: Settings) -> Sends:
     codec = Codec()
     views = Views.from_settings(settings, int(time.time() * 1000))
-    return Sends(settings, Pipeline(build_pipeline(settings, views, codec), codec), codec, views, RouterStats())
+    return Sends(settings, Pipeline(build_pipeline(settings, views, codec), codec), codec, RouterStats())
 
 
 @pytest.mark.parametrize("level", ["debug", "info"])

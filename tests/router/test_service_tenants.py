@@ -16,9 +16,9 @@ from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, TopicAu
 from contracts import Codec, ContentType, Error, ErrorCode
 from fleet.settings import Settings, TenantSettings
 from fleet.tenants import mint_key
-from router.policies.accounts import Account
+from router.accounts.account import Account
 from router.service import RouterService
-from tests.router.scripted import RecordingConsumer, ScriptedProducer, json_record, no_pause
+from tests.router.scripted import RecordingConsumer, ScriptedProducer, json_record, no_pause, now_ms
 
 KEY, HASH = mint_key()
 REPLY = "llm.replies.acme.t"
@@ -39,10 +39,9 @@ def record(tp: TopicPartition, offset: int, rid: str, **body: object) -> Consume
 def service(s: Settings, producer: ScriptedProducer, own: bool = True) -> tuple[RouterService, RecordingConsumer]:
     svc = RouterService(s)
     consumer = RecordingConsumer()
-    svc._producer = producer  # type: ignore[assignment]
-    svc._consumer = consumer  # type: ignore[assignment]
+    svc.attach(producer, consumer, asyncio.Event())  # type: ignore[arg-type]
     svc.store._producer = producer  # type: ignore[assignment]
-    svc._pause = no_pause  # type: ignore[method-assign]
+    svc.intake.pause = no_pause  # type: ignore[method-assign]
     if own:
         svc.views.accounts.accounts["acme"] = Account.new(s.tenants[0], int(time.time() * 1000))
     return svc, consumer
@@ -58,7 +57,7 @@ async def test_a_move_that_fails_for_good_is_refused_with_a_dlq_copy_and_committ
     producer = ScriptedProducer({owner: [TopicAuthorizationFailedError()]})
     svc, consumer = service(s, producer, own=False)
     tp = TopicPartition(s.kafka.topics.requests, 1)
-    await svc._handle_partition(tp, [record(tp, 0, "m1"), record(tp, 1, "m2")])
+    await svc.intake.handle(tp, [record(tp, 0, "m1"), record(tp, 1, "m2")], now_ms())
     (err,) = errors(producer)
     assert err.id == "m1" and err.code is ErrorCode.INTERNAL and "tenant's router" in err.message
     assert len(producer.to(s.kafka.topics.dlq)) == 1
@@ -74,9 +73,9 @@ async def test_a_snapshot_that_fails_leaves_the_partition_uncommitted_until_one_
     producer = ScriptedProducer({state: [KafkaTimeoutError()]})
     svc, consumer = service(s, producer)
     tp = TopicPartition(s.kafka.topics.tenant_intake("acme"), 0)
-    await svc._handle_partition(tp, [record(tp, 0, "a")])
+    await svc.intake.handle(tp, [record(tp, 0, "a")], now_ms())
     assert consumer.commits == []  # the counters were not written: nothing past them is committed
-    await svc._handle_partition(tp, [record(tp, 1, "b")])
+    await svc.intake.handle(tp, [record(tp, 1, "b")], now_ms())
     assert consumer.commits == [{tp: 2}]  # the next snapshot reflects both
     assert svc.store.save_failures == 1 and svc.store.saved == 1
     sent = [v for t, v, _ in producer.acked if t.startswith("llm.requests.")]
@@ -92,13 +91,13 @@ async def test_a_released_batch_request_whose_forward_fails_for_good_is_refused_
     svc, consumer = service(s, producer)
     tp = TopicPartition(s.kafka.topics.tenant_intake("acme"), 0)
     batch = {"priority": "batch", "model": s.models[1].name}
-    await svc._handle_partition(tp, [record(tp, 0, "b1", **batch), record(tp, 1, "b2", **batch)])
+    await svc.intake.handle(tp, [record(tp, 0, "b1", **batch), record(tp, 1, "b2", **batch)], now_ms())
     assert svc.stats.held == 1 and consumer.commits[-1] == {tp: 1}  # committed up to the held one
     await asyncio.sleep(0.01)  # the rate admits the next
-    await svc._release_held()
+    await svc.intake.release_held(now_ms())
     (err,) = errors(producer)
     assert err.id == "b2" and err.code is ErrorCode.INVALID_REQUEST and "too large" in err.message
-    assert not svc._held and not svc.views.accounts.accounts["acme"].held  # not held again
+    assert not svc.intake.ledger.holding and not svc.views.accounts.accounts["acme"].held  # not held again
     assert consumer.commits[-1] == {tp: 2}
-    await svc._release_held()  # nothing left: no send is tried again
+    await svc.intake.release_held(now_ms())  # nothing left: no send is tried again
     assert producer.tries[lane] == 2

@@ -1,4 +1,4 @@
-"""Reading the tenant-state topic (router/tenant_store.py `keep_newest`): the newest snapshot per tenant wins by
+"""Reading the tenant-state topic (router/accounts/store.py `keep_newest`): the newest snapshot per tenant wins by
 epoch, then offset, and nothing on the topic (no key, a tombstone, garbage, a huge value, a snapshot filed
 under another tenant's key) stops a takeover or replaces a real snapshot."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import msgspec
 
-from router.policies.accounts import TenantState
-from router.policies.budget import Ledger
-from router.tenant_store import Snapshot, keep_newest
+from router.accounts.account import TenantState
+from router.accounts.budget import Ledger
+from router.accounts.store import Snapshot, keep_newest
 
 T0 = 1_790_000_000_000
 

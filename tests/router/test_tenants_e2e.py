@@ -25,6 +25,7 @@ KEY, HASH = mint_key()
 WRONG, _ = mint_key()
 LIM_KEY, LIM_HASH = mint_key()
 BUD_KEY, BUD_HASH = mint_key()
+RECORD_KEY = "tenants-e2e-" + uuid.uuid4().hex
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,8 @@ async def tenant_fleet(broker: str, tmp_path_factory: pytest.TempPathFactory) ->
         tiers=[("only", "sim", float("inf"))],
         extra=tenants,
     )
+    # records signed: workers serve only what the router forwarded, and accept a cancel relayed from an intake
+    cfg.write_text(cfg.read_text().replace("[kafka]\n", f'[kafka]\nrecord_key = "{RECORD_KEY}"\n', 1))
     async with started(cfg, broker, d, [("sim", "worker-sim")]) as fleet:
         yield fleet
 
@@ -133,6 +136,33 @@ async def test_a_tenants_intake_topic_authenticates_by_topic(tenant_fleet: Fleet
         copy = await peer.dlq_record(value)  # a DLQ copy alone: nobody authenticated, nowhere to reply
         assert header(copy, "fleet-error-code") == "unauthenticated"
         assert not [e for e in peer.replies if e.id == rid]
+
+
+async def test_a_tenant_that_may_write_only_its_intake_topic_cancels_its_own_request_there(
+    tenant_fleet: FleetProcs,
+) -> None:
+    """gamma has no API key: its intake topic is its only way in, and llm.control would need a key. A cancel on
+    its intake topic is relayed, signed, to the workers, which stop gamma's run of the id; the same cancel written
+    straight to the control topic, keyed "gamma" but unsigned, stops nothing."""
+    s = tenant_fleet.settings
+    reply = f"ten.replies.gamma.cancel-{uuid.uuid4().hex[:6]}"
+    topic = s.kafka.topics.tenant_intake("gamma")
+    async with RawPeer(s, reply) as peer:
+        forged_id, value = body(reply, max_tokens=1200)  # 3 s at 400 tokens/s: running when the cancels come
+        await peer.send(value, topic=topic)
+        await peer.wait_for(lambda e: getattr(e, "id", None) == forged_id, "gamma's first chunk")
+        cancel = json.dumps({"type": "cancel", "id": forged_id}).encode()
+        await peer.send(cancel, topic=s.kafka.topics.control, key=b"gamma")  # forged: no router's MAC
+        assert isinstance(await peer.reply(forged_id, Done), Done), "an unsigned relay stopped nothing"
+
+        rid, value = body(reply, max_tokens=1200)
+        await peer.send(value, topic=topic)
+        await peer.wait_for(lambda e: getattr(e, "id", None) == rid, "gamma's first chunk")
+        await peer.send(json.dumps({"type": "cancel", "id": rid}).encode(), topic=topic)  # no key: the topic says
+        err = await peer.reply(rid, Error)
+        assert err.code is ErrorCode.CANCELLED
+    assert '"router.cancel"' in tenant_fleet.log("router")
+    assert '"worker.cancel_unauthenticated"' in tenant_fleet.log("worker-sim")
 
 
 async def test_rate_limits_and_budgets_answer_with_retry_after_and_serving_goes_on(tenant_fleet: FleetProcs) -> None:

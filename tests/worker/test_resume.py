@@ -20,7 +20,7 @@ from worker.engine.api import Engine
 from worker.engine.simulated import SimulatedEngine
 from worker.inputs import prompt_token_ids
 from worker.outbox import Delivery
-from worker.progress import ProgressGate, ProgressView, decode_progress, encode_progress
+from worker.progress import ProgressGate, ProgressView, decode_progress, encode_progress, progress_key
 from worker.state import RequestState
 
 
@@ -228,13 +228,13 @@ def test_progress_records_round_trip_and_the_view_keeps_this_models_live_ones() 
     from fleet.settings import Settings
 
     view = ProgressView(Settings(), "m")
-    view.apply(b"r1", encode_progress(p))
-    view.apply(b"r2", encode_progress(Progress(id="r2", model="other", run_id="x")))
-    view.apply(b"r3", b"garbage")
+    view.apply(progress_key("t", "r1"), encode_progress(p))
+    view.apply(progress_key(None, "r2"), encode_progress(Progress(id="r2", model="other", run_id="x")))
+    view.apply(progress_key(None, "r3"), b"garbage")
     assert view.get("r1", "t") == p
     assert view.get("r1", None) is None, "another tenant's request under the same id"
     assert view.get("r2", None) is None and view.get("r3", None) is None
-    view.apply(b"r1", None)  # the tombstone
+    view.apply(progress_key("t", "r1"), None)  # the tombstone
     assert view.get("r1", "t") is None
 
 
@@ -283,7 +283,7 @@ async def test_the_gate_sends_each_runs_events_after_their_record_in_order() -> 
 
 async def test_a_finished_requests_record_is_deleted_with_a_tombstone() -> None:
     box = _Outbox()
-    ProgressGate(box, "llm.progress").delete("r")  # type: ignore[arg-type]
+    ProgressGate(box, "llm.progress").delete(None, "r")  # type: ignore[arg-type]
     assert box.sent == [("llm.progress", None)]
 
 
@@ -315,3 +315,22 @@ async def test_a_run_is_charged_only_when_it_enters_the_engine() -> None:
     seen.take(await asyncio.wait_for(step, 10))
     await run_until_idle(d, seen)
     assert set(seen.finished) == {"a", "s"}
+
+
+def test_two_tenants_requests_with_one_id_keep_their_own_records_bound_to_their_intake_record() -> None:
+    from fleet.settings import Settings
+
+    view = ProgressView(Settings(), "m")
+    a = Progress(id="req-1", model="m", run_id="ra", text="alpha's", tenant="alpha", source="llm.requests.m:0:7")
+    b = Progress(id="req-1", model="m", run_id="rb", text="beta's", tenant="beta", source="llm.requests.m:1:3")
+    view.apply(progress_key("alpha", "req-1"), encode_progress(a))
+    view.apply(progress_key("beta", "req-1"), encode_progress(b))
+    assert view.get("req-1", "alpha", "llm.requests.m:0:7") == a and view.get("req-1", "beta") == b
+    view.apply(progress_key("beta", "req-1"), None)  # beta's request ended: alpha's record stays
+    assert view.get("req-1", "alpha") == a and view.get("req-1", "beta") is None
+    # the same tenant and id on another record (a re-send forwarded anew): not a redelivery, nothing to resume
+    assert view.get("req-1", "alpha", "llm.requests.m:0:9") is None
+    # a record whose key names another tenant than its body, or an older release's bare-id key: passed over
+    view.apply(progress_key("beta", "req-1"), encode_progress(a))
+    view.apply(b"req-1", encode_progress(b))
+    assert view.get("req-1", "beta") is None

@@ -125,6 +125,7 @@ class Rec:
     value: bytes
     headers: list[tuple[str, bytes]]
     offset: int = 0
+    key: bytes | None = None
 
 
 @pytest.mark.parametrize(
@@ -145,6 +146,33 @@ def test_with_tenants_a_cancel_needs_the_senders_key(
     control = Control(TENANTS, fd, FakeReplies(), Codec())  # type: ignore[arg-type]
     control.on_record(Rec(json.dumps({"type": "cancel", "id": "x"}).encode(), headers))  # type: ignore[arg-type]
     assert fd.calls == expected
+
+
+def test_a_cancel_relayed_from_a_tenants_intake_counts_only_with_the_routers_mac() -> None:
+    """router/stages/cancel.py relays a tenant's cancel keyed by the tenant and signed: the worker stops that
+    tenant's runs of the id; the same record unsigned, signed for another key, or naming an unknown tenant stops
+    nothing."""
+    import msgspec
+
+    from fleet.record_mac import Kind, record_mac
+
+    secret = "worker-control-test-key-0123456789"
+    signed = msgspec.structs.replace(TENANTS, kafka=msgspec.structs.replace(TENANTS.kafka, record_key=secret))
+    value = json.dumps({"type": "cancel", "id": "x"}).encode()
+    mac, other = record_mac(secret), record_mac("another-key-of-the-same-length-00")
+    assert mac is not None and other is not None
+    cases = [
+        (b"a", [mac.header(Kind.CANCEL, b"a", value)], [("x", {"tenant": "a", "any_tenant": False})]),
+        (b"a", [], []),  # unsigned: anyone who can write llm.control could name any tenant
+        (b"a", [other.header(Kind.CANCEL, b"a", value)], []),
+        (b"b", [mac.header(Kind.CANCEL, b"a", value)], []),  # signed for a, keyed b
+        (b"zz", [mac.header(Kind.CANCEL, b"zz", value)], []),  # not a configured tenant
+    ]
+    for key, headers, expected in cases:
+        fd = FakeDriver()
+        control = Control(signed, fd, FakeReplies(), Codec())  # type: ignore[arg-type]
+        control.on_record(Rec(value, headers, key=key))  # type: ignore[arg-type]
+        assert fd.calls == expected, (key, headers)
 
 
 def test_without_tenants_any_cancel_stops_the_id() -> None:

@@ -86,6 +86,7 @@ class ContinuousEngine:
         self._aborts: dict[str, FinishKind] = {}
         self._reqs: dict[str, _Req] = {}
         self._steps = self._spec_steps = 0
+        self._preempted = 0  # batch rows preempted for interactive requests
         self._last_step_ms = 0.0
         log.info(
             "engine.start",
@@ -155,6 +156,7 @@ class ContinuousEngine:
                 "kv_reserved_tokens": float(self._sched.reserved_tokens),
                 "steps": float(self._steps),
                 "spec_steps": float(self._spec_steps),
+                "preempted": float(self._preempted),
                 "last_step_ms": self._last_step_ms,
                 **self._graph_stats(),
             },
@@ -194,6 +196,11 @@ class ContinuousEngine:
         plan = self._sched.schedule(time.time())
         for rid in plan.expired:
             out.append(self._finish(rid, [], FinishKind.EXPIRED, scheduled=False))
+        for rid in plan.preempted:  # batch rows yielding to an interactive request: KV freed, tokens kept
+            seq = self._reqs[rid].seq
+            self._runner.remove(seq)
+            seq.kv_len = seq.draft_len = 0  # readmitted, it prefills prompt + generated again
+            self._preempted += 1
         for rid in plan.admitted:
             self._runner.add(self._reqs[rid].seq)
 

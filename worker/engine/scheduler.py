@@ -13,8 +13,12 @@ Policy (iteration-level, like vLLM v1):
   room in the KV budget. Each sequence reserves prompt + max_tokens (capped by
   the context length); the slot KV cache gives every row the length of the
   longest, so the budget counts what it really allocates: running sequences x
-  the longest reservation <= `max_batch_tokens`. A sequence admitted is never
-  preempted for memory, and KV memory stays within the budget.
+  the longest reservation <= `max_batch_tokens`, so KV memory stays within the budget.
+- Batch rows yield to interactive requests: when the interactive request at the head of the queue finds no
+  slot or no KV room, and letting running batch rows go would make room, the most recently admitted batch rows
+  are preempted (newest first, only as many as needed). A preempted row loses its KV, not its tokens: it waits
+  at the front of the batch class and, readmitted, prefills its prompt and what it had generated, then goes on
+  (greedy output is the same). Interactive rows are never preempted.
 - A waiting request is admitted within one step of a slot and budget being free;
   cancellation and deadlines free the slot at the start of the next step.
 - Speculation runs only while the load is small: at most `spec_max_batch_size`
@@ -98,6 +102,7 @@ class Schedule:
     decode: list[str] = field(default_factory=list)
     admitted: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
+    preempted: list[str] = field(default_factory=list)  # batch rows sent back to waiting, their KV to be freed
     speculate: bool = False
     prefill_draft: bool = False  # speculation will likely run next: prefill the draft model too
 
@@ -191,6 +196,7 @@ class Scheduler:
         for rid in out.expired:
             self.finish(rid)
 
+        out.preempted = self._preempt_for_interactive()
         out.decode = [s.request_id for s in self._running.values() if s.phase is Phase.DECODE]
         budget = self.config.prefill_chunk_tokens
         for seq in self._running.values():
@@ -214,12 +220,37 @@ class Scheduler:
         out.prefill_draft = bool(out.prefill) and bool(out.decode) and load <= limit
         return out
 
-    def _admissible(self, seq: SeqStatus) -> bool:
-        if len(self._running) >= self.config.max_running:
+    def _admissible(self, seq: SeqStatus, without: frozenset[str] = frozenset()) -> bool:
+        """Whether `seq` fits now (or once the running sequences in `without` are gone)."""
+        running = [s for s in self._running.values() if s.request_id not in without]
+        if len(running) >= self.config.max_running:
             return False
         # a request larger than the whole budget runs once the batch is empty
         need = min(seq.demand, self.config.max_batch_tokens)
-        return self._footprint(len(self._running) + 1, need) <= self.config.max_batch_tokens
+        longest = max([need, *(s.reserved for s in running)])
+        return (len(running) + 1) * longest <= self.config.max_batch_tokens or not running
+
+    def _preempt_for_interactive(self) -> list[str]:
+        """Preempt the newest batch rows, as few as make room for the interactive request waiting first."""
+        if not self._waiting or self._waiting[0].priority != 0 or self._admissible(self._waiting[0]):
+            return []
+        head = self._waiting[0]
+        batch = [s for s in reversed(self._running.values()) if s.priority > 0]  # newest first
+        if not batch or not self._admissible(head, frozenset(s.request_id for s in batch)):
+            return []  # interactive rows hold the room: preempting batch work would not admit it
+        gone: list[SeqStatus] = []
+        for s in batch:
+            gone.append(s)
+            if self._admissible(head, frozenset(g.request_id for g in gone)):
+                break
+        for s in gone:  # each to the front of the batch class, newest first: they end in arrival order
+            del self._running[s.request_id]
+            s.prompt_len += s.generated  # readmitted, it prefills what it had generated too
+            s.max_tokens = max(0, s.max_tokens - s.generated)
+            s.generated, s.computed, s.reserved, s.phase = 0, 0, 0, Phase.WAITING
+            i = next((i for i, w in enumerate(self._waiting) if w.priority >= s.priority), len(self._waiting))
+            self._waiting.insert(i, s)
+        return [s.request_id for s in gone]
 
     @staticmethod
     def _chunk(seq: SeqStatus, budget: int, out: Schedule) -> int:

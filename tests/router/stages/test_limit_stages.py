@@ -12,8 +12,8 @@ import msgspec
 from contracts import Codec, ErrorCode
 from fleet.settings import Settings, TenantSettings
 from fleet.tenants import mint_key
+from router.accounts.account import Account
 from router.pipeline import Pipeline, build_pipeline
-from router.policies.accounts import Account
 from router.stages.base import Context, Forward, Hold, Move, Outcome, Reject
 from router.views import Views
 

@@ -8,6 +8,7 @@ from contracts import Codec, ContentType, ErrorCode, Request
 from fleet.settings import Settings
 from router.pipeline import Pipeline, build_pipeline
 from router.policies.tenants import Tenants
+from router.sends import Send, SendKind
 from router.stages.base import Context, Continue, Drop, Forward, Reject
 from router.stages.deadline import Deadline
 from router.stages.decode import Decode
@@ -21,6 +22,11 @@ from router.views import DedupView, Views
 S = Settings()
 CODEC = Codec()
 JSON = [("content-type", b"application/json")]
+
+
+def forward_send(request_id: str, tenant: str | None = None) -> Send:
+    """A forward as the loop hands it to the views' hooks."""
+    return Send(SendKind.FORWARD, "llm.requests.small", b"", None, [], request_id=request_id, tenant=tenant)
 
 
 def ctx(body: object = None, *, now: int = 1000, ts: int = 1000, **req: object) -> Context:
@@ -85,11 +91,11 @@ def test_dedup_drops_an_id_in_the_window_or_already_in_this_batch() -> None:
     stage = Dedup(view)
     c = ctx(id="a", reply_to="r", prompt="x", now=1000)
     assert isinstance(stage(c), Continue)
-    view.forwarding(None, "a")  # being forwarded by this batch
+    view.forwarding(forward_send("a"))  # being forwarded by this batch
     assert stage(c) == Drop("duplicate", "a")
-    view.begin_batch()
+    view.batch()
     assert isinstance(stage(c), Continue)
-    view.forwarded(None, "a", 1000)  # acknowledged: in the window for 10 s
+    view.forwarded(forward_send("a"), 1000)  # acknowledged: in the window for 10 s
     assert isinstance(stage(c), Drop)
     assert isinstance(stage(ctx(id="a", reply_to="r", prompt="x", now=12_000)), Continue)
 
@@ -128,6 +134,7 @@ def test_the_pipeline_runs_in_order_and_names_the_deciding_stage() -> None:
     views = Views.from_settings(S)
     stages = build_pipeline(S, views, CODEC)
     assert [s.name for s in stages] == [
+        "cancel",
         "decode",
         "authenticate",
         "owner",
@@ -147,7 +154,7 @@ def test_the_pipeline_runs_in_order_and_names_the_deciding_stage() -> None:
     body = json.dumps({"id": "a", "reply_to": "r", "prompt": "x", "model": "small"}).encode()
     stage, out = p.run(Context(body, list(JSON), 1000, 1000))
     assert stage == "route" and isinstance(out, Forward) and out.model == "small"
-    views.dedup.forwarding(None, "a")
+    views.dedup.forwarding(forward_send("a"))
     assert p.run(Context(body, list(JSON), 1000, 1000)) == ("dedup", Drop("duplicate", "a"))
     stage, out = p.run(Context(b"{", list(JSON), 1000, 1000))
     assert stage == "decode" and isinstance(out, Reject)
@@ -170,8 +177,29 @@ def test_router_stats_count_every_verdict_by_stage_and_code() -> None:
     from router.sends import RouterStats
 
     st = RouterStats()
-    st.verdict("route", Forward(Request(id="a", reply_to="r", prompt="x"), "small", None, None))
+    routed = Context(b"", [], 0, 0, request=Request(id="a", reply_to="r", prompt="x"), model="small")
+    st.verdict("route", Forward(routed, ("llm.requests.small",)))
     st.verdict("dedup", Drop("duplicate", "a"))
-    st.verdict("decode", Reject(ErrorCode.INVALID_ENCODING, "m", None, None, True))
-    st.verdict("decode", Reject(ErrorCode.INVALID_ENCODING, "m", None, None, True))
+    st.verdict("decode", Reject(ErrorCode.INVALID_ENCODING, "m", None, None, to_dlq=True))
+    st.verdict("decode", Reject(ErrorCode.INVALID_ENCODING, "m", None, None, to_dlq=True))
     assert st.verdicts == {"route.forward": 1, "dedup.duplicate": 1, "decode.invalid_encoding": 2}
+
+
+def test_a_finished_request_is_forgotten_by_the_dedup_window_so_a_re_send_is_routed() -> None:
+    from contracts.messages import UsageRecord
+
+    view = DedupView(window_s=600, max_entries=100, tenants=True)
+    stage = Dedup(view)
+    c = ctx(id="a", reply_to="r", prompt="x", now=1000)
+    view.forwarded(forward_send("a"), 1000)
+    assert isinstance(stage(c), Drop)  # running: a re-send is a duplicate
+
+    def usage(tenant: str | None) -> UsageRecord:
+        return UsageRecord(
+            id="a", model="small", tenant=tenant, prompt_tokens=1, completion_tokens=1, cost=0.0, ts_ms=0, finish="stop"
+        )
+
+    view.finished(usage("other"), 2000)  # another tenant's request of the same id finished: still running
+    assert isinstance(stage(c), Drop)
+    view.finished(usage(None), 2000)
+    assert isinstance(stage(c), Continue)  # finished: routed again, and its worker answers with the same done

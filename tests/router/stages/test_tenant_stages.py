@@ -17,6 +17,7 @@ from fleet.settings import Settings, TenantSettings
 from fleet.tenants import mint_key
 from router.pipeline import Pipeline, build_pipeline
 from router.policies.tenants import Tenants
+from router.sends import Send, SendKind
 from router.stages.allowed_models import AllowedModels
 from router.stages.authenticate import Authenticate
 from router.stages.base import Context, Continue, Drop, Forward, Outcome, Reject, Verdict
@@ -44,6 +45,11 @@ S = Settings(
 T = Tenants(S)
 DEFAULT = Settings()
 CT = [("content-type", b"application/json")]
+
+
+def forward_send(request_id: str, tenant: str | None = None) -> Send:
+    """A forward as the loop hands it to the views' hooks."""
+    return Send(SendKind.FORWARD, "llm.requests.small", b"", None, [], request_id=request_id, tenant=tenant)
 
 
 def body(**kw: object) -> bytes:
@@ -243,7 +249,7 @@ def test_dedup_is_keyed_by_tenant_and_id() -> None:
 
     v = go(KEY_B, "beta.out.x")  # an attacker pre-sends the victim's id
     assert isinstance(v, Forward) and v.tenant == "beta"
-    views.dedup.forwarded("beta", "r1", 1000)
+    views.dedup.forwarded(forward_send("r1", "beta"), 1000)
     assert isinstance(go(KEY_B, "beta.out.x"), Drop)  # its own re-send is a duplicate
     v = go(KEY_A, "llm.replies.alpha.x")  # the victim's request is not shadowed
     assert isinstance(v, Forward) and v.tenant == "alpha" and v.request.tenant == "alpha"

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.worker.engine.helpers import prompts, req, run, without_draft, without_eos
-from worker.engine.api import Engine, FinishKind
+from worker.engine.api import Engine, EngineRequest, FinishKind, SamplingParams
 from worker.engine.continuous import ContinuousEngine
 from worker.loader import ModelBundle
 
@@ -235,3 +235,23 @@ def test_rows_come_and_go_while_the_draft_sits_out(bundle: ModelBundle, make_eng
     plain = run(make_engine(without_eos(without_draft(bundle))), arrivals)
     assert {k: r.tokens for k, r in res.items()} == {k: r.tokens for k, r in plain.items()}
     assert engine.stats().extra["spec_steps"] > 2
+
+
+@pytest.mark.parametrize("speculate", [False, True])
+def test_a_preempted_batch_request_goes_on_with_the_same_greedy_tokens(
+    bundle: ModelBundle, make_engine: MakeEngine, speculate: bool
+) -> None:
+    """Two batch requests fill the KV budget; an interactive one arrives and preempts the newest of them at once
+    (real KV freed, real prefill of prompt + generated on readmission). Every request's greedy tokens equal its
+    solo reference, the preempted one's included."""
+    b = without_eos(bundle if speculate else without_draft(bundle))
+    ps = prompts(3, seed=5, lo=6, hi=12)
+    # budget 128 tokens: each batch request reserves ~prompt + 40, so a third row never fits beside them
+    engine = make_engine(b, max_batch_tokens=128, max_running=4, prefill_chunk_tokens=64)
+    batch = [EngineRequest(f"b{i}", ps[i], SamplingParams(max_tokens=40), priority=1) for i in range(2)]
+    inter = EngineRequest("i", ps[2], SamplingParams(max_tokens=8))
+    res = run(engine, [(0, batch[0]), (0, batch[1]), (6, inter)])
+    assert engine.stats().extra["preempted"] >= 1
+    for r in (*batch, inter):
+        assert res[r.request_id].tokens == reference(b, r.prompt_token_ids, r.params.max_tokens), r.request_id
+        assert res[r.request_id].finished is FinishKind.LENGTH

@@ -211,3 +211,66 @@ def test_a_waiting_interactive_request_goes_ahead_of_waiting_batch_ones_fifo_wit
         order += p.admitted
         run_step(s, p)
     assert order == ["run", "i1", "i2", "b1", "b2", "b3"]
+
+
+def test_an_interactive_request_preempts_the_newest_batch_rows_it_needs_and_they_lose_no_tokens() -> None:
+    # two batch requests reserve 2 x 400 of the 1,000-token budget: a third row of any size would not fit
+    s = Scheduler(cfg(max_running=4, max_batch_tokens=1000, prefill_chunk_tokens=512))
+    s.add("b1", prompt_len=100, max_tokens=300, priority=1)
+    s.add("b2", prompt_len=100, max_tokens=300, priority=1)
+    generated = {"b1": 0, "b2": 0, "i1": 0}
+    for _ in range(5):  # both run and decode a little
+        p = s.schedule(0.0)
+        for rid in [*p.decode, *(c.request_id for c in p.prefill if c.last)]:
+            generated[rid] += 1
+        run_step(s, p)
+    s.add("i1", prompt_len=50, max_tokens=10)
+    p = s.schedule(0.0)
+    assert p.preempted == ["b2"] and p.admitted == ["i1"]  # the newest batch row, and only as many as needed
+    assert "b2" not in p.decode and s.get("b2").phase is Phase.WAITING  # type: ignore[union-attr]
+    b2 = s.get("b2")
+    assert b2 is not None and b2.prompt_len == 100 + generated["b2"] and b2.computed == 0  # recomputed, not lost
+    while s.has_unfinished():
+        for rid in [*p.decode, *(c.request_id for c in p.prefill if c.last)]:
+            generated[rid] += 1
+        run_step(s, p)
+        assert s.reserved_tokens <= 1000
+        p = s.schedule(0.0)
+    assert generated == {"b1": 300, "b2": 300, "i1": 10}  # every request its max_tokens, the preempted one too
+
+
+def test_batch_rows_are_not_preempted_when_interactive_rows_hold_the_room() -> None:
+    s = Scheduler(cfg(max_running=2, max_batch_tokens=1000))
+    s.add("i1", prompt_len=10, max_tokens=10)
+    s.add("b1", prompt_len=10, max_tokens=10, priority=1)
+    run_step(s, s.schedule(0.0))
+    s.add("i2", prompt_len=10, max_tokens=10)
+    s.add("i3", prompt_len=10, max_tokens=10)
+    p = s.schedule(0.0)
+    assert p.preempted == ["b1"] and p.admitted == ["i2"]  # one slot was the batch row's
+    p = s.schedule(0.0)
+    assert p.preempted == [] and p.admitted == []  # i3 waits for an interactive row: nothing to preempt
+
+
+def test_random_mixed_lanes_keep_every_invariant_and_every_request_gets_all_its_tokens() -> None:
+    rng = random.Random(11)
+    c = cfg(max_running=4, max_batch_tokens=400, prefill_chunk_tokens=48)
+    s = Scheduler(c)
+    pending = [(f"r{i}", rng.randint(1, 100), rng.randint(1, 60), rng.choice((0, 1))) for i in range(80)]
+    want = {rid: m for rid, _, m, _ in pending}
+    got = dict.fromkeys(want, 0)
+    preempted = 0
+    for step in range(20_000):
+        if pending and rng.random() < 0.4:
+            rid, n, m, prio = pending.pop(0)
+            s.add(rid, n, m, priority=prio)
+        p = s.schedule(float(step))
+        preempted += len(p.preempted)
+        assert s.num_running <= c.max_running and s.reserved_tokens <= c.max_batch_tokens
+        assert not set(p.preempted) & set(p.decode)
+        for rid in [*p.decode, *(ch.request_id for ch in p.prefill if ch.last)]:
+            got[rid] += 1
+        run_step(s, p)
+        if not pending and not s.has_unfinished():
+            break
+    assert got == want and preempted > 0
