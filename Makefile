@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test test-fast lint bench-engine clean lock clients
+.PHONY: up test test-fast lint bench-engine clean lock clients monitoring-tools
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -33,7 +33,13 @@ $(NODE_STAMP): examples/clients/node/package.json examples/clients/node/package-
 clients: $(NODE_STAMP)
 	@command -v kcat >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq kcat >/dev/null; } || echo "kcat not installed: its tests will skip"
 
-test: $(STAMP) clients
+# Prometheus' own tools for tests/k8s/test_alert_rules.py (promtool check/test rules) and the real Prometheus that
+# tests/test_observability.py starts: Debian's `prometheus` package, where this runs as root (elsewhere those tests
+# say they skip, and why)
+monitoring-tools:
+	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || echo "prometheus not installed: its tests will skip"
+
+test: $(STAMP) clients monitoring-tools
 	$(VENV)/bin/lint-imports --no-cache  # the layers contract in pyproject.toml
 	$(PY) -m pytest -q -m "not gpu" --durations=25
 

@@ -163,6 +163,13 @@ class UsageRecord(msgspec.Struct, frozen=True, tag="usage", tag_field="type", kw
     finish: str
     run_id: str | None = None  # the generation run: a reader counts each run once (a redo is another run)
     tier: str | None = None  # the tier "auto" chose; null for a named model
+    # where the time went, in milliseconds, measured by the fleet as the `done` event's `timings` (from intake at the
+    # router): latency per tenant and model outside the client. Null in records of older workers, and queue, TTFT
+    # and TPOT null for a run that ended before its first token
+    queue_ms: float | None = None
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    total_ms: float | None = None
 
 
 class Progress(msgspec.Struct, frozen=True, tag="progress", tag_field="type", kw_only=True):

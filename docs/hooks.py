@@ -71,6 +71,7 @@ def reference() -> str:
             + ".",
         ),
         ("[worker]", s.WorkerSettings, ""),
+        ("[metrics]", s.MetricsSettings, "[Observability](observability.md)."),
         ("[[tenants]]", s.TenantSettings, "[Tenants and budgets](tenants.md)."),
     ]
     out: list[str] = []

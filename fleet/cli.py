@@ -121,6 +121,7 @@ def router(ctx: typer.Context, config: ConfigOpt = None) -> None:
         return
     from fleet.runtime import run_service
     from router.complexity.model import ClassifierError
+    from router.metrics import serve_router
     from router.service import RouterService
 
     s = _settings(config)
@@ -129,7 +130,13 @@ def router(ctx: typer.Context, config: ConfigOpt = None) -> None:
     except ClassifierError as exc:  # a missing or broken artifact, a bad tier: say what, do not start
         typer.echo(f"fleet router: {exc}", err=True)
         raise typer.Exit(2) from None
-    run_service(service.run)
+    # /metrics, /livez, /readyz (when on): read from the service's counters and views at scrape time, on a thread
+    server = serve_router(s, service)
+    try:
+        run_service(service.run)
+    finally:
+        if server is not None:
+            server.close()
 
 
 def _checkout_on_path() -> None:

@@ -214,6 +214,20 @@ def parse_window(w: str) -> tuple[int, int]:
     return ah * 60 + am, bh * 60 + bm
 
 
+class MetricsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Prometheus `/metrics` and the health probes (`/livez`, `/readyz`) over HTTP, served from a thread of the
+    router or worker process (docs/observability.md). Off by default; on in the k8s manifests."""
+
+    enabled: bool = False
+    host: str = "0.0.0.0"  # the address the HTTP server binds
+    # its port; 0: any free port (logged as `metrics.serving`). `fleet up` gives each child its own: this, then +1...
+    port: Annotated[int, Meta(ge=0, le=65535)] = 9400
+    # every metric's name starts with it: vLLM's names with `vllm:` replaced, so its dashboards work by changing it
+    prefix: Annotated[str, Meta(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")] = "llm_fleet:"
+    live_max_age_s: PositiveSeconds = 30.0  # /livez fails once the process's loop has not beaten for this long
+    ready_max_age_s: PositiveSeconds = 10.0  # /readyz fails once the last beat (which says ready) is older
+
+
 class TierSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str  # e.g. "simple", "complex"
     model: str
@@ -358,6 +372,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     router: RouterSettings = msgspec.field(default_factory=RouterSettings)
     models: list[ModelSettings] = msgspec.field(default_factory=lambda: default_models())
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     tenants: list[TenantSettings] = msgspec.field(default_factory=list)  # none: one default tenant, no keys
     cache_dir: str = "~/.cache/llm-fleet"
     log_format: str = "auto"  # auto | json | console
@@ -453,6 +468,9 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "FLEET_LOG_FORMAT": (None, "log_format"),
     "FLEET_LOG_LEVEL": (None, "log_level"),
     "FLEET_HEALTH_FILE": (None, "health_file"),
+    "FLEET_METRICS_ENABLED": ("metrics", "enabled"),
+    "FLEET_METRICS_PORT": ("metrics", "port"),
+    "FLEET_METRICS_PREFIX": ("metrics", "prefix"),
     "FLEET_ROUTER_INSTANCE_ID": ("router", "group_instance_id"),
     "FLEET_WORKER_INSTANCE_ID": ("worker", "group_instance_id"),
 }
@@ -484,7 +502,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     for var, (section, key) in ENV_VARS.items():
         if var in env and env[var] != "":
             target = data.setdefault(section, {}) if section else data
-            raw = key.endswith(("servers", "password", "username", "instance_id", "record_key"))  # strings stay
+            # strings stay strings
+            raw = key.endswith(("servers", "password", "username", "instance_id", "record_key", "prefix"))
             target[key] = env[var] if raw else _env_value(env[var])
             from_env[f"{section}.{key}" if section else key] = var
     try:

@@ -54,10 +54,16 @@ class FleetProcesses:
             env["FLEET_CONFIG"] = os.environ["FLEET_CONFIG"]
         return load_settings(self.config, env=env)
 
-    def start(self, name: str, *args: str, module: str = "fleet.cli") -> subprocess.Popen[bytes]:
-        """`python -m fleet.cli ARGS` (or another `module`, e.g. a benchmark's stand-in) as the child `name`."""
-        env = dict(os.environ, FLEET_KAFKA_BOOTSTRAP=self.bootstrap, FLEET_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
-        env.update(self.env)
+    def start(
+        self, name: str, *args: str, module: str = "fleet.cli", env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """`python -m fleet.cli ARGS` (or another `module`, e.g. a benchmark's stand-in) as the child `name`;
+        `env`: this child's own additions (e.g. its FLEET_METRICS_PORT)."""
+        child_env = dict(os.environ, FLEET_KAFKA_BOOTSTRAP=self.bootstrap, FLEET_LOG_FORMAT="json")
+        child_env["PYTHONUNBUFFERED"] = "1"
+        child_env.update(self.env)
+        child_env.update(env or {})
+        env = child_env
         if self.config is not None:
             env["FLEET_CONFIG"] = str(self.config)
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -65,11 +71,11 @@ class FleetProcesses:
         self.procs[name] = p
         return p
 
-    def start_router(self, name: str = "router") -> str:
-        self.start(name, "router")
+    def start_router(self, name: str = "router", env: Mapping[str, str] | None = None) -> str:
+        self.start(name, "router", env=env)
         return name
 
-    def start_worker(self, model: str, name: str | None = None) -> str:
+    def start_worker(self, model: str, name: str | None = None, env: Mapping[str, str] | None = None) -> str:
         """A worker of `model`, named `worker-<model>` (then `worker-<model>-1`, ...) unless `name` is given."""
         if name is None:
             name = f"worker-{model}"
@@ -77,7 +83,7 @@ class FleetProcesses:
             while name in self.procs:
                 n += 1
                 name = f"worker-{model}-{n}"
-        self.start(name, "worker", "--model", model)
+        self.start(name, "worker", "--model", model, env=env)
         return name
 
     def running(self, prefix: str = "") -> list[str]:

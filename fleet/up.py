@@ -40,6 +40,16 @@ def children(settings: Settings, logs_dir: Path, config: str | None) -> FleetPro
     return FleetProcesses(settings.kafka.bootstrap, logs_dir, config, env=env)
 
 
+def metrics_ports(settings: Settings) -> dict[str, dict[str, str]]:
+    """With metrics on, each child its own port on this host: the router the configured one, the workers the next
+    ones in model order (0 stays 0: each picks a free port and logs it). Child name -> its environment."""
+    m = settings.metrics
+    if not m.enabled:
+        return {}
+    names = ["router", *settings.model_names]
+    return {n: {"FLEET_METRICS_PORT": str(m.port + i if m.port else 0)} for i, n in enumerate(names)}
+
+
 class StatusLine:
     """requests/s at intake, in flight per worker status; per model: lag, live workers, and its breaker with the
     failures among the outcomes in its window (a HealthView fed as the router feeds its own: router/feeds.py)."""
@@ -146,10 +156,14 @@ async def up(
     try:
         created = await ensure_topics(settings, fleet_topics(settings))
         console.print(f"[green]topics[/] {len(created)} created, prefix '{k.topic_prefix}'")
-        procs.start_router()
+        ports = metrics_ports(settings)
+        procs.start_router(env=ports.get("router"))
         for m in settings.models:
-            procs.start_worker(m.name)
+            procs.start_worker(m.name, env=ports.get(m.name))
         console.print(f"[green]processes[/] router + {len(settings.models)} workers; logs in {logs_dir}")
+        if ports:
+            where = ", ".join(f"{n} :{e['FLEET_METRICS_PORT']}" for n, e in ports.items())
+            console.print(f"[green]metrics[/] /metrics, /livez, /readyz on {where}")
         which, result = await first(
             wait_for_workers(settings, settings.model_names, worker_timeout_s), stop.wait(), procs.died()
         )

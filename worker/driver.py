@@ -24,7 +24,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -77,6 +77,17 @@ class DriverCounts:
     engine_failures: int = 0
     abandoned: int = 0
     expired_by_worker: int = 0
+    watchdog_trips: int = 0  # the watchdog found the engine hung (worker/watchdog.py): the worker then exits
+
+
+class Observer(Protocol):
+    """Told of each request's tokens and end, where they happen (the worker's metrics: worker/metrics.py)."""
+
+    def tokens(self, state: RequestState, n: int, prev_s: float | None, now_s: float) -> None:
+        """`n` new tokens for `state` at `now_s`; `prev_s`: when its previous ones came (None: these are its first)."""
+
+    def finished(self, state: RequestState, kind: FinishKind, now_s: float) -> None:
+        """`state` ended as `kind` (stop, length, cancelled, expired) at `now_s`."""
 
 
 class EngineDriver:
@@ -116,6 +127,7 @@ class EngineDriver:
         self._wake = asyncio.Event()
         self._closed = False
         self.progress_s = time.monotonic()  # the engine's last step (or the last time it had nothing to do)
+        self.observer: Observer | None = None  # None: nothing observes (metrics off)
 
     # -- requests in (event-loop thread) -----------------------------------------------------------
     def add(
@@ -310,7 +322,10 @@ class EngineDriver:
         state = self.states.get(out.request_id)
         if state is None or state.finished:
             return None  # abandoned, expired by the worker, or already finished by a stop string
+        prev_s = state.last_token_s
         chunks = state.on_output(out, now)
+        if self.observer is not None and out.new_token_ids:
+            self.observer.tokens(state, len(out.new_token_ids), prev_s, now)
         finish = out.finished
         if finish is None and state.detok.stopped:
             self.engine.abort_request(state.run_id, FinishKind.ABANDONED)  # free the slot now
@@ -326,6 +341,8 @@ class EngineDriver:
 
     def _finish(self, state: RequestState, kind: FinishKind, now: float) -> RequestEvents:
         final = state.finish(kind, now)
+        if self.observer is not None:
+            self.observer.finished(state, kind, now)
         self._forget(state.run_id)
         log.debug("worker.finished", request_id=state.request.id, run_id=state.run_id, kind=kind.value)
         return RequestEvents(state, [], kind, final)

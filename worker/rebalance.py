@@ -41,12 +41,14 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._intake = intake
         self._driver = driver
         self._commits = commits
+        self.joined = False  # an assignment came (perhaps empty): the consumer is in its group (readiness)
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         await self.on_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("worker.assigned", partitions=sorted(tp.partition for tp in assigned))
+        self.joined = True
         self._intake.reapply(set(assigned))
         if self._progress is not None and assigned:
             # requests of these partitions may be another worker's, half done: intake reads their progress first

@@ -20,7 +20,7 @@ import structlog
 from aiokafka import TopicPartition
 
 from contracts.codec import Codec, ContentType
-from contracts.messages import Chunk, Done, Error, ErrorCode, Progress, UsageRecord
+from contracts.messages import Chunk, Done, Error, ErrorCode, Progress, Timings, UsageRecord
 from contracts.topics import Headers
 from contracts.validation import is_topic_name
 from fleet.fetch import Undecodable
@@ -58,6 +58,7 @@ class Replies:
         self.done = 0
         self.errors = 0
         self.tokens = 0
+        self.refused: dict[str, int] = {}  # error code -> requests refused with it (reject), for the metrics
 
     # -- the driver's events -------------------------------------------------------------------------
     def deliver(self, upd: Update) -> None:
@@ -86,7 +87,8 @@ class Replies:
             else:
                 self.errors += 1
             if ev.finished is not None and ev.finished in _TOKEN_USING:
-                self._send_usage(state, ev.finished)
+                timings = terminal.timings if isinstance(terminal, Done) else state.timings(upd.at_s)
+                self._send_usage(state, ev.finished, timings)
             self.track(futs, state.partition, state.offset, ended=(state.request.tenant, state.request.id))
         for p in upd.poisoned:
             s = p.state
@@ -181,6 +183,7 @@ class Replies:
         topic (when it names one) and a DLQ copy (cut to fit, noted in a header); the offset is
         finished once both have their outcome."""
         log.info("worker.reject", request_id=request_id, code=code.value, reason=message[:200], dlq=dlq)
+        self.refused[code.value] = self.refused.get(code.value, 0) + 1
         futs: list[asyncio.Future[Delivery]] = []
         if isinstance(request_id, str) and request_id and isinstance(reply_to, str) and is_topic_name(reply_to):
             ev = Error(id=request_id[:200], code=code, message=message, retriable=code.retriable)
@@ -213,12 +216,14 @@ class Replies:
         fut = self._outbox.submit(self._topics.dlq, value, key=key, headers=headers, what="dlq undecodable")
         self.track([fut], tp, last)
 
-    def _send_usage(self, state: RequestState, kind: FinishKind) -> None:
-        """One usage record per run that consumed tokens, whatever way it ended; retried until delivered."""
+    def _send_usage(self, state: RequestState, kind: FinishKind, timings: Timings) -> None:
+        """One usage record per run that consumed tokens, whatever way it ended, with its latency (`timings`, as
+        its `done` says them); retried until delivered."""
         prompt, completion = state.num_prompt_tokens, state.detok.num_tokens
         if not prompt and not completion:
             return
         m = self._model
+        started = state.first_token_s is not None  # else the timings' first-token times are the end's
         cost = (prompt * m.price_per_1k_prompt + completion * m.price_per_1k_completion) / 1000
         rec = UsageRecord(
             id=state.request.id,
@@ -231,6 +236,10 @@ class Replies:
             finish=kind.value,
             run_id=state.run_id,
             tier=state.tier,
+            queue_ms=timings.queue_ms if started else None,
+            ttft_ms=timings.ttft_ms if started else None,
+            tpot_ms=timings.tpot_ms if started else None,
+            total_ms=timings.total_ms,
         )
         key, value = state.request.id.encode(), self._codec.encode(rec)
         headers = [self._mac.header(Kind.USAGE, key, value)] if self._mac else None

@@ -35,12 +35,14 @@ import structlog
 
 from contracts.codec import Codec
 from fleet.kafka import ProducerPurpose, make_consumer, make_producer, with_retry
+from fleet.metrics import Probes
 from fleet.settings import ModelSettings, Settings
 from worker.commits import Commits
 from worker.control import Control
 from worker.driver import EngineDriver, Update
 from worker.engine.api import Engine
 from worker.intake import Intake
+from worker.metrics import WorkerMetrics
 from worker.outbox import Outbox
 from worker.progress import ProgressView
 from worker.rebalance import Rebalance, release
@@ -49,6 +51,11 @@ from worker.status import Status
 from worker.watchdog import watch
 
 log = structlog.get_logger(__name__)
+
+
+def new_worker_id(model: str) -> str:
+    """A worker's id: its model, host, process and a random tail (a restart in the same pod is a new worker)."""
+    return f"{model}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
 
 
 class WorkerService:
@@ -60,12 +67,17 @@ class WorkerService:
         tokenizer: Any,
         *,
         max_model_len: int,
+        worker_id: str | None = None,
+        metrics: WorkerMetrics | None = None,
+        probes: Probes | None = None,
     ) -> None:
         self.settings = settings
         self.model = model
         self.engine = engine
         self.tun = settings.worker
-        self.worker_id = f"{model.name}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+        self.worker_id = worker_id or new_worker_id(model.name)
+        self.metrics = metrics  # None: metrics off, nothing observed
+        self.probes = probes  # /livez and /readyz over HTTP (None: metrics off)
         self.driver = EngineDriver(
             engine,
             tokenizer,
@@ -78,6 +90,7 @@ class WorkerService:
         self._closing = False
         self._stop: asyncio.Event | None = None
         self._fatal: str | None = None  # set when the engine died or hung, or a task died: exit without draining
+        self.driver.observer = metrics
 
     # -- lifecycle ---------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -131,7 +144,13 @@ class WorkerService:
             replies=replies,
             fatal=lambda: self._fatal,
             on_engine_died=self._on_engine_died,
+            metrics=self.metrics,
+            probes=self.probes,
+            joined=lambda: listener.joined,
         )
+        if self.metrics is not None:
+            outboxes = {"replies": outbox, "usage": usage}
+            self.metrics.attach(driver=driver, intake=intake, commits=commits, replies=replies, outboxes=outboxes)
 
         def sink(upd: Update) -> None:
             replies.deliver(upd)
@@ -171,6 +190,8 @@ class WorkerService:
                 await self._drain(intake, commits, replies)
         finally:
             self._closing = True
+            if self.probes is not None:
+                self.probes.phase("stopping")
             driver.close()
             commits.close()
             for t in tasks:

@@ -18,11 +18,13 @@ from aiokafka.errors import KafkaError
 from contracts.codec import Codec
 from contracts.messages import WorkerStatus
 from fleet.health import beat
+from fleet.metrics import Probes
 from fleet.settings import ModelSettings, Settings
 from worker.commits import Commits
 from worker.driver import EngineDriver
 from worker.engine.api import EngineDied
 from worker.intake import Intake
+from worker.metrics import WorkerMetrics
 from worker.replies import Replies
 
 log = structlog.get_logger(__name__)
@@ -45,6 +47,9 @@ class Status:
         replies: Replies,
         fatal: Callable[[], str | None],
         on_engine_died: Callable[[str], None],
+        metrics: WorkerMetrics | None = None,
+        probes: Probes | None = None,
+        joined: Callable[[], bool] = lambda: True,
     ) -> None:
         self._settings = settings
         self._model = model
@@ -57,6 +62,9 @@ class Status:
         self._replies = replies
         self._fatal = fatal
         self._on_engine_died = on_engine_died
+        self._metrics = metrics  # the engine's stats for a scrape (running, waiting, KV use, speculation)
+        self._probes = probes  # /livez and /readyz (fleet/metrics.py), beside the health file
+        self._joined = joined  # whether the consumer has joined its group (an assignment came, maybe empty)
 
     def ready(self) -> tuple[bool, str]:
         """Readiness from progress: intake is polling, the engine steps while it holds work."""
@@ -116,4 +124,13 @@ class Status:
                 log.warning("worker.status_failed", error=repr(exc))
                 ready, why = False, repr(exc)[:200]
             beat(settings.health_file, ready=ready, worker=self._worker_id, state=st.state, why=why, **progress)
+            if self._metrics is not None:
+                self._metrics.engine = s
+            if self._probes is not None:
+                # over HTTP, ready also needs the group joined: Kubernetes then routes rollouts by it. A worker
+                # beyond the partition count joins with none and is ready (a standby that takes over on a revoke):
+                # waiting for partitions would hold a surge pod unready, and the rollout with it
+                joined = self._joined()
+                http_ready, http_why = (ready, why) if joined or not ready else (False, "not in the group yet")
+                self._probes.beat(ready=http_ready, why=http_why, worker=self._worker_id, state=st.state)
             await asyncio.sleep(settings.latency.status_interval_ms / 1000)

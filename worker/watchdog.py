@@ -39,6 +39,7 @@ async def watch(
                 watchdog_s=settings.engine_watchdog_s,
                 in_flight=len(driver.states),
             )
+            driver.counts.watchdog_trips += 1
             kill = getattr(driver.engine, "kill", None)
             if callable(kill):
                 kill()

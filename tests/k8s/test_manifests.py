@@ -312,22 +312,27 @@ def test_model_directories_are_on_the_read_only_models_volume(env: Env) -> None:
 
 
 # -- pods -------------------------------------------------------------------------
-def test_probes_call_fleet_health_on_the_health_file(env: Env) -> None:
+def test_probes_are_http_on_the_metrics_port(env: Env) -> None:
+    """Issue 25: httpGet on /livez and /readyz (answered by a thread of the process), not an exec probe that
+    starts a Python process (about 0.25 s of CPU) each time."""
     for dep in env.of("Deployment"):
         name, c = dep["metadata"]["name"], _container(dep)
-        health = env.container_env(dep)["FLEET_HEALTH_FILE"]
+        s = load_settings(env.toml_path, env=env.container_env(dep))
+        assert s.metrics.enabled, f"{name}: metrics (and the probes' endpoints) must be on"
+        (port,) = [p for p in c["ports"] if p["name"] == "metrics"]
+        assert port["containerPort"] == s.metrics.port, name
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-            cmd = c[probe]["exec"]["command"]
-            assert cmd[:4] == ["fleet", "health", "--file", health], f"{name} {probe}: {cmd}"
-            assert ("--ready" in cmd) == (probe == "readinessProbe"), f"{name} {probe}: {cmd}"
-            if "--max-age-s" in cmd:
-                max_age = float(cmd[cmd.index("--max-age-s") + 1])
-                # the file is rewritten every status interval: tolerate a few missed beats
-                assert max_age >= 3 * env.settings.latency.status_interval_ms / 1000, f"{name} {probe}"
-            assert c[probe]["timeoutSeconds"] >= 2, "a probe starts a Python process"
+            get = c[probe]["httpGet"]
+            assert get["port"] in ("metrics", s.metrics.port), f"{name} {probe}"
+            assert get["path"] == ("/readyz" if probe == "readinessProbe" else "/livez"), f"{name} {probe}"
+            assert "exec" not in c[probe]
+        # the status loop beats every status interval: the ages the probes allow tolerate a few missed beats
+        assert s.metrics.ready_max_age_s >= 3 * s.latency.status_interval_ms / 1000, name
+        assert s.metrics.live_max_age_s >= s.metrics.ready_max_age_s, name
         window = c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"]
         if _container(dep)["args"][0] == "worker":
             assert window >= 600, f"{name}: loading and quantizing a model takes minutes"
+        assert s.health_file, f"{name}: the health file stays (fleet health --file, by hand)"
 
 
 def test_sigterm_drain_fits_the_grace_period_and_rollouts_go_one_pod_at_a_time(env: Env) -> None:
@@ -398,12 +403,14 @@ def test_every_deployment_has_a_pdb_allowing_one_disruption(env: Env) -> None:
     assert len(pdbs) == len(env.of("Deployment"))
 
 
-def test_no_ingress_reaches_the_fleet(env: Env) -> None:
+def test_only_the_metrics_port_takes_ingress(env: Env) -> None:
     (np,) = env.of("NetworkPolicy")
-    assert np["spec"]["policyTypes"] == ["Ingress"] and not np["spec"].get("ingress")
+    assert np["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = np["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     for dep in env.of("Deployment"):
         assert np["spec"]["podSelector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
-        assert not _container(dep).get("ports"), "nothing listens"
+        assert [p["name"] for p in _container(dep).get("ports", [])] == ["metrics"], "nothing else listens"
 
 
 # -- KEDA -------------------------------------------------------------------------
@@ -565,11 +572,12 @@ def test_alerts_use_only_kafka_exporter_metrics_on_the_fleets_names() -> None:
     t = settings.kafka.topics
     topics = {t.requests, t.dlq, t.control, t.status, t.usage, *(t.model(m) for m in settings.model_names)}
     groups = {t.router_group, *(t.worker_group(m) for m in settings.model_names)}
-    (rule,) = build(K8S / "monitoring")
+    docs = build(K8S / "monitoring")
+    (rule,) = [d for d in docs if d["kind"] == "PrometheusRule" and d["metadata"]["name"] == "llm-fleet-kafka"]
     exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
     assert exprs
     for expr in exprs:
-        # the fleet has no Prometheus endpoint: nothing but the Kafka Exporter's series
+        # these rules read the Kafka Exporter's series only
         metrics = set(re.findall(r"\b([a-z_:]+)\{", expr))
         exporter = {"kafka_consumergroup_lag", "kafka_consumergroup_members", "kafka_topic_partition_current_offset"}
         assert metrics and metrics <= exporter, metrics
@@ -578,6 +586,15 @@ def test_alerts_use_only_kafka_exporter_metrics_on_the_fleets_names() -> None:
             assert hits, f"{value!r} names no consumer group of the fleet"
         for value in re.findall(r'topic="([^"]+)"', expr):
             assert value in topics, value
+
+
+def test_the_pod_monitor_scrapes_the_pods_metrics_port(env: Env) -> None:
+    (pm,) = [d for d in build(K8S / "monitoring") if d["kind"] == "PodMonitor"]
+    (endpoint,) = pm["spec"]["podMetricsEndpoints"]
+    assert endpoint["path"] == "/metrics"
+    for dep in env.of("Deployment"):
+        assert pm["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+        assert endpoint["port"] in [p["name"] for p in _container(dep)["ports"]]
 
 
 # -- images -----------------------------------------------------------------------
