@@ -32,6 +32,7 @@ import structlog
 from contracts.errors import FleetError
 from fleet.journal import Journal, JournalError, JournalWriter, replay
 from fleet.runtime import die_with_parent
+from fleet.settings import BrokerStorage, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +64,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def journal_dir(settings: Settings, port: int | None = None) -> Path:
+    """The embedded broker's journal for this cache dir and port (one per port: two fleets can share a cache)."""
+    return settings.cache_path / f"broker-{port or settings.kafka.embedded_port}"
+
+
+def embedded_broker(settings: Settings, *, port: int | None = None, log_file: Path | None = None) -> EmbeddedBroker:
+    """The embedded broker as the settings describe it (`kafka.embedded_storage`)."""
+    k = settings.kafka
+    durable = k.embedded_storage is BrokerStorage.JOURNAL
+    return EmbeddedBroker(
+        k.embedded_host,
+        port or k.embedded_port,
+        log_file=log_file,
+        journal_dir=journal_dir(settings, port) if durable else None,
+        journal_offsets_ms=k.embedded_journal_offsets_ms,
+    )
+
+
 class EmbeddedBroker:
     """Start and stop a Tansu broker process; `async with` or start()/stop().
 
@@ -89,6 +108,7 @@ class EmbeddedBroker:
         self._internal_port: int | None = None
         self.restarts = 0
         self.last_replay_s: float | None = None
+        self.last_replayed = 0  # records the last start filled back from the journal
 
     @property
     def bootstrap(self) -> str:
@@ -198,6 +218,7 @@ class EmbeddedBroker:
             # filled back while only this process knows where it listens
             done = await replay(self._journal, f"{self.host}:{internal}")
             self.last_replay_s = done.seconds
+            self.last_replayed = done.records
             self._proxy = self._spawn(
                 [
                     broker_binary(),
@@ -262,7 +283,12 @@ class EmbeddedBroker:
                 await asyncio.sleep(2.0)
                 continue
             if on_restart is not None:
-                on_restart(f"restarted ({self.storage}; filled back in {self.last_replay_s or 0:.1f}s)")
+                on_restart(
+                    f"died; restarted on {self.bootstrap} ({self.storage}: "
+                    f"{self.last_replayed} records filled back in {self.last_replay_s or 0:.1f}s)"
+                    if self.durable
+                    else f"died; restarted on {self.bootstrap}, empty (memory storage)"
+                )
 
     def stop_sync(self, timeout_s: float = 5.0) -> None:
         proc, self._proc = self._proc, None

@@ -328,13 +328,16 @@ class JournalWriter:
         self._task = asyncio.create_task(self._run(), name="broker-journal")
 
     async def _discover(self) -> None:
-        c = self._consumer
-        assert c is not None
-        topics = {t for t in await c.topics() if not t.startswith("__")}
-        for t in topics:
-            n = len(c.partitions_for_topic(t) or ())
-            if n:
-                self.journal.add_topic(t, n)
+        c, admin = self._consumer, self._admin
+        assert c is not None and admin is not None
+        # from the admin client: a consumer with an assignment keeps metadata of its assigned topics alone, so a
+        # topic created since would have no partitions there
+        topics = set()
+        for t in await admin.describe_topics():
+            name, n = t["topic"], len(t.get("partitions") or ())
+            if t.get("error_code", 0) == 0 and n and not name.startswith("__"):
+                topics.add(name)
+                self.journal.add_topic(name, n)
         wanted = {TopicPartition(t, p) for t, n in self.journal.partitions.items() if t in topics for p in range(n)}
         if wanted != self._assigned:
             c.assign(sorted(wanted))
@@ -431,8 +434,10 @@ async def _stop_consumer(c: AIOKafkaConsumer) -> None:
     try:
         await c.stop()
     except asyncio.CancelledError:
-        # aiokafka's fetcher awaits the fetch tasks it has just cancelled (one in its retry backoff while the
-        # broker is away) without catching their CancelledError; only a cancel of this task goes on up
+        # aiokafka's fetcher awaits the fetch tasks it has just cancelled (one sits in its retry backoff while the
+        # broker is away) without catching their CancelledError, and the consumer's stop() then skips closing its
+        # client, which would go on dialling the dead broker; only a cancel of this task goes on up
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
+        await c._client.close()
