@@ -1,0 +1,278 @@
+"""What the embedded broker's journal costs against memory storage, side by side in one run (rounds alternate, so a
+busy machine slows both alike). Each storage runs as `fleet broker` does, in a process of its own (for the journal:
+Tansu in memory behind a Tansu proxy, and the journal writer copying every record and commit to files):
+
+    one hop        produce (linger 0) -> a consumer with the fleet's fetch_max_wait_ms sees it, p50/p99 ms;
+                   and the produce's acknowledgement alone, p50/p99 ms
+    produce        records/s of a producer sending as fast as it can (linger 5 ms, 4 partitions)
+    consume        records/s of a consumer reading them all back from the start
+    CPU            of the broker's processes (owner, Tansu, proxy): % of one core while idle (clients connected,
+                   nothing sent: the journal polls every partition), and CPU seconds per 10,000 records produced
+                   and consumed in the throughput phase
+    fill back      (journal) a broker started on the journal: seconds to fill back every record
+
+Run `python -m benchmarks.broker_storage [--records N] [--rounds R]`; results go to
+benchmarks/results/broker_storage_<machine>_<date>_<commit>.{json,md} (docs/operations.md, "The dev broker's
+storage").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from benchmarks.schema import collect_meta
+from fleet.broker import EmbeddedBroker, free_port, port_is_open
+from fleet.runtime import spawn_cli
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+VALUE = b"x" * 256
+HOPS = 400
+FETCH_MAX_WAIT_MS = 5  # the fleet's default ([latency] fetch_max_wait_ms)
+
+
+@dataclass(slots=True)
+class Run:
+    storage: str
+    round: int
+    records: int
+    hop_p50_ms: float = 0.0
+    hop_p99_ms: float = 0.0
+    ack_p50_ms: float = 0.0
+    ack_p99_ms: float = 0.0
+    produce_per_s: float = 0.0
+    consume_per_s: float = 0.0
+    idle_cpu_pct: float = 0.0
+    cpu_s_per_10k: float = 0.0
+    journal_bytes_per_record: float | None = None
+    fill_back_s: float | None = None
+    fill_back_records: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _cpu_s(pid: int) -> float:
+    """utime + stime of `pid` and its children (the broker owner, Tansu and the proxy), in seconds."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    try:
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))], 3)
+
+
+async def hop_latency(bootstrap: str, topic: str) -> tuple[list[float], list[float]]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+    await producer.start()
+    await consumer.start()
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    await consumer.seek_to_end(tp)
+    hops, acks = [], []
+    try:
+        for _ in range(HOPS):
+            t0 = time.perf_counter()
+            await producer.send_and_wait(topic, VALUE, partition=0)
+            acks.append((time.perf_counter() - t0) * 1000)
+            while not (await consumer.getmany(tp, timeout_ms=1000)).get(tp):
+                pass
+            hops.append((time.perf_counter() - t0) * 1000)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return hops, acks
+
+
+async def throughput(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 << 10)
+    await producer.start()
+    t0 = time.perf_counter()
+    try:
+        sent = [await producer.send(topic, VALUE) for _ in range(n)]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    produce = n / (time.perf_counter() - t0)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS
+    )
+    await consumer.start()
+    got = 0
+    t0 = time.perf_counter()
+    try:
+        while got < n:
+            got += sum(len(v) for v in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values())
+    finally:
+        await consumer.stop()
+    return produce, n / (time.perf_counter() - t0)
+
+
+async def one_run(storage: str, rnd: int, n: int, work: Path) -> Run:
+    cache = work / f"{storage}-{rnd}"
+    cache.mkdir(parents=True)
+    port = free_port()
+    env = dict(os.environ, FLEET_CACHE_DIR=str(cache), FLEET_EMBEDDED_STORAGE=storage, FLEET_LOG_LEVEL="warning")
+    env.pop("FLEET_KAFKA_BOOTSTRAP", None)
+    owner = spawn_cli(["broker", "--port", str(port)], env=env, log_file=cache / "broker.log")
+    run = Run(storage, rnd, n)
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not port_is_open("127.0.0.1", port):
+            if owner.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"fleet broker ({storage}) did not start: {(cache / 'broker.log').read_text()[-2000:]}"
+                )
+            await asyncio.sleep(0.1)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        await admin.create_topics([NewTopic("bench.hop", 1, 1), NewTopic("bench.bulk", 4, 1)])
+        await admin.close()
+        await asyncio.sleep(1.0)  # the journal finds new topics every 500 ms
+        cpu0, t0 = _cpu_s(owner.pid), time.monotonic()
+        await asyncio.sleep(5.0)
+        run.idle_cpu_pct = round((_cpu_s(owner.pid) - cpu0) / (time.monotonic() - t0) * 100, 1)
+        hops, acks = await hop_latency(bootstrap, "bench.hop")
+        run.hop_p50_ms, run.hop_p99_ms = _pct(hops, 0.5), _pct(hops, 0.99)
+        run.ack_p50_ms, run.ack_p99_ms = _pct(acks, 0.5), _pct(acks, 0.99)
+        cpu0 = _cpu_s(owner.pid)
+        run.produce_per_s, run.consume_per_s = (round(x) for x in await throughput(bootstrap, "bench.bulk", n))
+        await asyncio.sleep(1.0)  # let the journal finish copying: its work is part of the cost
+        run.cpu_s_per_10k = round((_cpu_s(owner.pid) - cpu0) / n * 10_000, 3)
+    finally:
+        owner.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(owner.wait, 30)
+    if storage == "journal":
+        journal = cache / f"broker-{port}"
+        size = sum(f.stat().st_size for f in (journal / "log").rglob("*") if f.is_file())
+        broker = EmbeddedBroker("127.0.0.1", free_port(), journal_dir=journal)
+        await broker.start()
+        run.fill_back_s, run.fill_back_records = round(broker.last_replay_s or 0.0, 3), broker.last_replayed
+        run.journal_bytes_per_record = round(size / max(1, broker.last_replayed), 1)
+        await broker.stop()
+    return run
+
+
+def summary(runs: list[Run]) -> dict[str, dict[str, float]]:
+    keys = [
+        "hop_p50_ms",
+        "hop_p99_ms",
+        "ack_p50_ms",
+        "ack_p99_ms",
+        "produce_per_s",
+        "consume_per_s",
+        "idle_cpu_pct",
+        "cpu_s_per_10k",
+    ]
+    out: dict[str, dict[str, float]] = {}
+    for storage in ("memory", "journal"):
+        mine = [r for r in runs if r.storage == storage]
+        out[storage] = {k: round(statistics.median(getattr(r, k) for r in mine), 3) for k in keys}
+    return out
+
+
+def report(runs: list[Run], meta: dict[str, object]) -> str:
+    s = summary(runs)
+    m, j = s["memory"], s["journal"]
+    lines = [
+        f"# Embedded broker storage: journal against memory ({meta['machine_detail']}, commit {meta['commit']})",
+        "",
+        f"Medians of {len({r.round for r in runs})} alternating rounds; {runs[0].records} records of 256 B for "
+        f"throughput, {HOPS} sequential records for latency, consumers at fetch_max_wait_ms={FETCH_MAX_WAIT_MS}.",
+        "",
+        "| measure | memory | journal | journal / memory |",
+        "| --- | --- | --- | --- |",
+    ]
+    names = {
+        "hop_p50_ms": "one hop p50 (ms)",
+        "hop_p99_ms": "one hop p99 (ms)",
+        "ack_p50_ms": "produce ack p50 (ms)",
+        "ack_p99_ms": "produce ack p99 (ms)",
+        "produce_per_s": "produce (records/s)",
+        "consume_per_s": "consume (records/s)",
+        "idle_cpu_pct": "broker CPU while idle (% of a core)",
+        "cpu_s_per_10k": "broker CPU s per 10k records (throughput phase)",
+    }
+    for k, name in names.items():
+        ratio = j[k] / m[k] if m[k] else float("nan")
+        lines.append(f"| {name} | {m[k]:g} | {j[k]:g} | {ratio:.2f} |")
+    fills = [r for r in runs if r.fill_back_s is not None]
+    if fills:
+        f = fills[-1]
+        rate = (f.fill_back_records or 0) / f.fill_back_s if f.fill_back_s else 0.0
+        lines += [
+            "",
+            f"Fill back (a broker started on the journal): {f.fill_back_records} records in {f.fill_back_s} s "
+            f"({rate:,.0f} records/s); the journal holds {f.journal_bytes_per_record} bytes per 256-byte record.",
+        ]
+    lines += [
+        "",
+        "Every run:",
+        "",
+        "| storage | round | hop p50 | hop p99 | ack p50 | ack p99 | produce/s | consume/s | CPU s/10k |",
+    ]
+    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in runs:
+        lines.append(
+            f"| {r.storage} | {r.round} | {r.hop_p50_ms} | {r.hop_p99_ms} | {r.ack_p50_ms} | {r.ack_p99_ms} | "
+            f"{r.produce_per_s} | {r.consume_per_s} | {r.idle_cpu_pct} | {r.cpu_s_per_10k} |"
+        )
+    lines += ["", "Command: `python -m benchmarks.broker_storage " + str(meta.get("args", "")) + "`", ""]
+    return "\n".join(lines)
+
+
+async def main_async(n: int, rounds: int) -> list[Run]:
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="broker-storage-") as tmp:
+        for rnd in range(rounds):
+            order = ("memory", "journal") if rnd % 2 == 0 else ("journal", "memory")
+            for storage in order:
+                runs.append(await one_run(storage, rnd, n, Path(tmp)))
+                print(asdict(runs[-1]), flush=True)
+    return runs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--records", type=int, default=20_000, help="records for the throughput runs")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of memory and journal")
+    args = ap.parse_args()
+    runs = asyncio.run(main_async(args.records, args.rounds))
+    meta = asdict(collect_meta(simulated=False))
+    meta["args"] = f"--records {args.records} --rounds {args.rounds}"
+    stamp = str(meta["date"]).replace("-", "").replace(":", "").replace("T", "-")[:15]
+    stem = f"broker_storage_{meta['machine']}_{stamp}_{meta['commit']}"
+    RESULTS_DIR.mkdir(exist_ok=True)
+    data = {"meta": meta, "summary": summary(runs), "runs": [asdict(r) for r in runs]}
+    (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(data, indent=1) + "\n")
+    text = report(runs, meta)
+    (RESULTS_DIR / f"{stem}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
