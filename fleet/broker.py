@@ -79,6 +79,7 @@ def embedded_broker(settings: Settings, *, port: int | None = None, log_file: Pa
         log_file=log_file,
         journal_dir=journal_dir(settings, port) if durable else None,
         journal_offsets_ms=k.embedded_journal_offsets_ms,
+        journal_wait_ms=k.embedded_journal_wait_ms,
     )
 
 
@@ -95,6 +96,7 @@ class EmbeddedBroker:
         log_file: Path | None = None,
         journal_dir: Path | None = None,
         journal_offsets_ms: int = 200,
+        journal_wait_ms: int = 20,
     ) -> None:
         self.host = host
         self.port = port
@@ -102,6 +104,7 @@ class EmbeddedBroker:
         self._proc: subprocess.Popen[bytes] | None = None
         self.journal_dir = journal_dir
         self.journal_offsets_ms = journal_offsets_ms
+        self.journal_wait_ms = journal_wait_ms
         self._journal: Journal | None = None
         self._writer: JournalWriter | None = None
         self._proxy: subprocess.Popen[bytes] | None = None
@@ -232,7 +235,12 @@ class EmbeddedBroker:
                 ]
             )
             await asyncio.to_thread(self._wait_port, self.port, self._proxy, "broker proxy", timeout_s)
-            self._writer = JournalWriter(self._journal, f"{self.host}:{internal}", offsets_ms=self.journal_offsets_ms)
+            self._writer = JournalWriter(
+                self._journal,
+                f"{self.host}:{internal}",
+                offsets_ms=self.journal_offsets_ms,
+                fetch_wait_ms=self.journal_wait_ms,
+            )
             await self._writer.start()
         except BaseException:
             await self._halt(catch_up=False)

@@ -11,8 +11,9 @@ so with the fleet's 5 ms `fetch_max_wait_ms` no consumer ever read a record.
 What survives: the broker's process killed (SIGKILL included) or the whole fleet stopped and started again.
 Files are written, not fsync'd, per record batch (Kafka's default too: `log.flush.interval.messages` is unlimited),
 so a machine's power loss can lose what the page cache held. A record the broker acknowledged less than the
-journal's lag before a SIGKILL (a few ms: it reads the log like any consumer) and a commit newer than the last
-offsets copy (`embedded_journal_offsets_ms`) are lost; a lost commit is a redelivery, which the fleet handles.
+journal's lag before a SIGKILL (it reads the log like any consumer: about its fetch wait, `embedded_journal_wait_ms`)
+and a commit newer than the last offsets copy (`embedded_journal_offsets_ms`) are lost; a lost commit is a
+redelivery, which the fleet handles.
 
 Layout of a journal directory:
 
@@ -296,7 +297,13 @@ class JournalWriter:
     `discover_ms`), and each group's committed offsets every `offsets_ms`."""
 
     def __init__(
-        self, journal: Journal, bootstrap: str, *, offsets_ms: int = 200, discover_ms: int = 500, fetch_wait_ms: int = 5
+        self,
+        journal: Journal,
+        bootstrap: str,
+        *,
+        offsets_ms: int = 200,
+        discover_ms: int = 500,
+        fetch_wait_ms: int = 20,
     ) -> None:
         self.journal = journal
         self.bootstrap = bootstrap
