@@ -250,7 +250,7 @@ def report(runs: list[Run], meta: dict[str, object]) -> str:
         "",
         "Every run:",
         "",
-        "| storage | round | hop p50 | hop p99 | ack p50 | ack p99 | produce/s | consume/s | CPU s/10k |",
+        "| storage | round | hop p50 | hop p99 | ack p50 | ack p99 | produce/s | consume/s | idle CPU % | CPU s/10k |",
     ]
     lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in runs:
