@@ -14,6 +14,13 @@ Tansu in memory behind a Tansu proxy, and the journal writer copying every recor
 Variants: memory, the journal with its defaults, and the journal with a 5 ms fetch wait (less to lose to a SIGKILL,
 more idle CPU).
 
+And the whole fleet on each (memory, journal), as `fleet up` runs it with one SIMULATED model (timed token emission,
+no model: the numbers are the broker path's, not a model's):
+
+    fleet TTFT     a client's time to the first chunk of sequential requests through router and worker (three
+                   Kafka hops), p50/p99 ms
+    fleet idle CPU every process of `fleet up` (broker, proxy, owner, router, worker), % of one core, nothing sent
+
 Run `python -m benchmarks.broker_storage [--records N] [--rounds R]`; results go to
 benchmarks/results/broker_storage_<machine>_<date>_<commit>.{json,md} (docs/operations.md, "The dev broker's
 storage").
@@ -36,8 +43,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from benchmarks.schema import collect_meta
+from contracts.messages import Chunk
 from fleet.broker import EmbeddedBroker, free_port, port_is_open
+from fleet.client import FleetClient
 from fleet.runtime import spawn_cli
+from fleet.settings import load_settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 VALUE = b"x" * 256
@@ -70,16 +80,33 @@ class Run:
     notes: list[str] = field(default_factory=list)
 
 
-def _cpu_s(pid: int) -> float:
-    """utime + stime of `pid` and its children (the broker owner, Tansu and the proxy), in seconds."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    pids = [pid]
+@dataclass(slots=True)
+class FleetRun:
+    storage: str
+    round: int
+    requests: int
+    ttft_p50_ms: float = 0.0
+    ttft_p99_ms: float = 0.0
+    idle_cpu_pct: float = 0.0
+
+
+def _tree(pid: int) -> list[int]:
+    out = [pid]
     try:
-        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        for task in os.listdir(f"/proc/{pid}/task"):
+            for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+                out += _tree(int(c))
     except OSError:
         pass
-    for p in pids:
+    return out
+
+
+def _cpu_s(pid: int) -> float:
+    """utime + stime of `pid` and its descendants (the broker owner, Tansu and the proxy; `fleet up`'s router and
+    workers), in seconds."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in _tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -188,6 +215,49 @@ async def one_run(storage: str, rnd: int, n: int, work: Path) -> Run:
     return run
 
 
+async def fleet_run(storage: str, rnd: int, n: int, work: Path) -> FleetRun:
+    d = work / f"fleet-{storage}-{rnd}"
+    d.mkdir(parents=True)
+    port = free_port()
+    config = d / "fleet.toml"
+    kafka = "".join(f"{k} = {json.dumps(v)}\n" for k, v in VARIANTS[storage].items())
+    config.write_text(
+        f'cache_dir = {json.dumps(str(d))}\nlog_level = "warning"\n[kafka]\n{kafka}[[models]]\nname = "sim"\n'
+        'path = "none"\nengine = "simulated"\nsimulated_tokens_per_s = 200.0\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    log_file = d / "up.log"
+    args = ["up", "-c", str(config), "--port", str(port), "--no-smoke"]
+    up = spawn_cli(args, env=env, log_file=log_file)
+    run = FleetRun(storage, rnd, n)
+    try:
+        deadline = time.monotonic() + 120
+        while b"worker sim" not in log_file.read_bytes():
+            if up.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"fleet up ({storage}) did not start: {log_file.read_text()[-2000:]}")
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(5.0)  # the groups settle
+        cpu0, t0 = _cpu_s(up.pid), time.monotonic()
+        await asyncio.sleep(10.0)
+        run.idle_cpu_pct = round((_cpu_s(up.pid) - cpu0) / (time.monotonic() - t0) * 100, 1)
+        settings = load_settings(config, env={"FLEET_EMBEDDED_PORT": str(port)})
+        ttfts = []
+        async with FleetClient(settings) as client:
+            for i in range(n + 3):  # the first three warm the client up
+                t0 = time.perf_counter()
+                first = None
+                async for ev in client.stream(f"q{i}", model="sim", max_tokens=4, timeout_s=30):
+                    if first is None and isinstance(ev, Chunk):
+                        first = time.perf_counter()
+                if i >= 3 and first is not None:
+                    ttfts.append((first - t0) * 1000)
+        run.ttft_p50_ms, run.ttft_p99_ms = _pct(ttfts, 0.5), _pct(ttfts, 0.99)
+    finally:
+        up.send_signal(signal.SIGINT)
+        await asyncio.to_thread(up.wait, 60)
+    return run
+
+
 def summary(runs: list[Run]) -> dict[str, dict[str, float]]:
     keys = [
         "hop_p50_ms",
@@ -207,7 +277,7 @@ def summary(runs: list[Run]) -> dict[str, dict[str, float]]:
     return out
 
 
-def report(runs: list[Run], meta: dict[str, object]) -> str:
+def report(runs: list[Run], meta: dict[str, object], fleets: list[FleetRun] | None = None) -> str:
     s = summary(runs)
     m, j = s["memory"], s["journal"]
     j5 = s.get("journal-5ms")
@@ -258,35 +328,65 @@ def report(runs: list[Run], meta: dict[str, object]) -> str:
             f"| {r.storage} | {r.round} | {r.hop_p50_ms} | {r.hop_p99_ms} | {r.ack_p50_ms} | {r.ack_p99_ms} | "
             f"{r.produce_per_s} | {r.consume_per_s} | {r.idle_cpu_pct} | {r.cpu_s_per_10k} |"
         )
+    if fleets:
+        lines += [
+            "",
+            f"The whole fleet (`fleet up`, one SIMULATED model at 200 tokens/s, {fleets[0].requests} sequential "
+            "requests of 4 tokens per run; medians of the runs):",
+            "",
+            "| measure | memory | journal |",
+            "| --- | --- | --- |",
+        ]
+        for k, name in (
+            ("ttft_p50_ms", "client TTFT p50 (ms)"),
+            ("ttft_p99_ms", "client TTFT p99 (ms)"),
+            ("idle_cpu_pct", "idle CPU of every process (% of a core)"),
+        ):
+            med = {
+                st: statistics.median(getattr(f, k) for f in fleets if f.storage == st) for st in ("memory", "journal")
+            }
+            lines.append(f"| {name} | {med['memory']:g} | {med['journal']:g} |")
+        lines += ["", "| storage | round | TTFT p50 | TTFT p99 | idle CPU % |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {f.storage} | {f.round} | {f.ttft_p50_ms} | {f.ttft_p99_ms} | {f.idle_cpu_pct} |" for f in fleets]
     lines += ["", "Command: `python -m benchmarks.broker_storage " + str(meta.get("args", "")) + "`", ""]
     return "\n".join(lines)
 
 
-async def main_async(n: int, rounds: int) -> list[Run]:
-    runs = []
+async def main_async(n: int, rounds: int, fleet_requests: int) -> tuple[list[Run], list[FleetRun]]:
+    runs, fleets = [], []
     with tempfile.TemporaryDirectory(prefix="broker-storage-") as tmp:
         for rnd in range(rounds):
             order = list(VARIANTS) if rnd % 2 == 0 else list(reversed(VARIANTS))
             for storage in order:
                 runs.append(await one_run(storage, rnd, n, Path(tmp)))
                 print(asdict(runs[-1]), flush=True)
-    return runs
+        for rnd in range(rounds if fleet_requests else 0):
+            for storage in ("memory", "journal") if rnd % 2 == 0 else ("journal", "memory"):
+                fleets.append(await fleet_run(storage, rnd, fleet_requests, Path(tmp)))
+                print(asdict(fleets[-1]), flush=True)
+    return runs, fleets
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=20_000, help="records for the throughput runs")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of memory and journal")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of memory and journal")
+    ap.add_argument("--fleet-requests", type=int, default=40, help="requests per whole-fleet run (0: none)")
     args = ap.parse_args()
-    runs = asyncio.run(main_async(args.records, args.rounds))
-    meta = asdict(collect_meta(simulated=False))
-    meta["args"] = f"--records {args.records} --rounds {args.rounds}"
+    runs, fleets = asyncio.run(main_async(args.records, args.rounds, args.fleet_requests))
+    meta = asdict(collect_meta(simulated=bool(fleets)))
+    meta["args"] = f"--records {args.records} --rounds {args.rounds} --fleet-requests {args.fleet_requests}"
     stamp = str(meta["date"]).replace("-", "").replace(":", "").replace("T", "-")[:15]
     stem = f"broker_storage_{meta['machine']}_{stamp}_{meta['commit']}"
     RESULTS_DIR.mkdir(exist_ok=True)
-    data = {"meta": meta, "summary": summary(runs), "runs": [asdict(r) for r in runs]}
+    data = {
+        "meta": meta,
+        "summary": summary(runs),
+        "runs": [asdict(r) for r in runs],
+        "fleet_runs": [asdict(f) for f in fleets],
+    }
     (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(data, indent=1) + "\n")
-    text = report(runs, meta)
+    text = report(runs, meta, fleets)
     (RESULTS_DIR / f"{stem}.md").write_text(text)
     print(text)
 
