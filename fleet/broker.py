@@ -15,19 +15,21 @@ and started again, or a fleet stopped and started again, finds its topics,
 records, offsets and committed offsets where they were.
 
 The public port is a byte-for-byte forwarder to the private one, in this
-process. The broker names its private address in its metadata, so a client
-bootstraps through the forwarder and then talks to the broker directly: nothing
-sits on the request path. A client can only learn the private port through the
-forwarder, which opens after the fill-back, and each start takes another
-private port, so no client reaches a broker that is still being filled. (Tansu's
-own proxy was tried first: it multiplexes every client over pooled connections,
-and a fleet's TTFT went from 51 to 516 ms behind it.)
+process, and the broker names the public address in its metadata: a client
+always talks to the same address, whichever broker process is behind it
+(aiokafka never bootstraps again once it knows a broker, so an address that
+moved at a restart would lose it for good). While the broker is being filled
+back, the forwarder lets in only connections whose first request carries this
+start's ticket as client id (the fill-back's own clients) and closes the rest,
+which retry. (Tansu's own proxy was tried first: it multiplexes every client
+over pooled connections, and a fleet's TTFT went from 51 to 516 ms behind it.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -171,16 +173,14 @@ class EmbeddedBroker:
             )
 
     def _broker_cmd(self, listen_port: int) -> list[str]:
-        # on a journal the broker names its private port: clients bootstrap through the public one (the forwarder),
-        # then talk to it there; so do the journal's fill-back and writer
-        url = f"tcp://{self.host}:{listen_port}"
+        # clients are always told the public address (on a journal, the forwarder's)
         return [
             broker_binary(),
             "broker",
             "--listener-url",
-            url,
+            f"tcp://{self.host}:{listen_port}",
             "--advertised-listener-url",
-            url,
+            f"tcp://{self.host}:{self.port}",
             "--storage-engine",
             "memory://tansu/",
         ]
@@ -222,23 +222,21 @@ class EmbeddedBroker:
             except (JournalError, OSError) as exc:
                 raise BrokerError(str(exc)) from None
         try:
-            # another port than the last broker's: a client that knew that one must come through the forwarder
-            internal = free_port(self.host)
-            while internal == self._internal_port:
-                internal = free_port(self.host)
-            self._internal_port = internal
+            internal = self._internal_port = free_port(self.host)
             self._proc = self._spawn(self._broker_cmd(internal))
             log.info("broker.starting", bootstrap=self.bootstrap, internal_port=internal, pid=self._proc.pid)
             await asyncio.to_thread(self._wait_port, internal, self._proc, "broker", timeout_s)
-            # filled back while only this process knows where it listens
-            done = await replay(self._journal, f"{self.host}:{internal}")
+            # filled back while the forwarder lets in the fill-back's own clients alone
+            ticket = f"fleet-journal-{secrets.token_hex(8)}"
+            self._gate = _Forwarder(self.host, self.port, internal, ticket)
+            await self._gate.start()
+            done = await replay(self._journal, self.bootstrap, client_id=ticket)
             self.last_replay_s = done.seconds
             self.last_replayed = done.records
-            self._gate = _Forwarder(self.host, self.port, internal)
-            await self._gate.start()
+            self._gate.open()
             self._writer = JournalWriter(
                 self._journal,
-                f"{self.host}:{internal}",
+                self.bootstrap,
                 offsets_ms=self.journal_offsets_ms,
                 fetch_wait_ms=self.journal_wait_ms,
             )
@@ -338,11 +336,16 @@ def _terminate(proc: subprocess.Popen[bytes] | None, timeout_s: float) -> bool:
 
 class _Forwarder:
     """The public port of a broker on a journal: each connection is relayed byte for byte to the broker's private
-    port. Clients only bootstrap through it (the broker's metadata names its private address), so it carries
-    little; closing it cuts every connection it holds."""
+    port. Until open(), only a connection whose first request carries `ticket` as its client id is relayed; any
+    other is closed (its client retries). Closing the forwarder cuts every connection it holds."""
 
-    def __init__(self, host: str, port: int, to_port: int) -> None:
+    # a request starts: int32 size, int16 api key, int16 api version, int32 correlation id, int16 client id length
+    _HEAD = 14
+
+    def __init__(self, host: str, port: int, to_port: int, ticket: str) -> None:
         self.host, self.port, self.to_port = host, port, to_port
+        self._ticket = ticket.encode()
+        self._open = False
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -352,12 +355,29 @@ class _Forwarder:
         except OSError as exc:
             raise BrokerError(f"cannot listen on {self.host}:{self.port}: {exc}") from None
 
+    def open(self) -> None:
+        self._open = True
+
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first = b""
+        if not self._open:
+            try:
+                head = await asyncio.wait_for(reader.readexactly(self._HEAD), 10)
+                n = int.from_bytes(head[12:14], "big", signed=True)
+                client_id = await reader.readexactly(n) if 0 < n <= 256 else b""
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
+                client_id = b""
+            if client_id != self._ticket and not self._open:
+                writer.close()
+                return
+            first = head + client_id
         try:
             up_reader, up_writer = await asyncio.open_connection(self.host, self.to_port)
         except OSError:
             writer.close()
             return
+        if first:
+            up_writer.write(first)
         self._writers |= {writer, up_writer}
         try:
             await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))

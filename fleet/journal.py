@@ -210,13 +210,14 @@ class Replayed:
     moved: int = 0  # records that did not land at their old offset (a journal with a gap)
 
 
-async def replay(journal: Journal, bootstrap: str) -> Replayed:
+async def replay(journal: Journal, bootstrap: str, client_id: str = "fleet-journal") -> Replayed:
     """Fill an empty broker from the journal: its topics, every record at its offset (same key, value, headers and
-    timestamp), then each group's committed offsets. Run before any client can reach the broker."""
+    timestamp), then each group's committed offsets. Run before any other client can reach the broker (its
+    clients use `client_id`, by which the broker's gate lets them in: fleet/broker.py)."""
     t0 = time.perf_counter()
     loaded = list(journal.load())
     if journal.partitions:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="fleet-journal")
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
         await admin.start()
         try:
             for topic, n in sorted(journal.partitions.items()):
@@ -232,7 +233,7 @@ async def replay(journal: Journal, bootstrap: str) -> Replayed:
         # would show clients a log end below their positions
         producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
-            client_id="fleet-journal",
+            client_id=client_id,
             acks=1,
             linger_ms=2,
             max_batch_size=1 << 20,
@@ -264,14 +265,14 @@ async def replay(journal: Journal, bootstrap: str) -> Replayed:
         if moved:
             log.warning("journal.offsets_moved", records=moved)
     if journal.groups:
-        await _restore_offsets(journal, bootstrap)
+        await _restore_offsets(journal, bootstrap, client_id)
     took = time.perf_counter() - t0
     done = Replayed(len(journal.partitions), records, len(journal.groups), took, moved)
     log.info("journal.replayed", topics=done.topics, records=done.records, groups=done.groups, seconds=round(took, 3))
     return done
 
 
-async def _restore_offsets(journal: Journal, bootstrap: str) -> None:
+async def _restore_offsets(journal: Journal, bootstrap: str, client_id: str) -> None:
     for group, topics in sorted(journal.groups.items()):
         offsets = {
             TopicPartition(t, int(p)): OffsetAndMetadata(off, "")
@@ -281,9 +282,7 @@ async def _restore_offsets(journal: Journal, bootstrap: str) -> None:
         }
         if not offsets:
             continue
-        c = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, client_id="fleet-journal", group_id=group, enable_auto_commit=False
-        )
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id, group_id=group, enable_auto_commit=False)
         await c.start()
         try:
             c.assign(list(offsets))
@@ -313,9 +312,10 @@ class JournalWriter:
         self.records = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
-        self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._assigned: set[TopicPartition] = set()
+        self._wanted: set[TopicPartition] = set()
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -332,35 +332,48 @@ class JournalWriter:
         await self._consumer.start()
         await self._admin.start()
         await self._discover()
-        self._task = asyncio.create_task(self._run(), name="broker-journal")
+        self._assign()
+        # records are copied without waiting on the admin calls: what the broker acknowledged is in the journal
+        # within about one fetch wait
+        self._tasks = [
+            asyncio.create_task(self._copy_records(), name="broker-journal-records"),
+            asyncio.create_task(self._housekeeping(), name="broker-journal-topics-offsets"),
+        ]
 
     async def _discover(self) -> None:
-        c, admin = self._consumer, self._admin
-        assert c is not None and admin is not None
-        # from the admin client: a consumer with an assignment keeps metadata of its assigned topics alone, so a
-        # topic created since would have no partitions there
+        """Every topic the broker has (from the admin client: a consumer with an assignment keeps metadata of its
+        own topics alone, so a topic created since would have no partitions there)."""
+        admin = self._admin
+        assert admin is not None
         topics = set()
         for t in await admin.describe_topics():
             name, n = t["topic"], len(t.get("partitions") or ())
             if t.get("error_code", 0) == 0 and n and not name.startswith("__"):
                 topics.add(name)
                 self.journal.add_topic(name, n)
-        wanted = {TopicPartition(t, p) for t, n in self.journal.partitions.items() if t in topics for p in range(n)}
-        if wanted != self._assigned:
-            c.assign(sorted(wanted))
-            for tp in wanted:  # assign() forgets positions: each partition goes on from what the journal holds
+        self._wanted = {
+            TopicPartition(t, p) for t, n in self.journal.partitions.items() if t in topics for p in range(n)
+        }
+
+    def _assign(self) -> None:
+        """Take up what `_discover` found (between polls: the consumer is changed by the copying task alone)."""
+        c = self._consumer
+        assert c is not None
+        if self._wanted != self._assigned:
+            c.assign(sorted(self._wanted))
+            for tp in self._wanted:  # assign() forgets positions: each partition goes on from what the journal holds
                 c.seek(tp, self.journal.next_offsets.get(tp, 0))
-            self._assigned = wanted
+            self._assigned = set(self._wanted)
 
     async def _copy_offsets(self) -> None:
         admin = self._admin
         assert admin is not None
         groups: dict[str, dict[str, dict[str, int]]] = {}
-        if not self._assigned:
+        if not self._wanted:
             return
         for group_id, _ in await admin.list_consumer_groups():
             # named partitions: Tansu's answer to "all of the group's offsets" breaks aiokafka's decoder
-            offsets = await admin.list_consumer_group_offsets(group_id, partitions=sorted(self._assigned))
+            offsets = await admin.list_consumer_group_offsets(group_id, partitions=sorted(self._wanted))
             for tp, om in offsets.items():
                 if om.offset >= 0:
                     groups.setdefault(group_id, {}).setdefault(tp.topic, {})[str(tp.partition)] = om.offset
@@ -388,7 +401,16 @@ class JournalWriter:
         self.records += n
         return n
 
-    async def _run(self) -> None:
+    async def _copy_records(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._assign()
+                await self._poll(100)
+            except (KafkaError, OSError) as exc:  # the broker is away: keep what we have, try again
+                log.warning("journal.retry", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(0.5)
+
+    async def _housekeeping(self) -> None:
         next_discover = next_offsets = 0.0
         while not self._stop.is_set():
             try:
@@ -399,8 +421,8 @@ class JournalWriter:
                 if now >= next_offsets:
                     await self._copy_offsets()
                     next_offsets = now + self.offsets_ms / 1000
-                await self._poll(100)
-            except (KafkaError, OSError) as exc:  # the broker is away: keep what we have, try again
+                await asyncio.sleep(max(0.0, min(next_discover, next_offsets) - time.monotonic()))
+            except (KafkaError, OSError) as exc:
                 log.warning("journal.retry", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(0.5)
 
@@ -412,6 +434,7 @@ class JournalWriter:
         try:
             async with asyncio.timeout(timeout_s):
                 await self._discover()
+                self._assign()
                 ends = await c.end_offsets(sorted(self._assigned)) if self._assigned else {}
                 while any(self.journal.next_offsets.get(tp, 0) < end for tp, end in ends.items()):
                     await self._poll(50)
@@ -422,11 +445,11 @@ class JournalWriter:
             return False
 
     async def stop(self, *, catch_up: bool) -> None:
-        if self._task is not None:
-            self._stop.set()
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         if catch_up:
             await self.catch_up()
         self.journal.sync()
