@@ -14,8 +14,8 @@ committed offset into the journal as the broker takes them. A broker SIGKILLed
 and started again, or a fleet stopped and started again, finds its topics,
 records, offsets and committed offsets where they were.
 
-The public port is a byte-for-byte forwarder to the private one, in this
-process, and the broker names the public address in its metadata: a client
+The public port is a byte-for-byte forwarder to the private one (a process of
+its own: fleet/forwarder.py), and the broker names the public address in its metadata: a client
 always talks to the same address, whichever broker process is behind it
 (aiokafka never bootstraps again once it knows a broker, so an address that
 moved at a restart would lose it for good). While the broker is being filled
@@ -33,6 +33,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -118,7 +119,7 @@ class EmbeddedBroker:
         self.journal_wait_ms = journal_wait_ms
         self._journal: Journal | None = None
         self._writer: JournalWriter | None = None
-        self._gate: _Forwarder | None = None
+        self._gate: subprocess.Popen[bytes] | None = None  # the forwarder on the public port (fleet/forwarder.py)
         self._internal_port: int | None = None
         self.restarts = 0
         self.last_replay_s: float | None = None
@@ -142,14 +143,16 @@ class EmbeddedBroker:
         return f"journal in {self.journal_dir}" if self.journal_dir else "memory only"
 
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        procs = [self._proc, self._gate] if self.durable else [self._proc]
+        return all(p is not None and p.poll() is None for p in procs)
 
-    def _spawn(self, cmd: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(self, cmd: list[str], stdin: int | None = None) -> subprocess.Popen[bytes]:
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
         if self._log_file:
             with open(self._log_file, "ab") as out:  # the child keeps its own descriptor
                 return subprocess.Popen(
                     cmd,
+                    stdin=stdin,
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     env=env,
@@ -158,6 +161,7 @@ class EmbeddedBroker:
                 )
         return subprocess.Popen(
             cmd,
+            stdin=stdin,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
@@ -228,12 +232,17 @@ class EmbeddedBroker:
             await asyncio.to_thread(self._wait_port, internal, self._proc, "broker", timeout_s)
             # filled back while the forwarder lets in the fill-back's own clients alone
             ticket = f"fleet-journal-{secrets.token_hex(8)}"
-            self._gate = _Forwarder(self.host, self.port, internal, ticket)
-            await self._gate.start()
+            self._gate = self._spawn(
+                [sys.executable, "-m", "fleet.forwarder", self.host, str(self.port), str(internal), ticket],
+                stdin=subprocess.PIPE,
+            )
+            await asyncio.to_thread(self._wait_port, self.port, self._gate, "broker forwarder", timeout_s)
             done = await replay(self._journal, self.bootstrap, client_id=ticket)
             self.last_replay_s = done.seconds
             self.last_replayed = done.records
-            self._gate.open()
+            assert self._gate.stdin is not None
+            self._gate.stdin.write(b"open\n")
+            self._gate.stdin.flush()
             self._writer = JournalWriter(
                 self._journal,
                 self.bootstrap,
@@ -260,8 +269,9 @@ class EmbeddedBroker:
         if writer is not None:
             await writer.stop(catch_up=catch_up and self._proc is not None and self._proc.poll() is None)
         gate, self._gate = self._gate, None
-        if gate is not None:
-            await gate.stop()
+        await asyncio.to_thread(_terminate, gate, 5.0)
+        if gate is not None and gate.stdin is not None:
+            gate.stdin.close()
         proc, self._proc = self._proc, None
         await asyncio.to_thread(_terminate, proc, 5.0)
 
@@ -332,73 +342,3 @@ def _terminate(proc: subprocess.Popen[bytes] | None, timeout_s: float) -> bool:
         proc.kill()
         proc.wait()
     return True
-
-
-class _Forwarder:
-    """The public port of a broker on a journal: each connection is relayed byte for byte to the broker's private
-    port. Until open(), only a connection whose first request carries `ticket` as its client id is relayed; any
-    other is closed (its client retries). Closing the forwarder cuts every connection it holds."""
-
-    # a request starts: int32 size, int16 api key, int16 api version, int32 correlation id, int16 client id length
-    _HEAD = 14
-
-    def __init__(self, host: str, port: int, to_port: int, ticket: str) -> None:
-        self.host, self.port, self.to_port = host, port, to_port
-        self._ticket = ticket.encode()
-        self._open = False
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        try:
-            self._server = await asyncio.start_server(self._relay, self.host, self.port, reuse_address=True)
-        except OSError as exc:
-            raise BrokerError(f"cannot listen on {self.host}:{self.port}: {exc}") from None
-
-    def open(self) -> None:
-        self._open = True
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        first = b""
-        if not self._open:
-            try:
-                head = await asyncio.wait_for(reader.readexactly(self._HEAD), 10)
-                n = int.from_bytes(head[12:14], "big", signed=True)
-                client_id = await reader.readexactly(n) if 0 < n <= 256 else b""
-            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
-                client_id = b""
-            if client_id != self._ticket and not self._open:
-                writer.close()
-                return
-            first = head + client_id
-        try:
-            up_reader, up_writer = await asyncio.open_connection(self.host, self.to_port)
-        except OSError:
-            writer.close()
-            return
-        if first:
-            up_writer.write(first)
-        self._writers |= {writer, up_writer}
-        try:
-            await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
-        finally:
-            self._writers -= {writer, up_writer}
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for w in list(self._writers):
-                w.close()
-            await self._server.wait_closed()
-            self._server = None
-
-
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(1 << 16):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        writer.close()
