@@ -148,7 +148,6 @@ async def up(
     logs_dir = settings.cache_path / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
     k = settings.kafka
-    procs = children(settings, logs_dir, config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -175,7 +174,9 @@ async def up(
         watch = asyncio.create_task(broker.watch(on_restart=_say_broker), name="broker-watch")
     else:
         console.print(f"[green]broker[/] using {k.bootstrap} ({k.security_protocol.value})")
+    procs: FleetProcesses | None = None
     try:
+        procs = children(settings, logs_dir, config)  # after the broker: its journal keeps the record key
         created = await ensure_topics(settings, fleet_topics(settings))
         console.print(f"[green]topics[/] {len(created)} created, prefix '{k.topic_prefix}'")
         procs.start_router()
@@ -211,7 +212,8 @@ async def up(
         return 0
     finally:
         console.print("[yellow]stopping[/]: draining workers, then the broker")
-        await asyncio.to_thread(procs.stop_all)
+        if procs is not None:
+            await asyncio.to_thread(procs.stop_all)
         if watch is not None:
             watch.cancel()
             await asyncio.gather(watch, return_exceptions=True)
