@@ -20,8 +20,8 @@ always talks to the same address, whichever broker process is behind it
 (aiokafka never bootstraps again once it knows a broker, so an address that
 moved at a restart would lose it for good). While the broker is being filled
 back, the forwarder lets in only connections whose first request carries this
-start's ticket as client id (the fill-back's own clients) and closes the rest,
-which retry. (Tansu's own proxy was tried first: it multiplexes every client
+start's ticket as client id (the fill-back's own clients) and holds the rest
+unanswered until it is done. (Tansu's own proxy was tried first: it multiplexes every client
 over pooled connections, and a fleet's TTFT went from 51 to 516 ms behind it.)
 """
 

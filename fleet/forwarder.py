@@ -4,8 +4,10 @@ the broker's private port, by `python -m fleet.forwarder HOST PORT TO_PORT TICKE
 A process of its own, with a thread per direction of each connection moving bytes with splice(2) (no copy through
 Python, the GIL released while it waits), so the fleet's every request pays one loopback hop and nothing of the
 owner's own work. Until it reads `open` on its standard input it is a gate: it relays only connections whose first
-request carries TICKET as client id (the fill-back's own clients) and closes any other, whose client retries. It
-exits when its standard input closes (its owner is gone) or on SIGTERM, cutting every connection.
+request carries TICKET as client id (the fill-back's own clients) and holds any other, unanswered, until then (a
+client that connected early gets its answer late, within its request timeout, rather than a refusal: aiokafka
+gives up bootstrapping at the first). It exits when its standard input closes (its owner is gone) or on SIGTERM,
+cutting every connection.
 """
 
 from __future__ import annotations
@@ -74,10 +76,10 @@ def _serve(client: socket.socket, to: tuple[str, int], gate: Gate) -> None:
             head = _recv_exactly(client, _HEAD)
             n = int.from_bytes(head[12:14], "big", signed=True)
             client_id = _recv_exactly(client, n) if 0 < n <= 256 else b""
-            if client_id != gate.ticket and not gate.open.is_set():
-                raise ConnectionError("not open yet")
             first = head + client_id
             client.settimeout(None)
+            if client_id != gate.ticket:
+                gate.open.wait()  # held, not refused: a client that connected early is answered once it opens
         upstream = socket.create_connection(to)
     except OSError:
         _close(client)

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
-from fleet.broker import BrokerError, EmbeddedBroker, free_port
+from fleet.broker import BrokerError, EmbeddedBroker, free_port, port_is_open
 from fleet.client import FleetClient, GenerationResult
 from fleet.journal import Entry, Journal, JournalError, read_partition
 from fleet.kafka import read_to_end
@@ -133,6 +133,39 @@ async def test_sigkilled_broker_comes_back_with_records_offsets_and_commits(dura
     # and while it runs, a second broker on the same journal is refused
     with pytest.raises(BrokerError, match="in use"):
         await EmbeddedBroker("127.0.0.1", free_port(), journal_dir=b.journal_dir).start()
+
+
+@pytest.mark.integration
+async def test_a_client_that_comes_during_the_fill_back_is_held_until_it_is_done(
+    durable_broker: EmbeddedBroker,
+) -> None:
+    """The public port opens before the fill-back (its own clients come through it); anyone else who connects then
+    waits, and finds the broker whole: a record it sends lands after every record the journal gave back."""
+    b = durable_broker
+    admin = AIOKafkaAdminClient(bootstrap_servers=b.bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic("big", 1, 1)])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=b.bootstrap, linger_ms=5)
+    await producer.start()
+    n = 5000
+    await asyncio.gather(*[await producer.send("big", b"%d" % i, partition=0) for i in range(n)])
+    await producer.stop()
+    await asyncio.sleep(0.5)
+    os.kill(b.pid or 0, signal.SIGKILL)
+    restart = asyncio.create_task(b.restart())
+    while port_is_open(b.host, b.port, 0.05):  # noqa: ASYNC110 - the dead broker's forwarder, until it is stopped
+        await asyncio.sleep(0.005)
+    while not port_is_open(b.host, b.port, 0.05):  # noqa: ASYNC110 - the forwarder of the new start
+        await asyncio.sleep(0.005)
+    assert not restart.done(), "the fill-back was over before anyone could come early: make the journal longer"
+    early = AIOKafkaProducer(bootstrap_servers=b.bootstrap)
+    await early.start()
+    sent = await early.send_and_wait("big", b"early", partition=0)
+    await early.stop()
+    await restart
+    assert b.last_replayed == n
+    assert sent.offset == n
 
 
 async def tenant_books(s: Settings) -> tuple[int, int]:
