@@ -84,8 +84,8 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     # what was committed since (the records themselves are copied as they arrive)
     embedded_journal_offsets_ms: Annotated[int, Meta(ge=10, le=60_000)] = 200
     # the journal's fetch wait (the dev broker answers a fetch only when it runs out): records the broker
-    # acknowledged within about this long before a SIGKILL can be lost; lower costs idle CPU, measured on 2 cores:
-    # 5 ms, 31% of a core; 20 ms, see docs/operations.md
+    # acknowledged within about this long before a SIGKILL can be lost; lower costs idle CPU (measured on 2 cores:
+    # 20 ms, 18% of a core; 5 ms, 45%: docs/operations.md, "The dev broker's storage")
     embedded_journal_wait_ms: Annotated[int, Meta(ge=1, le=1000)] = 20
     security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
     sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER
