@@ -28,6 +28,15 @@ from router.accounts.store import Snapshot, keep_newest
 from tests.fixtures_kafka import started, write_config
 
 
+async def journaled(b: EmbeddedBroker, topic: str, partition: int, n: int, timeout_s: float = 20) -> None:
+    """Until the journal holds `n` records of the partition (it copies them as a consumer does: a moment later)."""
+    assert b.journal_dir is not None
+    deadline = time.monotonic() + timeout_s
+    while len(read_partition(b.journal_dir / "log" / topic / str(partition))) < n:
+        assert time.monotonic() < deadline, f"the journal did not copy {n} records of {topic}/{partition}"
+        await asyncio.sleep(0.1)
+
+
 @pytest.fixture
 async def durable_broker(tmp_path: Path) -> AsyncIterator[EmbeddedBroker]:
     """A broker of its own with a journal in tmp_path (the session's shared broker stays memory-only)."""
@@ -114,6 +123,9 @@ async def test_sigkilled_broker_comes_back_with_records_offsets_and_commits(dura
 
     before = await everything()
     assert sum(len(v) for v in before.values()) == 302
+    for name, rows in before.items():
+        topic, partition = name.split("/")
+        await journaled(b, topic, int(partition), len(rows))
     await asyncio.sleep(0.5)  # the journal's offsets copy runs every 200 ms
     os.kill(b.pid or 0, signal.SIGKILL)
     await asyncio.sleep(0.2)
@@ -151,7 +163,7 @@ async def test_a_client_that_comes_during_the_fill_back_is_held_until_it_is_done
     n = 5000
     await asyncio.gather(*[await producer.send("big", b"%d" % i, partition=0) for i in range(n)])
     await producer.stop()
-    await asyncio.sleep(0.5)
+    await journaled(b, "big", 0, n)
     os.kill(b.pid or 0, signal.SIGKILL)
     restart = asyncio.create_task(b.restart())
     while port_is_open(b.host, b.port, 0.05):  # noqa: ASYNC110 - the dead broker's forwarder, until it is stopped
