@@ -12,7 +12,7 @@ from typing import Annotated
 import msgspec
 import typer
 
-from fleet.settings import TENANT_NAME, Settings, load_settings
+from fleet.settings import TENANT_NAME, BrokerStorage, Settings, load_settings
 
 # -h as well as --help everywhere (child contexts inherit it); help text is plain text, so `[[tenants]]` stays
 app = typer.Typer(
@@ -72,6 +72,10 @@ def up(
     port: Annotated[int | None, typer.Option(help="embedded broker port (default 9092)")] = None,
     smoke: Annotated[bool, typer.Option(help="send one request and stream it once the fleet is up")] = True,
     for_seconds: Annotated[float | None, typer.Option(help="stop after this many seconds (default: Ctrl-C)")] = None,
+    storage: Annotated[
+        BrokerStorage | None,
+        typer.Option(help="the embedded broker's storage: journal (survives restarts) or memory (default: settings)"),
+    ] = None,
 ) -> None:
     """Start the embedded broker (unless FLEET_KAFKA_BOOTSTRAP is set), the router and one worker per model."""
     from fleet.up import up as run_up
@@ -79,6 +83,8 @@ def up(
     s = _settings(config)
     if port is not None:
         s = msgspec.structs.replace(s, kafka=msgspec.structs.replace(s.kafka, embedded_port=port))
+    if storage is not None:
+        s = msgspec.structs.replace(s, kafka=msgspec.structs.replace(s.kafka, embedded_storage=storage))
     config = config or os.environ.get("FLEET_CONFIG")
     config = os.path.abspath(config) if config else None  # the children read it too
     raise typer.Exit(asyncio.run(run_up(s, smoke=smoke, for_seconds=for_seconds, config=config)))
@@ -87,7 +93,7 @@ def up(
 @app.command()
 def broker(config: ConfigOpt = None, port: Annotated[int | None, typer.Option()] = None) -> None:
     """Run only the embedded Tansu broker, with the fleet's topics, until Ctrl-C."""
-    from fleet.broker import EmbeddedBroker
+    from fleet.broker import embedded_broker
     from fleet.kafka import ensure_topics, fleet_topics
     from fleet.runtime import run_service
 
@@ -98,7 +104,7 @@ def broker(config: ConfigOpt = None, port: Annotated[int | None, typer.Option()]
     k = s.kafka
 
     async def main(stop: asyncio.Event) -> None:
-        async with EmbeddedBroker(k.embedded_host, port or k.embedded_port) as b:
+        async with embedded_broker(s, port=port) as b:
             s2 = msgspec.structs.replace(s, kafka=msgspec.structs.replace(k, embedded_port=b.port))
             await ensure_topics(s2, fleet_topics(s2))
             typer.echo(f"broker ready on {b.bootstrap}; Ctrl-C to stop", err=True)

@@ -17,10 +17,10 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 
-from fleet.broker import EmbeddedBroker
+from fleet.broker import BrokerError, EmbeddedBroker, embedded_broker, journal_dir
 from fleet.kafka import connection_kwargs, ensure_topics, fleet_topics, group_progress, make_consumer
 from fleet.preparation import PreparationFailed, prepare_models
-from fleet.settings import WORKERS_ON_HOST_ENV, Settings
+from fleet.settings import WORKERS_ON_HOST_ENV, BrokerStorage, Settings
 from fleet.status import StatusReader, wait_for_workers
 from fleet.supervisor import FleetProcesses
 from router.feeds import feed_health
@@ -34,9 +34,7 @@ def children(settings: Settings, logs_dir: Path, config: str | None) -> FleetPro
     """The router and workers `fleet up` starts: they read the same config file and know how many
     workers share this host (each takes its share of the CPU threads) unless the environment says."""
     on_host = os.environ.get(WORKERS_ON_HOST_ENV, str(len(settings.models)))
-    # one secret per run for the records only the fleet may write (fleet/record_mac.py), unless configured
-    record_key = settings.kafka.record_key or secrets.token_hex(32)  # FLEET_RECORD_KEY is read into the settings
-    env = {WORKERS_ON_HOST_ENV: on_host, "FLEET_RECORD_KEY": record_key}
+    env = {WORKERS_ON_HOST_ENV: on_host, "FLEET_RECORD_KEY": record_key(settings)}
     return FleetProcesses(settings.kafka.bootstrap, logs_dir, config, env=env)
 
 
@@ -48,6 +46,32 @@ def metrics_ports(settings: Settings) -> dict[str, dict[str, str]]:
         return {}
     names = ["router", *settings.model_names]
     return {n: {"FLEET_METRICS_PORT": str(m.port + i if m.port else 0)} for i, n in enumerate(names)}
+
+
+def record_key(settings: Settings) -> str:
+    """The secret for the records only the fleet may write (fleet/record_mac.py): the configured one
+    (FLEET_RECORD_KEY is read into the settings), else one per run; with a journal, one per journal, kept beside
+    it: usage and tenant records from before a restart are signed with it and must still verify."""
+    k = settings.kafka
+    if k.record_key:
+        return k.record_key
+    if not (k.embedded and k.embedded_storage is BrokerStorage.JOURNAL):
+        return secrets.token_hex(32)
+    path = journal_dir(settings) / "record_key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        kept = path.read_text().strip()
+        if len(kept) >= 16:
+            return kept
+    except FileNotFoundError:
+        pass
+    key = secrets.token_hex(32)
+    partial = path.with_suffix(".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    os.replace(partial, path)
+    return key
 
 
 class StatusLine:
@@ -134,7 +158,6 @@ async def up(
     logs_dir = settings.cache_path / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
     k = settings.kafka
-    procs = children(settings, logs_dir, config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -147,13 +170,23 @@ async def up(
         console.print(f"[red]models[/] {exc}")
         return 1
     broker: EmbeddedBroker | None = None
+    watch: asyncio.Task[None] | None = None
     if k.embedded:
-        broker = EmbeddedBroker(k.embedded_host, k.embedded_port, log_file=logs_dir / "broker.log")
-        await broker.start()
-        console.print(f"[green]broker[/] Tansu (embedded, memory-only) on {k.bootstrap}")
+        broker = embedded_broker(settings, log_file=logs_dir / "broker.log")
+        try:
+            await broker.start()
+        except BrokerError as exc:
+            console.print(f"[red]broker[/] {exc}")
+            return 1
+        replayed = f", {broker.last_replayed} records filled back" if broker.last_replayed else ""
+        console.print(f"[green]broker[/] Tansu (embedded, {broker.storage}{replayed}) on {k.bootstrap}")
+        # a broker that dies is started again (on a journal: filled back first); the fleet reconnects by itself
+        watch = asyncio.create_task(broker.watch(on_restart=_say_broker), name="broker-watch")
     else:
         console.print(f"[green]broker[/] using {k.bootstrap} ({k.security_protocol.value})")
+    procs: FleetProcesses | None = None
     try:
+        procs = children(settings, logs_dir, config)  # after the broker: its journal keeps the record key
         created = await ensure_topics(settings, fleet_topics(settings))
         console.print(f"[green]topics[/] {len(created)} created, prefix '{k.topic_prefix}'")
         ports = metrics_ports(settings)
@@ -193,9 +226,17 @@ async def up(
         return 0
     finally:
         console.print("[yellow]stopping[/]: draining workers, then the broker")
-        await asyncio.to_thread(procs.stop_all)
+        if procs is not None:
+            await asyncio.to_thread(procs.stop_all)
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         if broker is not None:
             await broker.stop()
+
+
+def _say_broker(message: str) -> None:
+    console.print(f"\n[yellow]broker[/] {message}")
 
 
 def _say_models(message: str) -> None:

@@ -63,7 +63,13 @@ class PreparedSmolLM2:
 
 
 def _entries(cache_dir: Path) -> list[str]:
-    return sorted(p.name for p in cache_dir.iterdir() if not p.name.endswith(".lock") and p.name != "logs")
+    """What a run left in the cache, less lock files, logs and the embedded broker's journal (`broker-<port>`,
+    kept on purpose so that the next start finds what the broker held: docs/operations.md)."""
+    return sorted(
+        p.name
+        for p in cache_dir.iterdir()
+        if not p.name.endswith(".lock") and p.name != "logs" and not p.name.startswith("broker-")
+    )
 
 
 def _converting(cache_dir: Path, log_file: Path) -> bool:

@@ -69,9 +69,7 @@ async def _batch(
 ) -> tuple[list[float], RequestState | None, float]:
     """One batch of `n` requests through a fresh driver on the shared engine: their TPOTs (ms), one state, and the
     CPU time this process spent per generated token (us): the worker's own cost, which other load moves little."""
-    driver = EngineDriver(
-        engine, tokenizer, model="m", max_model_len=2048, latency=settings.latency, max_attempts=3
-    )
+    driver = EngineDriver(engine, tokenizer, model="m", max_model_len=2048, latency=settings.latency, max_attempts=3)
     driver.observer = observer
     for i in range(n):
         req = Request(
@@ -146,8 +144,11 @@ async def worker_part(repeats: int, n: int, max_tokens: int) -> dict[str, Any]:
                 runs.append(row | {"cpu_us_per_token": round(cpu, 2), "wall_s": round(wall, 3)})
                 if timed is not None:
                     runs[-1] |= {"hook_ms": round(timed.s * 1000, 3), "hook_calls": timed.calls}
-                print(f"worker repeat {r} metrics {'on ' if on else 'off'}: TPOT median {median:.2f} ms, "
-                      f"{cpu:.0f} us CPU per token", flush=True)
+                print(
+                    f"worker repeat {r} metrics {'on ' if on else 'off'}: TPOT median {median:.2f} ms, "
+                    f"{cpu:.0f} us CPU per token",
+                    flush=True,
+                )
     finally:
         engine.close()
     assert state is not None
@@ -226,10 +227,18 @@ async def _router_run(bootstrap: str, n: int, repeat: int, logs: Path, on: bool)
         await asyncio.to_thread(procs.stop_all)
     rate = round(0.9 * n / secs, 1)
     cpu_us = round(cpu_s / (0.9 * n) * 1e6, 2)
-    print(f"router repeat {repeat} metrics {'on ' if on else 'off'}: {rate:.0f} req/s, {cpu_us:.0f} us CPU per request",
-          flush=True)
-    return {"repeat": repeat, "metrics": on, "per_s": rate, "cpu_us_per_request": cpu_us, "scrapes": len(renders),
-            "scrape_ms": renders}
+    print(
+        f"router repeat {repeat} metrics {'on ' if on else 'off'}: {rate:.0f} req/s, {cpu_us:.0f} us CPU per request",
+        flush=True,
+    )
+    return {
+        "repeat": repeat,
+        "metrics": on,
+        "per_s": rate,
+        "cpu_us_per_request": cpu_us,
+        "scrapes": len(renders),
+        "scrape_ms": renders,
+    }
 
 
 async def _forwarded(settings: Settings, n: int, procs: Procs) -> tuple[float, float]:
