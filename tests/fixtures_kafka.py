@@ -91,6 +91,12 @@ def _assignments(log: str, event: str) -> list[tuple[str, list[object]]]:
     return out
 
 
+def worker_partitions(fleet: FleetProcs, name: str) -> list[object]:
+    """The partitions the worker process `name` holds, as its log says (none before it joined, while revoked)."""
+    events = _assignments(fleet.log(name), "worker.assigned")
+    return events[-1][1] if events and events[-1][0] == "worker.assigned" else []
+
+
 def groups_settled(fleet: FleetProcs) -> bool:
     """Every running router holds intake partitions, and every running worker's group has handed out each
     partition of its model's topics exactly once, as the processes' own logs say (`router.assigned`,
