@@ -39,9 +39,13 @@ clients: $(NODE_STAMP)
 monitoring-tools:
 	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || echo "prometheus not installed: its tests will skip"
 
+# the whole suite on TEST_WORKERS processes (pytest-xdist; tests/conftest.py keeps the tests that share a fleet
+# together and hands out the heaviest first); most tests wait on Kafka and child processes, so more processes
+# than cores pays
+TEST_WORKERS ?= 4
 test: $(STAMP) clients monitoring-tools
 	$(VENV)/bin/lint-imports --no-cache  # the layers contract in pyproject.toml
-	$(PY) -m pytest -q -m "not gpu" --durations=25
+	$(PY) -m pytest -q -m "not gpu" --durations=25 -n $(TEST_WORKERS) --dist loadgroup
 
 # the unit tier: no broker, no process, no model (tests/conftest.py sorts every test into unit, integration, system)
 test-fast: $(STAMP)

@@ -4,7 +4,9 @@ workers as real processes (`python -m fleet.cli ...`) against it."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -73,27 +75,88 @@ def write_config(
     return path
 
 
+def _assignments(log: str, event: str) -> list[tuple[str, list[object]]]:
+    """(event, partitions) of each assignment line (and each `worker.revoked`) in a JSON log, in order; a line
+    a progress bar ran into without a newline still counts."""
+    out: list[tuple[str, list[object]]] = []
+    for line in log.splitlines():
+        if f'"{event}"' not in line and '"worker.revoked"' not in line:
+            continue
+        try:
+            rec = json.loads(line[line.index("{") :])
+        except ValueError:
+            continue
+        if rec.get("event") in (event, "worker.revoked"):
+            out.append((rec["event"], list(rec.get("partitions") or [])))
+    return out
+
+
+def worker_partitions(fleet: FleetProcs, name: str) -> list[object]:
+    """The partitions the worker process `name` holds, as its log says (none before it joined, while revoked)."""
+    events = _assignments(fleet.log(name), "worker.assigned")
+    return events[-1][1] if events and events[-1][0] == "worker.assigned" else []
+
+
+def groups_settled(fleet: FleetProcs) -> bool:
+    """Every running router holds intake partitions, and every running worker's group has handed out each
+    partition of its model's topics exactly once, as the processes' own logs say (`router.assigned`,
+    `worker.assigned` after any `worker.revoked`): what a request needs to be served without waiting for a
+    join. (The dev broker holds a group's first JoinGroup for about half the session timeout.)"""
+    partitions = fleet.settings.kafka.model_partitions
+    by_model: dict[str, list[str]] = {}
+    for name, p in fleet.procs.items():
+        if p.poll() is not None:
+            continue
+        args = [str(a) for a in p.args]  # type: ignore[union-attr]
+        if "worker" in args and "--model" in args:
+            by_model.setdefault(args[args.index("--model") + 1], []).append(name)
+        elif "router" in args:
+            events = _assignments(fleet.log(name), "router.assigned")
+            if not events or not events[-1][1]:
+                return False
+    for names in by_model.values():
+        held: collections.Counter[object] = collections.Counter()
+        for name in names:
+            events = _assignments(fleet.log(name), "worker.assigned")
+            if not events or events[-1][0] != "worker.assigned":
+                return False  # not joined yet, or revoked and not yet given its new share
+            held.update(events[-1][1])
+        # each partition number once per lane (the model's topic and its batch topic), none held twice
+        counts = set(held.values())
+        if set(held) != set(range(partitions)) or len(counts) != 1 or counts.pop() > 2:
+            return False
+    return True
+
+
 async def wait_ready(fleet: FleetProcs, models: list[str], timeout_s: float = 180) -> None:
-    """Until every model's worker has reported on the status topic and holds partitions."""
+    """Until every model's worker has reported on the status topic and the consumer groups have settled:
+    the router holds its intake partitions and each model's partitions are held by exactly one of its
+    workers (`groups_settled`)."""
     from fleet.status import wait_for_workers
 
     async def died() -> None:
         while all(p.poll() is None for p in fleet.procs.values()):  # noqa: ASYNC110 - a bounded poll, not a wait for one event
             await asyncio.sleep(0.2)
 
+    deadline = time.monotonic() + timeout_s
     waiter = asyncio.ensure_future(wait_for_workers(fleet.settings, models, timeout_s))
     watcher = asyncio.ensure_future(died())
     await asyncio.wait([waiter, watcher], return_when=asyncio.FIRST_COMPLETED)
-    watcher.cancel()
     seen = waiter.result() if waiter.done() else {}
     if not waiter.done():
         waiter.cancel()
         await asyncio.gather(waiter, return_exceptions=True)
     missing = set(models) - set(seen)
-    if missing:
+    settled = False
+    while not missing and not watcher.done() and time.monotonic() < deadline:
+        if settled := groups_settled(fleet):
+            break
+        await asyncio.sleep(0.1)
+    watcher.cancel()
+    if missing or not settled:
         logs = "\n".join(f"--- {n}\n{fleet.log(n)[-3000:]}" for n in fleet.procs)
-        raise AssertionError(f"workers for {missing} not ready\n{logs}")
-    await asyncio.sleep(4.0)  # the dev broker's first group join settles a few seconds after start
+        what = f"workers for {missing} not ready" if missing else "consumer groups not settled"
+        raise AssertionError(f"{what}\n{logs}")
 
 
 @contextlib.asynccontextmanager

@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from fleet.client import FleetClient, GenerationResult
 from fleet.kafka import connection_kwargs, make_consumer
-from tests.fixtures_kafka import FleetProcs, started, write_config
+from tests.fixtures_kafka import FleetProcs, groups_settled, started, worker_partitions, write_config
 from tests.kafka_helpers import first_status, resumed_ids, status_pid
 
 pytestmark = pytest.mark.slow
@@ -151,9 +151,12 @@ async def test_chaos_kill_term_router_restart(chaos_fleet: FleetProcs) -> None:
 
 
 async def test_rebalance_when_a_third_worker_joins(chaos_fleet: FleetProcs) -> None:
-    """A steady stream; a third worker joins mid-way. No request lost or doubled; the pause is measured."""
+    """A steady stream; a third worker joins mid-way. No request lost or doubled; the pause is measured.
+    The stream runs until the third worker holds partitions of its own and has been sent its share."""
     fleet = chaos_fleet
-    rate_per_s, seconds, join_at_s = 8.0, 24.0, 8.0
+    rate_per_s = 8.0
+    before_join = 24  # requests sent before the third worker starts (the TTFT before the join)
+    after_join = 24  # requests sent once the group has settled with the third worker in it
     results: dict[str, GenerationResult] = {}
     ttft: list[tuple[float, float]] = []  # (send time, client TTFT)
     async with FleetClient(fleet.settings) as c:
@@ -176,11 +179,16 @@ async def test_rebalance_when_a_third_worker_joins(chaos_fleet: FleetProcs) -> N
         t0 = time.monotonic()
         tasks = []
         k = 0
-        joined = False
-        while time.monotonic() - t0 < seconds:
-            if not joined and time.monotonic() - t0 >= join_at_s:
+        join_at_s: float | None = None
+        settled_at: int | None = None  # requests sent when the group had settled with w3 holding partitions
+        while settled_at is None or k < settled_at + after_join:
+            if join_at_s is None and k == before_join:
                 fleet.start_worker("large", "w3")
-                joined = True
+                join_at_s = time.monotonic() - t0
+            if settled_at is None and join_at_s is not None and worker_partitions(fleet, "w3"):
+                if groups_settled(fleet):
+                    settled_at = k
+            assert time.monotonic() - t0 < 240, "the third worker never settled into the group"
             tasks.append(asyncio.create_task(one(k, time.monotonic())))
             k += 1
             await asyncio.sleep(1 / rate_per_s)

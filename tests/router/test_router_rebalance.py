@@ -19,6 +19,7 @@ import random
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ from tests.fixtures_kafka import FleetProcs, wait_ready, write_config
 pytestmark = pytest.mark.slow
 
 RATE_PER_S = 60
-SETTLE_S = 6  # a join settles within the rebalance timeout (3 s) and a heartbeat or two
+AFTER_REJOIN = 120  # requests sent once `first` holds its new partition (2 s of traffic), before the traffic stops
 
 
 async def wait_log(fleet: FleetProcs, name: str, event: str, timeout_s: float = 60) -> None:
@@ -47,6 +48,27 @@ def assignments(fleet: FleetProcs, name: str) -> list[list[int]]:
     """The partitions a router logged as assigned, in order (the dev broker does not answer DescribeGroups
     usefully; routers before issue 9 did not log this)."""
     return [json.loads(line)["partitions"] for line in fleet.log(name).splitlines() if '"router.assigned"' in line]
+
+
+async def until(cond: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, f"no {what} in {timeout_s} s"
+        await asyncio.sleep(0.1)
+
+
+def split_between(*fleets: tuple[FleetProcs, str]) -> Callable[[], bool]:
+    """Whether these routers' latest assignments each hold a partition and share none: the group has settled
+    between them."""
+
+    def settled() -> bool:
+        latest = [assignments(f, name) for f, name in fleets]
+        if not all(latest):
+            return False
+        held = [p for a in latest for p in a[-1]]
+        return all(a[-1] for a in latest) and len(held) == len(set(held))
+
+    return settled
 
 
 def router_config(base: Path, client_id: str) -> Path:
@@ -82,7 +104,8 @@ async def test_a_rebalance_between_fetch_and_commit_neither_hangs_nor_loses(
         await wait_log(routers["first"], "first", "router.started")
         routers["second"].start_router("second")
         await wait_log(routers["second"], "second", "router.started")
-        await asyncio.sleep(SETTLE_S)
+        # the join settles (first partition 0, second partition 1) within the rebalance timeout and a heartbeat
+        await until(split_between((routers["first"], "first"), (routers["second"], "second")), "settled group")
         async with FleetClient(s, default_timeout_s=300) as c:
             terminal: dict[str, list[str]] = {}
             answered_at: list[float] = []
@@ -110,7 +133,7 @@ async def test_a_rebalance_between_fetch_and_commit_neither_hangs_nor_loses(
                     await asyncio.sleep(1 / RATE_PER_S)
 
             sender = asyncio.create_task(traffic())
-            await asyncio.sleep(3)
+            await until(lambda: len(answered_at) >= 30, "answers")  # steady traffic through both routers
             # a refusal whose reply_to the broker rejects holds `first` in that batch for the producer's
             # metadata wait (15 s): it is stopped between fetch and commit
             slow = {"id": "slow", "reply_to": "..", "prompt": "x", "model": "no-such-model"}
@@ -127,13 +150,35 @@ async def test_a_rebalance_between_fetch_and_commit_neither_hangs_nor_loses(
                 await raw.stop()
             await asyncio.sleep(0.5)
             proc("first").send_signal(signal.SIGSTOP)
+            rejoins = len(assignments(routers["first"], "first"))
             routers["third"].start_router("third")
             # the group moves on without `first` once its session times out (6 s) and the rebalance settles;
             # `first` is continued with a few seconds of its metadata wait left, so it rejoins (and is given
-            # partition 1) before it commits partition 0: that commit can never succeed
+            # partition 1) before it commits partition 0: that commit can never succeed. (A scenario's timing, not
+            # a settle: continued later, `first` finds its partition revoked before it commits.)
             await asyncio.sleep(10)
             proc("first").send_signal(signal.SIGCONT)
-            await asyncio.sleep(25)  # if still running, `first` must serve its new assignment meanwhile
+
+            def failed_commits() -> int:
+                return sum(
+                    1
+                    for line in routers["first"].log("first").splitlines()
+                    if "router.commit_dropped" in line or ("kafka.retry" in line and "router.commit" in line)
+                )
+
+            # `first` either exits, or meets its failed commit and rejoins with a new partition, which it must
+            # then serve: the traffic goes on for AFTER_REJOIN more requests, about half of them on that partition
+            def met_and_rejoined() -> bool:
+                return proc("first").poll() is not None or (
+                    failed_commits() >= 1 and len(assignments(routers["first"], "first")) > rejoins
+                )
+
+            try:
+                await until(met_and_rejoined, "failed commit and rejoin of first", timeout_s=25)
+            except AssertionError:
+                pass  # the checks below say what did not happen
+            sent_before = len(terminal)
+            await until(lambda: len(terminal) >= sent_before + AFTER_REJOIN, "traffic after the rejoin")
             first_rc = proc("first").poll()
             traffic_on = False
             await sender
