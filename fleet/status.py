@@ -99,8 +99,11 @@ class StatusReader:
                     log.warning("status.id_too_long", chars=len(st.worker_id), offset=r.offset)
                     continue
                 prev = self.latest.get(st.worker_id)
-                if prev is not None and st.ts_ms > prev.ts_ms:
-                    gap = min(float(st.ts_ms - prev.ts_ms), MAX_LIVE_WINDOW_MS)
+                heard_before = self.heard_ms.get(st.worker_id)
+                if prev is not None and heard_before is not None and prev.ts_ms < st.ts_ms <= now_ms + 2_000:
+                    # the gap as both clocks saw it: a report dated ahead (forged, or a clock running fast) or a
+                    # burst read late by a starved reader widens nothing on its own
+                    gap = min(float(st.ts_ms - prev.ts_ms), now_ms - heard_before, MAX_LIVE_WINDOW_MS)
                     self.gap_ms[st.worker_id] = max(gap, self.gap_ms.get(st.worker_id, 0.0) * GAP_DECAY)
                 self.latest[st.worker_id] = st
                 self.latest.move_to_end(st.worker_id)

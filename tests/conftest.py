@@ -152,6 +152,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(Path(os.environ.pop(GROUPS_ENV)).parent, ignore_errors=True)
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     """`--dist loadgroup` by this file's groups (`xdist_group_of`; xdist's own marks do not reach its scheduler
     under pytest 9, which no longer reads the node id xdist rewrites), in the order the processes collected

@@ -56,9 +56,7 @@ def test_promtool_fires_and_quiets_every_alert(tmp_path: Path) -> None:
             r.pop("annotations", None)
     (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": groups}))
     shutil.copy(CASES, tmp_path / CASES.name)
-    out = subprocess.run(
-        [tool, "test", "rules", CASES.name], cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
+    out = subprocess.run([tool, "test", "rules", CASES.name], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
