@@ -9,10 +9,12 @@ any still running when the grace is spent.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +109,70 @@ class FleetProcesses:
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def assignments(self, name: str) -> list[tuple[str, list[object]]]:
+        """(event, partitions) of each `router.assigned`, `worker.assigned` and `worker.revoked` the child `name`
+        logged (JSON logs), in order."""
+        events = ("router.assigned", "worker.assigned", "worker.revoked")
+        out: list[tuple[str, list[object]]] = []
+        for line in self.log(name).splitlines():
+            if '"router.assigned"' not in line and '"worker.assigned"' not in line and '"worker.revoked"' not in line:
+                continue
+            try:  # a progress bar may have run into the line without a newline
+                rec = json.loads(line[line.index("{") :])
+            except ValueError:
+                continue
+            if rec.get("event") in events:
+                out.append((rec["event"], list(rec.get("partitions") or [])))
+        return out
+
+    def held(self, name: str) -> list[object]:
+        """What the child `name` holds, as its log says: its latest assignment (none while revoked)."""
+        events = self.assignments(name)
+        return events[-1][1] if events and events[-1][0] != "worker.revoked" else []
+
+    def groups_settled(self) -> bool:
+        """Whether the consumer groups of the running children have settled, as their logs say: the routers'
+        latest assignments hold every intake partition once, and each model's workers' latest assignments hold
+        each partition of its topics once (none of them revoked and not yet given its share). A request sent
+        then is served without waiting for a join (the dev broker holds a group's JoinGroup for about half the
+        session timeout, and a worker reports status before it has joined)."""
+        settings = self.settings
+        topics, kafka = settings.kafka.topics, settings.kafka
+        intake = {f"{topics.requests}:{p}" for p in range(kafka.intake_partitions)}
+        intake |= {f"{topics.tenant_intake(t.name)}:0" for t in settings.tenants}
+        routers: Counter[object] = Counter()
+        workers: dict[str, Counter[object]] = {}
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                continue
+            args = [str(a) for a in p.args]  # type: ignore[union-attr]
+            if "worker" in args and "--model" in args:
+                events = self.assignments(name)
+                if not events or events[-1][0] != "worker.assigned":
+                    return False  # not joined yet, or revoked and not yet given its new share
+                workers.setdefault(args[args.index("--model") + 1], Counter()).update(events[-1][1])
+            elif "router" in args:
+                events = self.assignments(name)
+                if not events:
+                    return False
+                routers.update(events[-1][1])
+        if routers and (set(routers) != intake or max(routers.values()) > 1):
+            return False
+        for held in workers.values():  # each partition once per lane (the model's topic and its batch topic)
+            counts = set(held.values())
+            if set(held) != set(range(kafka.model_partitions)) or len(counts) != 1 or counts.pop() > 2:
+                return False
+        return True
+
+    async def wait_settled(self, timeout_s: float) -> bool:
+        """Until `groups_settled` (True), a child exits or `timeout_s` passes (False)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.groups_settled():
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs.values()):
+                return False
+            await asyncio.sleep(0.1)
+        return True
 
     def check_alive(self) -> None:
         """Raise if a child has failed (exited other than by a clean stop), with the tail of its log."""

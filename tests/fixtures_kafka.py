@@ -4,7 +4,6 @@ workers as real processes (`python -m fleet.cli ...`) against it."""
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 import time
@@ -53,6 +52,11 @@ def write_config(
         f"model_partitions = {partitions}",
         "intake_partitions = 2",
         "[latency]",
+        # long-polls of 50 ms, not the default 5 ms: the dev broker answers a fetch when data arrives either
+        # way, but an idle fleet's consumers polling every 5 ms cost the broker and each process several
+        # times the CPU (a router and two workers: 0.6 of a core idle, 0.2 at 50 ms), which a 2-core machine
+        # running the suite on several processes does not have; requests still flow in tens of milliseconds
+        "fetch_max_wait_ms = 50",
         "session_timeout_ms = 6000",
         "heartbeat_interval_ms = 500",
         "rebalance_timeout_ms = 3000",
@@ -75,63 +79,39 @@ def write_config(
     return path
 
 
-def _assignments(log: str, event: str) -> list[tuple[str, list[object]]]:
-    """(event, partitions) of each assignment line (and each `worker.revoked`) in a JSON log, in order; a line
-    a progress bar ran into without a newline still counts."""
-    out: list[tuple[str, list[object]]] = []
-    for line in log.splitlines():
-        if f'"{event}"' not in line and '"worker.revoked"' not in line:
-            continue
-        try:
-            rec = json.loads(line[line.index("{") :])
-        except ValueError:
-            continue
-        if rec.get("event") in (event, "worker.revoked"):
-            out.append((rec["event"], list(rec.get("partitions") or [])))
-    return out
-
-
 def worker_partitions(fleet: FleetProcs, name: str) -> list[object]:
     """The partitions the worker process `name` holds, as its log says (none before it joined, while revoked)."""
-    events = _assignments(fleet.log(name), "worker.assigned")
-    return events[-1][1] if events and events[-1][0] == "worker.assigned" else []
+    return fleet.held(name)
 
 
 def groups_settled(fleet: FleetProcs) -> bool:
-    """Every running router holds intake partitions, and every running worker's group has handed out each
-    partition of its model's topics exactly once, as the processes' own logs say (`router.assigned`,
-    `worker.assigned` after any `worker.revoked`): what a request needs to be served without waiting for a
-    join. (The dev broker holds a group's first JoinGroup for about half the session timeout.)"""
-    partitions = fleet.settings.kafka.model_partitions
-    by_model: dict[str, list[str]] = {}
-    for name, p in fleet.procs.items():
-        if p.poll() is not None:
-            continue
-        args = [str(a) for a in p.args]  # type: ignore[union-attr]
-        if "worker" in args and "--model" in args:
-            by_model.setdefault(args[args.index("--model") + 1], []).append(name)
-        elif "router" in args:
-            events = _assignments(fleet.log(name), "router.assigned")
-            if not events or not events[-1][1]:
-                return False
-    for names in by_model.values():
-        held: collections.Counter[object] = collections.Counter()
-        for name in names:
-            events = _assignments(fleet.log(name), "worker.assigned")
-            if not events or events[-1][0] != "worker.assigned":
-                return False  # not joined yet, or revoked and not yet given its new share
-            held.update(events[-1][1])
-        # each partition number once per lane (the model's topic and its batch topic), none held twice
-        counts = set(held.values())
-        if set(held) != set(range(partitions)) or len(counts) != 1 or counts.pop() > 2:
-            return False
-    return True
+    """Every running router and worker holds its share of its group's partitions (FleetProcesses.groups_settled)."""
+    return fleet.groups_settled()
+
+
+async def logged(
+    fleet: FleetProcs, name: str, event: str, timeout_s: float = 60, **fields: object
+) -> dict[str, object]:
+    """The first record of `event` (with these `fields`) in the JSON log of the child `name`, waited for."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for line in fleet.log(name).splitlines():
+            if f'"{event}"' not in line:
+                continue
+            try:
+                rec = json.loads(line[line.index("{") :])
+            except ValueError:
+                continue
+            if rec.get("event") == event and all(rec.get(k) == v for k, v in fields.items()):
+                return dict(rec)
+        assert time.monotonic() < deadline, f"{name} logged no {event} {fields} in {timeout_s} s"
+        await asyncio.sleep(0.1)
 
 
 async def wait_ready(fleet: FleetProcs, models: list[str], timeout_s: float = 180) -> None:
     """Until every model's worker has reported on the status topic and the consumer groups have settled:
     the router holds its intake partitions and each model's partitions are held by exactly one of its
-    workers (`groups_settled`)."""
+    workers (`FleetProcesses.groups_settled`)."""
     from fleet.status import wait_for_workers
 
     async def died() -> None:
@@ -146,13 +126,9 @@ async def wait_ready(fleet: FleetProcs, models: list[str], timeout_s: float = 18
     if not waiter.done():
         waiter.cancel()
         await asyncio.gather(waiter, return_exceptions=True)
-    missing = set(models) - set(seen)
-    settled = False
-    while not missing and not watcher.done() and time.monotonic() < deadline:
-        if settled := groups_settled(fleet):
-            break
-        await asyncio.sleep(0.1)
     watcher.cancel()
+    missing = set(models) - set(seen)
+    settled = not missing and await fleet.wait_settled(max(0.0, deadline - time.monotonic()))
     if missing or not settled:
         logs = "\n".join(f"--- {n}\n{fleet.log(n)[-3000:]}" for n in fleet.procs)
         what = f"workers for {missing} not ready" if missing else "consumer groups not settled"

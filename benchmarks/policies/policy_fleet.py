@@ -170,7 +170,8 @@ async def start_fleet(
     seen = await wait_for_workers(fleet.settings, [MODEL], 120)
     if MODEL not in seen:
         raise RuntimeError(f"worker not ready:\n{fleet.log('worker-' + MODEL)[-2000:]}")
-    await asyncio.sleep(4.0)  # the routers' group settles
+    if not await fleet.wait_settled(60):  # the routers' and the worker's groups hold their partitions
+        raise RuntimeError(f"groups not settled:\n{fleet.log('router-0')[-2000:]}")
     return fleet
 
 

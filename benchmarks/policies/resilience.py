@@ -148,7 +148,8 @@ async def run(
         seen = await wait_for_workers(fleet.settings, ["small", "large"], 120, count=1)
         if set(seen) != {"small", "large"}:
             raise RuntimeError(f"workers not ready:\n{fleet.log('router')[-2000:]}")
-        await asyncio.sleep(4.0)  # the groups settle
+        if not await fleet.wait_settled(60):  # every worker joined, every group holds its partitions
+            raise RuntimeError(f"groups not settled:\n{fleet.log('router')[-2000:]}")
         async with Client(fleet.settings) as client:
             k = 0
             phase = "steady"

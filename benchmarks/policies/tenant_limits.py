@@ -254,20 +254,25 @@ async def budget_run(
                     k = ev.code.value if isinstance(ev, Error) else "no terminal event"
                     result.other[k] = result.other.get(k, 0) + 1
             result.new_owner = owner_of(fleet, "acme") or ""
-        # the books: usage records of this tenant against the owner's last snapshot (written within the
-        # snapshot interval once the last usage record is settled)
-        await asyncio.sleep(3.0)
+        # the books: usage records of this tenant against the owner's last snapshot, read until they agree
+        # (the owner writes one within the snapshot interval once the last usage record is settled) or 30 s pass
         s = fleet.settings
-        usage = await read_usage(s)
-        runs = {(u.id, u.run_id): u.cost for u in usage if u.tenant == "acme"}
-        result.usage_cost = round(sum(runs.values()), 8)
-        latest: dict[str, Snapshot] = {}  # what the next owner would load
-        for r in await read_to_end(s, [s.kafka.topics.tenant_state]):
-            keep_newest(latest, r.key, r.value, r.offset)
-        if "acme" in latest:
-            ledger = latest["acme"].state.ledger
-            result.ledger_cost = round(ledger.day.cost, 8)
-            result.pending_after = len(ledger.pending)
+        books_by = time.monotonic() + 30
+        while True:
+            usage = await read_usage(s)
+            runs = {(u.id, u.run_id): u.cost for u in usage if u.tenant == "acme"}
+            result.usage_cost = round(sum(runs.values()), 8)
+            latest: dict[str, Snapshot] = {}  # what the next owner would load
+            for r in await read_to_end(s, [s.kafka.topics.tenant_state]):
+                keep_newest(latest, r.key, r.value, r.offset)
+            if "acme" in latest:
+                ledger = latest["acme"].state.ledger
+                result.ledger_cost = round(ledger.day.cost, 8)
+                result.pending_after = len(ledger.pending)
+            settled = len(runs) >= result.admitted and result.pending_after == 0
+            if (settled and abs(result.ledger_cost - result.usage_cost) < 1e-6) or time.monotonic() > books_by:
+                break
+            await asyncio.sleep(0.5)
         return result
     finally:
         fleet.stop_all()
