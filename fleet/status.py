@@ -8,7 +8,10 @@ A report is input like any other (anyone who can write the topic can write one),
 when its report *arrived*, not by the date it carries: a report dated in the future once kept a dead model
 looking alive for as long as its date was ahead, and a worker with a slow clock looked dead. A reader that
 replays the topic from its start cannot tell arrival from replay, so there a report counts from the earlier of
-its arrival and its date. Reports dated more than `FUTURE_TOLERANCE_MS` ahead are ignored, and the reader
+its arrival and its date. A reader from now (`from_start=False`) can also read the `recent` latest records
+already on the topic, as a replay (the router and `fleet up` do: a router that starts just after a worker's
+report, or restarts, knows the live workers at once instead of a heartbeat later, and refuses nothing for want
+of one meanwhile). Reports dated more than `FUTURE_TOLERANCE_MS` ahead are ignored, and the reader
 keeps at most `MAX_WORKERS` workers (the least recently heard go first), so unique forged ids cannot grow it.
 """
 
@@ -22,6 +25,8 @@ from types import TracebackType
 from typing import Any
 
 import structlog
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
 from contracts.codec import Codec, DecodeFailure
 from contracts.messages import WorkerStatus
@@ -39,6 +44,8 @@ MAX_ID_CHARS = 300  # a report whose worker id or model is longer is ignored: th
 # after its last report, so a dead worker is declared dead within that.
 GAP_SLACK = 3.0
 MAX_LIVE_WINDOW_MS = 30_000
+# what a reader from now replays of the reports already there (`recent`): some thousand workers' last few seconds
+RECENT_REPORTS = 4096
 GAP_DECAY = 0.9  # the remembered gap is the largest recent one, decaying by this per report
 
 
@@ -46,13 +53,17 @@ class StatusReader:
     """Reads the status topic from its start (`from_start`) or from now; `latest` maps worker id to its
     newest report. Use as `async with StatusReader(settings) as r:` or `start()`/`stop()`."""
 
-    def __init__(self, settings: Settings, *, from_start: bool = True, **consumer_overrides: Any) -> None:
+    def __init__(
+        self, settings: Settings, *, from_start: bool = True, recent: int = 0, **consumer_overrides: Any
+    ) -> None:
         self.settings = settings
         self.latest: OrderedDict[str, WorkerStatus] = OrderedDict()  # least recently heard first
         self.heard_ms: dict[str, float] = {}  # worker id -> when its latest report counts from (ms, this clock)
         self.gap_ms: dict[str, float] = {}  # worker id -> its recent largest gap between reports (its own clock)
         self.ignored = 0  # reports dated too far in the future
         self._from_start = from_start
+        self._recent = 0 if from_start else recent
+        self._replay_end: dict[TopicPartition, int] = {}  # partition -> the end offset when it was placed
         self._codec = Codec()
         self._consumer = make_consumer(
             settings,
@@ -82,7 +93,10 @@ class StatusReader:
     async def poll(self, timeout_ms: int = 0) -> list[WorkerStatus]:
         """The reports that arrived since the last poll (waiting up to `timeout_ms` for the first)."""
         out: list[WorkerStatus] = []
-        for records in (await self._fetch.getmany(timeout_ms=timeout_ms)).values():
+        if self._recent:
+            await self._place()
+        for tp, records in (await self._fetch.getmany(timeout_ms=timeout_ms)).items():
+            replay_end = self._replay_end.get(tp, -1)
             for r in records:
                 try:
                     st = self._codec.decode_status(r.value or b"")
@@ -107,13 +121,31 @@ class StatusReader:
                     self.gap_ms[st.worker_id] = max(gap, self.gap_ms.get(st.worker_id, 0.0) * GAP_DECAY)
                 self.latest[st.worker_id] = st
                 self.latest.move_to_end(st.worker_id)
-                self.heard_ms[st.worker_id] = min(now_ms, st.ts_ms) if self._from_start else now_ms
+                replayed = self._from_start or r.offset < replay_end
+                self.heard_ms[st.worker_id] = min(now_ms, st.ts_ms) if replayed else now_ms
                 while len(self.latest) > MAX_WORKERS:
                     gone, _ = self.latest.popitem(last=False)
                     self.heard_ms.pop(gone, None)
                     self.gap_ms.pop(gone, None)
                 out.append(st)
         return out
+
+    async def _place(self) -> None:
+        """Each newly assigned partition starts `recent` records before its end; those count as replayed."""
+        new = [tp for tp in self._consumer.assignment() if tp not in self._replay_end]
+        if not new:
+            return
+        try:
+            ends = await self._consumer.end_offsets(new)
+            begins = await self._consumer.beginning_offsets(new)
+        except KafkaError as exc:  # the broker does not answer now: placed on a later poll
+            log.warning("status.place_failed", error=repr(exc)[:200])
+            return
+        for tp in new:
+            end = ends.get(tp)
+            if end is not None:
+                self._consumer.seek(tp, max(begins.get(tp, 0), end - self._recent))
+            self._replay_end[tp] = end if end is not None else -1
 
     def fresh(self, within_ms: float, *, model: str | None = None, now_ms: float | None = None) -> list[WorkerStatus]:
         """The latest report of each worker (of `model`) heard within the last `within_ms`, or within a few of its

@@ -47,6 +47,7 @@ class FleetProcesses:
     config: Path | str | None = None  # the TOML file the children read (None: FLEET_CONFIG if set, else defaults)
     env: Mapping[str, str] = field(default_factory=dict)  # extra environment for every child
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    health_files: dict[str, Path] = field(default_factory=dict)  # router name -> the health file it rewrites
 
     @property
     def settings(self) -> Settings:
@@ -74,7 +75,13 @@ class FleetProcesses:
         return p
 
     def start_router(self, name: str = "router", env: Mapping[str, str] | None = None) -> str:
-        self.start(name, "router", env=env)
+        """A router; it rewrites a health file (the configured one, else `<logs>/<name>.health`), from which
+        `routers_see_workers` reads what it sees of the fleet."""
+        configured = self.settings.health_file
+        path = Path(configured) if configured else self.logs / f"{name}.health"
+        self.health_files[name] = path
+        extra = {} if configured else {"FLEET_HEALTH_FILE": str(path)}
+        self.start(name, "router", env={**extra, **(env or {})})
         return name
 
     def start_worker(self, model: str, name: str | None = None, env: Mapping[str, str] | None = None) -> str:
@@ -165,10 +172,32 @@ class FleetProcesses:
                 return False
         return True
 
+    def routers_see_workers(self) -> bool:
+        """Whether every running router has heard a live worker of each model that has a running worker, as its
+        health file says (`<state> <live>w <failures>/<outcomes>` per model): a request sent then is not refused
+        for want of one it has not read yet."""
+        models = set()
+        for p in self.procs.values():
+            args = [str(a) for a in p.args]  # type: ignore[union-attr]
+            if p.poll() is None and "worker" in args and "--model" in args:
+                models.add(args[args.index("--model") + 1])
+        for name, path in self.health_files.items():
+            if self.procs[name].poll() is not None:
+                continue
+            try:
+                health = json.loads(path.read_text()).get("health") or {}
+            except (OSError, ValueError):
+                return False  # not written yet (or a router not yet started)
+            for m in models:
+                words = str(health.get(m, "")).split()
+                if len(words) < 2 or not words[1].removesuffix("w").isdigit() or int(words[1][:-1]) < 1:
+                    return False
+        return True
+
     async def wait_settled(self, timeout_s: float) -> bool:
-        """Until `groups_settled` (True), a child exits or `timeout_s` passes (False)."""
+        """Until `groups_settled` and `routers_see_workers` (True), a child exits or `timeout_s` passes (False)."""
         deadline = time.monotonic() + timeout_s
-        while not self.groups_settled():
+        while not (self.groups_settled() and self.routers_see_workers()):
             if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs.values()):
                 return False
             await asyncio.sleep(0.1)

@@ -21,7 +21,7 @@ from fleet.broker import BrokerError, EmbeddedBroker, embedded_broker, journal_d
 from fleet.kafka import connection_kwargs, ensure_topics, fleet_topics, group_progress, make_consumer
 from fleet.preparation import PreparationFailed, prepare_models
 from fleet.settings import WORKERS_ON_HOST_ENV, BrokerStorage, Settings
-from fleet.status import StatusReader, wait_for_workers
+from fleet.status import RECENT_REPORTS, StatusReader, wait_for_workers
 from fleet.supervisor import FleetProcesses
 from router.feeds import feed_health
 from router.views import HealthView
@@ -80,7 +80,7 @@ class StatusLine:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.status = StatusReader(settings, from_start=False)
+        self.status = StatusReader(settings, from_start=False, recent=RECENT_REPORTS)
         self.health = HealthView(settings, int(time.time() * 1000))
         self._last_intake: tuple[float, int] | None = None
 

@@ -18,7 +18,7 @@ from fleet.fetch import UNDECODABLE, Fetch
 from fleet.kafka import group_progress, make_consumer, with_retry
 from fleet.record_mac import Kind, record_mac
 from fleet.settings import Settings
-from fleet.status import StatusReader
+from fleet.status import RECENT_REPORTS, StatusReader
 from router.policies.overload import LoadTracker
 from router.views import HealthView
 
@@ -100,7 +100,7 @@ async def feed_health(settings: Settings, health: HealthView, stop: asyncio.Even
     topics = settings.kafka.topics
     codec = Codec()
     wait_ms = settings.latency.background_fetch_max_wait_ms
-    status = StatusReader(settings, from_start=False, fetch_max_wait_ms=wait_ms)
+    status = StatusReader(settings, from_start=False, recent=RECENT_REPORTS, fetch_max_wait_ms=wait_ms)
     outcomes = make_consumer(
         settings, topics.usage, topics.dlq, group_id=None, auto_offset_reset="latest", fetch_max_wait_ms=wait_ms
     )

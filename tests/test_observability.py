@@ -266,9 +266,10 @@ async def test_a_real_prometheus_scrapes_the_counts_sent(observed: ObservedFleet
         await until("prometheus' targets up", lambda: value("sum(up)") == 2.0, fleet)
         truth = f"sum({PREFIX}request_success_total)"
 
-        def settled() -> bool:  # Prometheus' latest sample equals what the worker says now
+        def settled() -> bool:  # Prometheus' latest samples equal what the worker and the router say now
             w = total(scrape(observed.worker_port), f"{PREFIX}request_success_total")
-            return value(truth) == w
+            r = total(scrape(observed.router_port), f"{PREFIX}router_forwarded_total")
+            return value(truth) == w and (value(f"sum({PREFIX}router_forwarded_total)") or 0.0) == r
 
         await until("prometheus caught up", settled, fleet)
         names = ["request_success_total", "time_to_first_token_seconds_count", "generation_tokens_total"]

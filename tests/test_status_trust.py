@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from contracts import Codec, Error, ErrorCode
 from contracts.messages import WorkerStatus
 from fleet import status as status_mod
+from fleet.kafka import ensure_topics
 from fleet.settings import load_settings
 from fleet.status import StatusReader
 from tests.fixtures_kafka import FleetProcs, started, write_config
@@ -160,5 +161,45 @@ async def test_a_worker_whose_heartbeats_slowed_stays_live_for_a_few_of_its_own_
             assert "slowed" in live(2_500) and "leaping" not in live(2_500)  # the fixed window alone: dead
             assert "slowed" not in live(3 * reader.gap_ms["slowed"] + 100)
             assert "steady" not in live(reader.heard_ms["steady"] - slowed + 2_000)  # silent past the window
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.integration
+async def test_a_reader_from_now_replays_the_recent_reports_as_replayed(broker: str) -> None:
+    """A router that starts (or restarts) just after a worker's report knows the worker at once: its reader from now
+    also reads the `recent` last reports already on the topic, each counted from the earlier of its arrival and its
+    date, so a report dated two minutes ago is not fresh and one from before the last `recent` is not read at all.
+    A reader from now without `recent` sees none of them (the CI run that caught it: the router refused the first
+    request `overloaded`, having missed the only report sent before its reader was placed)."""
+    s = load_settings(None, env={"FLEET_KAFKA_BOOTSTRAP": broker, "FLEET_TOPIC_PREFIX": f"st{uuid.uuid4().hex[:6]}"})
+    await ensure_topics(s, {s.kafka.topics.status: 1})  # as the fleet creates it
+    producer = AIOKafkaProducer(bootstrap_servers=broker)
+    await producer.start()
+    try:
+        now = time.time() * 1000
+        await producer.send_and_wait(s.kafka.topics.status, heartbeat("too-early", "m", now))  # beyond `recent`
+        await producer.send_and_wait(s.kafka.topics.status, heartbeat("dead-long-ago", "m", now - 120_000))
+        for i in range(3):
+            await producer.send_and_wait(s.kafka.topics.status, heartbeat(f"live-{i}", "m", now))
+        async with (
+            StatusReader(s, from_start=False, recent=4) as recent,
+            StatusReader(s, from_start=False) as plain,
+        ):
+            deadline = time.monotonic() + 30
+            while "live-2" not in recent.latest:
+                await recent.poll(timeout_ms=200)
+                assert time.monotonic() < deadline
+            assert {st.worker_id for st in recent.fresh(5_000)} == {"live-0", "live-1", "live-2"}
+            assert "dead-long-ago" in recent.latest and "too-early" not in recent.latest
+            while "after" not in plain.latest:  # the plain reader is placed: it reads what is sent from now on
+                await producer.send_and_wait(s.kafka.topics.status, heartbeat("after", "m", time.time() * 1000))
+                await plain.poll(timeout_ms=300)
+                assert time.monotonic() < deadline
+            assert set(plain.latest) == {"after"}
+            while "after" not in recent.latest:  # and what arrives after placing counts from its arrival
+                await recent.poll(timeout_ms=200)
+                assert time.monotonic() < deadline
+            assert recent.heard_ms["after"] >= recent.heard_ms["live-0"]
     finally:
         await producer.stop()
