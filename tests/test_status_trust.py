@@ -21,7 +21,7 @@ from contracts import Codec, Error, ErrorCode
 from contracts.messages import WorkerStatus
 from fleet import status as status_mod
 from fleet.kafka import ensure_topics
-from fleet.settings import load_settings
+from fleet.settings import Settings, load_settings
 from fleet.status import StatusReader
 from tests.fixtures_kafka import FleetProcs, started, write_config
 from tests.kafka_helpers import RawPeer
@@ -31,6 +31,15 @@ def heartbeat(worker_id: str, model: str, ts_ms: float) -> bytes:
     return Codec().encode(
         WorkerStatus(worker_id=worker_id, model=model, ts_ms=int(ts_ms), running=0, waiting=0, capacity=64)
     )
+
+
+async def status_topic(broker: str) -> Settings:
+    """Settings with a fresh prefix whose status topic exists with one partition, as the fleet creates it (an
+    auto-created one can have several, and the probe that shows a reader from now is placed shows it for the probe's
+    partition only: a report on another was once missed, and the test waiting for it timed out)."""
+    s = load_settings(None, env={"FLEET_KAFKA_BOOTSTRAP": broker, "FLEET_TOPIC_PREFIX": f"st{uuid.uuid4().hex[:6]}"})
+    await ensure_topics(s, {s.kafka.topics.status: 1})
+    return s
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +95,7 @@ def ghost_reopened(log: str) -> bool:
 async def test_reports_count_from_arrival_and_far_future_ones_are_ignored(
     broker: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    s = load_settings(None, env={"FLEET_KAFKA_BOOTSTRAP": broker, "FLEET_TOPIC_PREFIX": f"st{uuid.uuid4().hex[:6]}"})
+    s = await status_topic(broker)
     monkeypatch.setattr(status_mod, "MAX_WORKERS", 50)
     producer = AIOKafkaProducer(bootstrap_servers=broker)
     await producer.start()
@@ -126,7 +135,7 @@ async def test_a_worker_whose_heartbeats_slowed_stays_live_for_a_few_of_its_own_
     sent 1 s apart, dated so): it stays live for three of its gaps after its last report, where the fixed window
     would have called it dead and opened its breaker. A gap counts as both clocks saw it, so a report dated ahead
     (forged) widens nothing, and a worker that kept its cadence and went silent is dead after the fixed window."""
-    s = load_settings(None, env={"FLEET_KAFKA_BOOTSTRAP": broker, "FLEET_TOPIC_PREFIX": f"st{uuid.uuid4().hex[:6]}"})
+    s = await status_topic(broker)
     producer = AIOKafkaProducer(bootstrap_servers=broker)
     await producer.start()
     try:
@@ -172,8 +181,7 @@ async def test_a_reader_from_now_replays_the_recent_reports_as_replayed(broker: 
     date, so a report dated two minutes ago is not fresh and one from before the last `recent` is not read at all.
     A reader from now without `recent` sees none of them (the CI run that caught it: the router refused the first
     request `overloaded`, having missed the only report sent before its reader was placed)."""
-    s = load_settings(None, env={"FLEET_KAFKA_BOOTSTRAP": broker, "FLEET_TOPIC_PREFIX": f"st{uuid.uuid4().hex[:6]}"})
-    await ensure_topics(s, {s.kafka.topics.status: 1})  # as the fleet creates it
+    s = await status_topic(broker)
     producer = AIOKafkaProducer(bootstrap_servers=broker)
     await producer.start()
     try:

@@ -137,8 +137,10 @@ class Account:
         return budget.check(self.state.ledger, self.limits, w.tokens, w.cost, now_ms)
 
     def reserve(self, request_id: str, w: WorstCase, expires_ms: int, now_ms: int) -> None:
-        budget.reserve(self.state.ledger, request_id, w.tokens, w.cost, expires_ms, now_ms)
+        settled = budget.reserve(self.state.ledger, request_id, w.tokens, w.cost, expires_ms, now_ms)
         self.dirty = True
+        if settled is not None:  # its usage was read first (a takeover deciding again what already ran)
+            self._give_back(settled, now_ms)
 
     # -- usage and time ------------------------------------------------------------------------------------
     def settle(
@@ -156,13 +158,19 @@ class Account:
         first = self.admitted(request_id)  # the reservation's first settlement (a late one finds it closed)
         settled = budget.settle(self.state.ledger, request_id, tokens, cost, ts_ms, now_ms)
         self.dirty = True
-        if settled is None:
-            return False  # no reservation of this account's: passed over
+        if settled is None:  # no reservation here yet: held, it settles the reservation when one is made
+            budget.hold_early(self.state.ledger, request_id, tokens, cost, now_ms)
+            return False
+        if first:
+            self._give_back(settled, now_ms)
+        return True
+
+    def _give_back(self, settled: tuple[budget.Reservation, int, float], now_ms: int) -> None:
+        """Tokens reserved and not used go back to the minute's rate (at a reservation's first settlement)."""
         r, charged, _ = settled
-        if first and self.tpm is not None:  # tokens reserved and not used go back to the minute's rate
+        if self.tpm is not None:
             self.state.tokens = self.state.tokens or self.tpm.new(now_ms)
             rate_limit.give_back(self.state.tokens, self.tpm, max(0, r.tokens - charged), now_ms)
-        return True
 
     def expire(self, now_ms: int) -> list[str]:
         gone = budget.expire(self.state.ledger, now_ms)

@@ -5,6 +5,12 @@ usage record settles it (`settle`: the reservation goes, the actual usage counts
 record settles is released once its request's deadline is well past (`expire`); a usage record that comes
 later still counts, so the books end exact either way. A request passes only if what is spent, plus what is
 reserved, plus its own worst case stays within every limit.
+
+A usage record can also come before the reservation it settles: a router that took a tenant over decides again
+the requests its predecessor forwarded but did not snapshot, and their usage records (the requests ran) are
+often read first. Such a record is held (`early`, bounded, for CLOSED_KEEP_MS) and settles the reservation when
+it is made, so the books do not keep a reservation no record will ever settle (a run that caught it: 24
+reservations left open after a takeover, the day's cost read 0 of 0.24 spent).
 """
 
 from __future__ import annotations
@@ -57,6 +63,15 @@ class Reservation(msgspec.Struct, array_like=True):
 # 1,000 entries of a 200-character id are about 250 KB at worst
 CLOSED_KEEP_MS = 600_000
 CLOSED_MAX = 1_000
+EARLY_MAX = 500  # usage records held for a reservation not made yet (about 120 KB at worst in the snapshot)
+
+
+class Early(msgspec.Struct, array_like=True):
+    """The usage of a request this ledger has not reserved yet (the runs' sum, if it ran twice)."""
+
+    tokens: int
+    cost: float
+    expires_ms: int
 
 
 class Ledger(msgspec.Struct):
@@ -65,6 +80,7 @@ class Ledger(msgspec.Struct):
     pending: dict[str, Reservation] = msgspec.field(default_factory=dict)  # by request id
     # settled or expired reservations: what is left of their worst case, until `expires_ms` (oldest first)
     closed: dict[str, Reservation] = msgspec.field(default_factory=dict)
+    early: dict[str, Early] = msgspec.field(default_factory=dict)  # usage read before its reservation, by id
 
     @classmethod
     def new(cls, now_ms: int) -> Ledger:
@@ -129,8 +145,36 @@ def check(ledger: Ledger, limits: Limits, tokens: int, cost: float, now_ms: int)
     return None
 
 
-def reserve(ledger: Ledger, request_id: str, tokens: int, cost: float, expires_ms: int, now_ms: int) -> None:
+def reserve(
+    ledger: Ledger, request_id: str, tokens: int, cost: float, expires_ms: int, now_ms: int
+) -> tuple[Reservation, int, float] | None:
+    """Reserve a request's worst case; a usage record held for it (`early`) settles it at once (returned as
+    `settle` returns it)."""
     ledger.pending[request_id] = Reservation(tokens, cost, day_key(now_ms), month_key(now_ms), expires_ms)
+    _prune_early(ledger, now_ms)
+    early = ledger.early.pop(request_id, None)
+    if early is None:
+        return None
+    return settle(ledger, request_id, early.tokens, early.cost, now_ms, now_ms)
+
+
+def hold_early(ledger: Ledger, request_id: str, tokens: int, cost: float, now_ms: int) -> None:
+    """Hold a usage record for a request with no reservation here (yet): `reserve` settles it."""
+    _prune_early(ledger, now_ms)
+    prev = ledger.early.pop(request_id, None)
+    if prev is not None:  # the request ran twice: both runs count, capped by the reservation when it comes
+        tokens, cost = min(tokens + prev.tokens, 1 << 53), cost + prev.cost
+    ledger.early[request_id] = Early(tokens, cost, now_ms + CLOSED_KEEP_MS)
+    while len(ledger.early) > EARLY_MAX:
+        del ledger.early[next(iter(ledger.early))]
+
+
+def _prune_early(ledger: Ledger, now_ms: int) -> None:
+    while ledger.early:
+        rid, e = next(iter(ledger.early.items()))
+        if e.expires_ms > now_ms:
+            return
+        del ledger.early[rid]
 
 
 def settle(
@@ -139,9 +183,10 @@ def settle(
     """A usage record for `request_id`, settled against the reservation this ledger made for it: the usage counts
     in the periods the reservation was made in, capped at what is left of its worst case (a record claiming more
     cannot charge more than the request could have cost). A record for a request this ledger never reserved is
-    not this ledger's to apply (None): a usage record is input like any other, and one naming another tenant's
-    request could otherwise lock that tenant out with an absurd charge. A late record, or the other run of a
-    request that ran twice, is charged against what is left of its closed reservation for CLOSED_KEEP_MS.
+    not this ledger's to apply now (None; the caller may `hold_early` it): a usage record is input like any other,
+    and one naming another tenant's request could otherwise lock that tenant out with an absurd charge. A late
+    record, or the other run of a request that ran twice, is charged against what is left of its closed
+    reservation for CLOSED_KEEP_MS.
     Returns (the reservation, the tokens and cost charged)."""
     roll(ledger, now_ms)
     _prune_closed(ledger, now_ms)

@@ -163,3 +163,48 @@ def test_closed_reservations_stay_bounded_so_the_snapshot_fits_a_record() -> Non
         T0 + budget.CLOSED_KEEP_MS,
         T0 + budget.CLOSED_KEEP_MS,
     )
+
+
+def test_usage_read_before_its_reservation_settles_it_when_it_is_made() -> None:
+    """A router that took a tenant over decides again what its predecessor forwarded without a snapshot; those
+    requests ran, and their usage records are often read before the new reservations exist. Each is held and
+    settles its reservation when it is made: none stays open for want of a record already read (a takeover in
+    the suite left 24 open, the day's cost at 0 of 0.24). Two runs of one request count together, never beyond
+    its worst case, and a held record that no reservation claims goes after CLOSED_KEEP_MS."""
+    acc = Account.new(tenant(daily_cost=1.0, tokens_per_min=6000), T0)
+    m = ModelSettings(name="m", path="p", price_per_1k_completion=1.0)
+    w = worst_case(Request(id="r", reply_to="x", prompt="hi", max_tokens=100), m, R)
+    assert not acc.settle(0, 0, "r", 30, 0.02, T0, T0)  # no reservation yet: held, not applied
+    assert not acc.settle(0, 1, "twice", 80, 0.08, T0, T0)
+    assert not acc.settle(0, 2, "twice", 80, 0.08, T0, T0)  # the other run of the same request
+    assert not acc.settle(0, 3, "never", 5, 0.5, T0, T0)
+    assert acc.state.ledger.day.cost == 0.0 and acc.dirty
+    acc.take_rate(w.tokens, T0)
+    acc.reserve("r", w, T0 + 10_000, T0 + 1)
+    acc.take_rate(w.tokens, T0)
+    acc.reserve("twice", w, T0 + 10_000, T0 + 1)
+    led = acc.state.ledger
+    assert not led.pending and set(led.early) == {"never"}
+    assert led.day.cost == pytest.approx(0.02 + w.cost)  # "twice": 0.16 used, capped at its worst case
+    assert led.day.tokens == 30 + w.tokens
+    # the minute's rate got back what "r" reserved and did not use ("twice" used all of it)
+    assert acc.state.tokens is not None
+    level = rate_limit.level(acc.state.tokens, Rate(100.0, 6000.0), T0 + 1)
+    assert level == pytest.approx(6000 - 2 * w.tokens + (w.tokens - 30), abs=1)
+    back = msgspec.msgpack.decode(msgspec.msgpack.encode(acc.state), type=TenantState)
+    assert back == acc.state  # what is held travels in the snapshot
+    acc.reserve("never", w, T0 + 10_000, T0 + budget.CLOSED_KEEP_MS + 2)  # held past its time: gone, not charged
+    assert "never" in led.pending and not led.early and led.day.cost == pytest.approx(0.02 + w.cost)
+
+
+def test_held_usage_stays_bounded_so_the_snapshot_fits_a_record() -> None:
+    acc = Account.new(tenant(daily_tokens=10**12), T0)
+    w = worst_case(Request(id="r", reply_to="x", prompt="hi", max_tokens=8), ModelSettings(name="m", path="p"), R)
+    for i in range(3 * budget.CLOSED_MAX):  # closed reservations at their bound
+        rid = f"c{i:0199d}"
+        acc.reserve(rid, w, T0 + 10_000, T0)
+        assert acc.settle(0, i, rid, 1, 0.0, T0, T0)
+    for i in range(3 * budget.EARLY_MAX):  # and records nobody reserved (forged, or another tenant's ids)
+        assert not acc.settle(1, i, f"e{i:0199d}", 1, 0.0, T0, T0)
+    assert len(acc.state.ledger.early) == budget.EARLY_MAX and f"e{0:0199d}" not in acc.state.ledger.early
+    assert len(msgspec.msgpack.encode(acc.state)) < 512 * 1024
