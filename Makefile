@@ -40,9 +40,10 @@ monitoring-tools:
 	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || echo "prometheus not installed: its tests will skip"
 
 # the whole suite on TEST_WORKERS pytest-xdist processes (tests/conftest.py keeps the tests that share a fleet
-# together and hands out the heaviest first). 0 (one process) by default: with 4 on this 2-core machine the model
-# loads starved each other (workers not ready in 180 s: 10 failures, 14 min, from a clean clone on 2026-12-07)
-TEST_WORKERS ?= 0
+# together and hands out the heaviest first). 2 by default, one per core of the 2-core development machine: most of
+# a serial run waits on processes and brokers (15 min 31 s, 43% of two cores busy); with 3 or 4 the model loads
+# starve each other (docs/testing.md has the runs)
+TEST_WORKERS ?= 2
 test: $(STAMP) clients monitoring-tools
 	$(VENV)/bin/lint-imports --no-cache  # the layers contract in pyproject.toml
 	$(PY) -m pytest -q -m "not gpu" --durations=25 -n $(TEST_WORKERS) --dist loadgroup
