@@ -9,7 +9,9 @@ bare aiokafka relay with the same commit discipline, on the same broker in the s
     (start-up and group join are not part of it)
 
 The two alternate, each repeat on fresh topics, and the goal (router >= 0.5x the relay) is judged on the
-median of the per-repeat ratios. Run `python -m benchmarks.router.throughput [--requests N --repeats R]`;
+median of the per-repeat ratios. `--baseline DIR` adds a third arm in each repeat: the router of another
+checkout (an earlier commit: `git worktree add DIR COMMIT`) on the same broker, so a change's cost is measured
+before and after in the same run. Run `python -m benchmarks.router.throughput [--requests N --repeats R]`;
 results go to benchmarks/results/router_<machine>_<date>_<commit>[_named].{json,md} (_named: --model m).
 """
 
@@ -24,6 +26,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
@@ -43,7 +46,7 @@ MODEL = "m"
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    kind: str  # "router" or "relay"
+    kind: str  # "router", "relay" or "baseline" (the router of another checkout)
     repeat: int
     requests: int
     seconds: float  # from 5% to 95% of the backlog on the model topic
@@ -130,22 +133,29 @@ async def forwarded_rate(settings: Settings, topic: str, n: int, timeout_s: floa
         await consumer.stop()
 
 
-async def run_router(bootstrap: str, n: int, repeat: int, logs: Path, partitions: int, model: str = "auto") -> Run:
-    prefix = f"rt-router-{repeat}-{uuid.uuid4().hex[:6]}"
+async def run_router(
+    bootstrap: str, n: int, repeat: int, logs: Path, partitions: int, model: str = "auto", tree: Path | None = None
+) -> Run:
+    """The router of this checkout, or of the checkout `tree` (its packages first on the path, not this one's)."""
+    kind = "router" if tree is None else "baseline"
+    prefix = f"rt-{kind}-{repeat}-{uuid.uuid4().hex[:6]}"
     config = router_config(logs / f"{prefix}.toml", prefix, partitions)
     procs = Procs(bootstrap, logs / prefix, config)
     settings = procs.settings
     await ensure_topics(settings, fleet_topics(settings))
     await fill(settings, model, n)  # "auto": every request is classified, as "auto" traffic is
-    procs.start_router()
+    # the other checkout's packages first on the child's path (and not this one's, the working directory)
+    procs.start_router(env=None if tree is None else {"PYTHONSAFEPATH": "1", "PYTHONPATH": str(tree)})
     try:
         secs = await forwarded_rate(settings, settings.kafka.topics.model(MODEL), n, 600, procs.check_alive)
     finally:
         await asyncio.to_thread(procs.stop_all)
-    return Run("router", repeat, n, round(secs, 3), round(0.9 * n / secs, 1))
+    return Run(kind, repeat, n, round(secs, 3), round(0.9 * n / secs, 1))
 
 
-async def run_relay(bootstrap: str, n: int, repeat: int, logs: Path, partitions: int, model: str = "") -> Run:
+async def run_relay(
+    bootstrap: str, n: int, repeat: int, logs: Path, partitions: int, model: str = "", tree: Path | None = None
+) -> Run:
     prefix = f"rt-relay-{repeat}-{uuid.uuid4().hex[:6]}"
     config = router_config(logs / f"{prefix}.toml", prefix, partitions)  # the same topics and client settings
     base = Procs(bootstrap, logs / prefix, config).settings
@@ -157,17 +167,22 @@ async def run_relay(bootstrap: str, n: int, repeat: int, logs: Path, partitions:
     return Run("relay", repeat, n, round(secs, 3), round(0.9 * n / secs, 1))
 
 
-async def measure(n: int, repeats: int, partitions: int, logs: Path, model: str = "auto") -> list[Run]:
+async def measure(
+    n: int, repeats: int, partitions: int, logs: Path, model: str = "auto", baseline: Path | None = None
+) -> list[Run]:
     from fleet.broker import EmbeddedBroker, free_port
 
     broker = EmbeddedBroker("127.0.0.1", free_port(), log_file=logs / "broker.log")
     await broker.start()
     runs: list[Run] = []
     try:
+        arms: list[tuple[Any, Path | None]] = [(run_relay, None), (run_router, None)]
+        if baseline is not None:
+            arms.append((run_router, baseline))
         for r in range(repeats):
-            order = (run_relay, run_router) if r % 2 == 0 else (run_router, run_relay)
-            for fn in order:
-                run = await fn(broker.bootstrap, n, r, logs, partitions, model)
+            order = arms[r % len(arms) :] + arms[: r % len(arms)]  # each arm goes first in turn
+            for fn, tree in order:
+                run = await fn(broker.bootstrap, n, r, logs, partitions, model, tree)
                 print(f"repeat {r} {run.kind}: {run.per_s:.0f} req/s ({run.seconds:.2f} s)", flush=True)
                 runs.append(run)
     finally:
@@ -176,12 +191,12 @@ async def measure(n: int, repeats: int, partitions: int, logs: Path, model: str 
 
 
 def summary(runs: list[Run]) -> dict[str, float]:
-    by = {k: [r for r in runs if r.kind == k] for k in ("router", "relay")}
+    by = {k: [r for r in runs if r.kind == k] for k in ("router", "relay", "baseline")}
     ratios = [
         rt.per_s / rl.per_s
         for rt, rl in zip(by["router"], by["relay"], strict=True)  # same repeat, side by side
     ]
-    return {
+    out = {
         "router_per_s_median": statistics.median(r.per_s for r in by["router"]),
         "relay_per_s_median": statistics.median(r.per_s for r in by["relay"]),
         "ratio_median": round(statistics.median(ratios), 3),
@@ -189,10 +204,19 @@ def summary(runs: list[Run]) -> dict[str, float]:
         "ratio_max": round(max(ratios), 3),
         "goal_ratio": GOAL_RATIO,
     }
+    if by["baseline"]:  # the same per-repeat medians for the other checkout's router
+        pairs = list(zip(by["router"], by["baseline"], by["relay"], strict=True))
+        out["baseline_per_s_median"] = statistics.median(b.per_s for b in by["baseline"])
+        out["baseline_ratio_median"] = round(statistics.median(b.per_s / rl.per_s for _, b, rl in pairs), 3)
+        out["router_vs_baseline_median"] = round(statistics.median(rt.per_s / b.per_s for rt, b, _ in pairs), 3)
+    return out
 
 
-def markdown(meta: dict[str, object], runs: list[Run], s: dict[str, float], model: str = "auto") -> str:
+def markdown(
+    meta: dict[str, object], runs: list[Run], s: dict[str, float], model: str = "auto", baseline: str = ""
+) -> str:
     traffic = 'model "auto" (every request classified)' if model == "auto" else f'the named model "{model}"'
+    base = "baseline_per_s_median" in s
 
     lines = [
         "# Router throughput against a bare relay",
@@ -200,19 +224,29 @@ def markdown(meta: dict[str, object], runs: list[Run], s: dict[str, float], mode
         f"Machine: {meta['machine_detail']}; commit {meta['commit']}; {meta['date']}.",
         f"Backlog of {runs[0].requests} valid requests for {traffic}; rate between 5% and 95% of it.",
         "",
-        "| repeat | router req/s | relay req/s | ratio |",
-        "| ---: | ---: | ---: | ---: |",
+        "| repeat | router req/s | relay req/s | ratio |" + (" baseline req/s | baseline ratio |" if base else ""),
+        "| ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if base else ""),
     ]
     for r in sorted({run.repeat for run in runs}):
         rt = next(x for x in runs if x.repeat == r and x.kind == "router")
         rl = next(x for x in runs if x.repeat == r and x.kind == "relay")
-        lines.append(f"| {r} | {rt.per_s:.0f} | {rl.per_s:.0f} | {rt.per_s / rl.per_s:.2f}x |")
+        row = f"| {r} | {rt.per_s:.0f} | {rl.per_s:.0f} | {rt.per_s / rl.per_s:.2f}x |"
+        if base:
+            b = next(x for x in runs if x.repeat == r and x.kind == "baseline")
+            row += f" {b.per_s:.0f} | {b.per_s / rl.per_s:.2f}x |"
+        lines.append(row)
     verdict = "met" if s["ratio_median"] >= GOAL_RATIO else "NOT met"
     lines += [
         "",
         f"Median: router {s['router_per_s_median']:.0f} req/s, relay {s['relay_per_s_median']:.0f} req/s, "
         f"ratio {s['ratio_median']:.2f}x (goal >= {GOAL_RATIO}x: {verdict}).",
     ]
+    if base:
+        lines.append(
+            f"Baseline (the router of {baseline}): {s['baseline_per_s_median']:.0f} req/s, ratio "
+            f"{s['baseline_ratio_median']:.2f}x; this router against it, per repeat: "
+            f"{s['router_vs_baseline_median']:.2f}x (median)."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -224,9 +258,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=RESULTS_DIR)
     ap.add_argument("--machine", default=None)
     ap.add_argument("--model", default="auto", help=f'"auto" (classified) or "{MODEL}" (named: no classifier)')
+    ap.add_argument(
+        "--baseline", type=Path, default=None, help="a checkout of another commit: its router, as a third arm"
+    )
     args = ap.parse_args(argv)
     logs = Path(tempfile.mkdtemp(prefix="router-throughput-"))
-    runs = asyncio.run(measure(args.requests, args.repeats, args.partitions, logs, args.model))
+    baseline = args.baseline.resolve() if args.baseline is not None else None  # the child runs elsewhere
+    runs = asyncio.run(measure(args.requests, args.repeats, args.partitions, logs, args.model, baseline))
+    base = ""
+    if args.baseline is not None:
+        import subprocess
+
+        head = subprocess.run(["git", "-C", str(args.baseline), "rev-parse", "--short", "HEAD"], capture_output=True)
+        base = f"commit {head.stdout.decode().strip() or '?'} ({args.baseline})"
     run = collect_meta(machine=args.machine, simulated=False)
     meta = asdict(run)
     s = summary(runs)
@@ -234,8 +278,8 @@ def main(argv: list[str] | None = None) -> None:
     result_path("router", run, "json", tag=tag, out_dir=args.out).write_text(
         json.dumps({"meta": meta, "model": args.model, "runs": [asdict(r) for r in runs], "summary": s}, indent=1)
     )
-    result_path("router", run, "md", tag=tag, out_dir=args.out).write_text(markdown(meta, runs, s, args.model))
-    print(markdown(meta, runs, s, args.model))
+    result_path("router", run, "md", tag=tag, out_dir=args.out).write_text(markdown(meta, runs, s, args.model, base))
+    print(markdown(meta, runs, s, args.model, base))
 
 
 if __name__ == "__main__":
