@@ -43,7 +43,7 @@ monitoring-tools:
 # together and hands out the heaviest first). 2 by default, one per core of the 2-core development machine: most of
 # a serial run waits on processes and brokers (15 min 31 s, 43% of two cores busy); with 3 or 4 the model loads
 # starve each other (docs/testing.md has the runs)
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 test: $(STAMP) clients monitoring-tools
 	$(VENV)/bin/lint-imports --no-cache  # the layers contract in pyproject.toml
 	$(PY) -m pytest -q -m "not gpu" --durations=25 -n $(TEST_WORKERS) --dist loadgroup
