@@ -197,8 +197,13 @@ async def up(
         if ports:
             where = ", ".join(f"{n} :{e['FLEET_METRICS_PORT']}" for n, e in ports.items())
             console.print(f"[green]metrics[/] /metrics, /livez, /readyz on {where}")
+        # reports heard lately only: a journaled broker keeps the last run's, and a worker that reported hours ago
+        # is not ready now (a smoke request sent on those waited 20 s for workers still loading)
+        fresh_ms = 3 * settings.latency.status_interval_ms + 1000
         which, result = await first(
-            wait_for_workers(settings, settings.model_names, worker_timeout_s), stop.wait(), procs.died()
+            wait_for_workers(settings, settings.model_names, worker_timeout_s, within_ms=fresh_ms),
+            stop.wait(),
+            procs.died(),
         )
         if which == 1:
             return 130
@@ -218,6 +223,15 @@ async def up(
                 f"KV cache up to {st.kv_budget_bytes / 2**20:.1f} MiB ({st.kv_cache_bytes / 2**20:.1f} now), "
                 f"capacity {st.capacity}"
             )
+        # and the groups joined and the router has heard them: a request sent now waits for no join
+        which, settled = await first(procs.wait_settled(worker_timeout_s), stop.wait(), procs.died())
+        if which == 1:
+            return 130
+        if which == 2:
+            console.print(f"[red]{settled} exited during start-up; see {logs_dir / (str(settled) + '.log')}[/]")
+            return 1
+        if not settled:
+            console.print(f"[yellow]consumer groups not settled within {worker_timeout_s:.0f}s: requests may wait[/]")
         if smoke:
             await smoke_request(settings)
         print_howto(settings)
