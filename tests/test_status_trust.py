@@ -22,7 +22,7 @@ from contracts.messages import WorkerStatus
 from fleet import status as status_mod
 from fleet.kafka import ensure_topics
 from fleet.settings import Settings, load_settings
-from fleet.status import StatusReader
+from fleet.status import StatusReader, wait_for_workers
 from tests.fixtures_kafka import FleetProcs, started, write_config
 from tests.kafka_helpers import RawPeer
 
@@ -211,3 +211,19 @@ async def test_a_reader_from_now_replays_the_recent_reports_as_replayed(broker: 
             assert recent.heard_ms["after"] >= recent.heard_ms["live-0"]
     finally:
         await producer.stop()
+
+
+@pytest.mark.integration
+async def test_a_last_runs_reports_do_not_make_workers_ready_now(broker: str) -> None:
+    """A journaled broker keeps the last run's status reports: `fleet up` waits for reports heard lately
+    (`within_ms`), so a worker that reported minutes ago is not ready now (it sent its smoke request at once on
+    those, and the first token took 20 s while the workers still loaded). Replayed, a report counts from its date."""
+    s = await status_topic(broker)
+    producer = AIOKafkaProducer(bootstrap_servers=broker)
+    await producer.start()
+    try:
+        await producer.send_and_wait(s.kafka.topics.status, heartbeat("last-run", "m", time.time() * 1000 - 600_000))
+    finally:
+        await producer.stop()
+    assert "m" in await wait_for_workers(s, ["m"], timeout_s=10)  # any report ever: the old behaviour
+    assert await wait_for_workers(s, ["m"], timeout_s=2, within_ms=4_000) == {}
