@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from fleet.metrics import Beat, MetricsServer, Probes, new_registry, serve
@@ -66,6 +66,8 @@ class RouterState:
     accounts: dict[str, Any]  # tenant -> Account, the tenants whose counters this router owns
     last_beat_s: float | None  # monotonic time the consume loop last turned (None: not yet)
     models: list[str] = field(default_factory=list)
+    forwards: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> tier ("": named) -> forwards
+    classify: tuple[list[tuple[str, int]], float] | None = None  # cumulative buckets, sum (None: no classifier)
 
 
 def read_router(service: Any) -> RouterState:
@@ -81,6 +83,8 @@ def read_router(service: Any) -> RouterState:
             if attempt == 2:
                 raise
     last = getattr(service, "_last_beat", 0.0)
+    timings = next((st.classify_seconds for st in service.pipeline.stages if st.name == "resolve_model"), None)
+    classify = (timings.cumulative(), timings.total) if timings is not None and timings.n else None
     return RouterState(
         counts=counts,
         verdicts=dict(stats.verdicts),
@@ -92,6 +96,8 @@ def read_router(service: Any) -> RouterState:
         accounts=dict(views.accounts.accounts),
         last_beat_s=last or None,
         models=list(service.settings.model_names),
+        forwards={m: dict(tiers) for m, tiers in dict(stats.forwards).items()},
+        classify=classify,
     )
 
 
@@ -143,6 +149,22 @@ class RouterCollector(Collector):
             stage, _, code = key.partition(".")
             verdicts.add_metric([stage, code], n)
         yield verdicts
+        forwards = CounterMetricFamily(
+            p + "router_forwards",
+            'Requests forwarded, by model and tier (tier "": the request named its model).',
+            labels=["model_name", "tier"],
+        )
+        for model, tiers in sorted(s.forwards.items()):
+            for tier, n in sorted(tiers.items()):
+                forwards.add_metric([model, tier], n)
+        yield forwards
+        if s.classify is not None:
+            buckets, total = s.classify
+            h = HistogramMetricFamily(
+                p + "router_classification_seconds", 'Time to classify an "auto" request (complexity score, tier).'
+            )
+            h.add_metric([], buckets, total)
+            yield h
         degraded = CounterMetricFamily(p + "router_degraded_answers", "Degraded answers (every model down).")
         degraded.add_metric([], s.verdicts.get("fallback.answer", 0))
         yield degraded
@@ -213,6 +235,7 @@ class RouterCollector(Collector):
         """Counters of the tenants this router owns (their rate limits and budgets): spend this UTC day and
         month, against the budget; the other routers export their own tenants (take `max by (tenant)`)."""
         p = self._prefix
+
         def gauge(name: str, doc: str, *labels: str) -> GaugeMetricFamily:
             return GaugeMetricFamily(p + name, doc, labels=list(labels))
 

@@ -61,6 +61,7 @@ class RouterStats:
     cancels: int = 0  # tenants' cancels relayed from the intake to the control topic
     undecodable: int = 0  # intake batches nothing could decode: copied raw to the DLQ and stepped past
     verdicts: dict[str, int] = field(default_factory=dict)  # "<stage>.<code>": every verdict of the pipeline
+    forwards: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> tier ("": named) -> forwards
 
     def verdict(self, stage: str, outcome: Outcome) -> None:
         key = f"{stage}.{verdict_code(outcome)}"
@@ -72,6 +73,8 @@ class RouterStats:
         became); None: it reached its outcome in an earlier try. A held request is counted when released."""
         if isinstance(decision, Forward):
             self.forwarded += 1
+            tiers = self.forwards.setdefault(decision.model, {})
+            tiers[decision.tier or ""] = tiers.get(decision.tier or "", 0) + 1
         elif isinstance(decision, Reject):
             if decision.code is ErrorCode.OVERLOADED:
                 self.overloaded += 1

@@ -5,6 +5,8 @@ missing or broken artifact or a bad tier fails the router's start, not its reque
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 import structlog
 
@@ -12,6 +14,7 @@ from contracts.messages import ErrorCode
 from fleet.settings import RouterSettings, Settings, TenantSettings
 from router.policies.classify import Classifier, Tier
 from router.policies.tenants import Tenants
+from router.policies.timing import Timings
 from router.stages.base import Context, Continue, Reject, Verdict
 
 log = structlog.get_logger(__name__)
@@ -23,6 +26,7 @@ class ResolveModel:
     def __init__(self, settings: Settings, tenants: Tenants | None = None) -> None:
         self._tenants = tenants
         self._models = set(settings.model_names)
+        self.classify_seconds = Timings()  # what classifying an "auto" request took (a scrape reads it)
         r = settings.router
         self._classifier: Classifier | None = None
         self._tier_list: list[Tier] = []
@@ -45,7 +49,9 @@ class ResolveModel:
         score: float | None = None
         signals: tuple[str, ...] = ()
         if req.model == "auto" and self._classifier is not None:
+            t0 = time.perf_counter()
             d = self._classifier.decide(req, self._tiers_for(ctx.tenant))
+            self.classify_seconds.observe(time.perf_counter() - t0)
             model, tier_name, score, signals = d.tier.model, d.tier.name, d.score, d.signals
         elif req.model in self._models:
             model = req.model

@@ -144,3 +144,36 @@ def test_readiness_waits_for_the_loop_and_the_load_view() -> None:
     assert ok and body["breakers"] == {"a": "closed", "b": "closed"}
     svc._last_beat = time.monotonic() - svc.settings.metrics.live_max_age_s - 1  # a loop that stopped turning
     assert probes.live()[0] is False and probes.ready()[0] is False
+
+
+def test_forwards_by_model_and_tier_and_the_classification_time() -> None:
+    """Issue 25: forwards by model and tier (tier "" where the request named its model), and a histogram of the
+    time "auto" requests took to classify, one observation each (named and tier-named requests are not
+    classified)."""
+    svc = RouterService(settings())
+    svc.views.accounts.accounts["acme"] = Account.new(svc.settings.tenants[0], int(time.time() * 1000))
+    registry = collector_for(svc)
+    assert f"{PREFIX}router_classification_seconds_count" not in scrape(registry)  # nothing classified yet
+    reply = "llm.replies.acme.x"
+    bodies = [{"model": "a"}, {"model": "simple"}, {"model": "complex"}, *({"model": "auto"} for _ in range(4))]
+    for i, b in enumerate(bodies):
+        plan(svc, i, {"id": f"r{i}", "reply_to": reply, "prompt": "write a haiku", "max_tokens": 4, **b})
+    s = scrape(registry)
+    forwards = {(ls["model_name"], ls["tier"]): v for ls, v in s[f"{PREFIX}router_forwards_total"]}
+    assert forwards[("a", "")] == 1 and forwards[("b", "complex")] >= 1
+    assert sum(forwards.values()) == len(bodies) == total(s, f"{PREFIX}router_forwarded_total")
+    assert sum(v for (_, tier), v in forwards.items() if tier) == 6  # the tier named, or the tier auto chose
+    name = f"{PREFIX}router_classification_seconds"
+    assert total(s, name + "_count") == 4 and total(s, name + "_sum") > 0
+    buckets = sorted((float(ls["le"]), v) for ls, v in s[name + "_bucket"])
+    assert buckets[-1] == (float("inf"), 4) and all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:]))
+
+
+def test_timings_count_a_value_on_a_bound_at_or_below_it() -> None:
+    from router.policies.timing import Timings
+
+    t = Timings(bounds=(0.001, 0.01))
+    for v in (0.0005, 0.001, 0.002, 0.5):
+        t.observe(v)
+    assert t.cumulative() == [("0.001", 2), ("0.01", 3), ("+Inf", 4)] and t.n == 4
+    assert abs(t.total - 0.5035) < 1e-12
