@@ -4,6 +4,7 @@ exposition and parser as a scrape would."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -166,7 +167,7 @@ def test_forwards_by_model_and_tier_and_the_classification_time() -> None:
     name = f"{PREFIX}router_classification_seconds"
     assert total(s, name + "_count") == 4 and total(s, name + "_sum") > 0
     buckets = sorted((float(ls["le"]), v) for ls, v in s[name + "_bucket"])
-    assert buckets[-1] == (float("inf"), 4) and all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:]))
+    assert buckets[-1] == (float("inf"), 4) and all(a[1] <= b[1] for a, b in itertools.pairwise(buckets))
 
 
 def test_timings_count_a_value_on_a_bound_at_or_below_it() -> None:
