@@ -67,7 +67,7 @@ class RouterState:
     last_beat_s: float | None  # monotonic time the consume loop last turned (None: not yet)
     models: list[str] = field(default_factory=list)
     forwards: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> tier ("": named) -> forwards
-    classify: tuple[list[tuple[str, int]], float] | None = None  # cumulative buckets, sum (None: no classifier)
+    classify: tuple[list[tuple[str, int]], float] | None = None  # cumulative buckets, sum (None: no stage)
 
 
 def read_router(service: Any) -> RouterState:
@@ -84,7 +84,7 @@ def read_router(service: Any) -> RouterState:
                 raise
     last = getattr(service, "_last_beat", 0.0)
     timings = next((st.classify_seconds for st in service.pipeline.stages if st.name == "resolve_model"), None)
-    classify = (timings.cumulative(), timings.total) if timings is not None and timings.n else None
+    classify = (timings.cumulative(), timings.total) if timings is not None else None
     return RouterState(
         counts=counts,
         verdicts=dict(stats.verdicts),

@@ -154,7 +154,7 @@ def test_forwards_by_model_and_tier_and_the_classification_time() -> None:
     svc = RouterService(settings())
     svc.views.accounts.accounts["acme"] = Account.new(svc.settings.tenants[0], int(time.time() * 1000))
     registry = collector_for(svc)
-    assert f"{PREFIX}router_classification_seconds_count" not in scrape(registry)  # nothing classified yet
+    assert total(scrape(registry), f"{PREFIX}router_classification_seconds_count") == 0  # exported, nothing yet
     reply = "llm.replies.acme.x"
     bodies = [{"model": "a"}, {"model": "simple"}, {"model": "complex"}, *({"model": "auto"} for _ in range(4))]
     for i, b in enumerate(bodies):
