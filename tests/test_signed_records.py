@@ -6,6 +6,7 @@ router are served as before, their usage signed and settled."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -13,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from contracts import Codec, Done, Error, ErrorCode
+from contracts import Chunk, Codec, Done, Error, ErrorCode
 from contracts.messages import UsageRecord
 from fleet.tenants import mint_key
 from tests.fixtures_kafka import FleetProcs, started, write_config
@@ -67,9 +68,16 @@ async def test_a_forged_usage_record_cannot_free_a_reservation(signed_fleet: Fle
     reply = f"{s.kafka.topic_prefix}.replies.acme.budget-{uuid.uuid4().hex[:4]}"
     headers = [("content-type", b"application/json"), ("fleet-api-key", KEY.encode())]
     async with RawPeer(s, reply) as peer:
-        first = f"long-{uuid.uuid4().hex[:6]}"  # 200 tokens at 25/s: 8 s, holding its 250-token reservation
-        await peer.send(request(first, reply, max_tokens=200), headers=headers)
-        await peer.wait_for(lambda e: getattr(e, "id", None) == first, "the first chunk of the long request")
+        deadline = time.monotonic() + 30
+        while True:  # an earlier test's reservation may not be settled yet (it was: 53 of 300 tokens still held)
+            first = f"long-{uuid.uuid4().hex[:6]}"  # 200 tokens at 25/s: 8 s, holding its 250-token reservation
+            await peer.send(request(first, reply, max_tokens=200), headers=headers)
+            ev = await peer.wait_for(lambda e, rid=first: getattr(e, "id", None) == rid, "the long request's answer")
+            if isinstance(ev, Chunk):
+                break
+            assert isinstance(ev, Error) and ev.code is ErrorCode.BUDGET_EXCEEDED, ev
+            assert time.monotonic() < deadline, "the earlier tests' reservations were never settled"
+            await asyncio.sleep(0.2)
         forged = UsageRecord(
             id=first, model="sim", tenant="acme", prompt_tokens=0, completion_tokens=0, cost=0.0,
             ts_ms=int(time.time() * 1000), finish="stop",
