@@ -40,9 +40,9 @@ monitoring-tools:
 	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || echo "prometheus not installed: its tests will skip"
 
 # the whole suite on TEST_WORKERS pytest-xdist processes (tests/conftest.py keeps the tests that share a fleet
-# together and hands out the heaviest first). 2 by default, one per core of the 2-core development machine: most of
-# a serial run waits on processes and brokers (15 min 31 s, 43% of two cores busy); with 3 or 4 the model loads
-# starve each other (docs/testing.md has the runs)
+# together and hands out the heaviest first). 3 by default on the 2-core development machine: most of a serial run
+# waits on processes and brokers (15 min 31 s, 43% of two cores busy); 4, on a machine shared with other jobs,
+# starved the model loads (docs/testing.md has the runs)
 TEST_WORKERS ?= 3
 test: $(STAMP) clients monitoring-tools
 	$(VENV)/bin/lint-imports --no-cache  # the layers contract in pyproject.toml

@@ -153,13 +153,12 @@ class FleetProcesses:
         for name, p in self.procs.items():
             if p.poll() is not None:
                 continue
-            args = [str(a) for a in p.args]  # type: ignore[union-attr]
-            if "worker" in args and "--model" in args:
+            if (model := _worker_model(p)) is not None:
                 events = self.assignments(name)
                 if not events or events[-1][0] != "worker.assigned":
                     return False  # not joined yet, or revoked and not yet given its new share
-                workers.setdefault(args[args.index("--model") + 1], Counter()).update(events[-1][1])
-            elif "router" in args:
+                workers.setdefault(model, Counter()).update(events[-1][1])
+            elif "router" in [str(a) for a in p.args]:  # type: ignore[union-attr]
                 events = self.assignments(name)
                 if not events:
                     return False
@@ -174,24 +173,18 @@ class FleetProcesses:
 
     def routers_see_workers(self) -> bool:
         """Whether every running router has heard a live worker of each model that has a running worker, as its
-        health file says (`<state> <live>w <failures>/<outcomes>` per model): a request sent then is not refused
-        for want of one it has not read yet."""
-        models = set()
-        for p in self.procs.values():
-            args = [str(a) for a in p.args]  # type: ignore[union-attr]
-            if p.poll() is None and "worker" in args and "--model" in args:
-                models.add(args[args.index("--model") + 1])
+        health file says (`live`: model -> live workers): a request sent then is not refused for want of one it
+        has not read yet."""
+        models = {m for p in self.procs.values() if p.poll() is None and (m := _worker_model(p)) is not None}
         for name, path in self.health_files.items():
             if self.procs[name].poll() is not None:
                 continue
             try:
-                health = json.loads(path.read_text()).get("health") or {}
-            except (OSError, ValueError):
+                live = json.loads(path.read_text()).get("live") or {}
+            except (OSError, ValueError, AttributeError):
                 return False  # not written yet (or a router not yet started)
-            for m in models:
-                words = str(health.get(m, "")).split()
-                if len(words) < 2 or not words[1].removesuffix("w").isdigit() or int(words[1][:-1]) < 1:
-                    return False
+            if not isinstance(live, dict) or any(not isinstance(live.get(m), int) or live[m] < 1 for m in models):
+                return False
         return True
 
     async def wait_settled(self, timeout_s: float) -> bool:
@@ -230,3 +223,11 @@ class FleetProcesses:
                 log.warning("supervisor.kill", process=name, grace_s=grace_s)
                 p.kill()
                 p.wait()
+
+
+def _worker_model(p: subprocess.Popen[bytes]) -> str | None:
+    """The model a child runs, if it is a worker (`... worker --model M`)."""
+    args = [str(a) for a in p.args]  # type: ignore[union-attr]
+    if "worker" in args and "--model" in args and args.index("--model") + 1 < len(args):
+        return args[args.index("--model") + 1]
+    return None

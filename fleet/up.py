@@ -17,6 +17,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 
+from contracts.messages import WorkerStatus
 from fleet.broker import BrokerError, EmbeddedBroker, embedded_broker, journal_dir
 from fleet.kafka import connection_kwargs, ensure_topics, fleet_topics, group_progress, make_consumer
 from fleet.preparation import PreparationFailed, prepare_models
@@ -198,38 +199,33 @@ async def up(
             where = ", ".join(f"{n} :{e['FLEET_METRICS_PORT']}" for n, e in ports.items())
             console.print(f"[green]metrics[/] /metrics, /livez, /readyz on {where}")
         # reports heard lately only: a journaled broker keeps the last run's, and a worker that reported hours ago
-        # is not ready now (a smoke request sent on those waited 20 s for workers still loading)
+        # is not ready now (a smoke request sent on those waited 20 s for workers still loading); then the groups
+        # joined and the router has heard the workers, so the first request waits for no join
         fresh_ms = 3 * settings.latency.status_interval_ms + 1000
-        which, result = await first(
-            wait_for_workers(settings, settings.model_names, worker_timeout_s, within_ms=fresh_ms),
-            stop.wait(),
-            procs.died(),
-        )
+
+        async def ready() -> tuple[dict[str, WorkerStatus], bool]:
+            seen = await wait_for_workers(settings, settings.model_names, worker_timeout_s, within_ms=fresh_ms)
+            return seen, set(seen) == set(settings.model_names) and await procs.wait_settled(worker_timeout_s)
+
+        which, result = await first(ready(), stop.wait(), procs.died())
         if which == 1:
             return 130
         if which == 2:
             console.print(f"[red]{result} exited during start-up; see {logs_dir / (result + '.log')}[/]")
             return 1
-        ready = result
-        missing = set(settings.model_names) - set(ready)
+        reports, settled = result
+        missing = set(settings.model_names) - set(reports)
         if missing:
             console.print(
                 f"[red]workers for {sorted(missing)} did not report within {worker_timeout_s:.0f}s; see {logs_dir}[/]"
             )
             return 1
-        for st in ready.values():
+        for st in reports.values():
             console.print(
                 f"[green]worker[/] {st.model}: weights {st.weights_bytes / 2**20:.1f} MiB, "
                 f"KV cache up to {st.kv_budget_bytes / 2**20:.1f} MiB ({st.kv_cache_bytes / 2**20:.1f} now), "
                 f"capacity {st.capacity}"
             )
-        # and the groups joined and the router has heard them: a request sent now waits for no join
-        which, settled = await first(procs.wait_settled(worker_timeout_s), stop.wait(), procs.died())
-        if which == 1:
-            return 130
-        if which == 2:
-            console.print(f"[red]{settled} exited during start-up; see {logs_dir / (str(settled) + '.log')}[/]")
-            return 1
         if not settled:
             console.print(f"[yellow]consumer groups not settled within {worker_timeout_s:.0f}s: requests may wait[/]")
         if smoke:

@@ -73,8 +73,8 @@ class RouterStats:
         became); None: it reached its outcome in an earlier try. A held request is counted when released."""
         if isinstance(decision, Forward):
             self.forwarded += 1
-            tiers = self.forwards.setdefault(decision.model, {})
-            tiers[decision.tier or ""] = tiers.get(decision.tier or "", 0) + 1
+            tiers, tier = self.forwards.setdefault(decision.model, {}), decision.tier or ""
+            tiers[tier] = tiers.get(tier, 0) + 1
         elif isinstance(decision, Reject):
             if decision.code is ErrorCode.OVERLOADED:
                 self.overloaded += 1

@@ -174,4 +174,6 @@ class RouterService:
         now = time.monotonic()
         if now - self._last_beat >= self.settings.router.health_interval_ms / 1000:
             self._last_beat = now
-            beat(self.settings.health_file, ready=True, **self.counts, health=self.views.health.summary(_ms()))
+            health = self.views.health
+            live = {m: b.live_workers for m, b in health.breakers.items()}  # for the supervisor's readiness
+            beat(self.settings.health_file, ready=True, **self.counts, health=health.summary(_ms()), live=live)

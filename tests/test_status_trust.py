@@ -227,3 +227,33 @@ async def test_a_last_runs_reports_do_not_make_workers_ready_now(broker: str) ->
         await producer.stop()
     assert "m" in await wait_for_workers(s, ["m"], timeout_s=10)  # any report ever: the old behaviour
     assert await wait_for_workers(s, ["m"], timeout_s=2, within_ms=4_000) == {}
+
+
+@pytest.mark.integration
+async def test_a_reader_whose_placing_fails_places_on_a_later_poll(broker: str) -> None:
+    """The end-offset request that places a `recent` reader fails (the broker does not answer): the poll neither
+    raises nor skips the replay; the next poll places the partition and the reports already there are read."""
+    from aiokafka.errors import KafkaConnectionError
+
+    s = await status_topic(broker)
+    producer = AIOKafkaProducer(bootstrap_servers=broker)
+    await producer.start()
+    try:
+        await producer.send_and_wait(s.kafka.topics.status, heartbeat("before", "m", time.time() * 1000))
+    finally:
+        await producer.stop()
+    async with StatusReader(s, from_start=False, recent=8) as reader:
+        real, failures = reader._consumer.end_offsets, []
+
+        async def failing(partitions: list[object]) -> object:
+            if not failures:
+                failures.append(partitions)
+                raise KafkaConnectionError("broker gone")
+            return await real(partitions)  # type: ignore[arg-type]
+
+        reader._consumer.end_offsets = failing  # type: ignore[method-assign]
+        deadline = time.monotonic() + 30
+        while "before" not in reader.latest:
+            await reader.poll(timeout_ms=200)
+            assert time.monotonic() < deadline
+        assert failures and "before" in {st.worker_id for st in reader.fresh(5_000)}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import calendar
 import time
 from dataclasses import dataclass
+from typing import TypeVar
 
 import msgspec
 
@@ -72,6 +73,9 @@ class Early(msgspec.Struct, array_like=True):
     tokens: int
     cost: float
     expires_ms: int
+
+
+_Expiring = TypeVar("_Expiring", Reservation, Early)  # a ledger table's entries: each has its `expires_ms`
 
 
 class Ledger(msgspec.Struct):
@@ -151,7 +155,7 @@ def reserve(
     """Reserve a request's worst case; a usage record held for it (`early`) settles it at once (returned as
     `settle` returns it)."""
     ledger.pending[request_id] = Reservation(tokens, cost, day_key(now_ms), month_key(now_ms), expires_ms)
-    _prune_early(ledger, now_ms)
+    _prune(ledger.early, now_ms)
     early = ledger.early.pop(request_id, None)
     if early is None:
         return None
@@ -160,21 +164,11 @@ def reserve(
 
 def hold_early(ledger: Ledger, request_id: str, tokens: int, cost: float, now_ms: int) -> None:
     """Hold a usage record for a request with no reservation here (yet): `reserve` settles it."""
-    _prune_early(ledger, now_ms)
+    _prune(ledger.early, now_ms)
     prev = ledger.early.pop(request_id, None)
     if prev is not None:  # the request ran twice: both runs count, capped by the reservation when it comes
         tokens, cost = min(tokens + prev.tokens, 1 << 53), cost + prev.cost
-    ledger.early[request_id] = Early(tokens, cost, now_ms + CLOSED_KEEP_MS)
-    while len(ledger.early) > EARLY_MAX:
-        del ledger.early[next(iter(ledger.early))]
-
-
-def _prune_early(ledger: Ledger, now_ms: int) -> None:
-    while ledger.early:
-        rid, e = next(iter(ledger.early.items()))
-        if e.expires_ms > now_ms:
-            return
-        del ledger.early[rid]
+    _put_bounded(ledger.early, request_id, Early(tokens, cost, now_ms + CLOSED_KEEP_MS), EARLY_MAX)
 
 
 def settle(
@@ -189,7 +183,7 @@ def settle(
     reservation for CLOSED_KEEP_MS.
     Returns (the reservation, the tokens and cost charged)."""
     roll(ledger, now_ms)
-    _prune_closed(ledger, now_ms)
+    _prune(ledger.closed, now_ms)
     r = ledger.pending.pop(request_id, None) or ledger.closed.pop(request_id, None)
     if r is None:
         return None
@@ -205,17 +199,23 @@ def settle(
 
 
 def _close(ledger: Ledger, request_id: str, left: Reservation) -> None:
-    ledger.closed[request_id] = left
-    while len(ledger.closed) > CLOSED_MAX:
-        del ledger.closed[next(iter(ledger.closed))]
+    _put_bounded(ledger.closed, request_id, left, CLOSED_MAX)
 
 
-def _prune_closed(ledger: Ledger, now_ms: int) -> None:
-    while ledger.closed:
-        rid, r = next(iter(ledger.closed.items()))
-        if r.expires_ms > now_ms:
+def _put_bounded(table: dict[str, _Expiring], key: str, value: _Expiring, most: int) -> None:
+    """Add `key` as the newest entry of `table` (oldest first), dropping the oldest beyond `most`."""
+    table[key] = value
+    while len(table) > most:
+        del table[next(iter(table))]
+
+
+def _prune(table: dict[str, _Expiring], now_ms: int) -> None:
+    """Drop the entries of `table` (oldest first) whose time is up."""
+    while table:
+        key, entry = next(iter(table.items()))
+        if entry.expires_ms > now_ms:
             return
-        del ledger.closed[rid]
+        del table[key]
 
 
 def expire(ledger: Ledger, now_ms: int) -> list[str]:
@@ -224,5 +224,5 @@ def expire(ledger: Ledger, now_ms: int) -> list[str]:
     for rid in gone:
         r = ledger.pending.pop(rid)
         _close(ledger, rid, Reservation(r.tokens, r.cost, r.day, r.month, now_ms + CLOSED_KEEP_MS))
-    _prune_closed(ledger, now_ms)
+    _prune(ledger.closed, now_ms)
     return gone
